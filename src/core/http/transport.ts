@@ -1,0 +1,57 @@
+// The injected HTTP contract. Core code never imports a fetch implementation: the caller passes
+// one (globalThis.fetch in a Worker or Node, a fake in tests) and, in the browser, a URL rewrite
+// that routes every request through the CORS proxy.
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface Transport {
+  fetch: FetchLike;
+  /** Maps an absolute upstream URL to the URL actually fetched (e.g. through a proxy). */
+  rewrite?: (url: string) => string;
+}
+
+/**
+ * Route shape of longshore's CORS proxy: `SCHEME://HOST[:PORT]/PATH?QUERY` becomes
+ * `<base>/proxy/HOST[:PORT]/PATH?QUERY`. The proxy picks the upstream scheme from its config.
+ */
+export function proxyRewrite(base: string): (url: string) => string {
+  const prefix = `${base.replace(/\/+$/, '')}/proxy/`;
+  return (url) => {
+    const u = new URL(url);
+    return `${prefix}${u.host}${u.pathname}${u.search}`;
+  };
+}
+
+/** Read a body up to `limit` bytes; returns undefined past the limit (the rest is cancelled). */
+export async function readCapped(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | undefined> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > limit) {
+        await reader.cancel().catch(() => undefined);
+        return undefined;
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return concatBytes(chunks, total);
+}
+
+export function concatBytes(chunks: Uint8Array[], total = chunks.reduce((n, c) => n + c.byteLength, 0)): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}

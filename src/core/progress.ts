@@ -1,0 +1,18 @@
+// Progress events of a pull. Emitted per chunk by the core; whoever forwards them across a
+// boundary (the worker bridge) throttles.
+
+export type LayerState = 'waiting' | 'downloading' | 'cached' | 'done' | 'failed';
+
+export interface LayerPlan {
+  index: number;
+  digest: string;
+  mediaType: string;
+  size: number;
+  cached: boolean;
+}
+
+export type PullEvent =
+  | { type: 'resolving'; reference: string }
+  | { type: 'resolved'; reference: string; digest: string; mediaType: string; platform?: string }
+  | { type: 'plan'; layers: LayerPlan[]; totalBytes: number }
+  | { type: 'layer'; index: number; digest: string; state: LayerState; done: number; total: number };
