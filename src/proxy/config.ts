@@ -1,0 +1,420 @@
+// The proxy's configuration: an embedded default (the big public registries and their token
+// realms), a JSON file merged over it (LONGSHORE_CONFIG) and environment overrides, checked
+// once here so that policy.ts and handler.ts can trust what they get. Runtime-neutral: the only
+// node API (reading the file) is imported lazily, and only when no reader is injected.
+import { ErrorCode, LongshoreError } from '../core/errors.ts';
+import { classifyHost, isLoopbackHost } from './destination.ts';
+
+export type Scheme = 'http' | 'https';
+
+export interface RegistryEntry {
+  /** `hostname[:port]` as the client writes it after `/proxy/` (lower-case, default port dropped). */
+  host: string;
+  scheme: Scheme;
+}
+
+export interface ProxyConfig {
+  listen: { host: string; port: number };
+  registries: RegistryEntry[];
+  /** Registry host (or `docker.io`) → mirror origin (`http://127.0.0.1:5000`). */
+  mirrors: Record<string, string>;
+  /** Token realms as origin + path (`https://auth.docker.io/token`), no query. */
+  tokenRealms: string[];
+  /** Loopback/private upstreams: `auto` = only while listening on loopback. */
+  allowLoopback: boolean | 'auto';
+}
+
+/** What the browser client may know: `GET /config.json`. */
+export interface PublicConfig {
+  proxyPath: string;
+  /** Hosts reachable through the proxy: configured registries and mirror keys. */
+  registries: string[];
+}
+
+/** The URL path under which the proxy route lives: `/proxy/HOST[:PORT]/PATH?QUERY`. */
+export const PROXY_PATH = '/proxy';
+
+/**
+ * Known public registries and the token realms their WWW-Authenticate challenges name.
+ * registry.k8s.io and mcr.microsoft.com serve anonymously (no realm); registry.k8s.io answers
+ * with redirects to regional Artifact Registry / S3 hosts, which the handler follows itself.
+ * A realm not listed here is still reachable once an allowed registry has named it.
+ */
+export const DEFAULT_CONFIG: Readonly<ProxyConfig> = deepFreeze({
+  listen: { host: '127.0.0.1', port: 8080 },
+  registries: [
+    { host: 'registry-1.docker.io', scheme: 'https' },
+    { host: 'ghcr.io', scheme: 'https' },
+    { host: 'quay.io', scheme: 'https' },
+    { host: 'gcr.io', scheme: 'https' },
+    { host: 'registry.k8s.io', scheme: 'https' },
+    { host: 'mcr.microsoft.com', scheme: 'https' },
+    { host: 'public.ecr.aws', scheme: 'https' },
+  ],
+  mirrors: {},
+  tokenRealms: [
+    'https://auth.docker.io/token',
+    'https://ghcr.io/token',
+    'https://quay.io/v2/auth',
+    'https://gcr.io/v2/token',
+    'https://public.ecr.aws/token',
+  ],
+  allowLoopback: 'auto',
+} satisfies ProxyConfig);
+
+/** Docker Hub answers under several names; `docker.io` in a mirror key means all of them. */
+export const DOCKER_HUB_ALIASES: readonly string[] = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+/** The host that actually serves Docker Hub's distribution API. */
+export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
+
+export class ProxyConfigError extends LongshoreError {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(ErrorCode.InvalidArgument, `Invalid longshore proxy config:\n${problems.map((p) => `  - ${p}`).join('\n')}`, {
+      hint: 'See "Proxy configuration" in README.md for the accepted keys and forms.',
+      data: { problems: [...problems] },
+    });
+    this.name = 'ProxyConfigError';
+    this.problems = problems;
+  }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface LoadOptions {
+  /** Defaults to process.env. */
+  env?: Env;
+  /** Reads the LONGSHORE_CONFIG file; defaults to node:fs. */
+  readFile?: (path: string) => Promise<string>;
+}
+
+/** Default → file named by LONGSHORE_CONFIG → LONGSHORE_* variables; throws ProxyConfigError. */
+export async function loadConfig(options: LoadOptions = {}): Promise<ProxyConfig> {
+  const env = options.env ?? (globalThis as { process?: { env: Env } }).process?.env ?? {};
+  let raw: Record<string, unknown> = toRaw(DEFAULT_CONFIG);
+  const path = env['LONGSHORE_CONFIG'];
+  if (path) {
+    const read = options.readFile ?? (async (p: string) => (await import('node:fs/promises')).readFile(p, 'utf8'));
+    let text: string;
+    try {
+      text = await read(path);
+    } catch (err) {
+      throw new ProxyConfigError([`LONGSHORE_CONFIG: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`]);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseJsonc(text);
+    } catch (err) {
+      throw new ProxyConfigError([`LONGSHORE_CONFIG: ${path} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`]);
+    }
+    if (!isObject(parsed)) throw new ProxyConfigError([`LONGSHORE_CONFIG: ${path} must hold a JSON object`]);
+    raw = mergeRaw(raw, parsed);
+  }
+  const problems: string[] = [];
+  raw = applyEnv(raw, env, problems);
+  if (problems.length > 0) throw new ProxyConfigError(problems);
+  return parseConfig(raw, path ? path : 'config');
+}
+
+/**
+ * Checks and normalises a whole config object (all keys present, as after merging over the
+ * default). `source` prefixes the messages.
+ */
+export function parseConfig(input: unknown, source = 'config'): ProxyConfig {
+  const problems: string[] = [];
+  const at = (key: string) => `${source}: ${key}`;
+  if (!isObject(input)) throw new ProxyConfigError([`${source}: must be a JSON object`]);
+  for (const key of Object.keys(input)) {
+    if (!KNOWN_KEYS.includes(key) && !key.startsWith('$') && !key.startsWith('//')) {
+      problems.push(at(`unknown key "${key}" (known: ${KNOWN_KEYS.join(', ')})`));
+    }
+  }
+
+  const listen = { host: DEFAULT_CONFIG.listen.host, port: DEFAULT_CONFIG.listen.port };
+  const rawListen = input['listen'];
+  if (!isObject(rawListen)) {
+    problems.push(at('listen must be an object like {"host": "127.0.0.1", "port": 8080}'));
+  } else {
+    const host = rawListen['host'];
+    if (typeof host !== 'string' || !/^(\[[0-9a-f:.]+\]|[0-9a-f:.]*:[0-9a-f:.]*|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$/i.test(host)) {
+      problems.push(at(`listen.host must be a host name or IP address, got ${show(host)}`));
+    } else {
+      listen.host = host;
+    }
+    const port = rawListen['port'];
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      problems.push(at(`listen.port must be an integer from 0 to 65535, got ${show(port)}`));
+    } else {
+      listen.port = port;
+    }
+  }
+
+  let allowLoopback: ProxyConfig['allowLoopback'] = 'auto';
+  const rawAllow = input['allowLoopback'];
+  if (rawAllow === true || rawAllow === false || rawAllow === 'auto') allowLoopback = rawAllow;
+  else problems.push(at(`allowLoopback must be true, false or "auto", got ${show(rawAllow)}`));
+
+  const registries: RegistryEntry[] = [];
+  const rawRegistries = input['registries'];
+  if (!Array.isArray(rawRegistries)) {
+    problems.push(at('registries must be an array of {"host": "…", "scheme": "https"} entries'));
+  } else {
+    rawRegistries.forEach((entry: unknown, i) => {
+      const parsed = parseRegistryEntry(entry, (msg) => problems.push(at(`registries[${i}]: ${msg}`)));
+      if (!parsed) return;
+      const existing = registries.findIndex((r) => r.host === parsed.host);
+      if (existing >= 0) registries[existing] = parsed;
+      else registries.push(parsed);
+    });
+  }
+
+  const mirrors: Record<string, string> = {};
+  const rawMirrors = input['mirrors'];
+  if (!isObject(rawMirrors)) {
+    problems.push(at('mirrors must be an object like {"docker.io": "http://127.0.0.1:5000"}'));
+  } else {
+    for (const [key, value] of Object.entries(rawMirrors)) {
+      const host = normaliseHost(key, 'https');
+      if (!host) {
+        problems.push(at(`mirrors: key ${show(key)} must be a registry host such as "docker.io" or "ghcr.io"`));
+        continue;
+      }
+      const origin = typeof value === 'string' ? parseOrigin(value) : undefined;
+      if (!origin) {
+        problems.push(at(`mirrors["${key}"] must be an http(s) URL with no path, like "http://127.0.0.1:5000", got ${show(value)}`));
+        continue;
+      }
+      mirrors[host] = origin;
+    }
+  }
+
+  const tokenRealms: string[] = [];
+  const rawRealms = input['tokenRealms'];
+  if (!Array.isArray(rawRealms)) {
+    problems.push(at('tokenRealms must be an array of URLs like "https://auth.docker.io/token"'));
+  } else {
+    rawRealms.forEach((realm: unknown, i) => {
+      const normalised = typeof realm === 'string' ? normaliseRealm(realm) : undefined;
+      if (!normalised) {
+        problems.push(at(`tokenRealms[${i}] must be an http(s) URL without query or credentials, got ${show(realm)}`));
+      } else if (!tokenRealms.includes(normalised)) {
+        tokenRealms.push(normalised);
+      }
+    });
+  }
+
+  const config: ProxyConfig = { listen, registries, mirrors, tokenRealms, allowLoopback };
+  if (problems.length === 0 && !loopbackAllowed(config)) {
+    // Fail loudly at start-up rather than refuse every request later.
+    const why = allowLoopback === false ? 'allowLoopback is false' : `the server listens on ${listen.host}, not on loopback`;
+    const check = (what: string, host: string) => {
+      const kind = classifyHost(new URL(`http://${host}`).hostname);
+      if (kind) problems.push(at(`${what} is a ${kind} address but ${why}; set allowLoopback: true (LONGSHORE_ALLOW_LOOPBACK=true) to allow it`));
+    };
+    for (const r of registries) check(`registry ${r.host}`, r.host);
+    for (const [key, origin] of Object.entries(mirrors)) check(`mirror ${key} → ${origin}`, new URL(origin).host);
+    for (const realm of tokenRealms) check(`token realm ${realm}`, new URL(realm).host);
+  }
+  if (problems.length > 0) throw new ProxyConfigError(problems);
+  return config;
+}
+
+/** Whether loopback/private upstreams may be reached under this config. */
+export function loopbackAllowed(config: Pick<ProxyConfig, 'allowLoopback' | 'listen'>): boolean {
+  if (config.allowLoopback === 'auto') return isLoopbackHost(config.listen.host);
+  return config.allowLoopback;
+}
+
+export function publicConfig(config: ProxyConfig): PublicConfig {
+  const hosts = [...config.registries.map((r) => r.host), ...Object.keys(config.mirrors)];
+  return { proxyPath: PROXY_PATH, registries: [...new Set(hosts)] };
+}
+
+/** `ghcr.io`, `127.0.0.1:5000`, `[::1]:5000` → normalised `host[:port]`, or undefined. */
+export function normaliseHost(host: string, scheme: Scheme): string | undefined {
+  if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:\d{1,5})?$/i.test(host)) return undefined;
+  try {
+    const url = new URL(`${scheme}://${host}`);
+    return url.host;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A realm URL → `origin + pathname` (the form realms are compared in), or undefined. */
+export function normaliseRealm(realm: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+  if (url.username || url.password || url.search || url.hash) return undefined;
+  return `${url.origin}${url.pathname}`;
+}
+
+/** Strips // and /* *\/ comments outside strings, then JSON.parse. */
+export function parseJsonc(text: string): unknown {
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j + 1;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 2;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  // Trailing commas are the other habit of hand-written config.
+  return JSON.parse(out.replace(/,(\s*[\]}])/g, '$1'));
+}
+
+const KNOWN_KEYS = ['listen', 'registries', 'mirrors', 'tokenRealms', 'allowLoopback'];
+
+function parseRegistryEntry(entry: unknown, problem: (msg: string) => void): RegistryEntry | undefined {
+  if (typeof entry === 'string') {
+    const parsed = parseRegistryUrl(entry);
+    if (!parsed) problem(`${show(entry)} must be "host[:port]" or "http(s)://host[:port]"`);
+    return parsed;
+  }
+  if (!isObject(entry)) {
+    problem(`must be an object like {"host": "ghcr.io", "scheme": "https"}, got ${show(entry)}`);
+    return undefined;
+  }
+  for (const key of Object.keys(entry)) {
+    if (key !== 'host' && key !== 'scheme') problem(`unknown key "${key}" (known: host, scheme)`);
+  }
+  const scheme = entry['scheme'] ?? 'https';
+  if (scheme !== 'http' && scheme !== 'https') {
+    problem(`scheme must be "http" or "https", got ${show(scheme)}`);
+    return undefined;
+  }
+  const rawHost = entry['host'];
+  if (typeof rawHost === 'string' && /^[a-z]+:\/\//i.test(rawHost)) {
+    problem(`host ${show(rawHost)} must not include a scheme; write {"host": "${rawHost.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '')}", "scheme": "${rawHost.split(':')[0]!.toLowerCase()}"}`);
+    return undefined;
+  }
+  const host = typeof rawHost === 'string' ? normaliseHost(rawHost, scheme) : undefined;
+  if (!host) {
+    problem(`host must be "hostname[:port]" such as "ghcr.io" or "127.0.0.1:5000", got ${show(rawHost)}`);
+    return undefined;
+  }
+  return { host, scheme };
+}
+
+/** `http://127.0.0.1:5000` or bare `ghcr.io` (https) → a registry entry. */
+function parseRegistryUrl(text: string): RegistryEntry | undefined {
+  const trimmed = text.trim();
+  if (!/^[a-z]+:\/\//i.test(trimmed)) {
+    const host = normaliseHost(trimmed, 'https');
+    return host ? { host, scheme: 'https' } : undefined;
+  }
+  const origin = parseOrigin(trimmed);
+  if (!origin) return undefined;
+  const url = new URL(origin);
+  return { host: url.host, scheme: url.protocol === 'http:' ? 'http' : 'https' };
+}
+
+/** An http(s) URL with nothing after the authority (a trailing `/` is fine) → its origin. */
+function parseOrigin(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+  if (url.username || url.password || url.search || url.hash || url.pathname !== '/') return undefined;
+  return url.origin;
+}
+
+function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): Record<string, unknown> {
+  const out = { ...raw };
+  const listen = isObject(out['listen']) ? { ...out['listen'] } : {};
+  const host = env['LONGSHORE_HOST'];
+  if (host !== undefined && host !== '') listen['host'] = host;
+  const port = env['LONGSHORE_PORT'];
+  if (port !== undefined && port !== '') {
+    if (!/^\d+$/.test(port.trim())) problems.push(`LONGSHORE_PORT must be a port number, got ${show(port)}`);
+    else listen['port'] = Number(port.trim());
+  }
+  out['listen'] = listen;
+
+  const registries = env['LONGSHORE_REGISTRIES'];
+  if (registries) {
+    // Added to the configured list (a host already listed gets the scheme given here).
+    const list = Array.isArray(out['registries']) ? [...(out['registries'] as unknown[])] : [];
+    for (const item of registries.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const parsed = parseRegistryUrl(item);
+      if (!parsed) problems.push(`LONGSHORE_REGISTRIES: ${show(item)} must be "https://host[:port]" or "http://host[:port]"`);
+      else list.push(parsed);
+    }
+    out['registries'] = list;
+  }
+
+  const mirrors = env['LONGSHORE_MIRRORS'];
+  if (mirrors) {
+    const map = isObject(out['mirrors']) ? { ...out['mirrors'] } : {};
+    for (const item of mirrors.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const eq = item.indexOf('=');
+      if (eq <= 0) {
+        problems.push(`LONGSHORE_MIRRORS: ${show(item)} must be "registry=http(s)://mirror[:port]"`);
+        continue;
+      }
+      map[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+    }
+    out['mirrors'] = map;
+  }
+
+  const allow = env['LONGSHORE_ALLOW_LOOPBACK'];
+  if (allow !== undefined && allow !== '') {
+    if (allow === 'true') out['allowLoopback'] = true;
+    else if (allow === 'false') out['allowLoopback'] = false;
+    else if (allow === 'auto') out['allowLoopback'] = 'auto';
+    else problems.push(`LONGSHORE_ALLOW_LOOPBACK must be true, false or auto, got ${show(allow)}`);
+  }
+  return out;
+}
+
+/** Objects merge key by key (listen, mirrors); arrays and scalars replace. */
+function mergeRaw(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = out[key];
+    out[key] = isObject(current) && isObject(value) ? { ...current, ...value } : value;
+  }
+  return out;
+}
+
+function toRaw(config: Readonly<ProxyConfig>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}

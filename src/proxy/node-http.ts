@@ -1,0 +1,105 @@
+// node:http ↔ Fetch API glue for the proxy handler: an IncomingMessage becomes a Request whose
+// signal fires when the client goes away, and a Response is written back by streaming its body
+// chunk by chunk with backpressure (no buffering, no per-chunk copies). Used by serve.ts and the
+// Vite plugin (connect middleware).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PROXY_PATH } from './config.ts';
+import { PROXY_DENIED, refusal, type ProxyHandler } from './handler.ts';
+
+export type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+
+/**
+ * A Fetch Request for `req`, without its body: the proxy forwards only GET and HEAD. The
+ * returned signal aborts when the response is closed before it finished (client gone).
+ */
+export function toFetchRequest(req: IncomingMessage, res: ServerResponse): Request {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || name.startsWith(':')) continue;
+    try {
+      if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+      else headers.set(name, value);
+    } catch {
+      // A header value fetch cannot carry; none of the forwarded ones are like that.
+    }
+  }
+  // Never resolve req.url against a base: `//evil.example/x` must stay a path.
+  const host = /^[a-z0-9.:[\]-]+$/i.test(req.headers.host ?? '') ? req.headers.host! : 'localhost';
+  return new Request(`http://${host}${req.url ?? '/'}`, { method: req.method ?? 'GET', headers, signal: controller.signal });
+}
+
+/** Writes `response` to `res`, streaming the body with backpressure. */
+export async function sendFetchResponse(res: ServerResponse, response: Response): Promise<void> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  if (response.statusText) res.writeHead(response.status, response.statusText, headers);
+  else res.writeHead(response.status, headers);
+  const body = response.body;
+  if (!body) {
+    res.end();
+    return;
+  }
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off('drain', go);
+            res.off('close', go);
+            resolve();
+          };
+          res.on('drain', go);
+          res.on('close', go);
+        });
+      }
+      if (res.destroyed) {
+        await reader.cancel().catch(() => undefined);
+        return;
+      }
+    }
+    res.end();
+  } catch (err) {
+    // Upstream broke off mid-body: the only honest signal left is to cut the connection.
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/** Connect-style middleware (Vite, node:http) around a Fetch handler; `next()` when it declines. */
+export function nodeMiddleware(handler: ProxyHandler): Middleware {
+  return (req, res, next) => {
+    let request: Request;
+    try {
+      request = toFetchRequest(req, res);
+    } catch {
+      // `new Request` rejects some methods (CONNECT, TRACE); under the proxy path that is a 405.
+      if (isProxyPath(req.url)) {
+        void sendFetchResponse(res, refusal(405, PROXY_DENIED, `method ${req.method} is not allowed through the proxy (only GET and HEAD)`, null));
+      } else {
+        next();
+      }
+      return;
+    }
+    handler(request)
+      .then((response) => (response ? sendFetchResponse(res, response) : next()))
+      .catch((err: unknown) => {
+        if (res.headersSent) res.destroy();
+        else next(err);
+      });
+  };
+}
+
+function isProxyPath(url: string | undefined): boolean {
+  if (url === undefined) return false;
+  const path = url.replace(/[?#].*$/, '');
+  return path === PROXY_PATH || path.startsWith(`${PROXY_PATH}/`);
+}

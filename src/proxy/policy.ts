@@ -1,0 +1,214 @@
+// The proxy's allow-list, as pure functions: given a request (method, path, query, headers), the
+// config and the realms learned so far, say where it may go or why not. No I/O, so every rule
+// is checked by a table test (tests/proxy/policy.test.ts). Both the request's shape and its
+// destination are checked: a path must be a distribution API path (distribution-spec
+// "Endpoints") or a token realm, and the upstream host must not be loopback/private unless the
+// config allows it.
+import {
+  DOCKER_HUB_ALIASES,
+  DOCKER_HUB_API_HOST,
+  PROXY_PATH,
+  loopbackAllowed,
+  normaliseRealm,
+  type ProxyConfig,
+} from './config.ts';
+import { classifyHost } from './destination.ts';
+
+export interface ProxyRequest {
+  method: string;
+  /** URL pathname, e.g. `/proxy/ghcr.io/v2/foo/manifests/latest`. */
+  path: string;
+  /** URL search, with or without the leading `?` (may be empty). */
+  query: string;
+  headers?: Headers | Readonly<Record<string, string | undefined>>;
+}
+
+export type UpstreamKind = 'registry' | 'realm' | 'redirect';
+
+export interface Forward {
+  allow: true;
+  kind: UpstreamKind;
+  upstream: URL;
+}
+
+/** A CORS preflight: answered by the proxy itself, nothing goes upstream. */
+export interface Preflight {
+  allow: true;
+  kind: 'preflight';
+}
+
+export interface Denial {
+  allow: false;
+  status: 403 | 404 | 405 | 502;
+  reason: string;
+}
+
+export type Decision = Forward | Preflight | Denial;
+
+export const ALLOWED_METHODS = ['GET', 'HEAD'] as const;
+
+// distribution-spec "Pulling": repository names, tags and digests.
+const NAME_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
+const NAME = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+// image-spec descriptor.md#digests
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+const MAX_NAME_LENGTH = 255;
+
+/** Decides one request under `/proxy/`. `learned` holds realms (origin + path) learned so far. */
+export function decide(request: ProxyRequest, config: ProxyConfig, learned: ReadonlySet<string>): Decision {
+  const method = request.method.toUpperCase();
+  if (method === 'OPTIONS') {
+    const wanted = header(request.headers, 'access-control-request-method');
+    if (wanted === undefined || (ALLOWED_METHODS as readonly string[]).includes(wanted.toUpperCase())) return { allow: true, kind: 'preflight' };
+    return deny(405, `method ${wanted} is not allowed through the proxy (only GET and HEAD)`);
+  }
+  if (!(ALLOWED_METHODS as readonly string[]).includes(method)) {
+    return deny(405, `method ${method} is not allowed through the proxy (only GET and HEAD)`);
+  }
+
+  const prefix = `${PROXY_PATH}/`;
+  if (!request.path.startsWith(prefix)) return deny(404, `${request.path} is not a proxy path (expected ${prefix}HOST/PATH)`);
+  const rest = request.path.slice(prefix.length);
+  const slash = rest.indexOf('/');
+  const authority = (slash < 0 ? rest : rest.slice(0, slash)).toLowerCase();
+  const path = slash < 0 ? '/' : rest.slice(slash);
+  if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:\d{1,5})?$/.test(authority)) {
+    return deny(404, `${JSON.stringify(authority)} is not a host name (expected ${prefix}HOST[:PORT]/PATH)`);
+  }
+  const query = request.query === '' || request.query.startsWith('?') ? request.query : `?${request.query}`;
+
+  const realm = matchRealm(authority, path, config, learned);
+  if (realm) return checked(new URL(`${realm}${query}`), 'realm', config);
+
+  const origin = registryOrigin(authority, config);
+  if (!origin) {
+    return deny(403, `${authority} is not a configured registry, mirror or token realm${path !== '/' ? ` (path ${path})` : ''}`);
+  }
+  const apiPath = distributionPath(path);
+  if (typeof apiPath !== 'string') return deny(404, `${path} on ${authority} is not a distribution API path: ${apiPath.reason}`);
+  return checked(new URL(`${origin}${apiPath}${query}`), 'registry', config);
+}
+
+/** Decides whether the proxy may follow a redirect from `from` to `location`. */
+export function decideRedirect(from: URL, location: string, config: ProxyConfig): Forward | Denial {
+  let target: URL;
+  try {
+    target = new URL(location, from);
+  } catch {
+    return deny(502, `${from.host} redirected to an invalid URL ${JSON.stringify(location.slice(0, 200))}`);
+  }
+  if (target.protocol !== 'https:' && target.protocol !== 'http:') {
+    return deny(502, `${from.host} redirected to a ${target.protocol.replace(/:$/, '')} URL; only http and https are followed`);
+  }
+  if (target.username || target.password) return deny(502, `${from.host} redirected to a URL with credentials in it`);
+  target.hash = '';
+  const refused = destinationRefusal(target.hostname, config);
+  if (refused) return deny(502, `${from.host} redirected to ${target.host}, which ${refused}`);
+  return { allow: true, kind: 'redirect', upstream: target };
+}
+
+/**
+ * The realm (origin + path) named by a Bearer challenge in a relayed WWW-Authenticate header,
+ * when it may be learned: an http(s) URL whose host passes the destination check.
+ */
+export function learnableRealm(wwwAuthenticate: string | null | undefined, config: ProxyConfig): string | undefined {
+  if (!wwwAuthenticate) return undefined;
+  const match = /(?:^|,)\s*Bearer\s+(?:[^]*?[\s,])?realm\s*=\s*(?:"([^"]*)"|([^\s,]+))/i.exec(wwwAuthenticate);
+  const value = match?.[1] ?? match?.[2];
+  if (!value) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  url.search = '';
+  url.hash = '';
+  const realm = normaliseRealm(url.toString());
+  if (!realm || destinationRefusal(url.hostname, config)) return undefined;
+  return realm;
+}
+
+/**
+ * Why `hostname` (a URL hostname) may not be reached, or undefined when it may. Literal checks
+ * only; names are resolved (optionally) by the handler.
+ */
+export function destinationRefusal(hostname: string, config: Pick<ProxyConfig, 'allowLoopback' | 'listen'>): string | undefined {
+  const kind = classifyHost(hostname);
+  if (!kind || loopbackAllowed(config)) return undefined;
+  return `is a ${kind} address; the proxy reaches loopback/private hosts only when it listens on loopback itself `
+    + '(allowLoopback: "auto") or when allowLoopback is true';
+}
+
+/**
+ * Validates a distribution API path and returns it rebuilt from its checked parts, or the reason
+ * it is not one. Accepted: `/v2/`, `/v2/_catalog`, `/v2/<name>/tags/list`,
+ * `/v2/<name>/manifests/<tag|digest>`, `/v2/<name>/blobs/<digest>`.
+ */
+export function distributionPath(path: string): string | { reason: string } {
+  if (path === '/v2/' || path === '/v2') return '/v2/';
+  if (!path.startsWith('/v2/')) return { reason: 'registry paths start with /v2/' };
+  let parts: string[];
+  try {
+    parts = path.slice('/v2/'.length).split('/').map((p) => decodeURIComponent(p));
+  } catch {
+    return { reason: 'bad percent-encoding' };
+  }
+  if (parts.length === 1 && parts[0] === '_catalog') return '/v2/_catalog';
+  if (parts.length < 3) return { reason: 'expected /v2/<name>/manifests/<reference>, /v2/<name>/blobs/<digest> or /v2/<name>/tags/list' };
+  const last = parts[parts.length - 1]!;
+  const verb = parts[parts.length - 2]!;
+  const name = parts.slice(0, -2).join('/');
+  if (name.length > MAX_NAME_LENGTH || !NAME.test(name)) return { reason: `${JSON.stringify(name)} is not a repository name` };
+  if (verb === 'tags' && last === 'list') return `/v2/${name}/tags/list`;
+  if (verb === 'manifests') {
+    if (TAG.test(last) || DIGEST.test(last)) return `/v2/${name}/manifests/${last}`;
+    return { reason: `${JSON.stringify(last)} is neither a tag nor a digest` };
+  }
+  if (verb === 'blobs') {
+    if (DIGEST.test(last)) return `/v2/${name}/blobs/${last}`;
+    return { reason: `${JSON.stringify(last)} is not a digest` };
+  }
+  return { reason: 'expected /v2/<name>/manifests/<reference>, /v2/<name>/blobs/<digest> or /v2/<name>/tags/list' };
+}
+
+/** The upstream origin serving the distribution API for `authority`, mirrors first. */
+export function registryOrigin(authority: string, config: ProxyConfig): string | undefined {
+  const hubGroup = DOCKER_HUB_ALIASES.includes(authority) ? DOCKER_HUB_ALIASES : [authority];
+  for (const key of hubGroup) {
+    const mirror = config.mirrors[key];
+    if (mirror) return mirror;
+  }
+  const exact = config.registries.find((r) => r.host === authority);
+  if (exact) return `${exact.scheme}://${exact.host === 'docker.io' ? DOCKER_HUB_API_HOST : exact.host}`;
+  const hub = config.registries.find((r) => hubGroup.includes(r.host));
+  if (hub) return `${hub.scheme}://${DOCKER_HUB_API_HOST}`;
+  return undefined;
+}
+
+function matchRealm(authority: string, path: string, config: ProxyConfig, learned: ReadonlySet<string>): string | undefined {
+  const matches = (realm: string) => {
+    const url = new URL(realm);
+    return url.host === authority && url.pathname === path;
+  };
+  return config.tokenRealms.find(matches) ?? [...learned].find(matches);
+}
+
+function checked(upstream: URL, kind: UpstreamKind, config: ProxyConfig): Forward | Denial {
+  const refused = destinationRefusal(upstream.hostname, config);
+  if (refused) return deny(403, `${upstream.host} ${refused}`);
+  return { allow: true, kind, upstream };
+}
+
+function deny(status: Denial['status'], reason: string): Denial {
+  return { allow: false, status, reason };
+}
+
+function header(headers: ProxyRequest['headers'], name: string): string | undefined {
+  if (!headers) return undefined;
+  if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name) ?? undefined;
+  const record = headers as Readonly<Record<string, string | undefined>>;
+  for (const [key, value] of Object.entries(record)) if (key.toLowerCase() === name) return value;
+  return undefined;
+}

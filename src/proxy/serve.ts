@@ -1,0 +1,168 @@
+// `npm start`: one node:http server for the built app (dist/) and the CORS proxy on the same
+// origin, so the page never needs CORS for registries. Static files get their content type,
+// hashed assets a long cache, and unknown extension-less paths fall back to index.html.
+//   node --import tsx src/proxy/serve.ts
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, ProxyConfigError, type ProxyConfig } from './config.ts';
+import { createAppHandler, type ProxyDeps } from './handler.ts';
+import { nodeMiddleware } from './node-http.ts';
+
+export interface ServeOptions {
+  /** Directory of the built app (`dist/`). */
+  staticDir: string;
+  /** Passed to the proxy handler; `lookup` defaults to node's DNS resolver. */
+  deps?: ProxyDeps;
+}
+
+export interface RunningServer {
+  /** `http://host:port/` actually bound (port 0 resolved). */
+  url: string;
+  close(): Promise<void>;
+}
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.webmanifest': 'application/manifest+json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.avif': 'image/avif',
+  '.ico': 'image/x-icon',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+/** Vite puts content-hashed files here: they never change under the same name. */
+const IMMUTABLE_PREFIX = '/assets/';
+
+export async function startServer(config: ProxyConfig, options: ServeOptions): Promise<RunningServer> {
+  const staticDir = resolve(options.staticDir);
+  const deps: ProxyDeps = {
+    lookup: async (hostname) => (await lookup(hostname, { all: true })).map((a) => a.address),
+    ...options.deps,
+  };
+  const app = nodeMiddleware(createAppHandler(config, deps));
+  const server = createServer((req, res) => {
+    app(req, res, (err) => {
+      if (err) {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('Internal server error\n');
+        return;
+      }
+      serveStatic(req, res, staticDir).catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject);
+      resolveListen();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}/`,
+    close: () =>
+      new Promise<void>((resolveClose, reject) => {
+        server.close((err) => (err ? reject(err) : resolveClose()));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function serveStatic(req: IncomingMessage, res: ServerResponse, root: string): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+    res.end('Method not allowed\n');
+    return;
+  }
+  let pathname: string;
+  try {
+    pathname = decodeURIComponent(new URL(`http://x${req.url ?? '/'}`).pathname);
+  } catch {
+    return notFound(res);
+  }
+  if (pathname.includes('\0')) return notFound(res);
+  let file = resolve(join(root, pathname));
+  if (file !== root && !file.startsWith(root + sep)) return notFound(res);
+  let info = await stat(file).catch(() => undefined);
+  if (info?.isDirectory()) {
+    file = join(file, 'index.html');
+    info = await stat(file).catch(() => undefined);
+  }
+  if (!info?.isFile()) {
+    // A client-side route (no extension) gets the app; a missing asset is a real 404.
+    if (extname(pathname) !== '') return notFound(res);
+    file = join(root, 'index.html');
+    info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) return notFound(res);
+  }
+  const immutable = pathname.startsWith(IMMUTABLE_PREFIX);
+  res.writeHead(200, {
+    'content-type': CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
+    'content-length': String(info.size),
+    'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+    'last-modified': info.mtime.toUTCString(),
+    'x-content-type-options': 'nosniff',
+  });
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const stream = createReadStream(file);
+  stream.on('error', () => res.destroy());
+  stream.pipe(res);
+}
+
+function notFound(res: ServerResponse): void {
+  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+  res.end('Not found\n');
+}
+
+async function main(): Promise<void> {
+  let config: ProxyConfig;
+  try {
+    config = await loadConfig();
+  } catch (err) {
+    console.error(err instanceof ProxyConfigError ? err.message : err);
+    process.exit(2);
+  }
+  const staticDir = fileURLToPath(new URL('../../dist/', import.meta.url));
+  if (!(await stat(join(staticDir, 'index.html')).catch(() => undefined))) {
+    console.warn(`warning: ${staticDir} has no index.html; run "npm run build" first (the proxy works regardless).`);
+  }
+  const running = await startServer(config, { staticDir });
+  console.log(`longshore listening on ${running.url}`);
+  const stop = () => {
+    running.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
