@@ -1,5 +1,7 @@
 // Layer compression: sniffed from magic bytes (a media type can lie), decompressed as a stream.
-// gzip uses the platform's DecompressionStream (native, ~3x fflate's JS inflate in Chromium).
+// gzip uses the platform's DecompressionStream (native, ~3x fflate's JS inflate in Chromium);
+// fflate's streaming Gunzip takes over where the platform has none.
+import { Gunzip } from 'fflate';
 import { ErrorCode, LongshoreError } from './errors.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -52,6 +54,41 @@ export async function peek(stream: ReadableStream<Uint8Array>, n: number): Promi
 export interface DecompressOptions {
   /** zstd needs a decoder the platform lacks; the caller supplies one when it has it. */
   zstd?: () => TransformStream<Uint8Array, Uint8Array>;
+  /** Use fflate even where DecompressionStream exists (tests, benchmarks). */
+  forceFflate?: boolean;
+}
+
+/** gzip inflate in JS (fflate), as a stream; handles concatenated gzip members. */
+export function fflateGunzipStream(): TransformStream<Uint8Array, Uint8Array> {
+  let gunzip: Gunzip;
+  return new TransformStream<Uint8Array, Uint8Array>({
+    start(controller) {
+      gunzip = new Gunzip((data) => {
+        if (data.byteLength) controller.enqueue(data);
+      });
+    },
+    transform(chunk) {
+      try {
+        gunzip.push(chunk, false);
+      } catch (err) {
+        throw new LongshoreError(ErrorCode.Format, `Invalid gzip data: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    flush() {
+      try {
+        gunzip.push(new Uint8Array(0), true);
+      } catch (err) {
+        throw new LongshoreError(ErrorCode.Format, `Truncated or invalid gzip data: ${(err as Error).message}`, { cause: err });
+      }
+    },
+  });
+}
+
+export function gunzipStream(options: DecompressOptions = {}): TransformStream<Uint8Array, Uint8Array> {
+  if (!options.forceFflate && typeof DecompressionStream === 'function') {
+    return new DecompressionStream('gzip') as unknown as TransformStream<Uint8Array, Uint8Array>;
+  }
+  return fflateGunzipStream();
 }
 
 /** Decompress whatever the stream holds (gzip, zstd or plain tar), detected by magic bytes. */
@@ -60,7 +97,7 @@ export async function decompress(stream: ReadableStream<Uint8Array>, options: De
   const compression = sniffCompression(peeked.head);
   switch (compression) {
     case 'gzip':
-      return { compression, stream: peeked.stream.pipeThrough(new DecompressionStream('gzip') as unknown as TransformStream<Uint8Array, Uint8Array>) };
+      return { compression, stream: peeked.stream.pipeThrough(gunzipStream(options)) };
     case 'zstd':
       if (!options.zstd) {
         throw new LongshoreError(ErrorCode.Format, 'This layer is zstd-compressed and no zstd decoder is available here.', {

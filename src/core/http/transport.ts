@@ -11,6 +11,17 @@ export interface Transport {
 }
 
 /**
+ * longshore's proxy relays a registry's WWW-Authenticate under this name, because browsers open
+ * a sign-in prompt for `WWW-Authenticate: Basic` on fetch answers (src/proxy/handler.ts).
+ */
+export const PROXY_CHALLENGE_HEADER = 'x-longshore-www-authenticate';
+
+/** The auth challenge of a response, whether it came straight from a registry or via the proxy. */
+export function challengeOf(response: Response): string | null {
+  return response.headers.get('www-authenticate') ?? response.headers.get(PROXY_CHALLENGE_HEADER);
+}
+
+/**
  * Route shape of longshore's CORS proxy: `SCHEME://HOST[:PORT]/PATH?QUERY` becomes
  * `<base>/proxy/HOST[:PORT]/PATH?QUERY`. The proxy picks the upstream scheme from its config.
  */

@@ -2,7 +2,7 @@
 // are answered transparently; redirects are followed by hand so that Authorization never leaves
 // the registry's origin; transient failures are retried with backoff.
 import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
-import { readCapped, type Transport } from '../http/transport.ts';
+import { challengeOf, readCapped, type Transport } from '../http/transport.ts';
 import { defaultRetryPolicy, fetchWithRetry, type RetryPolicy } from '../http/retry.ts';
 import { isLoopbackHost, type ImageReference } from '../reference.ts';
 import { sha256, verifyingStream, isDigest } from '../digest.ts';
@@ -67,7 +67,7 @@ export class RegistryClient {
         data: { status: response.status, registry: apiHost },
       });
     }
-    return { status: response.status, challenge: response.headers.get('www-authenticate') };
+    return { status: response.status, challenge: challengeOf(response) };
   }
 
   /**
@@ -82,7 +82,7 @@ export class RegistryClient {
       const headers: Record<string, string> = { ...init.headers };
       if (authorization) headers['authorization'] = authorization;
       const response = await this.#send(url, { method: init.method ?? 'GET', headers }, init.signal);
-      const header = response.headers.get('www-authenticate');
+      const header = challengeOf(response);
       const refused = response.status === 401 || (response.status === 403 && /insufficient_scope/.test(header ?? ''));
       if (!refused || attempt > 0) return response;
       const challenge = pickChallenge(parseChallenges(header));
