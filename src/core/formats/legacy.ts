@@ -1,0 +1,115 @@
+// The `docker save` layout of Docker ≤ 24 (moby image/spec/v1.2.md "Combined Image JSON +
+// Filesystem Changeset Format"), as crane's `--format legacy` writes it: per layer a directory
+// named by its v1 id with layer.tar (uncompressed), json and VERSION; the config as
+// <config-hex>.json byte-exact; manifest.json and repositories. Entries sorted, mtime 0, uid/gid 0.
+import { sha256, digestHex } from '../digest.ts';
+import { ErrorCode, LongshoreError } from '../errors.ts';
+import { isForeignLayer } from '../image/media-types.ts';
+import { planTar, type TarPlanEntry } from '../tar/writer.ts';
+import { TarEntryType } from '../tar/header.ts';
+import type { HistoryEntry, Image } from '../image/model.ts';
+import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
+
+const enc = new TextEncoder();
+
+function fileEntry(path: string, content: TarPlanEntry['content'], size: number): TarPlanEntry {
+  return { header: { path, type: TarEntryType.File, size, mode: 0o644, uid: 0, gid: 0, mtime: 0 }, content };
+}
+
+function dirEntry(path: string): TarPlanEntry {
+  return { header: { path: `${path}/`, type: TarEntryType.Directory, size: 0, mode: 0o755, uid: 0, gid: 0, mtime: 0 } };
+}
+
+function bytesEntry(path: string, bytes: Uint8Array): TarPlanEntry {
+  return fileEntry(path, bytes, bytes.byteLength);
+}
+
+/** v1 layer id, as crane computes it: sha256("<blob hex> <parent id>[ <raw config>]"). */
+async function v1Id(blobDigest: string, parent: string, rawConfig?: Uint8Array): Promise<string> {
+  let s = `${digestHex(blobDigest)} ${parent}`;
+  if (rawConfig) s += ` ${new TextDecoder().decode(rawConfig)}`;
+  return digestHex(await sha256(enc.encode(s)));
+}
+
+/** History entries that stand for real layers (empty_layer ones describe config-only steps). */
+function layerHistory(image: Image): HistoryEntry[] {
+  const h = (image.config.history ?? []).filter((e) => !e.empty_layer);
+  return h.length === image.layers.length ? h : image.layers.map(() => ({}));
+}
+
+export async function legacyImageEntries(image: Image, tags: string[], ctx: PlanContext): Promise<{ entries: TarPlanEntry[]; manifest: Record<string, unknown>; topId: string }> {
+  const entries: TarPlanEntry[] = [];
+  const configName = `${digestHex(image.manifest.config.digest)}.json`;
+  entries.push(bytesEntry(configName, image.configBytes));
+  const history = layerHistory(image);
+  const layerPaths: string[] = [];
+  const layerSources: Record<string, unknown> = {};
+  let parent = '';
+  for (const layer of image.layers) {
+    const d = layer.descriptor;
+    if (!layer.diffId) throw new LongshoreError(ErrorCode.Format, `Layer ${layer.index + 1} has no diff_id in the config.`);
+    if (isForeignLayer(d.mediaType)) layerSources[layer.diffId] = d;
+    const top = layer.index === image.layers.length - 1;
+    const id = await v1Id(d.digest, parent, top ? image.configBytes : undefined);
+    const h = history[layer.index] ?? {};
+    const json: Record<string, unknown> = { id };
+    if (parent) json['parent'] = parent;
+    json['created'] = top ? image.config.created ?? h.created ?? '1970-01-01T00:00:00Z' : h.created ?? '1970-01-01T00:00:00Z';
+    json['container_config'] = { Cmd: h.created_by ? [h.created_by] : null };
+    if (h.author) json['author'] = h.author;
+    if (h.comment) json['comment'] = h.comment;
+    if (top) {
+      if (image.config.architecture) json['architecture'] = image.config.architecture;
+      if (image.config.os) json['os'] = image.config.os;
+      if (image.config.variant) json['variant'] = image.config.variant;
+      if (image.config.config) json['config'] = image.config.config;
+    }
+    const size = await ctx.size(layer.diffId);
+    entries.push(dirEntry(id));
+    entries.push(bytesEntry(`${id}/VERSION`, enc.encode('1.0')));
+    entries.push(bytesEntry(`${id}/json`, enc.encode(JSON.stringify(json))));
+    entries.push(fileEntry(`${id}/layer.tar`, { kind: 'ref', key: layer.diffId, size }, size));
+    layerPaths.push(`${id}/layer.tar`);
+    parent = id;
+  }
+  const manifest: Record<string, unknown> = { Config: configName, RepoTags: tags, Layers: layerPaths };
+  if (Object.keys(layerSources).length) manifest['LayerSources'] = layerSources;
+  return { entries, manifest, topId: parent };
+}
+
+/** Split "registry/repo:tag" into repository and tag (the tag has no '/'). */
+export function splitRepoTag(t: string): [string, string] {
+  const i = t.lastIndexOf(':');
+  return i > 0 && !t.slice(i).includes('/') ? [t.slice(0, i), t.slice(i + 1)] : [t, 'latest'];
+}
+
+export function sortEntries(entries: TarPlanEntry[]): TarPlanEntry[] {
+  const seen = new Set<string>();
+  return entries
+    .filter((e) => (seen.has(e.header.path) ? false : (seen.add(e.header.path), true)))
+    .sort((a, b) => (a.header.path < b.header.path ? -1 : a.header.path > b.header.path ? 1 : 0));
+}
+
+export const legacyFormat: Format = {
+  id: 'legacy',
+  label: 'docker save (legacy)',
+  description: 'The classic `docker save` layout (Docker ≤ 24, crane --format legacy): uncompressed layer.tar per layer. Loads everywhere; image digest changes.',
+  needsUncompressed: true,
+  multiImage: true,
+  async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+    const entries: TarPlanEntry[] = [];
+    const manifests: Record<string, unknown>[] = [];
+    const repositories: Record<string, Record<string, string>> = {};
+    for (const { image, reference } of images) {
+      const tag = repoTag(reference, image.digest);
+      const r = await legacyImageEntries(image, [tag], ctx);
+      entries.push(...r.entries);
+      manifests.push(r.manifest);
+      const [repo, t] = splitRepoTag(tag);
+      (repositories[repo] ??= {})[t] = r.topId;
+    }
+    entries.push(bytesEntry('manifest.json', enc.encode(JSON.stringify(manifests))));
+    entries.push(bytesEntry('repositories', enc.encode(JSON.stringify(repositories))));
+    return planTar(sortEntries(entries));
+  },
+};
