@@ -1,4 +1,9 @@
 import { mount } from 'svelte';
 import App from './App.svelte';
+import { PullBridge } from '../browser/bridge.ts';
+import { loadAppConfig } from '../browser/app-config.ts';
+import './app.css';
 
-mount(App, { target: document.getElementById('app')! });
+const config = await loadAppConfig();
+const bridge = new PullBridge({ proxyBase: config.proxyBase });
+mount(App, { target: document.getElementById('app')!, props: { bridge } });

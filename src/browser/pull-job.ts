@@ -1,0 +1,115 @@
+// A whole pull as the worker runs it: resolve, fetch verified blobs into IndexedDB, plan the
+// chosen format and compose the archive Blob from header bytes and stored Blobs.
+import { ErrorCode, LongshoreError } from '../core/errors.ts';
+import { parseReference, downloadFileName } from '../core/reference.ts';
+import { RegistryClient } from '../core/registry/client.ts';
+import { RemoteSource } from '../core/image/remote.ts';
+import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
+import { pull } from '../core/pull.ts';
+import { formatById } from '../core/formats/index.ts';
+import { proxyRewrite } from '../core/http/transport.ts';
+import type { ArchivePlan } from '../core/formats/types.ts';
+import type { PullEvent } from '../core/progress.ts';
+import type { Credentials } from '../core/registry/auth.ts';
+import type { IdbBlobStore } from './idb-store.ts';
+import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
+
+export interface JobContext {
+  config: WorkerConfig;
+  store: IdbBlobStore;
+  fetch: typeof fetch;
+  signal: AbortSignal;
+  onPhase: (phase: Phase) => void;
+  onProgress: (event: PullEvent) => void;
+}
+
+function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch'>, credentials?: Record<string, Credentials>): RemoteSource {
+  const client = new RegistryClient({
+    transport: { fetch: (input, init) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) },
+    credentials: (host) => credentials?.[host],
+  });
+  return new RemoteSource(client);
+}
+
+export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+  const ref = parseReference(reference);
+  const resolved = await sourceFor(ctx, credentials).resolve(ref, ctx.signal);
+  if (resolved.kind === 'index') {
+    return {
+      kind: 'index',
+      reference: resolved.reference.canonical,
+      digest: resolved.digest,
+      mediaType: resolved.mediaType,
+      platforms: selectablePlatforms(resolved.manifest.manifests).map((c) => ({ label: formatPlatform(c.platform), digest: c.descriptor.digest })),
+    };
+  }
+  const c = resolved.config;
+  return {
+    kind: 'image',
+    reference: resolved.reference.canonical,
+    digest: resolved.digest,
+    mediaType: resolved.mediaType,
+    platforms: c.os && c.architecture ? [{ label: formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }), digest: resolved.digest }] : [],
+  };
+}
+
+/** Compose the archive from header bytes and stored Blobs: no layer is read into JS memory. */
+export async function composeBlob(plan: ArchivePlan, store: IdbBlobStore): Promise<Blob> {
+  const parts: BlobPart[] = [];
+  for (const part of plan.parts) {
+    if (part instanceof Uint8Array) {
+      parts.push(part as BlobPart);
+      continue;
+    }
+    const blob = await store.getBlob(part.key);
+    if (!blob) throw new LongshoreError(ErrorCode.Store, `Blob ${part.key} vanished from the browser cache while assembling.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true });
+    if (blob.size !== part.size) throw new LongshoreError(ErrorCode.Store, `Cached blob ${part.key} is ${blob.size} bytes, expected ${part.size}.`, { retryable: true });
+    parts.push(blob);
+  }
+  const blob = new Blob(parts, { type: 'application/x-tar' });
+  if (blob.size !== plan.size) throw new LongshoreError(ErrorCode.Internal, `Assembled ${blob.size} bytes, planned ${plan.size}.`);
+  return blob;
+}
+
+export async function pullJob(ctx: JobContext, request: PullRequest): Promise<PullOutcome> {
+  const ref = parseReference(request.reference);
+  const format = formatById(request.format);
+  if (!format) throw new LongshoreError(ErrorCode.InvalidArgument, `Unknown output format "${request.format}".`, { hint: 'Choose one of the formats offered.' });
+  const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
+  ctx.onPhase('resolving');
+  let downloading = false;
+  const { image } = await pull(sourceFor(ctx, request.credentials), ref, {
+    store: ctx.store,
+    platform,
+    signal: ctx.signal,
+    uncompressed: format.needsUncompressed,
+    ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
+    onProgress: (event) => {
+      if (event.type === 'plan' && !downloading) {
+        downloading = true;
+        ctx.onPhase('downloading');
+      }
+      ctx.onProgress(event);
+    },
+  });
+  ctx.onPhase('assembling');
+  const plan = await format.plan([{ image, reference: ref }], {
+    size: async (key) => {
+      const size = await ctx.store.size(key);
+      if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });
+      return size;
+    },
+  });
+  ctx.signal.throwIfAborted();
+  const blob = await composeBlob(plan, ctx.store);
+  const c = image.config;
+  return {
+    blob,
+    fileName: downloadFileName(ref),
+    size: blob.size,
+    format: format.id,
+    reference: image.reference.canonical,
+    digest: image.digest,
+    platform: c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined,
+  };
+}

@@ -1,0 +1,111 @@
+// The pull worker: heavy work (fetching, hashing, decompression, IndexedDB, assembly) runs here,
+// off the UI thread. It speaks protocol.ts; progress is coalesced to a few messages a second.
+/// <reference lib="webworker" />
+import { LongshoreError, isAbortError, AbortedError } from '../core/errors.ts';
+import type { PullEvent } from '../core/progress.ts';
+import { IdbBlobStore } from './idb-store.ts';
+import { pullJob, resolveJob } from './pull-job.ts';
+import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+const PROGRESS_INTERVAL_MS = 100;
+const store = new IdbBlobStore();
+let config: WorkerConfig = { proxyBase: self.location.origin };
+const jobs = new Map<number, AbortController>();
+let swept = false;
+
+function post(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+function fail(id: number, err: unknown): void {
+  const e = isAbortError(err) ? new AbortedError() : LongshoreError.from(err);
+  post({ type: 'error', id, error: e.toJSON() });
+}
+
+/** Keep the latest event per layer and flush a few times a second. */
+function progressBatcher(id: number) {
+  let queued: PullEvent[] = [];
+  const latest = new Map<number, number>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (queued.length) post({ type: 'progress', id, events: queued });
+    queued = [];
+    latest.clear();
+  };
+  return {
+    push(event: PullEvent) {
+      if (event.type === 'layer' && event.state === 'downloading') {
+        const at = latest.get(event.index);
+        if (at !== undefined) {
+          queued[at] = event;
+          return;
+        }
+        latest.set(event.index, queued.length);
+      }
+      queued.push(event);
+      timer ??= setTimeout(flush, PROGRESS_INTERVAL_MS);
+    },
+    flush() {
+      if (timer !== undefined) clearTimeout(timer);
+      flush();
+    },
+  };
+}
+
+self.onmessage = async (e: MessageEvent<ToWorker>) => {
+  const msg = e.data;
+  switch (msg.type) {
+    case 'init':
+      config = msg.config;
+      return;
+    case 'cancel':
+      jobs.get(msg.id)?.abort();
+      return;
+    case 'resolve': {
+      const ac = new AbortController();
+      jobs.set(msg.id, ac);
+      try {
+        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal }, msg.reference, msg.credentials);
+        post({ type: 'resolved', id: msg.id, summary });
+      } catch (err) {
+        fail(msg.id, err);
+      } finally {
+        jobs.delete(msg.id);
+      }
+      return;
+    }
+    case 'pull': {
+      const ac = new AbortController();
+      jobs.set(msg.id, ac);
+      const progress = progressBatcher(msg.id);
+      try {
+        if (!swept) {
+          swept = true;
+          await store.sweep().catch(() => 0);
+        }
+        const outcome = await pullJob({
+          config,
+          store,
+          fetch: self.fetch.bind(self),
+          signal: ac.signal,
+          onPhase: (phase) => {
+            progress.flush();
+            post({ type: 'phase', id: msg.id, phase });
+          },
+          onProgress: (event) => progress.push(event),
+        }, msg.request);
+        progress.flush();
+        post({ type: 'done', id: msg.id, outcome });
+      } catch (err) {
+        progress.flush();
+        fail(msg.id, ac.signal.aborted ? new AbortedError() : err);
+      } finally {
+        jobs.delete(msg.id);
+      }
+      return;
+    }
+  }
+};

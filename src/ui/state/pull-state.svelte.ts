@@ -1,0 +1,186 @@
+// The page's state for one pull: the name as typed (parsed as you type), platform and format
+// choice, progress per layer and overall, and the outcome. It talks to the worker only through
+// the bridge it is given, so it is tested without a DOM or a worker.
+import { tryParseReference } from '../../core/reference.ts';
+import { ErrorCode, LongshoreError } from '../../core/errors.ts';
+import type { PullEvent, LayerState } from '../../core/progress.ts';
+import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
+import type { Credentials } from '../../core/registry/auth.ts';
+
+export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
+
+export interface BridgeLike {
+  resolve(reference: string, options?: { signal?: AbortSignal; credentials?: Record<string, Credentials> }): Promise<ResolveSummary>;
+  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void }): Promise<PullOutcome>;
+}
+
+export interface LayerRow {
+  index: number;
+  digest: string;
+  mediaType: string;
+  size: number;
+  done: number;
+  state: LayerState;
+  /** Bytes per second, smoothed. */
+  rate: number;
+}
+
+export interface ShownError {
+  code: string;
+  message: string;
+  hint: string | undefined;
+}
+
+const RATE_SMOOTHING = 0.3;
+
+export class PullState {
+  name = $state('');
+  platform = $state('linux/amd64');
+  format = $state('legacy');
+  username = $state('');
+  password = $state('');
+
+  status = $state<Status>('idle');
+  layers = $state.raw<LayerRow[]>([]);
+  error = $state.raw<ShownError | undefined>(undefined);
+  outcome = $state.raw<PullOutcome | undefined>(undefined);
+  summary = $state.raw<ResolveSummary | undefined>(undefined);
+  summaryError = $state.raw<ShownError | undefined>(undefined);
+  resolving = $state(false);
+  startedAt = $state(0);
+  elapsed = $state(0);
+
+  readonly parsed = $derived(this.name.trim() ? tryParseReference(this.name) : undefined);
+  readonly nameError = $derived(this.parsed && !this.parsed.ok ? this.parsed.error : undefined);
+  readonly busy = $derived(this.status === 'resolving' || this.status === 'downloading' || this.status === 'assembling');
+  readonly canPull = $derived(this.parsed?.ok === true && !this.busy);
+  readonly platformOptions = $derived(
+    this.summary?.kind === 'index' ? this.summary.platforms.map((p) => p.label) : ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
+  );
+  readonly totalBytes = $derived(this.layers.reduce((n, l) => n + l.size, 0));
+  readonly doneBytes = $derived(this.layers.reduce((n, l) => n + l.done, 0));
+  readonly cachedBytes = $derived(this.layers.filter((l) => l.state === 'cached').reduce((n, l) => n + l.size, 0));
+  readonly percent = $derived(this.totalBytes > 0 ? Math.min(100, (this.doneBytes / this.totalBytes) * 100) : 0);
+  readonly rate = $derived(this.elapsed > 0 ? (this.doneBytes - this.cachedBytes) / this.elapsed : 0);
+  readonly eta = $derived(this.rate > 0 ? (this.totalBytes - this.doneBytes) / this.rate : Number.NaN);
+
+  #pullAbort: AbortController | undefined;
+  #resolveAbort: AbortController | undefined;
+  #samples = new Map<number, { t: number; done: number }>();
+
+  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now()) {}
+
+  #credentials(): Record<string, Credentials> | undefined {
+    if (!this.username || !this.parsed?.ok) return undefined;
+    const ref = this.parsed.ref;
+    const creds = { username: this.username, password: this.password };
+    return { [ref.registry]: creds, [ref.apiHost]: creds };
+  }
+
+  /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */
+  async resolve(): Promise<void> {
+    this.#resolveAbort?.abort();
+    this.summary = undefined;
+    this.summaryError = undefined;
+    if (!this.parsed?.ok) return;
+    const ac = new AbortController();
+    this.#resolveAbort = ac;
+    this.resolving = true;
+    try {
+      const credentials = this.#credentials();
+      const summary = await this.bridge.resolve(this.parsed.ref.canonical, { signal: ac.signal, ...(credentials ? { credentials } : {}) });
+      if (ac.signal.aborted) return;
+      this.summary = summary;
+      const labels = summary.platforms.map((p) => p.label);
+      if (summary.kind === 'index' && labels.length && !labels.includes(this.platform)) {
+        this.platform = labels.includes('linux/amd64') ? 'linux/amd64' : labels[0]!;
+      }
+    } catch (err) {
+      if (!ac.signal.aborted) this.summaryError = shown(err);
+    } finally {
+      if (this.#resolveAbort === ac) this.resolving = false;
+    }
+  }
+
+  async pull(): Promise<void> {
+    if (!this.parsed?.ok || this.busy) return;
+    this.#resolveAbort?.abort();
+    const ac = new AbortController();
+    this.#pullAbort = ac;
+    this.status = 'resolving';
+    this.error = undefined;
+    this.outcome = undefined;
+    this.layers = [];
+    this.#samples.clear();
+    this.startedAt = this.now();
+    this.elapsed = 0;
+    const credentials = this.#credentials();
+    try {
+      const outcome = await this.bridge.pull(
+        { reference: this.parsed.ref.canonical, platform: this.platform, format: this.format, ...(credentials ? { credentials } : {}) },
+        {
+          signal: ac.signal,
+          onPhase: (phase) => {
+            if (!ac.signal.aborted) this.status = phase;
+          },
+          onProgress: (events) => {
+            if (!ac.signal.aborted) this.apply(events);
+          },
+        },
+      );
+      if (ac.signal.aborted) return;
+      this.elapsed = (this.now() - this.startedAt) / 1000;
+      this.outcome = outcome;
+      this.status = 'ready';
+    } catch (err) {
+      const e = LongshoreError.from(err);
+      if (ac.signal.aborted || e.code === ErrorCode.Aborted) {
+        this.status = 'cancelled';
+        this.outcome = undefined;
+      } else {
+        this.error = shown(e);
+        this.status = 'failed';
+        this.outcome = undefined;
+      }
+    } finally {
+      if (this.#pullAbort === ac) this.#pullAbort = undefined;
+    }
+  }
+
+  cancel(): void {
+    if (!this.#pullAbort) return;
+    this.#pullAbort.abort();
+    this.#pullAbort = undefined;
+    this.status = 'cancelled';
+    this.outcome = undefined;
+  }
+
+  /** Fold progress events into the layer rows. */
+  apply(events: PullEvent[]): void {
+    const t = this.now();
+    this.elapsed = (t - this.startedAt) / 1000;
+    let rows = this.layers.slice();
+    for (const e of events) {
+      if (e.type === 'plan') {
+        rows = e.layers.map((l) => ({ index: l.index, digest: l.digest, mediaType: l.mediaType, size: l.size, done: l.cached ? l.size : 0, state: l.cached ? 'cached' : 'waiting', rate: 0 }));
+      } else if (e.type === 'layer') {
+        const row = rows[e.index];
+        if (!row) continue;
+        const prev = this.#samples.get(e.index);
+        let rate = row.rate;
+        if (prev && t > prev.t) {
+          const instant = ((e.done - prev.done) * 1000) / (t - prev.t);
+          rate = rate === 0 ? instant : rate + RATE_SMOOTHING * (instant - rate);
+        }
+        this.#samples.set(e.index, { t, done: e.done });
+        rows[e.index] = { ...row, done: e.done, state: e.state, rate: e.state === 'downloading' ? rate : 0 };
+      }
+    }
+    this.layers = rows;
+  }
+}
+
+function shown(err: unknown): ShownError {
+  const e = LongshoreError.from(err);
+  return { code: e.code, message: e.message, hint: e.hint };
+}

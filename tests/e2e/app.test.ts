@@ -1,0 +1,176 @@
+// End to end in Debian's Chromium: open the page, type a name, press Pull, catch the download
+// and judge the file with skopeo and GNU tar against the registry's truth.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startAppServer } from '../helpers/app-server.ts';
+import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.ts';
+import { validateDockerArchive } from '../helpers/validate.ts';
+import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
+import { runText } from '../helpers/command.ts';
+import type { RunningServer } from '../../src/proxy/serve.ts';
+
+const env = inject('registryEnv');
+let browser: Browser;
+let server: RunningServer;
+let slow: SlowProxy;
+let dir: string;
+
+beforeAll(async () => {
+  slow = await startSlowProxy(env.anon.url);
+  server = await startAppServer([env.anon.host, env.token.host, env.basic.host, slow.host], {
+    mirrors: { 'docker.io': env.anon.url },
+    tokenRealms: [env.tokenServer.realm],
+  });
+  browser = await launchChromium();
+  dir = await mkdtemp(join(tmpdir(), 'longshore-e2e-'));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await slow?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function openApp(): Promise<Page> {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('[page error]', e.message));
+  await page.goto(server.url);
+  await page.getByLabel('Image', { exact: true }).waitFor();
+  return page;
+}
+
+async function expectAttr(locator: Locator, name: string, value: string, timeout = 10_000): Promise<void> {
+  await expect.poll(() => locator.getAttribute(name), { timeout }).toBe(value);
+}
+
+async function pullAndDownload(page: Page, name: string, expectedFile: string): Promise<string> {
+  await page.getByLabel('Image', { exact: true }).fill(name);
+  await page.getByRole('button', { name: 'Pull' }).click();
+  const button = page.getByTestId('download');
+  await Promise.race([
+    button.waitFor({ timeout: 45_000 }),
+    page.getByTestId('error').waitFor({ timeout: 45_000 }).then(async () => {
+      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+    }),
+  ]);
+  const [download] = await Promise.all([page.waitForEvent('download'), button.click()]);
+  expect(download.suggestedFilename()).toBe(expectedFile);
+  const path = join(dir, `${Date.now()}-${expectedFile}`);
+  await download.saveAs(path);
+  return path;
+}
+
+describe('the browser app', () => {
+  it('pulls a Docker v2s2 image through the docker.io mirror and gives a tar skopeo accepts', async () => {
+    const page = await openApp();
+    const file = await pullAndDownload(page, 'test/v2s2:latest', 'test_v2s2_latest.tar');
+    const f = env.fixtures.v2s2;
+    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: 'test/v2s2:latest' });
+    await expectAttr(page.getByTestId('status'), 'data-status', 'ready');
+    const layers = await page.locator('table.layers tbody tr').count();
+    expect(layers).toBe((JSON.parse(f.manifest.raw) as { layers: unknown[] }).layers.length);
+    await page.context().close();
+  });
+
+  it('offers the real platforms of an index and pulls the chosen arm64 image', async () => {
+    const page = await openApp();
+    const name = `${env.anon.host}/test/multi:latest`;
+    await page.getByLabel('Image', { exact: true }).fill(name);
+    const select = page.getByLabel('Platform');
+    await expect.poll(async () => select.locator('option').allTextContents(), { timeout: 20_000 }).toEqual(['linux/amd64', 'linux/arm64', 'linux/arm/v7']);
+    await select.selectOption('linux/arm64');
+    await page.getByRole('button', { name: 'Pull' }).click();
+    const button = page.getByTestId('download');
+    await button.waitFor({ timeout: 45_000 });
+    const [download] = await Promise.all([page.waitForEvent('download'), button.click()]);
+    const file = join(dir, 'multi-arm64.tar');
+    await download.saveAs(file);
+    const child = env.fixtures.multi.children!.find((c) => c.platform.architecture === 'arm64')!;
+    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: child.manifest, config: child.config, repoTag: `${name}` });
+    const config = JSON.parse(await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${file}`], { env: env.skopeoEnv })) as { architecture: string };
+    expect(config.architecture).toBe('arm64');
+    await page.context().close();
+  });
+
+  it('pulls from a bearer-token registry with a cross-origin realm and redirected blobs, never leaking Authorization', async () => {
+    const mark = await requestLogMark(env.staticServer.requestLogUrl);
+    const page = await openApp();
+    const name = `${env.token.host}/test/oci:latest`;
+    const file = await pullAndDownload(page, name, `127.0.0.1_${env.token.host.split(':')[1]}_test_oci_latest.tar`);
+    const f = env.fixtures.oci;
+    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+    const log = await readRequestLog<{ seq: number; url: string; headers: Record<string, string> }>(env.staticServer.requestLogUrl, mark);
+    const layerHexes = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest.slice(7));
+    for (const hex of layerHexes) expect(log.some((r) => r.url.includes(hex)), `blob ${hex} fetched via redirect`).toBe(true);
+    expect(log.filter((r) => 'authorization' in r.headers)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('pulls from a basic-auth registry with credentials typed into the page', async () => {
+    const page = await openApp();
+    await page.getByText('Sign in (private repositories)').click();
+    await page.getByLabel('User name').fill(env.basic.credentials.username);
+    await page.getByLabel('Password or token').fill(env.basic.credentials.password);
+    const name = `${env.basic.host}/test/plain:latest`;
+    const file = await pullAndDownload(page, name, `127.0.0.1_${env.basic.host.split(':')[1]}_test_plain_latest.tar`);
+    const f = env.fixtures.plain;
+    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+    await page.context().close();
+  });
+
+  it('says clearly when an image does not exist and offers no download', async () => {
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${env.anon.host}/test/v2s2:does-not-exist`);
+    await page.getByRole('button', { name: 'Pull' }).click();
+    const error = page.getByTestId('error');
+    await error.waitFor({ timeout: 20_000 });
+    await expectAttr(error, 'data-code', 'MANIFEST_UNKNOWN');
+    expect(await error.textContent()).toMatch(/does-not-exist/);
+    expect(await error.textContent()).toMatch(/Check the spelling of the tag/);
+    await expectAttr(page.getByTestId('status'), 'data-status', 'failed');
+    expect(await page.getByTestId('download').count()).toBe(0);
+    await page.context().close();
+  });
+
+  it('rejects a malformed name inline before any request', async () => {
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill('Alpine:latest');
+    await expect.poll(() => page.getByTestId('name-help').textContent()).toMatch(/lowercase/);
+    await expect.poll(() => page.getByRole('button', { name: 'Pull' }).isDisabled()).toBe(true);
+    await page.context().close();
+  });
+
+  it('cancel mid-download returns to a quiet state, offers no download and caches no partial blob', async () => {
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${slow.host}/test/v2s2:latest`);
+    await page.getByRole('button', { name: 'Pull' }).click();
+    await expectAttr(page.getByTestId('status'), 'data-status', 'downloading', 20_000);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expectAttr(page.getByTestId('status'), 'data-status', 'cancelled');
+    expect(await page.getByTestId('download').count()).toBe(0);
+    expect(await page.getByTestId('error').count()).toBe(0);
+    await expect.poll(() => page.getByRole('button', { name: 'Pull' }).isEnabled()).toBe(true);
+    // The largest layer (drip-fed) must not be in the cache, whole or partial.
+    const layers = (JSON.parse(env.fixtures.v2s2.manifest.raw) as { layers: { digest: string; size: number }[] }).layers;
+    const largest = layers.reduce((a, b) => (b.size > a.size ? b : a));
+    await page.waitForTimeout(500);
+    const keys = await page.evaluate(() => new Promise<string[]>((resolve, reject) => {
+      const open = indexedDB.open('longshore');
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const tx = open.result.transaction('blobs', 'readonly');
+        const req = tx.objectStore('blobs').getAllKeys();
+        req.onsuccess = () => resolve(req.result.map(String));
+        req.onerror = () => reject(req.error);
+      };
+    }));
+    expect(keys).not.toContain(`blob:${largest.digest}`);
+    await page.context().close();
+  });
+});
