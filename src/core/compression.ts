@@ -100,6 +100,7 @@ export async function decompress(stream: ReadableStream<Uint8Array>, options: De
       return { compression, stream: peeked.stream.pipeThrough(gunzipStream(options)) };
     case 'zstd':
       if (!options.zstd) {
+        await peeked.stream.cancel().catch(() => undefined);
         throw new LongshoreError(ErrorCode.Format, 'This layer is zstd-compressed and no zstd decoder is available here.', {
           hint: 'Choose an output format that keeps layers compressed as they are (docker, oci, tarball).',
         });

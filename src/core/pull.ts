@@ -130,15 +130,21 @@ async function fetchLayer(layer: Layer, needCompressed: boolean, needUncompresse
     return;
   }
   const diffId = layer.diffId!;
+  // One failing branch (say, a diff_id mismatch) stops the copy into the others.
+  const stop = new AbortController();
+  const halt = <T>(p: Promise<T>): Promise<T> => p.catch((err: unknown) => {
+    stop.abort(err);
+    throw err;
+  });
   const branches = needCompressed ? 2 : 1;
   const pipes = Array.from({ length: branches }, () => new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 4 }, { highWaterMark: 4 }));
-  const tasks: Promise<unknown>[] = [fanOut(counted, pipes.map((p) => p.writable))];
+  const tasks: Promise<unknown>[] = [halt(fanOut(counted, pipes.map((p) => p.writable), stop.signal))];
   const plain = pipes[0]!.readable;
-  tasks.push((async () => {
+  tasks.push(halt((async () => {
     const { stream } = await decompress(plain, options.zstd ? { zstd: options.zstd } : {});
     await store.put(diffId, stream.pipeThrough(verifyingStream({ digest: diffId, label: `uncompressed layer ${layer.index + 1}` })), signal);
-  })());
-  if (needCompressed) tasks.push(store.put(d.digest, pipes[1]!.readable, signal));
+  })()));
+  if (needCompressed) tasks.push(halt(store.put(d.digest, pipes[1]!.readable, signal)));
   const settled = await Promise.allSettled(tasks);
   const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => LongshoreError.from(s.reason));
   if (failures.length) {
@@ -156,13 +162,19 @@ function counter(onBytes: (n: number) => void): TransformStream<Uint8Array, Uint
   });
 }
 
-/** Copy one stream into several writables, moving at the pace of the slowest. */
-export async function fanOut(source: ReadableStream<Uint8Array>, targets: WritableStream<Uint8Array>[]): Promise<void> {
+/** Copy one stream into several writables, moving at the pace of the slowest; `signal` stops it. */
+export async function fanOut(source: ReadableStream<Uint8Array>, targets: WritableStream<Uint8Array>[], signal?: AbortSignal): Promise<void> {
   const writers = targets.map((t) => t.getWriter());
   const reader = source.getReader();
+  const stopped = new Promise<never>((_, reject) => {
+    const fire = () => reject(signal?.reason ?? new AbortedError());
+    if (signal?.aborted) fire();
+    else signal?.addEventListener('abort', fire, { once: true });
+  });
+  stopped.catch(() => undefined);
   try {
     for (;;) {
-      await Promise.all(writers.map((w) => w.ready));
+      await Promise.race([Promise.all(writers.map((w) => w.ready)), stopped]);
       const { done, value } = await reader.read();
       if (done) break;
       for (const w of writers) void w.write(value).catch(() => undefined);

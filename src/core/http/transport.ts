@@ -2,6 +2,8 @@
 // one (globalThis.fetch in a Worker or Node, a fake in tests) and, in the browser, a URL rewrite
 // that routes every request through the CORS proxy.
 
+import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
+
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
 export interface Transport {
@@ -31,6 +33,35 @@ export function proxyRewrite(base: string): (url: string) => string {
     const u = new URL(url);
     return `${prefix}${u.host}${u.pathname}${u.search}`;
   };
+}
+
+/**
+ * A response body whose read failures (a dropped connection: undici's "terminated", a browser's
+ * "network error") surface as a typed, retryable NETWORK error, or ABORTED when the signal fired.
+ */
+export function guardBody(body: ReadableStream<Uint8Array>, what: string, signal?: AbortSignal): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        if (signal?.aborted) throw new AbortedError();
+        if (err instanceof LongshoreError) throw err;
+        throw new LongshoreError(ErrorCode.Network, `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`, {
+          hint: 'The transfer was cut off. Nothing partial was kept; try again.',
+          retryable: true,
+          cause: err,
+        });
+      }
+      if (result.done) controller.close();
+      else controller.enqueue(result.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** Read a body up to `limit` bytes; returns undefined past the limit (the rest is cancelled). */

@@ -2,7 +2,7 @@
 // challenge's realm (distribution "Token Authentication Specification"). Tokens are cached per
 // registry + scope until shortly before `expires_in` runs out.
 import { ErrorCode, LongshoreError } from '../errors.ts';
-import { readCapped, type Transport } from '../http/transport.ts';
+import { guardBody, readCapped, type Transport } from '../http/transport.ts';
 import { fetchWithRetry, type RetryPolicy } from '../http/retry.ts';
 import { isLoopbackHost } from '../reference.ts';
 import { challengeScopes, type Challenge } from './challenge.ts';
@@ -101,7 +101,7 @@ export class Authenticator {
     const url = realmUrl.toString();
     const fetched = this.transport.rewrite ? this.transport.rewrite(url) : url;
     const response = await fetchWithRetry(() => this.transport.fetch(fetched, { headers, signal }), this.retry, signal);
-    const body = await readCapped(response.body, TOKEN_BODY_LIMIT);
+    const body = await readCapped(response.body && guardBody(response.body, `a token for ${registry}`, signal), TOKEN_BODY_LIMIT);
     if (!response.ok) {
       const denied = response.status === 401 || response.status === 403;
       throw new LongshoreError(denied ? 'UNAUTHORIZED' : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {

@@ -2,7 +2,7 @@
 // are answered transparently; redirects are followed by hand so that Authorization never leaves
 // the registry's origin; transient failures are retried with backoff.
 import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
-import { challengeOf, readCapped, type Transport } from '../http/transport.ts';
+import { challengeOf, guardBody, readCapped, type Transport } from '../http/transport.ts';
 import { defaultRetryPolicy, fetchWithRetry, type RetryPolicy } from '../http/retry.ts';
 import { isLoopbackHost, type ImageReference } from '../reference.ts';
 import { sha256, verifyingStream, isDigest } from '../digest.ts';
@@ -148,7 +148,7 @@ export class RegistryClient {
       ...(options.signal ? { signal: options.signal } : {}),
     });
     if (!response.ok) throw await registryError(response, ctx);
-    const bytes = await readCapped(response.body, MAX_MANIFEST_BYTES);
+    const bytes = await readCapped(response.body && guardBody(response.body, `the ${what}`, options.signal), MAX_MANIFEST_BYTES);
     if (!bytes) {
       throw new LongshoreError(ErrorCode.TooLarge, `The ${what} is over the ${MAX_MANIFEST_BYTES}-byte limit for manifests.`, { data: { limit: MAX_MANIFEST_BYTES } });
     }
@@ -185,7 +185,7 @@ export class RegistryClient {
       });
     }
     if (!response.body) throw new LongshoreError(ErrorCode.Network, `The ${label} came back without a body.`, { retryable: true });
-    return response.body.pipeThrough(verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes));
+    return guardBody(response.body, `the ${label}`, options.signal).pipeThrough(verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes));
   }
 
   async listTags(ref: ImageReference, signal?: AbortSignal): Promise<string[]> {

@@ -1,0 +1,168 @@
+// A misbehaving hop in front of a real registry, for the failure paths a healthy registry never takes:
+// corrupted, truncated or stalled blob bodies, corrupted manifests, and 429/503 answers before the real one.
+// Everything not matched by a rule is forwarded unchanged. Test-only: uses node:* freely.
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface TamperRules {
+  /** Flip one byte (at `offset`, default the middle) of every body served for this blob; Content-Length is kept. */
+  corruptBlob?: { digest: string; offset?: number };
+  /**
+   * Send only the first `keepBytes` of this blob. `close`: announce the full Content-Length, then drop the
+   * connection; `short`: send no Content-Length (chunked) and end cleanly after the short body.
+   */
+  truncateBlob?: { digest: string; keepBytes: number; mode: 'close' | 'short' };
+  /** Send the headers and the first `afterBytes` of this blob, then nothing more until the proxy closes. */
+  stallBlob?: { digest: string; afterBytes: number };
+  /** Flip one byte in the middle of every manifest body (headers such as Docker-Content-Digest kept). */
+  corruptManifests?: boolean;
+  /** Answer the next `count` manifest requests with `status` (and `Retry-After`) instead of forwarding them. */
+  failManifests?: { status: number; count: number; retryAfter?: string };
+}
+
+export interface TamperRecord {
+  method: string;
+  path: string;
+  /** What the proxy did: 'forward', 'corrupt', 'truncate', 'stall', 'fail'. */
+  action: string;
+}
+
+export interface TamperProxy {
+  /** '127.0.0.1:PORT', to put in an image reference (loopback, so the client speaks http). */
+  host: string;
+  url: string;
+  /** Change at any time; read per request. */
+  rules: TamperRules;
+  readonly requests: TamperRecord[];
+  close(): Promise<void>;
+}
+
+const BLOB_PATH = /^\/v2\/.+\/blobs\/(sha256:[a-f0-9]{64})$/;
+const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
+const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'content-length'];
+
+function withoutLength(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const out = { ...headers };
+  for (const name of HOP_BY_HOP) delete out[name];
+  return out;
+}
+
+/** Rewrites a body in flight, one chunk at a time, flipping the byte at `offset` (counted over the whole body). */
+async function pumpFlipping(upstream: IncomingMessage, res: ServerResponse, offset: number): Promise<void> {
+  let seen = 0;
+  for await (const chunk of upstream as AsyncIterable<Buffer>) {
+    let out = chunk;
+    if (offset >= seen && offset < seen + chunk.length) {
+      out = Buffer.from(chunk);
+      out[offset - seen] = out[offset - seen]! ^ 0xff;
+    }
+    seen += chunk.length;
+    res.write(out);
+  }
+  res.end();
+}
+
+/** Sends at most `limit` bytes of the body and returns once they have reached the socket (the rest is drained). */
+async function pumpPrefix(upstream: IncomingMessage, res: ServerResponse, limit: number): Promise<void> {
+  let sent = 0;
+  for await (const chunk of upstream as AsyncIterable<Buffer>) {
+    const take = Math.max(0, Math.min(chunk.length, limit - sent));
+    if (take > 0) {
+      await new Promise<void>((resolve, reject) => res.write(chunk.subarray(0, take), (error) => (error ? reject(error) : resolve())));
+      sent += take;
+    }
+  }
+}
+
+export async function startTamperProxy(upstreamUrl: string, rules: TamperRules = {}): Promise<TamperProxy> {
+  const upstream = new URL(upstreamUrl);
+  const requests: TamperRecord[] = [];
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = req.url ?? '/';
+    const blob = BLOB_PATH.exec(path)?.[1];
+    const isManifest = MANIFEST_PATH.test(path);
+    const record: TamperRecord = { method: req.method ?? 'GET', path, action: 'forward' };
+    requests.push(record);
+
+    const fail = proxy.rules.failManifests;
+    if (isManifest && fail && fail.count > 0) {
+      fail.count--;
+      record.action = 'fail';
+      const body = fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
+      res.writeHead(fail.status, {
+        'content-type': fail.status === 429 ? 'application/json' : 'text/plain',
+        'content-length': Buffer.byteLength(body),
+        ...(fail.retryAfter ? { 'retry-after': fail.retryAfter } : {}),
+      });
+      res.end(body);
+      return;
+    }
+
+    const forward = httpRequest(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path, headers: { ...req.headers, host: upstream.host } },
+      (up) => {
+        const status = up.statusCode ?? 502;
+        const { corruptBlob, truncateBlob, stallBlob, corruptManifests } = proxy.rules;
+        const ok = status === 200 && req.method === 'GET';
+        const length = Number(up.headers['content-length'] ?? NaN);
+        const run = async (): Promise<void> => {
+          if (ok && blob !== undefined && corruptBlob?.digest === blob) {
+            record.action = 'corrupt';
+            res.writeHead(status, up.headers);
+            await pumpFlipping(up, res, corruptBlob.offset ?? Math.floor(length / 2));
+          } else if (ok && blob !== undefined && truncateBlob?.digest === blob) {
+            record.action = 'truncate';
+            if (truncateBlob.mode === 'close') {
+              res.writeHead(status, up.headers);
+              await pumpPrefix(up, res, truncateBlob.keepBytes);
+              res.destroy();
+            } else {
+              res.writeHead(status, withoutLength(up.headers));
+              await pumpPrefix(up, res, truncateBlob.keepBytes);
+              res.end();
+            }
+          } else if (ok && blob !== undefined && stallBlob?.digest === blob) {
+            record.action = 'stall';
+            res.writeHead(status, up.headers);
+            res.flushHeaders();
+            await pumpPrefix(up, res, stallBlob.afterBytes);
+            // Nothing more: the response stays open until the client gives up or the proxy closes.
+          } else if (ok && isManifest && corruptManifests) {
+            record.action = 'corrupt';
+            res.writeHead(status, up.headers);
+            await pumpFlipping(up, res, Math.floor(length / 2));
+          } else {
+            res.writeHead(status, up.headers);
+            up.pipe(res);
+          }
+        };
+        run().catch(() => res.destroy());
+      },
+    );
+    forward.on('error', () => {
+      if (!res.headersSent) res.writeHead(502).end();
+      else res.destroy();
+    });
+    req.pipe(forward);
+  };
+
+  const server: Server = createServer(handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const proxy: TamperProxy = {
+    host,
+    url: `http://${host}`,
+    rules,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return proxy;
+}
