@@ -12,7 +12,7 @@ import {
   normaliseRealm,
   type ProxyConfig,
 } from './config.ts';
-import { classifyHost } from './destination.ts';
+import { classifyHost, isLoopbackHost } from './destination.ts';
 
 export interface ProxyRequest {
   method: string;
@@ -184,7 +184,18 @@ export function registryOrigin(authority: string, config: ProxyConfig): string |
   if (exact) return `${exact.scheme}://${exact.host === 'docker.io' ? DOCKER_HUB_API_HOST : exact.host}`;
   const hub = config.registries.find((r) => hubGroup.includes(r.host));
   if (hub) return `${hub.scheme}://${DOCKER_HUB_API_HOST}`;
+  // A registry on this machine (`localhost:5000/x`, as with `docker run registry`) needs no
+  // config while the proxy itself listens on loopback; like Docker, it is spoken to over http.
+  if (loopbackAllowed(config) && config.allowLoopback === 'auto' && isLoopbackHost(hostnameOf(authority))) return `http://${authority}`;
   return undefined;
+}
+
+function hostnameOf(authority: string): string {
+  try {
+    return new URL(`http://${authority}`).hostname;
+  } catch {
+    return '';
+  }
 }
 
 function matchRealm(authority: string, path: string, config: ProxyConfig, learned: ReadonlySet<string>): string | undefined {

@@ -87,6 +87,11 @@ const rows: Row[] = [
   { what: 'loopback registry, loopback listen, allowLoopback false', path: '/proxy/127.0.0.1:5000/v2/', config: loopbackDenied, expect: { status: 403, reason: /loopback/ } },
   { what: 'learned loopback realm, loopback listen', path: '/proxy/127.0.0.1:9000/token', learned, expect: { kind: 'realm', upstream: 'http://127.0.0.1:9000/token' } },
   { what: 'learned loopback realm, public listen', path: '/proxy/127.0.0.1:9000/token', learned, config: publicListen, expect: { status: 403, reason: /loopback/ } },
+  { what: 'unlisted loopback registry while listening on loopback (auto): http, like Docker', path: '/proxy/localhost:5999/v2/x/manifests/1', expect: { kind: 'registry', upstream: 'http://localhost:5999/v2/x/manifests/1' } },
+  { what: 'unlisted 127.0.0.2 registry while listening on loopback (auto)', path: '/proxy/127.0.0.2:7000/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.2:7000/v2/' } },
+  { what: 'unlisted loopback registry, public listen', path: '/proxy/localhost:5999/v2/', config: publicListen, expect: { status: 403 } },
+  { what: 'unlisted loopback registry, public listen, allowLoopback true', path: '/proxy/localhost:5999/v2/', config: publicAllowLoopback, expect: { status: 403 } },
+  { what: 'unlisted private registry while listening on loopback', path: '/proxy/10.0.0.5:5000/v2/', expect: { status: 403 } },
   // mirrors
   { what: 'docker.io mirror serves registry-1.docker.io', path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/3', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/library/alpine/manifests/3' } },
   { what: 'docker.io mirror serves index.docker.io', path: '/proxy/index.docker.io/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/' } },
