@@ -7,6 +7,7 @@ import { matchPlatform, parsePlatform, formatPlatform, selectablePlatforms } fro
 import { sha256, verifyingStream } from '../../src/core/digest.ts';
 import { parseReference } from '../../src/core/reference.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
+import { registryError } from '../../src/core/registry/errors.ts';
 import type { Descriptor } from '../../src/core/image/model.ts';
 
 const enc = new TextEncoder();
@@ -297,5 +298,25 @@ describe('registry client auth (scripted fetch; the real registries are in tests
     const { fetch } = scripted([(u) => u.host === 'reg.example' ? new Response(new Uint8Array(5 * 1024 * 1024) as BodyInit) : undefined]);
     const client = new RegistryClient({ transport: { fetch } });
     await expect(client.getManifest(parseReference('reg.example/a:b'))).rejects.toMatchObject({ code: 'TOO_LARGE' });
+  });
+});
+
+describe('registry error mapping', () => {
+  const ctx = { what: 'manifest r.example/a:b', registry: 'r.example', repository: 'a' };
+  it.each([
+    [404, { errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }, 'MANIFEST_UNKNOWN', false],
+    [401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }, 'UNAUTHORIZED', false],
+    [429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, 'TOOMANYREQUESTS', true],
+    [403, { errors: [{ code: 'PROXY_DENIED', message: 'evil is not configured' }] }, 'PROXY_DENIED', false],
+    [502, { errors: [{ code: 'PROXY_UNREACHABLE', message: 'r.example unreachable' }] }, 'PROXY_UNREACHABLE', true],
+    [400, { errors: [{ code: 'SOMETHING_NEW', message: '?' }] }, 'REGISTRY', false],
+    [404, 'plain text', 'MANIFEST_UNKNOWN', false],
+    [500, '', 'HTTP', true],
+  ])('%i %j → %s', async (status, body, code, retryable) => {
+    const e = await registryError(new Response(typeof body === 'string' ? body : JSON.stringify(body), { status }), ctx);
+    expect(e.code).toBe(code);
+    expect(e.retryable).toBe(retryable);
+    expect(e.hint).toBeTruthy();
+    expect(e.message).toContain('manifest r.example/a:b');
   });
 });

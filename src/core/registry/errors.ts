@@ -18,6 +18,9 @@ const KNOWN = new Set<string>([
   'TAG_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS',
 ]);
 
+/** Refusals by longshore's own proxy (src/proxy/handler.ts), in the same error envelope. */
+const PROXY_CODES = new Set(['PROXY_DENIED', 'PROXY_UNREACHABLE']);
+
 export interface RequestContext {
   /** What we were doing: 'manifest docker.io/library/alpine:latest'. */
   what: string;
@@ -61,7 +64,7 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
   const first = specErrors[0];
   const status = response.status;
   let code: string | undefined = typeof first?.code === 'string' ? first.code.toUpperCase() : undefined;
-  if (code !== undefined && !KNOWN.has(code) && code !== 'PROXY_DENIED') code = ErrorCode.Registry;
+  if (code !== undefined && !KNOWN.has(code) && !PROXY_CODES.has(code)) code = ErrorCode.Registry;
   if (code === undefined) {
     code = status === 401 ? 'UNAUTHORIZED'
       : status === 403 ? 'DENIED'
@@ -73,7 +76,11 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
   const message = `${ctx.what}: ${status} ${code}${registryMessage ? ` (${registryMessage})` : ''}`;
   const retryAfter = response.headers.get('retry-after');
   return new LongshoreError(code, message, {
-    hint: code === 'PROXY_DENIED' ? `The longshore proxy refused to reach ${ctx.registry}. Add the registry to the proxy's config (see README, "Proxy configuration").` : hintFor(code, ctx),
+    hint: code === 'PROXY_DENIED'
+      ? `The longshore proxy refused to reach ${ctx.registry}. Add the registry to the proxy's config (see README, "Proxy configuration").`
+      : code === 'PROXY_UNREACHABLE'
+        ? `The longshore proxy could not connect to ${ctx.registry}. Check the host name and that the registry is up.`
+        : hintFor(code, ctx),
     retryable: status === 429 || status >= 500,
     data: { status, registry: ctx.registry, repository: ctx.repository, errors: specErrors, retryAfter },
   });
