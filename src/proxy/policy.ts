@@ -81,7 +81,10 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   const realm = matchRealm(authority, path, config, learned);
   if (realm) return checked(new URL(`${realm}${query}`), 'realm', config);
 
-  const origin = registryOrigin(authority, config);
+  // An unlisted loopback host counts as a registry only for API paths: anything else there
+  // (a token realm, say) stays refused until configured or learned.
+  const isApiPath = path === '/v2' || path.startsWith('/v2/');
+  const origin = registryOrigin(authority, config, isApiPath);
   if (!origin) {
     return deny(403, `${authority} is not a configured registry, mirror or token realm${path !== '/' ? ` (path ${path})` : ''}`);
   }
@@ -174,7 +177,7 @@ export function distributionPath(path: string): string | { reason: string } {
 }
 
 /** The upstream origin serving the distribution API for `authority`, mirrors first. */
-export function registryOrigin(authority: string, config: ProxyConfig): string | undefined {
+export function registryOrigin(authority: string, config: ProxyConfig, implicitLoopback = true): string | undefined {
   const hubGroup = DOCKER_HUB_ALIASES.includes(authority) ? DOCKER_HUB_ALIASES : [authority];
   for (const key of hubGroup) {
     const mirror = config.mirrors[key];
@@ -186,7 +189,7 @@ export function registryOrigin(authority: string, config: ProxyConfig): string |
   if (hub) return `${hub.scheme}://${DOCKER_HUB_API_HOST}`;
   // A registry on this machine (`localhost:5000/x`, as with `docker run registry`) needs no
   // config while the proxy itself listens on loopback; like Docker, it is spoken to over http.
-  if (loopbackAllowed(config) && config.allowLoopback === 'auto' && isLoopbackHost(hostnameOf(authority))) return `http://${authority}`;
+  if (implicitLoopback && loopbackAllowed(config) && config.allowLoopback === 'auto' && isLoopbackHost(hostnameOf(authority))) return `http://${authority}`;
   return undefined;
 }
 

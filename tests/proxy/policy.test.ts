@@ -91,6 +91,7 @@ const rows: Row[] = [
   { what: 'unlisted 127.0.0.2 registry while listening on loopback (auto)', path: '/proxy/127.0.0.2:7000/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.2:7000/v2/' } },
   { what: 'unlisted loopback registry, public listen', path: '/proxy/localhost:5999/v2/', config: publicListen, expect: { status: 403 } },
   { what: 'unlisted loopback registry, public listen, allowLoopback true', path: '/proxy/localhost:5999/v2/', config: publicAllowLoopback, expect: { status: 403 } },
+  { what: 'unlisted loopback host, non-API path (an unlearned realm) stays refused', path: '/proxy/127.0.0.1:9999/token', expect: { status: 403, reason: /not a configured registry, mirror or token realm/ } },
   { what: 'unlisted private registry while listening on loopback', path: '/proxy/10.0.0.5:5000/v2/', expect: { status: 403 } },
   // mirrors
   { what: 'docker.io mirror serves registry-1.docker.io', path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/3', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/library/alpine/manifests/3' } },
