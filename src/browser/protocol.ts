@@ -11,7 +11,8 @@ export interface WorkerConfig {
 }
 
 export interface PullRequest {
-  reference: string;
+  /** One name, or several for one archive holding every image (formats that allow it). */
+  references: string[];
   /** "linux/arm64/v8"; default linux/amd64. */
   platform?: string;
   format: string;

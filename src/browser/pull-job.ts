@@ -1,15 +1,15 @@
 // A whole pull as the worker runs it: resolve, fetch verified blobs into IndexedDB, plan the
 // chosen format and compose the archive Blob from header bytes and stored Blobs.
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
-import { parseReference, downloadFileName } from '../core/reference.ts';
+import { parseReference, downloadFileName, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
 import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
 import { pull } from '../core/pull.ts';
 import { formatById } from '../core/formats/index.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
-import type { ArchivePlan } from '../core/formats/types.ts';
-import type { PullEvent } from '../core/progress.ts';
+import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
+import type { LayerPlan, PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import type { IdbBlobStore } from './idb-store.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
@@ -71,29 +71,56 @@ export async function composeBlob(plan: ArchivePlan, store: IdbBlobStore): Promi
   return blob;
 }
 
+/** One archive name for several images: the first image's name plus how many more. */
+export function archiveFileName(refs: ImageReference[]): string {
+  const first = downloadFileName(refs[0]!);
+  return refs.length === 1 ? first : first.replace(/\.tar$/, `+${refs.length - 1}.tar`);
+}
+
 export async function pullJob(ctx: JobContext, request: PullRequest): Promise<PullOutcome> {
-  const ref = parseReference(request.reference);
+  if (request.references.length === 0) throw new LongshoreError(ErrorCode.InvalidArgument, 'No image name given.', { hint: 'Type an image name, e.g. alpine:latest.' });
+  const refs = request.references.map((r) => parseReference(r));
   const format = formatById(request.format);
   if (!format) throw new LongshoreError(ErrorCode.InvalidArgument, `Unknown output format "${request.format}".`, { hint: 'Choose one of the formats offered.' });
+  if (refs.length > 1 && !format.multiImage) {
+    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one image; ${refs.length} names were given.`, {
+      hint: 'Choose a format that holds several images (docker, legacy, tarball), or pull one name at a time.',
+    });
+  }
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
+  const source = sourceFor(ctx, request.credentials);
   ctx.onPhase('resolving');
   let downloading = false;
-  const { image } = await pull(sourceFor(ctx, request.credentials), ref, {
-    store: ctx.store,
-    platform,
-    signal: ctx.signal,
-    uncompressed: format.needsUncompressed,
-    ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
-    onProgress: (event) => {
-      if (event.type === 'plan' && !downloading) {
-        downloading = true;
-        ctx.onPhase('downloading');
-      }
-      ctx.onProgress(event);
-    },
-  });
+  // Layers of every image in one list: image k's layer i shows as row offset(k) + i.
+  const rows: LayerPlan[] = [];
+  const images: SinkImage[] = [];
+  for (const ref of refs) {
+    const offset = rows.length;
+    const { image } = await pull(source, ref, {
+      store: ctx.store,
+      platform,
+      signal: ctx.signal,
+      uncompressed: format.needsUncompressed,
+      ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
+      onProgress: (event) => {
+        if (event.type === 'plan') {
+          if (!downloading) {
+            downloading = true;
+            ctx.onPhase('downloading');
+          }
+          rows.splice(offset, rows.length - offset, ...event.layers.map((l) => ({ ...l, index: l.index + offset })));
+          ctx.onProgress({ type: 'plan', layers: rows.slice(), totalBytes: rows.reduce((n, l) => n + l.size, 0) });
+        } else if (event.type === 'layer') {
+          ctx.onProgress({ ...event, index: event.index + offset });
+        } else {
+          ctx.onProgress(event);
+        }
+      },
+    });
+    images.push({ image, reference: ref });
+  }
   ctx.onPhase('assembling');
-  const plan = await format.plan([{ image, reference: ref }], {
+  const plan = await format.plan(images, {
     size: async (key) => {
       const size = await ctx.store.size(key);
       if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });
@@ -102,14 +129,15 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   });
   ctx.signal.throwIfAborted();
   const blob = await composeBlob(plan, ctx.store);
-  const c = image.config;
+  const first = images[0]!.image;
+  const c = first.config;
   return {
     blob,
-    fileName: downloadFileName(ref),
+    fileName: archiveFileName(refs),
     size: blob.size,
     format: format.id,
-    reference: image.reference.canonical,
-    digest: image.digest,
+    reference: images.map((i) => i.image.reference.canonical).join(' '),
+    digest: first.digest,
     platform: c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined,
   };
 }

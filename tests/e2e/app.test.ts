@@ -124,6 +124,26 @@ describe('the browser app', () => {
     await page.context().close();
   });
 
+  it('puts several images in one archive, shared blobs once (crane pull IMAGE… TARBALL)', async () => {
+    const page = await openApp();
+    await page.getByLabel('Format').selectOption('legacy');
+    const a = `${env.anon.host}/test/oci:v1`;
+    const b = `${env.anon.host}/test/oci:latest`;
+    const file = await pullAndDownload(page, `${a} ${b}`, `127.0.0.1_${env.anon.host.split(':')[1]}_test_oci_v1+1.tar`);
+    const entries = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { RepoTags: string[]; Config: string; Layers: string[] }[];
+    expect(entries.map((e) => e.RepoTags)).toEqual([[a], [b]]);
+    for (const [name, truth] of [[a, env.fixtures.ociV1], [b, env.fixtures.oci]] as const) {
+      const config = (await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${file}:${name}`], { env: env.skopeoEnv }));
+      expect(config).toBe(truth.config.raw);
+    }
+    const names = (await runText('tar', ['-tf', file])).trim().split('\n');
+    expect(new Set(names).size).toBe(names.length);
+    // v1 and latest share their base layer: written once.
+    const sharedDir = entries[0]!.Layers[0]!;
+    expect(entries[1]!.Layers).toContain(sharedDir);
+    await page.context().close();
+  });
+
   it('says clearly when an image does not exist and offers no download', async () => {
     const page = await openApp();
     await page.getByLabel('Image', { exact: true }).fill(`${env.anon.host}/test/v2s2:does-not-exist`);

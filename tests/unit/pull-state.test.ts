@@ -34,6 +34,16 @@ describe('PullState', () => {
     expect(s.canPull).toBe(true);
   });
 
+  it('takes several names at once and says which one is wrong', () => {
+    const s = new PullState(scriptedBridge(async () => outcome));
+    s.name = 'alpine, ghcr.io/o/r:v1  busybox';
+    expect(s.refs.map((r) => r.canonical)).toEqual(['docker.io/library/alpine:latest', 'ghcr.io/o/r:v1', 'docker.io/library/busybox:latest']);
+    expect(s.canPull).toBe(true);
+    s.name = 'alpine Bad:1';
+    expect(s.nameError?.message).toMatch(/^Name 2 of 2: .*Bad/);
+    expect(s.canPull).toBe(false);
+  });
+
   it('offers the index platforms after resolving', async () => {
     const s = new PullState(scriptedBridge(async () => outcome));
     s.name = 'multi:latest';
@@ -70,7 +80,7 @@ describe('PullState', () => {
     await s.pull();
     expect(s.status).toBe('ready');
     expect(s.outcome?.fileName).toBe('alpine_latest.tar');
-    expect(bridge.requests[0]).toMatchObject({ reference: 'docker.io/library/alpine:latest', platform: 'linux/arm64', format: 'legacy' });
+    expect(bridge.requests[0]).toMatchObject({ references: ['docker.io/library/alpine:latest'], platform: 'linux/arm64', format: 'legacy' });
     expect(s.layers.map((l) => l.state)).toEqual(['cached', 'done']);
   });
 

@@ -1,7 +1,8 @@
 // The page's state for one pull: the name as typed (parsed as you type), platform and format
 // choice, progress per layer and overall, and the outcome. It talks to the worker only through
 // the bridge it is given, so it is tested without a DOM or a worker.
-import { tryParseReference } from '../../core/reference.ts';
+import { tryParseReference, type ImageReference } from '../../core/reference.ts';
+import { InvalidReferenceError } from '../../core/errors.ts';
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
@@ -50,7 +51,19 @@ export class PullState {
   startedAt = $state(0);
   elapsed = $state(0);
 
-  readonly parsed = $derived(this.name.trim() ? tryParseReference(this.name) : undefined);
+  /** Several names may be given at once, separated by spaces or commas (crane pull IMAGE… TARBALL). */
+  readonly names = $derived(this.name.split(/[\s,]+/).filter(Boolean));
+  readonly parsedAll = $derived(this.names.map((n) => tryParseReference(n)));
+  readonly refs = $derived(this.parsedAll.flatMap((p): ImageReference[] => (p.ok ? [p.ref] : [])));
+  /** The first name's result; with several names, an error names which one is wrong. */
+  readonly parsed = $derived.by(() => {
+    const bad = this.parsedAll.findIndex((p) => !p.ok);
+    if (bad < 0) return this.parsedAll[0];
+    const first = this.parsedAll[bad]!;
+    if (first.ok || this.names.length === 1) return first;
+    const e = first.error;
+    return { ok: false as const, error: new InvalidReferenceError(`Name ${bad + 1} of ${this.names.length}: ${e.message}`, e.hint ?? '', e.data) };
+  });
   readonly nameError = $derived(this.parsed && !this.parsed.ok ? this.parsed.error : undefined);
   readonly busy = $derived(this.status === 'resolving' || this.status === 'downloading' || this.status === 'assembling');
   readonly canPull = $derived(this.parsed?.ok === true && !this.busy);
@@ -72,9 +85,8 @@ export class PullState {
 
   #credentials(): Record<string, Credentials> | undefined {
     if (!this.username || !this.parsed?.ok) return undefined;
-    const ref = this.parsed.ref;
     const creds = { username: this.username, password: this.password };
-    return { [ref.registry]: creds, [ref.apiHost]: creds };
+    return Object.fromEntries(this.refs.flatMap((ref) => [[ref.registry, creds], [ref.apiHost, creds]]));
   }
 
   /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */
@@ -82,7 +94,7 @@ export class PullState {
     this.#resolveAbort?.abort();
     this.summary = undefined;
     this.summaryError = undefined;
-    if (!this.parsed?.ok) return;
+    if (!this.parsed?.ok || this.names.length !== 1) return;
     const ac = new AbortController();
     this.#resolveAbort = ac;
     this.resolving = true;
@@ -117,7 +129,7 @@ export class PullState {
     const credentials = this.#credentials();
     try {
       const outcome = await this.bridge.pull(
-        { reference: this.parsed.ref.canonical, platform: this.platform, format: this.format, ...(credentials ? { credentials } : {}) },
+        { references: this.refs.map((r) => r.canonical), platform: this.platform, format: this.format, ...(credentials ? { credentials } : {}) },
         {
           signal: ac.signal,
           onPhase: (phase) => {
