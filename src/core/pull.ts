@@ -1,14 +1,18 @@
 // crane pull's first half: image name → verified manifest, config and layer blobs in a BlobStore.
 // Layers are fetched in parallel (bounded), verified while streaming, and kept only once verified;
 // blobs already in the store are not fetched again. With `uncompressed`, each layer is also
-// decompressed on the fly and kept under its diff_id after that digest is verified too.
+// decompressed on the fly and kept under its diff_id after that digest is verified too (zstd
+// through fzstd unless the caller brings its own decoder). `pullIndex` does the same for every
+// platform of an index at once.
 import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from './errors.ts';
 import { decompress } from './compression.ts';
+import { zstdDecompressStream } from './zstd.ts';
 import { verifyingStream } from './digest.ts';
 import { abortableSleep } from './http/retry.ts';
 import type { ImageReference } from './reference.ts';
-import type { Image, ImageIndex, Layer } from './image/model.ts';
-import { DEFAULT_PLATFORM, formatPlatform, type Platform } from './image/platform.ts';
+import type { Descriptor, Image, ImageIndex, Layer } from './image/model.ts';
+import { isIndexMediaType } from './image/media-types.ts';
+import { DEFAULT_PLATFORM, formatPlatform, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
 import type { RemoteSource } from './image/remote.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import type { LayerPlan, PullEvent } from './progress.ts';
@@ -22,8 +26,11 @@ export interface PullOptions {
   onProgress?: (event: PullEvent) => void;
   /** Also keep every layer uncompressed under its diff_id (needed by the legacy docker-save format). */
   uncompressed?: boolean;
-  /** A zstd decoder, for `uncompressed` with zstd layers. */
-  zstd?: () => TransformStream<Uint8Array, Uint8Array>;
+  /**
+   * A zstd decoder, for `uncompressed` with zstd layers (default: fzstd, see zstd.ts); `null` for
+   * none, so zstd layers fail with FORMAT (what happened before a default existed).
+   */
+  zstd?: (() => TransformStream<Uint8Array, Uint8Array>) | null;
   /** Attempts per blob for retryable failures (default 3). */
   attempts?: number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -56,6 +63,123 @@ export async function pull(source: RemoteSource, ref: ImageReference, options: P
   emit({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(platform ? { platform } : {}) });
   await pullLayers(image, options, emit);
   return result;
+}
+
+/** An index with everything under it resolved: what a format with `allPlatforms` writes. */
+export interface PulledIndex {
+  /** The index the name points at, its bytes as the registry served them. */
+  index: ImageIndex;
+  /** Every image manifest it reaches, each once, in index order (nested indexes walked where they stand); attestations included. */
+  children: Image[];
+  /** Indexes nested inside `index`, each once (rare: most indexes list image manifests only). */
+  nested: ImageIndex[];
+}
+
+export interface PullIndexResult {
+  /** The child for `options.platform` (if the index has none, its first runnable child); for a name that points at one image, that image. */
+  image: Image;
+  /** Absent when the name points at a single image. */
+  index?: PulledIndex;
+}
+
+/**
+ * Every platform of `ref`: the index, every child manifest and config (verified by digest and
+ * size), and every distinct layer of every child in the store, fetched as `pull` fetches (bounded
+ * concurrency, verified, cached ones skipped), with one progress plan over all of them. A name that
+ * points at a single image pulls that image. Configs and manifests stay in the returned model (as
+ * with `pull`); only layers go to the store.
+ */
+export async function pullIndex(source: RemoteSource, ref: ImageReference, options: PullOptions): Promise<PullIndexResult> {
+  const { signal } = options;
+  const emit = options.onProgress ?? (() => undefined);
+  emit({ type: 'resolving', reference: ref.canonical });
+  const resolved = await source.resolve(ref, signal);
+  if (resolved.kind === 'image') {
+    const c = resolved.config;
+    const platform = c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
+    emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType, ...(platform ? { platform } : {}) });
+    await pullLayers(resolved, options, emit);
+    return { image: resolved };
+  }
+  const tree = await resolveTree(resolved, options.concurrency ?? DEFAULT_CONCURRENCY, signal);
+  if (tree.children.length === 0) {
+    throw new LongshoreError(ErrorCode.UnsupportedManifest, `The index ${ref.canonical} lists no image manifests.`, {
+      hint: 'The name points at an index without images (perhaps artifacts only).',
+    });
+  }
+  emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType });
+  await pullLayers(everyLayer(tree.children), options, emit);
+  return { image: chooseChild(tree, options.platform ?? DEFAULT_PLATFORM), index: tree };
+}
+
+async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
+  const children: Image[] = [];
+  const nested: ImageIndex[] = [];
+  const seen = new Set<string>([root.digest]);
+  const walk = async (index: ImageIndex): Promise<void> => {
+    const todo = index.manifest.manifests.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
+    const got: (Image | ImageIndex)[] = [];
+    await mapLimit(todo.map((d, i) => [d, i] as const), limit, signal, async ([d, i]) => {
+      const child = await index.child(d, signal);
+      // The digest was checked by the client; the descriptor's size must match too (image-spec descriptor.md).
+      if (child.manifestBytes.byteLength !== d.size) {
+        throw new LongshoreError(ErrorCode.SizeMismatch, `The manifest ${d.digest} in ${index.reference.canonical} is ${child.manifestBytes.byteLength} bytes, but the index says ${d.size}.`, {
+          hint: 'The index and the manifest it lists disagree. Nothing was kept.',
+          data: { digest: d.digest, expected: d.size, actual: child.manifestBytes.byteLength },
+        });
+      }
+      got[i] = child;
+    });
+    for (const child of got) {
+      if (child.kind === 'image') children.push(child);
+      else {
+        nested.push(child);
+        await walk(child);
+      }
+    }
+  };
+  await walk(root);
+  return { index: root, children, nested };
+}
+
+/**
+ * The child for `platform`, following nested indexes (also those without a platform of their own,
+ * which containerd's matcher would take for linux/amd64); else the first runnable child; else the first.
+ */
+function chooseChild(tree: PulledIndex, platform: Platform): Image {
+  const images = new Map(tree.children.map((c) => [c.digest, c]));
+  const indexes = new Map(tree.nested.map((i) => [i.digest, i]));
+  const pick = (index: ImageIndex): Image | undefined => {
+    let d: Descriptor | undefined;
+    try {
+      d = matchPlatform(index.manifest.manifests, platform);
+    } catch (err) {
+      if (LongshoreError.from(err).code !== ErrorCode.NoMatchingPlatform) throw err;
+    }
+    const matched = d && (isIndexMediaType(d.mediaType) ? indexes.has(d.digest) && pick(indexes.get(d.digest)!) : images.get(d.digest));
+    if (matched) return matched;
+    for (const child of index.manifest.manifests) {
+      const nested = isIndexMediaType(child.mediaType) && child.digest !== d?.digest ? indexes.get(child.digest) : undefined;
+      const found = nested && pick(nested);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return pick(tree.index) ?? tree.children.find((c) => !isAttestation(c.descriptor)) ?? tree.children[0]!;
+}
+
+/** One image-shaped job over every distinct layer of `children`, so one plan and one bounded pool cover them all. */
+function everyLayer(children: Image[]): Image {
+  const seen = new Set<string>();
+  const layers: Layer[] = [];
+  for (const child of children) {
+    for (const l of child.layers) {
+      if (seen.has(l.descriptor.digest)) continue;
+      seen.add(l.descriptor.digest);
+      layers.push({ descriptor: l.descriptor, index: layers.length, diffId: l.diffId, open: (s?: AbortSignal) => l.open(s) });
+    }
+  }
+  return { ...children[0]!, layers };
 }
 
 /** Which store keys a layer needs, and whether they are all there already. */
@@ -141,7 +265,8 @@ async function fetchLayer(layer: Layer, needCompressed: boolean, needUncompresse
   const tasks: Promise<unknown>[] = [halt(fanOut(counted, pipes.map((p) => p.writable), stop.signal))];
   const plain = pipes[0]!.readable;
   tasks.push(halt((async () => {
-    const { stream } = await decompress(plain, options.zstd ? { zstd: options.zstd } : {});
+    const zstd = options.zstd === null ? undefined : (options.zstd ?? zstdDecompressStream);
+    const { stream } = await decompress(plain, zstd ? { zstd } : {});
     await store.put(diffId, stream.pipeThrough(verifyingStream({ digest: diffId, label: `uncompressed layer ${layer.index + 1}` })), signal);
   })()));
   if (needCompressed) tasks.push(halt(store.put(d.digest, pipes[1]!.readable, signal)));

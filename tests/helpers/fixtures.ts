@@ -2,20 +2,27 @@
 // registry (all registries share its storage), and described by what skopeo reads back ("truth").
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { run } from './command.ts';
 import {
   MediaType,
   OciLayout,
+  writeLayerTar,
   sha256Digest,
   skopeoCopy,
   skopeoInspectConfigRaw,
   skopeoInspectRaw,
   type CopyOptions,
+  type FileSpec,
   type ImageSpec,
   type LayerSpec,
   type Platform,
 } from './images.ts';
 
-export type FixtureName = 'v2s2' | 'oci' | 'ociV1' | 'multi' | 'list' | 'private' | 'plain' | 'zstd';
+export type FixtureName = 'v2s2' | 'oci' | 'ociV1' | 'multi' | 'list' | 'private' | 'plain' | 'zstd' | 'many' | 'fs';
+
+/** Layers in the `many` fixture: past 30, where loaders that open every layer at once would hit limits. */
+export const MANY_LAYERS = 32;
 
 export const FIXTURES: Record<FixtureName, { repository: string; tag: string; description: string }> = {
   v2s2: { repository: 'test/v2s2', tag: 'latest', description: 'Docker schema 2, 3 gzip layers (dirs, symlink, hardlink, long + UTF-8 names, 256 KiB incompressible file, whiteouts)' },
@@ -26,6 +33,8 @@ export const FIXTURES: Record<FixtureName, { repository: string; tag: string; de
   private: { repository: 'private/secret', tag: 'latest', description: 'small OCI image; anonymous tokens get no access to private/*' },
   plain: { repository: 'test/plain', tag: 'latest', description: 'OCI manifest, 2 uncompressed layers (application/vnd.oci.image.layer.v1.tar)' },
   zstd: { repository: 'test/zstd', tag: 'latest', description: 'OCI manifest, 2 zstd layers (application/vnd.oci.image.layer.v1.tar+zstd)' },
+  many: { repository: 'test/many', tag: 'latest', description: `OCI manifest, ${MANY_LAYERS} gzip layers of one small file each; the last also whites out the first's file` },
+  fs: { repository: 'test/fs', tag: 'latest', description: 'OCI manifest, 4 gzip layers for the inspector: whiteouts, opaque dir, hardlinks, symlinks, devices, setuid, >255-byte path, UTF-8 and markup names, an empty layer; an ENV-only history step' },
 };
 
 export const FIXTURE_NAMES = Object.keys(FIXTURES) as FixtureName[];
@@ -134,6 +143,20 @@ export function layeredSpec(compression: 'none' | 'zstd'): ImageSpec {
       { compression, files: { 'etc/longshore-arch': archFileContent('amd64'), [`data/${compression}-1.txt`]: `${compression} layer 1\n`.repeat(100) } },
       { compression, files: { [`data/${compression}-2.txt`]: `${compression} layer 2\n`.repeat(100), 'data/random.bin': pseudoRandomBytes(16 * 1024, compression) } },
     ],
+  };
+}
+
+/** `many`: layer i holds /layers/NN.txt; the last layer also deletes /layers/00.txt (a whiteout). */
+export function manyLayersSpec(count = MANY_LAYERS): ImageSpec {
+  return {
+    config: { env: [`LONGSHORE_LAYERS=${count}`], cmd: ['/bin/sh'] },
+    layers: Array.from({ length: count }, (_, i): LayerSpec => {
+      const name = String(i).padStart(2, '0');
+      const files: Record<string, FileSpec> = { [`layers/${name}.txt`]: `layer ${name}\n` };
+      if (i === 0) files['etc/longshore-arch'] = archFileContent('amd64');
+      if (i === count - 1) files['layers/.wh.00.txt'] = '';
+      return { files };
+    }),
   };
 }
 
@@ -265,6 +288,107 @@ export async function buildFixtures(options: BuildFixturesOptions): Promise<Fixt
     single('private', PRIVATE_SPEC, { preserveDigests: true }),
     single('plain', layeredSpec('none'), { preserveDigests: true }),
     single('zstd', layeredSpec('zstd'), { preserveDigests: true }),
+    single('many', manyLayersSpec(), { preserveDigests: true }),
+    buildFsFixture(join(workDir, 'fs')).then((ref) => skopeoCopy(ref, dest('fs'), { env: skopeoEnv, preserveDigests: true })),
   ]);
   return readFixtureTruths(host, skopeoEnv);
+}
+
+// ---- test/fs: the inspector's fixture ----------------------------------------------------------------------
+
+/** A path of more than 255 bytes (ustar holds 255 at most: PAX carries it). */
+export const FS_LONG_PATH = `deep/${Array.from({ length: 6 }, (_, i) => `level-${i}-${'x'.repeat(40)}`).join('/')}/file-at-the-end-of-a-path-longer-than-255-bytes.txt`;
+
+/** Device nodes GNU tar appends to layer 1 (made with mknod as root): [path, type, major, minor, mode]. */
+export const FS_DEVICES: Array<[string, 'c' | 'b' | 'p', number, number, number]> = [
+  ['dev/null', 'c', 1, 3, 0o666],
+  ['dev/loop0', 'b', 7, 0, 0o660],
+  ['dev/fifo', 'p', 0, 0, 0o644],
+];
+
+/** The layers of test/fs, bottom first. Layer 1 also gets FS_DEVICES; an ENV-only step sits between layers 1 and 2. */
+export const FS_LAYERS: Record<string, FileSpec>[] = [
+  {
+    'bin/su-like': { content: '#!/bin/sh\necho root\n', mode: 0o4755 },
+    'bin/sgid-tool': { content: 'sgid\n', mode: 0o2755 },
+    'bin/suid-noexec': { content: 'S\n', mode: 0o4644 },
+    tmp: { type: 'dir', mode: 0o1777 },
+    'srv/sticky-noexec': { type: 'dir', mode: 0o1776 },
+    'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n',
+    'etc/hosts': '127.0.0.1 localhost\n',
+    'etc/remove-me': 'to be deleted\n',
+    'opt/old/a.txt': 'a\n',
+    'opt/old/sub/b.txt': 'b\n',
+    'var/lib/opaque/lower.txt': 'lower\n',
+    'var/lib/opaque/lowerdir/x': 'x\n',
+    'var/cache/app/data.bin': pseudoRandomBytes(4096, 'fs-cache'),
+    'data/hard-a': 'original content of hard-a\n',
+    'data/hard-b': { type: 'hardlink', target: 'data/hard-a' },
+    'data/keep-src': 'kept source\n',
+    'data/keep-z-link': { type: 'hardlink', target: 'data/keep-src' },
+    'links/abs': { type: 'symlink', target: '/etc/passwd' },
+    'links/rel': { type: 'symlink', target: '../etc/hosts' },
+    'links/dangling': { type: 'symlink', target: '/does/not/exist' },
+    [FS_LONG_PATH]: 'long path\n',
+    'utf8/ünïcødé-日本語.txt': 'utf-8 name\n',
+    'utf8/emoji-🐳.txt': 'whale\n',
+    'weird/<img src=x onerror=alert(1)>.txt': 'markup name\n',
+    'weird/tab\there.txt': 'tab in name\n',
+  },
+  {
+    'etc/.wh.remove-me': '',
+    'opt/.wh.old': '',
+    'var/lib/opaque/.wh..wh..opq': '',
+    'var/lib/opaque/upper.txt': 'upper\n',
+    'etc/hosts': '127.0.0.1 localhost\n::1 localhost\n',
+    'data/hard-a': 'replaced hard-a in layer 2\n',
+    'var/cache': { type: 'symlink', target: '/tmp' },
+    'etc/motd': 'layer two\n',
+  },
+  {},
+  {
+    'etc/.wh.hosts': '',
+    'etc/hosts': 'hosts from layer 4\n',
+    'etc/remove-me/now-a-dir.txt': 'was a file, deleted, now a directory\n',
+    'opt/old/fresh.txt': 'recreated after the delete\n',
+    'usr/bin/tool': { content: 'tool\n', mode: 0o755 },
+  },
+];
+
+const FS_CREATED = '2024-01-01T00:00:00Z';
+
+/**
+ * Builds test/fs with GNU tar and umoci alone (the shared builder has no device nodes): layer tars from
+ * writeLayerTar, device nodes appended by GNU tar, `umoci raw add-layer` each, an ENV-only `umoci config`
+ * step between layers 1 and 2 (an empty_layer history entry), then the image config. Returns skopeo's ref.
+ */
+export async function buildFsFixture(dir: string): Promise<string> {
+  const work = `${dir}.work`;
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  const image = `${dir}:latest`;
+  await run('umoci', ['init', '--layout', dir]);
+  await run('umoci', ['new', '--image', image]);
+  for (const [i, files] of FS_LAYERS.entries()) {
+    const tarPath = join(work, `layer-${i}.tar`);
+    await writeLayerTar(files, join(work, `layer-${i}.stage`), tarPath);
+    if (i === 0) {
+      const stage = join(work, 'devices.stage');
+      await mkdir(join(stage, 'dev'), { recursive: true });
+      for (const [path, type, major, minor, mode] of FS_DEVICES) {
+        await run('mknod', ['-m', mode.toString(8), join(stage, path), type, ...(type === 'p' ? [] : [String(major), String(minor)])]);
+      }
+      await run('tar', ['--append', `--file=${tarPath}`, `--directory=${stage}`, '--format=posix', '--pax-option=delete=atime,delete=ctime',
+        '--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@1704067200', 'dev']);
+    }
+    if (i === 1) {
+      await run('umoci', ['config', '--image', image, '--config.env', 'LONGSHORE_STEP=env-only', '--history.created', FS_CREATED, '--history.created_by', 'ENV LONGSHORE_STEP=env-only']);
+    }
+    await run('umoci', ['raw', 'add-layer', '--image', image, '--history.created', FS_CREATED, '--history.created_by', `longshore fs layer ${i}${i === 2 ? ' (empty)' : ''}`, tarPath]);
+  }
+  await run('umoci', ['config', '--image', image, '--created', FS_CREATED, '--history.created', FS_CREATED, '--history.created_by', 'CONFIG entrypoint, user, ports, labels',
+    '--architecture', 'amd64', '--os', 'linux', '--config.env', 'PATH=/usr/bin:/bin', '--config.entrypoint', '/bin/su-like', '--config.cmd', '--help',
+    '--config.workingdir', '/data', '--config.user', '0:0', '--config.exposedports', '8080/tcp', '--config.label', 'org.opencontainers.image.title=longshore fs fixture']);
+  await rm(work, { recursive: true, force: true });
+  return `oci:${dir}:latest`;
 }

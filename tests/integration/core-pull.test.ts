@@ -207,7 +207,7 @@ describe('uncompressed layers', () => {
     const diffIds = truthConfig(truth.config).rootfs.diff_ids;
     const store = new MemoryBlobStore();
     const { source } = setup();
-    const pulling = pull(source, parseReference(fixtureRef(env, env.anon, 'zstd')), { store, uncompressed: true, sleep: async () => undefined });
+    const pulling = pull(source, parseReference(fixtureRef(env, env.anon, 'zstd')), { store, uncompressed: true, zstd: null, sleep: async () => undefined });
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('pull did not settle within 10 s')), 10_000).unref());
     const error = await rejection(Promise.race([pulling, timeout]));
     expect(error.code).toBe('FORMAT');

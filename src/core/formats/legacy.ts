@@ -2,27 +2,21 @@
 // Filesystem Changeset Format"), as crane's `--format legacy` writes it: per layer a directory
 // named by its v1 id with layer.tar (uncompressed), json and VERSION; the config as
 // <config-hex>.json byte-exact; manifest.json and repositories. Entries sorted, mtime 0, uid/gid 0.
+// What it cannot carry: compressed layers. gzip and zstd layers alike are stored decompressed
+// (pull's `uncompressed`; zstd through fzstd, see zstd.ts), so the image's manifest digest is not
+// kept (the config, and so the image ID, is). Foreign (non-distributable) layers are written from
+// the bytes pulled, with their original descriptors in manifest.json's LayerSources.
 import { sha256, digestHex } from '../digest.ts';
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { isForeignLayer } from '../image/media-types.ts';
 import { planTar, type TarPlanEntry } from '../tar/writer.ts';
-import { TarEntryType } from '../tar/header.ts';
 import type { HistoryEntry, Image } from '../image/model.ts';
+import { bytesEntry, checkImages, dirEntry, fileEntry, sortEntries, splitRepoTag, storedRef } from './entries.ts';
 import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
 
+export { sortEntries, splitRepoTag };
+
 const enc = new TextEncoder();
-
-function fileEntry(path: string, content: TarPlanEntry['content'], size: number): TarPlanEntry {
-  return { header: { path, type: TarEntryType.File, size, mode: 0o644, uid: 0, gid: 0, mtime: 0 }, content };
-}
-
-function dirEntry(path: string): TarPlanEntry {
-  return { header: { path: `${path}/`, type: TarEntryType.Directory, size: 0, mode: 0o755, uid: 0, gid: 0, mtime: 0 } };
-}
-
-function bytesEntry(path: string, bytes: Uint8Array): TarPlanEntry {
-  return fileEntry(path, bytes, bytes.byteLength);
-}
 
 /** v1 layer id, as crane computes it: sha256("<blob hex> <parent id>[ <raw config>]"). */
 async function v1Id(blobDigest: string, parent: string, rawConfig?: Uint8Array): Promise<string> {
@@ -64,11 +58,11 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
       if (image.config.variant) json['variant'] = image.config.variant;
       if (image.config.config) json['config'] = image.config.config;
     }
-    const size = await ctx.size(layer.diffId);
+    const ref = await storedRef(ctx, layer.diffId, undefined, `uncompressed layer ${layer.index + 1}`);
     entries.push(dirEntry(id));
     entries.push(bytesEntry(`${id}/VERSION`, enc.encode('1.0')));
     entries.push(bytesEntry(`${id}/json`, enc.encode(JSON.stringify(json))));
-    entries.push(fileEntry(`${id}/layer.tar`, { kind: 'ref', key: layer.diffId, size }, size));
+    entries.push(fileEntry(`${id}/layer.tar`, ref, ref.size));
     layerPaths.push(`${id}/layer.tar`);
     parent = id;
   }
@@ -77,26 +71,15 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
   return { entries, manifest, topId: parent };
 }
 
-/** Split "registry/repo:tag" into repository and tag (the tag has no '/'). */
-export function splitRepoTag(t: string): [string, string] {
-  const i = t.lastIndexOf(':');
-  return i > 0 && !t.slice(i).includes('/') ? [t.slice(0, i), t.slice(i + 1)] : [t, 'latest'];
-}
-
-export function sortEntries(entries: TarPlanEntry[]): TarPlanEntry[] {
-  const seen = new Set<string>();
-  return entries
-    .filter((e) => (seen.has(e.header.path) ? false : (seen.add(e.header.path), true)))
-    .sort((a, b) => (a.header.path < b.header.path ? -1 : a.header.path > b.header.path ? 1 : 0));
-}
-
 export const legacyFormat: Format = {
   id: 'legacy',
   label: 'docker save (legacy)',
-  description: 'The classic `docker save` layout (Docker ≤ 24, crane --format legacy): uncompressed layer.tar per layer. Loads everywhere; image digest changes.',
+  description: 'The classic docker save layout of Docker 24 and older, with uncompressed layers: loads in any Docker version and in Podman, but the image digest changes.',
   needsUncompressed: true,
   multiImage: true,
+  allPlatforms: false,
   async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+    checkImages(this, images);
     const entries: TarPlanEntry[] = [];
     const manifests: Record<string, unknown>[] = [];
     const repositories: Record<string, Record<string, string>> = {};

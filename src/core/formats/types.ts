@@ -4,11 +4,18 @@
 import type { ArchivePart } from '../tar/writer.ts';
 import type { Image } from '../image/model.ts';
 import type { ImageReference } from '../reference.ts';
+import type { PulledIndex } from '../pull.ts';
 
 export interface SinkImage {
+  /** The image itself; for an all-platforms pull, the child for the chosen platform. */
   image: Image;
   /** The name the user asked for (naming in RepoTags / index annotations). */
   reference: ImageReference;
+  /**
+   * Every platform of an index (from `pullIndex`). Formats with `allPlatforms` write the whole
+   * index; the others write `image` only.
+   */
+  index?: PulledIndex;
 }
 
 export interface PlanContext {
@@ -24,16 +31,40 @@ export interface ArchivePlan {
 export interface Format {
   readonly id: string;
   readonly label: string;
+  /** One line a user understands: what it is and who loads it. */
   readonly description: string;
   /** Needs every layer decompressed and stored under its diff_id. */
   readonly needsUncompressed: boolean;
+  /** Holds several images in one archive (crane pull IMAGE… TARBALL). */
   readonly multiImage: boolean;
+  /** Can hold a whole index (every platform) when `SinkImage.index` is given. */
+  readonly allPlatforms: boolean;
   plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan>;
 }
 
-/** The tag written for an image: the reference's own, or `sha256-<hex>` for a digest-only pull. */
+/**
+ * The tag an image is written under: the reference's own, or for a digest-only pull
+ * `digest-<hex of the digest asked for>`, so an image pulled by digest still loads under its
+ * repository's name rather than as a nameless `<none>` image (a digest itself cannot be a tag: no
+ * ':' allowed). Not crane's constant `i-was-a-digest`, which makes two digests of one repository
+ * overwrite each other; not `sha256-<hex>`, the OCI referrers tag schema (distribution-spec
+ * "Referrers Tag Schema", and cosign's `sha256-<hex>.sig`), which a later push of the loaded image
+ * would collide with. The digest asked for, not a chosen child's, so the name says which pull it
+ * came from.
+ */
+export function tagFor(ref: ImageReference, digest: string): string {
+  if (ref.tag !== undefined) return ref.tag;
+  const d = ref.digest ?? digest;
+  return `digest-${d.slice(d.indexOf(':') + 1)}`;
+}
+
+/** "alpine:latest", "ghcr.io/o/r:v1": Docker's familiar form, as `docker save` writes RepoTags. */
 export function repoTag(ref: ImageReference, digest: string): string {
   const base = ref.familiar.replace(/[@:][^/]*$/, '').replace(/@.*$/, '');
-  const tag = ref.tag ?? digest.replace(':', '-');
-  return `${base}:${tag}`;
+  return `${base}:${tagFor(ref, digest)}`;
+}
+
+/** "docker.io/library/alpine:latest": the fully qualified name (containerd's io.containerd.image.name). */
+export function qualifiedTag(ref: ImageReference, digest: string): string {
+  return `${ref.name}:${tagFor(ref, digest)}`;
 }
