@@ -16,6 +16,8 @@ export interface PullRequest {
   /** "linux/arm64/v8"; default linux/amd64. */
   platform?: string;
   format: string;
+  /** Every platform of an index, for formats that can hold one (oci). */
+  allPlatforms?: boolean;
   /** Credentials by registry host, kept in memory only. */
   credentials?: Record<string, Credentials>;
 }

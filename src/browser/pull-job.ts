@@ -5,7 +5,7 @@ import { parseReference, downloadFileName, type ImageReference } from '../core/r
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
 import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
-import { pull } from '../core/pull.ts';
+import { pull, pullIndex, type PullOptions } from '../core/pull.ts';
 import { formatById } from '../core/formats/index.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
 import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
@@ -87,6 +87,11 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       hint: 'Choose a format that holds several images (docker, legacy, tarball), or pull one name at a time.',
     });
   }
+  if (request.allPlatforms && !format.allPlatforms) {
+    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one platform of an image.`, {
+      hint: 'Choose the oci format to keep every platform, or pick one platform.',
+    });
+  }
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
   const source = sourceFor(ctx, request.credentials);
   ctx.onPhase('resolving');
@@ -96,7 +101,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   const images: SinkImage[] = [];
   for (const ref of refs) {
     const offset = rows.length;
-    const { image } = await pull(source, ref, {
+    const options: PullOptions = {
       store: ctx.store,
       platform,
       signal: ctx.signal,
@@ -116,8 +121,13 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
           ctx.onProgress(event);
         }
       },
-    });
-    images.push({ image, reference: ref });
+    };
+    if (request.allPlatforms) {
+      const { image, index } = await pullIndex(source, ref, options);
+      images.push({ image, reference: ref, ...(index ? { index } : {}) });
+    } else {
+      images.push({ image: (await pull(source, ref, options)).image, reference: ref });
+    }
   }
   ctx.onPhase('assembling');
   const plan = await format.plan(images, {

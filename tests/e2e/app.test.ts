@@ -1,7 +1,7 @@
 // End to end in Debian's Chromium: open the page, type a name, press Pull, catch the download
 // and judge the file with skopeo and GNU tar against the registry's truth.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
@@ -9,6 +9,7 @@ import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.ts';
 import { validateDockerArchive } from '../helpers/validate.ts';
+import { podmanLoad } from '../helpers/validate-oci.ts';
 import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
 import { runText } from '../helpers/command.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
@@ -141,6 +142,35 @@ describe('the browser app', () => {
     // v1 and latest share their base layer: written once.
     const sharedDir = entries[0]!.Layers[0]!;
     expect(entries[1]!.Layers).toContain(sharedDir);
+    await page.context().close();
+  });
+
+  it('the default docker format keeps the image digest and podman loads it under the pulled name', async () => {
+    const page = await openApp();
+    const name = `${env.anon.host}/test/oci:latest`;
+    const file = await pullAndDownload(page, name, `127.0.0.1_${env.anon.host.split(':')[1]}_test_oci_latest.tar`);
+    const f = env.fixtures.oci;
+    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(f.manifest.raw);
+    const { images } = await podmanLoad(file);
+    expect(images).toHaveLength(1);
+    expect(`sha256:${images[0]!.Id}`).toBe(f.config.digest);
+    expect(images[0]!.Names).toContain(name);
+    await page.context().close();
+  });
+
+  it('oci with "All platforms" keeps the whole index byte-exact', async () => {
+    const page = await openApp();
+    await page.getByLabel('Format').selectOption('oci');
+    await page.getByLabel('All platforms').check();
+    const name = `${env.anon.host}/test/multi:latest`;
+    const file = await pullAndDownload(page, name, `127.0.0.1_${env.anon.host.split(':')[1]}_test_multi_latest.tar`);
+    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(env.fixtures.multi.manifest.raw);
+    const out = join(dir, 'multi-all');
+    await runText('skopeo', ['--insecure-policy', 'copy', '--quiet', '--all', '--preserve-digests', `oci-archive:${file}`, `oci:${out}:all`], { env: env.skopeoEnv });
+    // skopeo re-verified every blob while copying; each child (attestation included) is there byte-exact.
+    for (const child of env.fixtures.multi.children!) {
+      expect(await readFile(join(out, 'blobs/sha256', child.manifest.digest.slice(7)), 'utf8')).toBe(child.manifest.raw);
+    }
     await page.context().close();
   });
 

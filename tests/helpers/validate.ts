@@ -40,7 +40,7 @@ export interface DockerArchiveCheck {
 }
 
 /**
- * A `docker save`-style archive: skopeo reads it (config byte-exact), skopeo copies it to an OCI
+ * A `docker save`-style archive (legacy, or the docker 25 hybrid via its manifest.json): skopeo reads it (config byte-exact), skopeo copies it to an OCI
  * layout (which re-verifies every layer against the config's diff_ids), RepoTags is as asked, and
  * every layer.tar lists under GNU tar exactly like the registry's blob.
  */
@@ -59,7 +59,10 @@ export async function validateDockerArchive(c: DockerArchiveCheck): Promise<{ in
     const layers = (JSON.parse(c.manifest.raw) as { layers: { digest: string; mediaType: string }[] }).layers;
     if (entry.Layers.length !== layers.length) throw new Error(`${entry.Layers.length} layers in archive, ${layers.length} in registry`);
     for (const [i, layer] of layers.entries()) {
-      const ours = tarListing((await run('sh', ['-c', `tar -xOf "$1" "$2" | tar -tvf -`, 'sh', c.file, entry.Layers[i]!])).toString('utf8'));
+      // Extracted to a file: GNU tar recognises gzip/zstd by magic bytes in a file, not on a pipe.
+      const layerFile = join(out, `layer-${i}`);
+      await run('sh', ['-c', `tar -xOf "$1" "$2" > "$3"`, 'sh', c.file, entry.Layers[i]!, layerFile]);
+      const ours = tarListing(await runText('tar', ['-tvf', layerFile]));
       const theirs = await registryLayerListing(c.storageDir, layer.digest, layer.mediaType);
       if (JSON.stringify(ours) !== JSON.stringify(theirs)) throw new Error(`layer ${i + 1} lists differently:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
     }

@@ -80,7 +80,7 @@ describe('PullState', () => {
     await s.pull();
     expect(s.status).toBe('ready');
     expect(s.outcome?.fileName).toBe('alpine_latest.tar');
-    expect(bridge.requests[0]).toMatchObject({ references: ['docker.io/library/alpine:latest'], platform: 'linux/arm64', format: 'legacy' });
+    expect(bridge.requests[0]).toMatchObject({ references: ['docker.io/library/alpine:latest'], platform: 'linux/arm64', format: 'docker' });
     expect(s.layers.map((l) => l.state)).toEqual(['cached', 'done']);
   });
 

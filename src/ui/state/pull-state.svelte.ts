@@ -3,6 +3,7 @@
 // the bridge it is given, so it is tested without a DOM or a worker.
 import { tryParseReference, type ImageReference } from '../../core/reference.ts';
 import { InvalidReferenceError } from '../../core/errors.ts';
+import { DEFAULT_FORMAT, formatById } from '../../core/formats/index.ts';
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
@@ -37,7 +38,9 @@ const RATE_SMOOTHING = 0.3;
 export class PullState {
   name = $state('');
   platform = $state('linux/amd64');
-  format = $state('legacy');
+  format = $state(DEFAULT_FORMAT.id);
+  /** Keep every platform of an index (formats that can: oci). */
+  allPlatforms = $state(false);
   username = $state('');
   password = $state('');
 
@@ -65,8 +68,12 @@ export class PullState {
     return { ok: false as const, error: new InvalidReferenceError(`Name ${bad + 1} of ${this.names.length}: ${e.message}`, e.hint ?? '', e.data) };
   });
   readonly nameError = $derived(this.parsed && !this.parsed.ok ? this.parsed.error : undefined);
+  readonly formatInfo = $derived(formatById(this.format) ?? DEFAULT_FORMAT);
+  readonly multiImageError = $derived(this.names.length > 1 && !this.formatInfo.multiImage
+    ? `The ${this.formatInfo.label} format holds one image; choose docker, legacy or tarball for ${this.names.length} names.`
+    : undefined);
   readonly busy = $derived(this.status === 'resolving' || this.status === 'downloading' || this.status === 'assembling');
-  readonly canPull = $derived(this.parsed?.ok === true && !this.busy);
+  readonly canPull = $derived(this.parsed?.ok === true && !this.busy && !this.multiImageError);
   readonly platformOptions = $derived(
     this.summary?.kind === 'index' ? this.summary.platforms.map((p) => p.label) : ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
   );
@@ -129,7 +136,13 @@ export class PullState {
     const credentials = this.#credentials();
     try {
       const outcome = await this.bridge.pull(
-        { references: this.refs.map((r) => r.canonical), platform: this.platform, format: this.format, ...(credentials ? { credentials } : {}) },
+        {
+          references: this.refs.map((r) => r.canonical),
+          platform: this.platform,
+          format: this.format,
+          ...(this.allPlatforms && this.formatInfo.allPlatforms ? { allPlatforms: true } : {}),
+          ...(credentials ? { credentials } : {}),
+        },
         {
           signal: ac.signal,
           onPhase: (phase) => {
