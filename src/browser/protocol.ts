@@ -3,6 +3,7 @@
 import type { ErrorJSON } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
+import type { InspectTarget } from '../core/listing/target.ts';
 
 export interface WorkerConfig {
   /** Origin (and path prefix) of the longshore proxy; requests go to `<proxyBase>/proxy/<host>/…`. */
@@ -39,6 +40,8 @@ export interface PullOutcome {
   reference: string;
   digest: string;
   platform: string | undefined;
+  /** What the inspector needs to browse the (first) image: its layers are in IndexedDB already. */
+  inspect?: InspectTarget;
 }
 
 export type Phase = 'resolving' | 'downloading' | 'assembling';

@@ -8,6 +8,7 @@ import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } 
 import { pull, pullIndex, type PullOptions } from '../core/pull.ts';
 import { formatById } from '../core/formats/index.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
+import { inspectTargetOf } from '../core/listing/target.ts';
 import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
 import type { LayerPlan, PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
@@ -149,5 +150,6 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     reference: images.map((i) => i.image.reference.canonical).join(' '),
     digest: first.digest,
     platform: c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined,
+    inspect: inspectTargetOf(first),
   };
 }
