@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PROXY_PATH } from './config.ts';
 import { PROXY_DENIED, refusal, type ProxyHandler } from './handler.ts';
+import { nodeSourceOf } from './node-fetch.ts';
 
 export type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
@@ -43,6 +44,20 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
   const body = response.body;
   if (!body) {
     res.end();
+    return;
+  }
+  const source = nodeSourceOf(body);
+  if (source) {
+    // Relayed as it came: socket to socket (see node-fetch.ts).
+    await new Promise<void>((resolve) => {
+      source.once('error', (err) => res.destroy(err));
+      source.once('aborted', () => res.destroy(new Error('upstream aborted')));
+      res.once('close', () => {
+        if (!source.complete) source.destroy();
+        resolve();
+      });
+      source.pipe(res);
+    });
     return;
   }
   const reader = body.getReader();

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, ProxyConfigError, type ProxyConfig } from './config.ts';
 import { createAppHandler, type ProxyDeps } from './handler.ts';
 import { nodeMiddleware } from './node-http.ts';
+import { createNodeFetch } from './node-fetch.ts';
 
 export interface ServeOptions {
   /** Directory of the built app (`dist/`). */
@@ -55,6 +56,7 @@ export async function startServer(config: ProxyConfig, options: ServeOptions): P
   const staticDir = resolve(options.staticDir);
   const deps: ProxyDeps = {
     lookup: async (hostname) => (await lookup(hostname, { all: true })).map((a) => a.address),
+    fetch: createNodeFetch(),
     ...options.deps,
   };
   const app = nodeMiddleware(createAppHandler(config, deps));
