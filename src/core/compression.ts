@@ -3,6 +3,7 @@
 // fflate's streaming Gunzip takes over where the platform has none.
 import { Gunzip } from 'fflate';
 import { ErrorCode, LongshoreError } from './errors.ts';
+import { pushDecoderStream } from './push-decoder.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
@@ -60,28 +61,10 @@ export interface DecompressOptions {
 
 /** gzip inflate in JS (fflate), as a stream; handles concatenated gzip members. */
 export function fflateGunzipStream(): TransformStream<Uint8Array, Uint8Array> {
-  let gunzip: Gunzip;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    start(controller) {
-      gunzip = new Gunzip((data) => {
-        if (data.byteLength) controller.enqueue(data);
-      });
-    },
-    transform(chunk) {
-      try {
-        gunzip.push(chunk, false);
-      } catch (err) {
-        throw new LongshoreError(ErrorCode.Format, `Invalid gzip data: ${(err as Error).message}`, { cause: err });
-      }
-    },
-    flush() {
-      try {
-        gunzip.push(new Uint8Array(0), true);
-      } catch (err) {
-        throw new LongshoreError(ErrorCode.Format, `Truncated or invalid gzip data: ${(err as Error).message}`, { cause: err });
-      }
-    },
-  });
+  return pushDecoderStream(
+    (ondata) => new Gunzip(ondata),
+    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+  );
 }
 
 export function gunzipStream(options: DecompressOptions = {}): TransformStream<Uint8Array, Uint8Array> {

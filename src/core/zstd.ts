@@ -7,6 +7,7 @@
 // the default level) plus the block being decoded.
 import { Decompress } from 'fzstd';
 import { ErrorCode, LongshoreError } from './errors.ts';
+import { pushDecoderStream } from './push-decoder.ts';
 
 function zstdError(err: unknown, truncated: boolean): LongshoreError {
   const message = err instanceof Error ? err.message : String(err);
@@ -18,26 +19,5 @@ function zstdError(err: unknown, truncated: boolean): LongshoreError {
 
 /** A TransformStream that turns zstd frames (concatenated frames and skippable frames allowed) into their content. */
 export function zstdDecompressStream(): TransformStream<Uint8Array, Uint8Array> {
-  let decoder: Decompress;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    start(controller) {
-      decoder = new Decompress((data) => {
-        if (data.byteLength) controller.enqueue(data);
-      });
-    },
-    transform(chunk) {
-      try {
-        decoder.push(chunk, false);
-      } catch (err) {
-        throw zstdError(err, false);
-      }
-    },
-    flush() {
-      try {
-        decoder.push(new Uint8Array(0), true);
-      } catch (err) {
-        throw zstdError(err, true);
-      }
-    },
-  });
+  return pushDecoderStream((ondata) => new Decompress(ondata), zstdError);
 }

@@ -2,7 +2,6 @@
 // and digests, and what a misbehaving hop in front of it (tests/helpers/tamper-proxy.ts) does to a pull:
 // corrupted, truncated and stalled blobs, 429/503 before the real answer, altered manifests.
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { LongshoreError } from '../../src/core/errors.ts';
 import type { Image, Layer } from '../../src/core/image/model.ts';
 import { RemoteSource } from '../../src/core/image/remote.ts';
 import { pull, pullLayers } from '../../src/core/pull.ts';
@@ -14,6 +13,7 @@ import { run } from '../helpers/command.ts';
 import { pseudoRandomBytes } from '../helpers/fixtures.ts';
 import { sha256Digest } from '../helpers/images.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
+import { rejection } from '../helpers/assert.ts';
 
 const env = inject('registryEnv');
 
@@ -57,14 +57,6 @@ function bigLayer(): TruthDescriptor {
   return layer;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<LongshoreError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, 'expected a rejection').toBeInstanceOf(LongshoreError);
-  return error as LongshoreError;
-}
 
 async function stored(store: MemoryBlobStore, key: string): Promise<Buffer> {
   const stream = (await store.open(key))!;

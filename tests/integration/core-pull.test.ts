@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { describe, expect, inject, it } from 'vitest';
-import { LongshoreError } from '../../src/core/errors.ts';
 import type { Image, ImageIndex } from '../../src/core/image/model.ts';
 import { parsePlatform } from '../../src/core/image/platform.ts';
 import { RemoteSource } from '../../src/core/image/remote.ts';
@@ -21,6 +20,7 @@ import { fixtureRef, readRequestLog, requestLogMark } from '../helpers/harness.t
 import { MediaType, sha256Digest } from '../helpers/images.ts';
 import type { StaticRequestRecord } from '../helpers/static-server.ts';
 import type { TokenRequestRecord } from '../helpers/token-server.ts';
+import { rejection } from '../helpers/assert.ts';
 
 const env = inject('registryEnv');
 
@@ -110,14 +110,6 @@ function zstdDecoder(): TransformStream<Uint8Array, Uint8Array> {
   return { writable: Writable.toWeb(child.stdin), readable: Readable.toWeb(child.stdout) } as unknown as TransformStream<Uint8Array, Uint8Array>;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<LongshoreError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, 'expected a rejection').toBeInstanceOf(LongshoreError);
-  return error as LongshoreError;
-}
 
 const SINGLE: FixtureName[] = ['v2s2', 'oci', 'plain', 'zstd'];
 

@@ -3,6 +3,7 @@
 // that routes every request through the CORS proxy.
 
 import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
+import { concatBytes } from '../bytes.ts';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -85,15 +86,4 @@ export async function readCapped(body: ReadableStream<Uint8Array> | null, limit:
     reader.releaseLock();
   }
   return concatBytes(chunks, total);
-}
-
-export function concatBytes(chunks: Uint8Array[], total = chunks.reduce((n, c) => n + c.byteLength, 0)): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }

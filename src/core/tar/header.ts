@@ -1,5 +1,6 @@
 // Tar headers: ustar (POSIX.1-2017 pax, "ustar Interchange Format") with a PAX extended header
 // ('x') for whatever ustar cannot hold. Reading also accepts GNU long names and base-256 numbers.
+import { concatBytes } from '../bytes.ts';
 import { ErrorCode, LongshoreError } from '../errors.ts';
 
 export const BLOCK_SIZE = 512;
@@ -213,13 +214,7 @@ export function encodePax(records: Iterable<readonly [string, string]> | Record<
     parts.push(record);
     total += length;
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
+  return concatBytes(parts, total);
 }
 
 function validateForWrite(h: TarEntryHeader): void {
