@@ -1,76 +1,43 @@
 // The page's one way into the inspect worker: start-up, requests with AbortSignal cancellation,
 // session status callbacks. Errors come back as LongshoreError (rebuilt from their JSON form).
-import { AbortedError, LongshoreError } from '../core/errors.ts';
 import type { ListingLimits, ViewQuery, ViewRow } from '../core/listing/index.ts';
+import { WorkerRpc } from './worker-rpc.ts';
 import type { ExportProgress, FileResult, FromInspectWorker, InspectSource, OpenedInspection, SessionStatus, ToInspectWorker, ViewId } from './inspect-protocol.ts';
 
-interface Pending {
-  resolve: (value: never) => void;
-  reject: (err: LongshoreError) => void;
+interface Hooks {
   onProgress?: (p: ExportProgress) => void;
 }
 
+const cancel = (id: number): ToInspectWorker => ({ type: 'cancel', id });
+
 export class InspectBridge {
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, Pending>();
+  readonly #rpc: WorkerRpc<ToInspectWorker, Hooks>;
   readonly #listeners = new Map<number, (status: SessionStatus) => void>();
-  #nextId = 1;
 
   constructor(worker?: Worker) {
-    this.#worker = worker ?? new Worker(new URL('./inspect-worker.ts', import.meta.url), { type: 'module', name: 'longshore-inspect' });
-    this.#worker.onmessage = (e: MessageEvent<FromInspectWorker>) => this.#receive(e.data);
-    this.#worker.onerror = (e) => {
-      for (const [id, p] of this.#pending) {
-        p.reject(new LongshoreError('INTERNAL', `The inspect worker crashed: ${e.message}`));
-        this.#pending.delete(id);
-      }
-    };
-  }
-
-  #send(message: ToInspectWorker): void {
-    this.#worker.postMessage(message);
+    this.#rpc = new WorkerRpc(worker ?? new Worker(new URL('./inspect-worker.ts', import.meta.url), { type: 'module', name: 'longshore-inspect' }), 'inspect');
+    this.#rpc.worker.onmessage = (e: MessageEvent<FromInspectWorker>) => this.#receive(e.data);
   }
 
   #receive(msg: FromInspectWorker): void {
-    if (msg.type === 'status') {
-      this.#listeners.get(msg.status.session)?.(msg.status);
-      return;
-    }
-    const p = this.#pending.get(msg.id);
-    if (!p) return;
     switch (msg.type) {
+      case 'status':
+        return this.#listeners.get(msg.status.session)?.(msg.status);
       case 'progress':
-        p.onProgress?.(msg.progress);
-        return;
+        return this.#rpc.hooks(msg.id)?.onProgress?.(msg.progress);
       case 'opened':
-        this.#pending.delete(msg.id);
-        (p.resolve as (v: OpenedInspection) => void)(msg.opened);
-        return;
+        return this.#rpc.settle(msg.id, msg.opened);
       case 'rows':
-        this.#pending.delete(msg.id);
-        (p.resolve as (v: { total: number; rows: ViewRow[] }) => void)({ total: msg.total, rows: msg.rows });
-        return;
+        return this.#rpc.settle(msg.id, { total: msg.total, rows: msg.rows });
       case 'file':
-        this.#pending.delete(msg.id);
-        (p.resolve as (v: FileResult) => void)(msg.file);
-        return;
+        return this.#rpc.settle(msg.id, msg.file);
       case 'error':
-        this.#pending.delete(msg.id);
-        p.reject(LongshoreError.fromJSON(msg.error));
+        return this.#rpc.fail(msg.id, msg.error);
     }
   }
 
   #start<T>(build: (id: number) => ToInspectWorker, signal?: AbortSignal, onProgress?: (p: ExportProgress) => void): Promise<T> {
-    const id = this.#nextId++;
-    return new Promise<T>((resolve, reject) => {
-      if (signal?.aborted) return reject(new AbortedError());
-      this.#pending.set(id, { resolve: resolve as (v: never) => void, reject, ...(onProgress ? { onProgress } : {}) });
-      signal?.addEventListener('abort', () => {
-        this.#send({ type: 'cancel', id });
-        if (this.#pending.delete(id)) reject(new AbortedError());
-      }, { once: true });
-      this.#send(build(id));
-    });
+    return this.#rpc.start<T>(build, cancel, signal, onProgress ? { onProgress } : {});
   }
 
   /** Open a pulled image or an archive file; `onStatus` hears the session's progress until close(). */
@@ -94,11 +61,11 @@ export class InspectBridge {
 
   close(session: number): void {
     this.#listeners.delete(session);
-    this.#send({ type: 'close', session });
+    this.#rpc.send({ type: 'close', session });
   }
 
   terminate(): void {
-    this.#worker.terminate();
+    this.#rpc.terminate();
   }
 }
 
