@@ -45,6 +45,9 @@ export class IdbBlobStore implements BlobStore {
     let pending: Uint8Array[] = [];
     let pendingBytes = 0;
     let total = 0;
+    // One segment is written while the next one fills: reading never waits on IndexedDB unless
+    // it gets a whole segment ahead (bounded memory: at most two segments held).
+    let writing: Promise<void> = Promise.resolve();
     const flush = async () => {
       if (pendingBytes === 0) return;
       const segKey = `seg:${id}:${segments.length}`;
@@ -52,7 +55,9 @@ export class IdbBlobStore implements BlobStore {
       const blob = new Blob(pending as BlobPart[]);
       pending = [];
       pendingBytes = 0;
-      await set(segKey, blob, this.#db);
+      await writing;
+      writing = set(segKey, blob, this.#db);
+      writing.catch(() => undefined);
     };
     const reader = stream.getReader();
     const onAbort = () => void reader.cancel().catch(() => undefined);
@@ -67,10 +72,12 @@ export class IdbBlobStore implements BlobStore {
         if (pendingBytes >= this.#segmentBytes) await flush();
       }
       await flush();
+      await writing;
       signal?.throwIfAborted();
       await set(this.#recordKey(key), { size: total, segments, storedAt: Date.now() } satisfies BlobRecord, this.#db);
       return total;
     } catch (err) {
+      await writing.catch(() => undefined);
       await delMany(segments, this.#db).catch(() => undefined);
       throw err;
     } finally {

@@ -13,6 +13,7 @@ import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
 import type { LayerPlan, PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import type { IdbBlobStore } from './idb-store.ts';
+import type { LayerPool } from './layer-pool.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
 
 export interface JobContext {
@@ -22,6 +23,8 @@ export interface JobContext {
   signal: AbortSignal;
   onPhase: (phase: Phase) => void;
   onProgress: (event: PullEvent) => void;
+  /** Layer workers to spread layers over; without one, layers are fetched in this worker. */
+  pool?: LayerPool;
 }
 
 function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch'>, credentials?: Record<string, Credentials>): RemoteSource {
@@ -108,6 +111,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       signal: ctx.signal,
       uncompressed: format.needsUncompressed,
       ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
+      ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal) } : {}),
       onProgress: (event) => {
         if (event.type === 'plan') {
           if (!downloading) {

@@ -5,6 +5,8 @@ import { LongshoreError, isAbortError, AbortedError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import { IdbBlobStore } from './idb-store.ts';
 import { pullJob, resolveJob } from './pull-job.ts';
+import { LayerPool, layerPoolSize } from './layer-pool.ts';
+import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -14,6 +16,20 @@ const store = new IdbBlobStore();
 let config: WorkerConfig = { proxyBase: self.location.origin };
 const jobs = new Map<number, AbortController>();
 let swept = false;
+let pool: LayerPool | undefined;
+
+/** Started on the first pull; none where this browser cannot start Workers from a Worker. */
+function layerPool(): LayerPool | undefined {
+  if (pool) return pool;
+  const size = layerPoolSize(config.concurrency ?? DEFAULT_CONCURRENCY);
+  if (size === 0) return undefined;
+  try {
+    pool = new LayerPool(size);
+  } catch {
+    return undefined;
+  }
+  return pool;
+}
 
 function post(message: FromWorker): void {
   self.postMessage(message);
@@ -96,6 +112,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
             post({ type: 'phase', id: msg.id, phase });
           },
           onProgress: (event) => progress.push(event),
+          ...(layerPool() ? { pool: layerPool()! } : {}),
         }, msg.request);
         progress.flush();
         post({ type: 'done', id: msg.id, outcome });

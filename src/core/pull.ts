@@ -34,6 +34,23 @@ export interface PullOptions {
   /** Attempts per blob for retryable failures (default 3). */
   attempts?: number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Runs one layer's fetch → verify → store elsewhere (the browser spreads layers over a pool of
+   * Workers so hashing and decompression use every core); default: here, with `storeLayer`.
+   * Retries, progress and cancellation stay with the caller of `pull`.
+   */
+  layerRunner?: (job: LayerJob, onBytes: (n: number) => void, signal: AbortSignal) => Promise<void>;
+}
+
+/** One layer to fetch and keep: everything a runner in another thread needs to do it. */
+export interface LayerJob {
+  /** The image's reference pinned by digest; the blob is fetched from its repository. */
+  reference: string;
+  descriptor: Descriptor;
+  diffId: string | undefined;
+  label: string;
+  needCompressed: boolean;
+  needUncompressed: boolean;
 }
 
 export interface PullResult {
@@ -224,10 +241,20 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
       let done = 0;
       try {
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'downloading', done: 0, total: p.size });
-        await fetchLayer(layer, p.needCompressed, p.needUncompressed, options, (n) => {
+        const onBytes = (n: number) => {
           done += n;
           emit({ type: 'layer', index: p.index, digest: p.digest, state: 'downloading', done, total: p.size });
-        });
+        };
+        const job: LayerJob = {
+          reference: image.reference.canonical,
+          descriptor: layer.descriptor,
+          diffId: layer.diffId,
+          label: `layer ${layer.index + 1}/${image.layers.length}`,
+          needCompressed: p.needCompressed,
+          needUncompressed: p.needUncompressed,
+        };
+        if (options.layerRunner) await options.layerRunner(job, onBytes, signal!);
+        else await storeLayer((sig) => layer.open(sig), job, options, onBytes);
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'done', done: p.size, total: p.size });
         return;
       } catch (err) {
@@ -245,15 +272,25 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
   });
 }
 
-async function fetchLayer(layer: Layer, needCompressed: boolean, needUncompressed: boolean, options: PullOptions, onBytes: (n: number) => void): Promise<void> {
+/**
+ * Fetch one layer (`open` gives its verified compressed bytes) and keep what the job asks for:
+ * the blob under its digest, and/or its decompressed bytes under the diff_id once verified.
+ */
+export async function storeLayer(
+  open: (signal?: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
+  job: Pick<LayerJob, 'descriptor' | 'diffId' | 'label' | 'needCompressed' | 'needUncompressed'>,
+  options: Pick<PullOptions, 'store' | 'signal' | 'zstd'>,
+  onBytes: (n: number) => void,
+): Promise<void> {
   const { store, signal } = options;
-  const d = layer.descriptor;
-  const counted = (await layer.open(signal)).pipeThrough(counter(onBytes));
+  const { needCompressed, needUncompressed } = job;
+  const d = job.descriptor;
+  const counted = (await open(signal)).pipeThrough(counter(onBytes));
   if (!needUncompressed) {
     await store.put(d.digest, counted, signal);
     return;
   }
-  const diffId = layer.diffId!;
+  const diffId = job.diffId!;
   // One failing branch (say, a diff_id mismatch) stops the copy into the others.
   const stop = new AbortController();
   const halt = <T>(p: Promise<T>): Promise<T> => p.catch((err: unknown) => {
@@ -267,7 +304,7 @@ async function fetchLayer(layer: Layer, needCompressed: boolean, needUncompresse
   tasks.push(halt((async () => {
     const zstd = options.zstd === null ? undefined : (options.zstd ?? zstdDecompressStream);
     const { stream } = await decompress(plain, zstd ? { zstd } : {});
-    await store.put(diffId, stream.pipeThrough(verifyingStream({ digest: diffId, label: `uncompressed layer ${layer.index + 1}` })), signal);
+    await store.put(diffId, stream.pipeThrough(verifyingStream({ digest: diffId, label: `uncompressed ${job.label}` })), signal);
   })()));
   if (needCompressed) tasks.push(halt(store.put(d.digest, pipes[1]!.readable, signal)));
   const settled = await Promise.allSettled(tasks);

@@ -317,7 +317,7 @@ describe('found while testing (a synthetic layer: no registry serves a zstd laye
         }),
     };
     const store = new MemoryBlobStore();
-    const error = await rejection(within(pullLayers({ layers: [layer] } as unknown as Image, { store, uncompressed: true, zstd: null }), 3_000, 'the pull'));
+    const error = await rejection(within(pullLayers({ layers: [layer], reference: parseReference(`127.0.0.1:1/synthetic/zstd@${layer.descriptor.digest}`) } as unknown as Image, { store, uncompressed: true, zstd: null }), 3_000, 'the pull'));
     expect(error.code).toBe('FORMAT');
     expect(store.keys()).not.toContain(layer.diffId);
   });

@@ -1,0 +1,56 @@
+// Spreads layers over a few layer workers (least busy first), so SHA-256, decompression and
+// IndexedDB writes of different layers run on different cores. Retries, progress totals and
+// cancellation stay with the pull (core/pull.ts); this only runs one layer job where asked.
+import type { LayerJob } from '../core/pull.ts';
+import type { Credentials } from '../core/registry/auth.ts';
+import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
+import type { WorkerConfig } from './protocol.ts';
+import { WorkerRpc } from './worker-rpc.ts';
+
+interface Hooks {
+  onBytes?: (n: number) => void;
+}
+
+const cancel = (id: number): ToLayerWorker => ({ type: 'cancel', id });
+
+export class LayerPool {
+  readonly #members: { rpc: WorkerRpc<ToLayerWorker, Hooks>; busy: number }[];
+
+  constructor(size: number, factory: () => Worker = () => new Worker(new URL('./layer-worker.ts', import.meta.url), { type: 'module', name: 'longshore-layer' })) {
+    this.#members = Array.from({ length: Math.max(1, size) }, () => {
+      const rpc = new WorkerRpc<ToLayerWorker, Hooks>(factory(), 'layer');
+      rpc.worker.onmessage = (e: MessageEvent<FromLayerWorker>) => {
+        const msg = e.data;
+        if (msg.type === 'bytes') rpc.hooks(msg.id)?.onBytes?.(msg.n);
+        else if (msg.type === 'done') rpc.settle(msg.id, undefined);
+        else rpc.fail(msg.id, msg.error);
+      };
+      return { rpc, busy: 0 };
+    });
+  }
+
+  get size(): number {
+    return this.#members.length;
+  }
+
+  async run(job: LayerJob, config: WorkerConfig, credentials: Record<string, Credentials> | undefined, onBytes: (n: number) => void, signal: AbortSignal): Promise<void> {
+    const member = this.#members.reduce((a, b) => (b.busy < a.busy ? b : a));
+    member.busy++;
+    try {
+      await member.rpc.start<void>((id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}) }), cancel, signal, { onBytes });
+    } finally {
+      member.busy--;
+    }
+  }
+
+  terminate(): void {
+    for (const m of this.#members) m.rpc.terminate();
+  }
+}
+
+/** Workers for layers: one per core, at most `limit` (a browser without nested Workers gets none). */
+export function layerPoolSize(limit: number): number {
+  if (typeof Worker === 'undefined') return 0;
+  const cores = typeof navigator !== 'undefined' && navigator.hardwareConcurrency ? navigator.hardwareConcurrency : 2;
+  return Math.max(1, Math.min(cores, limit));
+}

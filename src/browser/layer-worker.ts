@@ -1,0 +1,72 @@
+// A layer worker: fetches one layer at a time (or a few), verifies it while it streams, and keeps
+// it in IndexedDB, exactly as the core's storeLayer does in-process. Several of these let a pull
+// hash and decompress on every core instead of one.
+/// <reference lib="webworker" />
+import { AbortedError, LongshoreError } from '../core/errors.ts';
+import { proxyRewrite } from '../core/http/transport.ts';
+import { storeLayer } from '../core/pull.ts';
+import { parseReference } from '../core/reference.ts';
+import { RegistryClient } from '../core/registry/client.ts';
+import { IdbBlobStore } from './idb-store.ts';
+import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+const BYTES_INTERVAL_MS = 50;
+const store = new IdbBlobStore();
+const jobs = new Map<number, AbortController>();
+/** One client per configuration and credentials, so its token cache is reused across layers. */
+const clients = new Map<string, RegistryClient>();
+
+function post(message: FromLayerWorker): void {
+  self.postMessage(message);
+}
+
+function clientFor(msg: Extract<ToLayerWorker, { type: 'run' }>): RegistryClient {
+  const key = JSON.stringify([msg.config.proxyBase, msg.credentials ?? {}]);
+  let client = clients.get(key);
+  if (!client) {
+    const credentials = msg.credentials;
+    client = new RegistryClient({
+      transport: { fetch: self.fetch.bind(self), rewrite: proxyRewrite(msg.config.proxyBase) },
+      credentials: (host) => credentials?.[host],
+    });
+    clients.set(key, client);
+  }
+  return client;
+}
+
+self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
+  const msg = e.data;
+  if (msg.type === 'cancel') {
+    jobs.get(msg.id)?.abort();
+    return;
+  }
+  const ac = new AbortController();
+  jobs.set(msg.id, ac);
+  let pending = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (pending) post({ type: 'bytes', id: msg.id, n: pending });
+    pending = 0;
+  };
+  try {
+    const client = clientFor(msg);
+    const ref = parseReference(msg.job.reference);
+    await storeLayer((signal) => client.openBlob(ref, msg.job.descriptor, { ...(signal ? { signal } : {}), label: msg.job.label }), msg.job, { store, signal: ac.signal }, (n) => {
+      pending += n;
+      timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
+    });
+    if (timer !== undefined) clearTimeout(timer);
+    flush();
+    post({ type: 'done', id: msg.id });
+  } catch (err) {
+    if (timer !== undefined) clearTimeout(timer);
+    flush();
+    const error = ac.signal.aborted ? new AbortedError() : LongshoreError.from(err);
+    post({ type: 'error', id: msg.id, error: error.toJSON() });
+  } finally {
+    jobs.delete(msg.id);
+  }
+};
