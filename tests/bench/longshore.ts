@@ -1,0 +1,213 @@
+// Drives the real page the way a person does (type a name, pick a format, press Pull, press
+// Download) in Debian's headless Chromium, and times it: Pull click → Download button shown, and
+// Pull click → file saved. The page's status changes are stamped in the page, so the time spent
+// resolving, downloading and assembling can be told apart.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { CHROMIUM_PATH, launchChromium } from '../helpers/browser.ts';
+
+/**
+ * `profile`: a fresh on-disk profile per session (launchPersistentContext), so IndexedDB and Blobs
+ * live on disk as for a real user. `incognito`: a new context in one shared browser, as the e2e
+ * tests do; Chromium then keeps IndexedDB and Blobs in memory, which shows in its RSS.
+ */
+export type SessionMode = 'profile' | 'incognito';
+
+/** The flags of tests/helpers/browser.ts (this machine: root, no GPU, closed network). */
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
+export interface Session {
+  context: BrowserContext;
+  close(): Promise<void>;
+}
+
+export class Sessions {
+  #shared: Browser | undefined;
+
+  constructor(readonly mode: SessionMode) {}
+
+  /** A browser context with an empty IndexedDB (cold cache). */
+  async open(): Promise<Session> {
+    if (this.mode === 'incognito') {
+      this.#shared ??= await launchChromium();
+      const context = await this.#shared.newContext({ acceptDownloads: true });
+      return { context, close: () => context.close() };
+    }
+    const userDataDir = await mkdtemp(join(tmpdir(), 'longshore-bench-profile-'));
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM_PATH,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      acceptDownloads: true,
+    });
+    return {
+      context,
+      close: async () => {
+        await context.close();
+        await rm(userDataDir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#shared?.close();
+    this.#shared = undefined;
+  }
+}
+
+/** The page's uncaught errors and console errors, for the message of a failed pull. */
+const pageProblems = new WeakMap<Page, string[]>();
+
+export async function openApp(context: BrowserContext, url: string, beforeNavigate?: (page: Page) => Promise<void>): Promise<Page> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  pageProblems.set(page, problems);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  await beforeNavigate?.(page);
+  await page.goto(url);
+  await page.getByLabel('Image', { exact: true }).waitFor();
+  return page;
+}
+
+/** The formats the built page offers, and the one selected at start. */
+export async function pageFormats(page: Page): Promise<{ ids: string[]; selected: string }> {
+  const select = page.getByLabel('Format');
+  const ids = await select.locator('option').evaluateAll((options) => options.map((o) => (o as HTMLOptionElement).value));
+  return { ids, selected: await select.inputValue() };
+}
+
+export interface PullTiming {
+  /** Pull click → Download button in the page (archive composed). */
+  buttonSeconds: number;
+  /** Pull click → Chromium finished writing the download. */
+  downloadedSeconds: number;
+  /** Pull click → file fully written by saveAs (Playwright's copy of the download). */
+  savedSeconds: number;
+  /** Seconds after the click at which the page first showed each status (resolving, downloading, …). */
+  phases: Record<string, number>;
+  fileName: string;
+  file: string;
+}
+
+declare global {
+  interface Window {
+    __longshoreBench?: { t0: number; phases: Record<string, number> };
+  }
+}
+
+/**
+ * Stamps each page status the first time it shows. A string, not a function: tsx's esbuild adds
+ * `__name(…)` calls to named inner functions, which do not exist in the page.
+ */
+const STAMP_PHASES = `(() => {
+  const state = { t0: performance.now(), phases: {} };
+  window.__longshoreBench = state;
+  new MutationObserver(() => {
+    const status = document.querySelector('[data-testid="status"]')?.getAttribute('data-status');
+    if (status && !(status in state.phases)) state.phases[status] = (performance.now() - state.t0) / 1000;
+  }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
+})()`;
+
+/** What moves while a pull is alive: the status and every progress bar's value. */
+const PROGRESS_SNAPSHOT = `(() => {
+  const status = document.querySelector('[data-testid="status"]')?.getAttribute('data-status') ?? '?';
+  const overall = document.querySelector('[data-testid="overall"]')?.textContent?.replace(/\\s+/g, ' ').trim() ?? '';
+  const bars = [...document.querySelectorAll('progress')].map((p) => p.value).join(',');
+  const layers = [...document.querySelectorAll('table.layers tbody tr')].map((r) => r.getAttribute('data-state')).join(',');
+  return JSON.stringify({ status, overall, layers, bars });
+})()`;
+
+/** A pull that stops moving without an error would otherwise hold the run until the overall timeout. */
+const STALL_MS = 180_000;
+const STALL_POLL_MS = 5_000;
+
+async function stallWatch(page: Page, signal: AbortSignal): Promise<{ state: string }> {
+  let last = '';
+  let since = Date.now();
+  while (!signal.aborted) {
+    await new Promise((r) => setTimeout(r, STALL_POLL_MS));
+    if (signal.aborted) break;
+    const snapshot = await page.evaluate(PROGRESS_SNAPSHOT).catch(() => last) as string;
+    if (snapshot !== last) {
+      last = snapshot;
+      since = Date.now();
+    } else if (Date.now() - since > STALL_MS) {
+      const { bars: _bars, ...state } = JSON.parse(snapshot) as Record<string, string>;
+      return { state: JSON.stringify(state) };
+    }
+  }
+  // Never settles once the pull has ended; the race has been decided by then.
+  return new Promise(() => undefined);
+}
+
+export class PullFailedError extends Error {
+  override name = 'PullFailedError';
+}
+
+/**
+ * Types the name, waits for the page's own look-up of it to finish (as a person would see the
+ * platform before pressing Pull), selects the format, then times Pull → Download → saved.
+ */
+export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>): Promise<PullTiming> {
+  await page.getByLabel('Image', { exact: true }).fill(name);
+  const help = page.getByTestId('name-help');
+  await page.waitForFunction(
+    () => {
+      const text = document.querySelector('[data-testid="name-help"]')?.textContent ?? '';
+      return /single image|multi-platform|·\s*\S/.test(text) && !/looking up/.test(text);
+    },
+    undefined,
+    { timeout: 30_000 },
+  ).catch(async () => {
+    throw new PullFailedError(`the page did not resolve ${name}: ${await help.textContent()}`);
+  });
+  await page.getByLabel('Format').selectOption(format);
+  await page.evaluate(STAMP_PHASES);
+  await beforeClick?.();
+  const started = performance.now();
+  await page.getByRole('button', { name: 'Pull', exact: true }).click();
+  const button = page.getByTestId('download');
+  const error = page.getByTestId('error');
+  const watchdog = new AbortController();
+  const outcome = await Promise.race([
+    button.waitFor({ timeout: timeoutMs }).then(() => 'ready' as const),
+    error.waitFor({ timeout: timeoutMs }).then(() => 'error' as const),
+    stallWatch(page, watchdog.signal),
+  ]).finally(() => watchdog.abort());
+  if (outcome === 'error') {
+    throw new PullFailedError(`pull of ${name} (${format}) failed in the page: [${await error.getAttribute('data-code')}] ${await error.textContent()}`);
+  }
+  if (outcome !== 'ready') {
+    const problems = pageProblems.get(page) ?? [];
+    throw new PullFailedError(`pull of ${name} (${format}) made no progress for ${STALL_MS / 1000} s, no error shown; page state: ${outcome.state}` + (problems.length ? `; ${problems.slice(-5).join('; ')}` : ''));
+  }
+  const buttonSeconds = (performance.now() - started) / 1000;
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: timeoutMs }), button.click()]);
+  // path() resolves when Chromium has written the whole file; saveAs then copies it (a cost a
+  // person's download does not have, reported apart).
+  if ((await download.path()) === null) throw new PullFailedError(`download of ${name} (${format}) failed: ${await download.failure()}`);
+  const downloadedSeconds = (performance.now() - started) / 1000;
+  const file = join(outDir, `${format}-${Date.now()}-${download.suggestedFilename()}`);
+  await download.saveAs(file);
+  const savedSeconds = (performance.now() - started) / 1000;
+  const failure = await download.failure();
+  if (failure) throw new PullFailedError(`download of ${name} (${format}) failed: ${failure}`);
+  // Playwright keeps its own copy until the context closes; a large image would fill the disk.
+  await download.delete();
+  const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
+  return { buttonSeconds, downloadedSeconds, savedSeconds, phases, fileName: download.suggestedFilename(), file };
+}

@@ -1,0 +1,458 @@
+// `npm run bench`: longshore in headless Chromium against the native peer (skopeo) on one large
+// image served by a real token-auth registry with blob redirects, all on 127.0.0.1. Prints wall
+// times, throughput, memory and the proxy's cost; writes them as JSON and a Markdown table.
+// Exits non-zero only when a run breaks (a failed pull, an archive that does not verify), never
+// because a figure is slow.
+import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Page } from 'playwright-core';
+import { formatById } from '../../src/core/formats/index.ts';
+import { run } from '../helpers/command.ts';
+import { startHarness, type Harness } from '../helpers/harness.ts';
+import { chromiumMemory, HeapProbe } from './chromium-metrics.ts';
+import { benchImages, parseSize, pushImage, VARIANTS, type BenchImage, type Variant } from './image.ts';
+import { openApp, pageFormats, pullAndSave, Sessions, type SessionMode } from './longshore.ts';
+import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
+import { Peaks, startSampling } from './proc.ts';
+import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
+import { consoleTable, describeMachine, failureLines, unsupportedLines, loadAverage, markdown, phaseLines, summarise, summariseProxyCost, type Sample, type Scenario } from './table.ts';
+import { verifyArchive } from './verify.ts';
+
+const USAGE = `npm run bench -- [options]
+  --size 100MB|400MB|1.5GB   compressed size of the test image (default 400MB; any N MB / N GB works)
+  --rounds N                 interleaved rounds (default 3)
+  --variants gzip,zstd       layer encodings to run (default both)
+  --formats a,b              longshore formats to run (default every format the page offers)
+  --incognito                cold runs in new contexts of one browser (IndexedDB in memory) instead of fresh on-disk profiles
+  --no-warm                  skip the warm (second, cached) pulls
+  --help`;
+
+const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
+const APP_DIR = join(CACHE_DIR, 'dist');
+
+interface Options {
+  label: string;
+  targetBytes: number;
+  rounds: number;
+  variants: Variant[];
+  formats: string[] | undefined;
+  mode: SessionMode;
+  warm: boolean;
+}
+
+function options(): Options {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string', default: '400MB' },
+      rounds: { type: 'string', default: '3' },
+      variants: { type: 'string', default: VARIANTS.join(',') },
+      formats: { type: 'string' },
+      incognito: { type: 'boolean', default: false },
+      'no-warm': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got ${values.rounds}`);
+  const variants = values.variants.split(',').map((v) => v.trim()).filter(Boolean);
+  for (const v of variants) if (!VARIANTS.includes(v as Variant)) throw new Error(`--variants: unknown ${v} (known: ${VARIANTS.join(', ')})`);
+  const targetBytes = parseSize(values.size);
+  return {
+    label: values.size.trim().toUpperCase().replace(/\s+/g, ''),
+    targetBytes,
+    rounds,
+    variants: variants as Variant[],
+    formats: values.formats?.split(',').map((f) => f.trim()).filter(Boolean),
+    mode: values.incognito ? 'incognito' : 'profile',
+    warm: !values['no-warm'],
+  };
+}
+
+const t0 = performance.now();
+function log(message: string): void {
+  console.log(`[bench +${((performance.now() - t0) / 1000).toFixed(0)}s] ${message}`);
+}
+
+/**
+ * A fresh build of the working tree into .cache/bench/dist (vite takes seconds), served by the
+ * benchmark's own server process: what is measured is what src/ says now, and the dist/ that
+ * other test runs read is left alone.
+ */
+async function buildApp(): Promise<{ seconds: number; commit: string; dirty: boolean }> {
+  const started = performance.now();
+  await run(join(REPO_ROOT, 'node_modules/.bin/vite'), ['build', '--outDir', APP_DIR, '--emptyOutDir', '--logLevel', 'error'], { cwd: REPO_ROOT });
+  const git = (args: string[]) => run('git', args, { cwd: REPO_ROOT }).then((b) => b.toString('utf8').trim(), () => '');
+  const commit = await git(['rev-parse', '--short', 'HEAD']);
+  const dirty = (await git(['status', '--porcelain', '--', 'src', 'index.html', 'vite.config.ts'])) !== '';
+  return { seconds: (performance.now() - started) / 1000, commit, dirty };
+}
+
+/** Blob requests seen by the static server (redirect target) and the token registry (its log) since a mark. */
+class BlobRequestCounter {
+  constructor(
+    private readonly harness: Harness,
+    private readonly repository: string,
+  ) {}
+
+  async mark(): Promise<{ staticSeq: number; logOffset: number }> {
+    const requests = this.harness.registries.staticServer.requests;
+    return { staticSeq: requests.at(-1)?.seq ?? 0, logOffset: (await stat(this.harness.env.token.logFile)).size };
+  }
+
+  /** Static-server paths and registry request lines for blobs since `mark`. */
+  async since(mark: { staticSeq: number; logOffset: number }): Promise<{ staticUrls: string[]; registryLines: string[] }> {
+    const staticUrls = this.harness.registries.staticServer.requests.filter((r) => r.seq > mark.staticSeq && r.url.includes('/blobs/')).map((r) => r.url);
+    const file = await open(this.harness.env.token.logFile, 'r');
+    let text: string;
+    try {
+      const size = (await file.stat()).size;
+      const buffer = Buffer.alloc(Math.max(0, size - mark.logOffset));
+      await file.read(buffer, 0, buffer.length, mark.logOffset);
+      text = buffer.toString('utf8');
+    } finally {
+      await file.close();
+    }
+    // distribution logs one "response completed" line per request it answered, with its URI.
+    const needle = `/v2/${this.repository}/blobs/`;
+    const registryLines = text.split('\n').filter((l) => l.includes('response completed') && l.includes(needle));
+    return { staticUrls, registryLines };
+  }
+}
+
+interface Context {
+  opts: Options;
+  harness: Harness;
+  proxy: ProxyProcess;
+  sessions: Sessions;
+  counter: BlobRequestCounter;
+  scratch: string;
+  skopeoEnv: NodeJS.ProcessEnv;
+  configRaw: string;
+  verified: Set<string>;
+  timeoutMs: number;
+}
+
+interface LongshoreRunResult {
+  sample: Sample;
+}
+
+/** One timed pull in `page`, sampled every 200 ms, its file verified and removed afterwards. */
+async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchImage, reference: string, format: string, cache: 'cold' | 'warm'): Promise<LongshoreRunResult> {
+  const peaks = new Peaks();
+  let mark = await c.counter.mark();
+  // Counted from the click: the page's own look-up of the typed name is not part of the pull.
+  const beforeClick = async (): Promise<void> => {
+    mark = await c.counter.mark();
+    peaks.see('chromiumRssAtStart', chromiumMemory().rss);
+  };
+  const heapSamples = { page: 0, worker: 0, workerMissed: 0 };
+  const sampler = startSampling(async () => {
+    const heap = await probe.read();
+    if (heap.page !== undefined) heapSamples.page++;
+    if (heap.workers !== undefined) heapSamples.worker++;
+    else if (heap.workerCount > 0) heapSamples.workerMissed++;
+    peaks.see('pageHeap', heap.page);
+    peaks.see('workerHeap', heap.workers);
+    peaks.see('pageBuffers', heap.pageBuffers);
+    peaks.see('workerBuffers', heap.workerBuffers);
+    if (heap.page !== undefined || heap.workers !== undefined) peaks.see('heapSum', (heap.page ?? 0) + (heap.workers ?? 0));
+    const memory = chromiumMemory();
+    peaks.see('chromiumRss', memory.rss || undefined);
+    peaks.see('chromiumPss', memory.pss || undefined);
+    peaks.see('proxyRss', c.proxy.rss());
+  });
+  let timing;
+  try {
+    timing = await pullAndSave(page, reference, format, c.scratch, c.timeoutMs, beforeClick);
+  } finally {
+    await sampler.stop();
+  }
+  const seen = await c.counter.since(mark);
+  const layerHexes = image.layers.map((l) => l.digest.slice(7));
+  const isLayer = (text: string) => layerHexes.some((hex) => text.includes(hex));
+  const layerRequests = seen.staticUrls.filter(isLayer).length + seen.registryLines.filter(isLayer).length;
+  const otherBlobRequests = seen.staticUrls.length + seen.registryLines.length - layerRequests;
+  // Each layer should cost one registry GET (answered 307) and one static GET when cold, nothing when warm.
+  const expected = cache === 'cold' ? 2 * image.layers.length : 0;
+  const unexpected = layerRequests === expected ? undefined : [...seen.registryLines.map((l) => l.slice(0, 400)), ...seen.staticUrls];
+  try {
+    if (cache === 'cold') {
+      const missing = image.layers.filter((l) => !seen.staticUrls.some((u) => u.includes(l.digest.slice(7))));
+      if (missing.length > 0) throw new Error(`the cold pull did not fetch ${missing.length} layer(s) from the registry: was the cache not empty?`);
+    } else if (layerRequests > 0) {
+      log(`WARNING: the warm ${format} pull sent ${layerRequests} layer blob request(s) to the registry (expected 0)`);
+    }
+    const key = `${image.variant}/${format}`;
+    const thorough = !c.verified.has(key);
+    await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    c.verified.add(key);
+    const outputBytes = (await stat(timing.file)).size;
+    return {
+      sample: { seconds: timing.savedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(unexpected ? { requestLog: unexpected } : {}) },
+    };
+  } finally {
+    await rm(timing.file, { force: true });
+  }
+}
+
+/** Cold pull in a fresh profile, then (optionally) the warm pull in a new page of the same profile. */
+async function longshoreRuns(c: Context, image: BenchImage, reference: string, format: string): Promise<{ cold: Sample; warm?: Sample }> {
+  const session = await c.sessions.open();
+  try {
+    const attachAndOpen = async (): Promise<{ page: Page; probe: HeapProbe }> => {
+      let probe: HeapProbe | undefined;
+      const page = await openApp(session.context, c.proxy.url, async (p) => {
+        probe = await HeapProbe.attach(p);
+      });
+      return { page, probe: probe! };
+    };
+    const first = await attachAndOpen();
+    const cold = (await timedPull(c, first.page, first.probe, image, reference, format, 'cold')).sample;
+    await first.probe.detach();
+    await first.page.close();
+    if (!c.opts.warm) return { cold };
+    const second = await attachAndOpen();
+    const warm = (await timedPull(c, second.page, second.probe, image, reference, format, 'warm')).sample;
+    await second.probe.detach();
+    await second.page.close();
+    return { cold, warm };
+  } finally {
+    await session.close();
+  }
+}
+
+async function peerRun(c: Context, reference: string, archive: PeerArchive): Promise<Sample> {
+  const file = join(c.scratch, `skopeo-${archive}-${Date.now()}.tar`);
+  try {
+    const result = await skopeoPull(reference, archive, file, c.skopeoEnv);
+    return { seconds: result.seconds, outputBytes: result.outputBytes, peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {} };
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Compressed-layer formats are compared with oci-archive, uncompressed ones with docker-archive. */
+function peerFor(format: string): PeerArchive | undefined {
+  const known = formatById(format);
+  if (!known) return undefined;
+  return known.needsUncompressed ? 'docker-archive' : 'oci-archive';
+}
+
+async function main(): Promise<void> {
+  const opts = options();
+  const setup: Record<string, number> = {};
+  let lap = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    setup[name] = Math.round(now - lap) / 1000;
+    lap = now;
+  };
+  await mkdir(CACHE_DIR, { recursive: true });
+  log('building the app from the working tree');
+  const app = await buildApp();
+  const images = await benchImages(CACHE_DIR, opts.label, opts.targetBytes);
+  phase('image');
+
+  // A registry storage kept between runs: skopeo then skips blobs pushed by an earlier run.
+  const storageDir = join(CACHE_DIR, 'registry-storage');
+  await mkdir(storageDir, { recursive: true });
+  const harness = await startHarness({ storageDir });
+  phase('harness');
+  const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
+  let proxy: ProxyProcess | undefined;
+  const sessions = new Sessions(opts.mode);
+  try {
+    const env = harness.env;
+    const skopeoEnv: NodeJS.ProcessEnv = { ...process.env, ...env.skopeoEnv };
+    const repository = `bench/image-${opts.label.toLowerCase().replace(/[^a-z0-9.]/g, '')}`;
+    const references = {} as Record<Variant, string>;
+    for (const variant of opts.variants) {
+      references[variant] = `${env.token.host}/${repository}:${variant}`;
+      log(`pushing ${variant} to ${references[variant]}`);
+      await pushImage(images[variant], references[variant], skopeoEnv, env.token.credentials);
+    }
+    phase('push');
+    proxy = await startProxyProcess({ registryHosts: [env.token.host], tokenRealms: [env.tokenServer.realm], dir: scratch, staticDir: APP_DIR });
+    log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
+
+    // What the built page offers, default first.
+    const probeSession = await sessions.open();
+    const probePage = await openApp(probeSession.context, proxy.url);
+    const offered = await pageFormats(probePage);
+    const chromiumVersion = probeSession.context.browser()?.version();
+    await probeSession.close();
+    const formats = [offered.selected, ...offered.ids.filter((id) => id !== offered.selected)].filter((id) => !opts.formats || opts.formats.includes(id));
+    if (formats.length === 0) throw new Error(`no format to run: the page offers ${offered.ids.join(', ')}`);
+    log(`formats offered by the page: ${offered.ids.join(', ')} (default ${offered.selected}); running ${formats.join(', ')}`);
+    phase('proxy+page');
+
+    const machine = await describeMachine(chromiumVersion ? `Chromium ${chromiumVersion}` : undefined);
+    const first = images[opts.variants[0]!];
+    const configRaw = await readFile(join(first.layoutDir, 'blobs/sha256', first.config.digest.slice(7)), 'utf8');
+    const c: Context = {
+      opts,
+      harness,
+      proxy,
+      sessions,
+      counter: new BlobRequestCounter(harness, repository),
+      scratch,
+      skopeoEnv,
+      configRaw,
+      verified: new Set(),
+      timeoutMs: Math.max(10 * 60_000, (first.compressedBytes / 1e6) * 1000),
+    };
+
+    const scenarios = new Map<string, Scenario>();
+    const scenario = (s: Omit<Scenario, 'samples'>): Scenario => {
+      let found = scenarios.get(s.key);
+      if (!found) scenarios.set(s.key, (found = { ...s, samples: [] }));
+      return found;
+    };
+    for (const variant of opts.variants) {
+      const image = images[variant];
+      for (const format of formats) {
+        const peer = peerFor(format);
+        scenario({ key: `${variant}/longshore/${format}/cold`, variant, tool: 'longshore', what: format, cache: 'cold', ...(peer ? { peerKey: `${variant}/skopeo/${peer}` } : {}), inputBytes: image.compressedBytes });
+        if (opts.warm) scenario({ key: `${variant}/longshore/${format}/warm`, variant, tool: 'longshore', what: format, cache: 'warm', inputBytes: image.compressedBytes });
+      }
+      for (const archive of PEER_ARCHIVES) scenario({ key: `${variant}/skopeo/${archive}`, variant, tool: 'skopeo', what: archive, inputBytes: image.compressedBytes });
+    }
+
+    // Interleaved: every scenario once per round, in the same order, so drift in the machine's load spreads over all.
+    // A scenario that breaks is recorded, skipped in later rounds, and makes the exit code 1.
+    const attempt = async (keys: string[], body: () => Promise<void>): Promise<void> => {
+      if (keys.some((k) => scenarios.get(k)?.failure || scenarios.get(k)?.unsupported)) return;
+      try {
+        await body();
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (err instanceof PeerUnsupportedError) {
+          log(`not measurable: ${keys[0]}: ${message}`);
+          for (const k of keys) scenarios.get(k)!.unsupported ??= message;
+          return;
+        }
+        log(`BROKEN: ${keys[0]}: ${message}`);
+        for (const k of keys) scenarios.get(k)!.failure ??= message;
+      }
+    };
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const variant of opts.variants) {
+        const image = images[variant];
+        const reference = references[variant];
+        for (const format of formats) {
+          const coldKey = `${variant}/longshore/${format}/cold`;
+          const warmKey = `${variant}/longshore/${format}/warm`;
+          await attempt(opts.warm ? [coldKey, warmKey] : [coldKey], async () => {
+            const { cold, warm } = await longshoreRuns(c, image, reference, format);
+            scenarios.get(coldKey)!.samples.push(cold);
+            if (warm) scenarios.get(warmKey)!.samples.push(warm);
+            log(
+              `round ${round} ${variant} longshore ${format}: cold ${cold.seconds.toFixed(1)} s (button ${cold.buttonSeconds?.toFixed(1)} s)` +
+                (warm ? `, warm ${warm.seconds.toFixed(1)} s with ${warm.layerRequests} layer / ${warm.otherBlobRequests} other blob requests` : ''),
+            );
+          });
+        }
+        for (const archive of PEER_ARCHIVES) {
+          const key = `${variant}/skopeo/${archive}`;
+          await attempt([key], async () => {
+            const sample = await peerRun(c, reference, archive);
+            scenarios.get(key)!.samples.push(sample);
+            log(`round ${round} ${variant} skopeo → ${archive}: ${sample.seconds.toFixed(1)} s`);
+          });
+        }
+      }
+    }
+
+    // The proxy's own cost on the largest layer, direct vs proxied, interleaved.
+    const largest = first.layers.reduce((a, b) => (b.size > a.size ? b : a));
+    const proxyPeaks = new Peaks();
+    const proxySampler = startSampling(() => proxyPeaks.see('rss', proxy!.rss()));
+    let proxyRaw: ProxyCost | undefined;
+    let proxyFailure: string | undefined;
+    try {
+      proxyRaw = await measureProxyCost(
+        { registryUrl: env.token.url, registryHost: env.token.host, repository, digest: largest.digest, size: largest.size, realm: env.tokenServer.realm, service: env.token.service },
+        proxy.url,
+        Math.max(5, opts.rounds),
+      );
+    } catch (err) {
+      proxyFailure = `proxy cost: BROKEN: ${err instanceof Error ? err.message : String(err)}`;
+      log(proxyFailure);
+    } finally {
+      await proxySampler.stop();
+    }
+    const proxyCost = proxyRaw && summariseProxyCost(proxyRaw.bytes, proxyRaw.directSeconds, proxyRaw.proxySeconds, proxyPeaks.values['rss']);
+    phase('runs');
+
+    machine.loadAverage.end = loadAverage();
+    const all = [...scenarios.values()];
+    const summaries = summarise(all);
+    console.log('');
+    console.log(consoleTable(summaries));
+    console.log('');
+    for (const line of phaseLines(summaries)) console.log(`  phases: ${line}`);
+    const failures = [...failureLines(all), ...(proxyFailure ? [proxyFailure] : [])];
+    const notes = unsupportedLines(all);
+    for (const line of notes) console.log(`  ${line}`);
+    for (const line of failures) console.log(`  ${line}`);
+    const md = markdown({
+      machine,
+      imageLabel: opts.label,
+      layers: first.layers.length,
+      compressed: Object.fromEntries(opts.variants.map((v) => [v, images[v].compressedBytes])),
+      uncompressed: first.uncompressedBytes,
+      rounds: opts.rounds,
+      mode: opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)',
+      summaries,
+      failures,
+      notes,
+      proxyCost,
+    });
+    console.log('');
+    console.log(md);
+    const stamp = machine.date.replace(/:/g, '-').replace(/\..*$/, '');
+    const jsonFile = join(CACHE_DIR, `results-${stamp}.json`);
+    await writeFile(
+      jsonFile,
+      `${JSON.stringify(
+        {
+          machine,
+          options: opts,
+          app,
+          setupSeconds: setup,
+          image: Object.fromEntries(opts.variants.map((v) => [v, { ...images[v], manifestRaw: undefined, layoutDir: undefined }])),
+          summaries,
+          proxyCost: proxyCost ? { ...proxyCost, raw: proxyRaw } : null,
+          scenarios: all,
+          markdown: md,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    console.log('');
+    log(`results written to ${jsonFile}`);
+    if (failures.length > 0) throw new Error(`${failures.length} scenario(s) broke (see above)`);
+  } finally {
+    await sessions.close().catch(() => undefined);
+    await proxy?.close().catch(() => undefined);
+    await harness.stop().catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+process.once('SIGINT', () => process.exit(130));
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`[bench] BROKEN RUN: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+    process.exit(1);
+  },
+);

@@ -1,0 +1,302 @@
+// Figures in, text out: medians and spreads, the machine the numbers came from, a console table
+// and the same as Markdown for the README. No judgement of the figures: a benchmark prints.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+export interface Sample {
+  /** The run's wall time: longshore Pull click → file saved; skopeo spawn → exit. */
+  seconds: number;
+  /** longshore only: Pull click → Download button. */
+  buttonSeconds?: number;
+  /** longshore only: seconds after the click at which each page status first showed. */
+  phases?: Record<string, number>;
+  outputBytes: number;
+  /** pageHeap, workerHeap, heapSum, chromiumRss, chromiumPss, chromiumRssAtStart, proxyRss, skopeoRss (bytes). */
+  peaks: Record<string, number>;
+  /** How many 200 ms heap readings answered; a worker busy in one long step misses some. */
+  heapSamples?: { page: number; worker: number; workerMissed: number };
+  /** Layer blob requests (GET/HEAD) that reached the registry or the static server during the run. */
+  layerRequests?: number;
+  /** Other blob requests (the config) in the same window. */
+  otherBlobRequests?: number;
+  /** The blob requests themselves, kept when their count was not the expected one. */
+  requestLog?: string[];
+}
+
+export interface Scenario {
+  key: string;
+  variant: string;
+  tool: 'longshore' | 'skopeo';
+  /** longshore: the page's format id; skopeo: the archive transport. */
+  what: string;
+  cache?: 'cold' | 'warm';
+  /** The skopeo scenario key this one is compared with. */
+  peerKey?: string;
+  /** Compressed bytes of the image's layers (the network input). */
+  inputBytes: number;
+  samples: Sample[];
+  failure?: string;
+  /** The tool cannot do this (not a failure): no row, a note instead. */
+  unsupported?: string;
+}
+
+export interface Summary {
+  key: string;
+  variant: string;
+  label: string;
+  runs: number;
+  median: number;
+  min: number;
+  max: number;
+  mbPerSecond: number;
+  ratio: number | undefined;
+  ratioPeer: string | undefined;
+  buttonMedian: number | undefined;
+  phases: Record<string, number> | undefined;
+  outputBytes: number;
+  pageHeap: number | undefined;
+  workerHeap: number | undefined;
+  heapSum: number | undefined;
+  pageBuffers: number | undefined;
+  workerBuffers: number | undefined;
+  /** Chromium tree (longshore) or the skopeo process (skopeo). */
+  rss: number | undefined;
+  pss: number | undefined;
+  rssAtStart: number | undefined;
+  proxyRss: number | undefined;
+  layerRequests: number | undefined;
+  otherBlobRequests: number | undefined;
+  /** Set when a run of this scenario broke; later rounds skip it. */
+  failure?: string;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function peak(samples: readonly Sample[], key: string): number | undefined {
+  const values = samples.map((s) => s.peaks[key]).filter((v): v is number => v !== undefined);
+  return values.length ? Math.max(...values) : undefined;
+}
+
+function scenarioLabel(s: Scenario): string {
+  return s.tool === 'longshore' ? `longshore ${s.what} ${s.cache}` : `skopeo → ${s.what}`;
+}
+
+export function summarise(scenarios: readonly Scenario[]): Summary[] {
+  const medians = new Map(scenarios.map((s) => [s.key, s.samples.length ? median(s.samples.map((x) => x.seconds)) : NaN]));
+  return scenarios.filter((s) => s.samples.length > 0).map((s): Summary => {
+    const seconds = s.samples.map((x) => x.seconds);
+    const m = median(seconds);
+    const peerMedian = s.peerKey ? medians.get(s.peerKey) : undefined;
+    const buttons = s.samples.map((x) => x.buttonSeconds).filter((v): v is number => v !== undefined);
+    const phaseNames = [...new Set(s.samples.flatMap((x) => Object.keys(x.phases ?? {})))];
+    const phases = phaseNames.length
+      ? Object.fromEntries(phaseNames.map((p) => [p, median(s.samples.map((x) => x.phases?.[p]).filter((v): v is number => v !== undefined))]))
+      : undefined;
+    const most = (pick: (x: Sample) => number | undefined): number | undefined => {
+      const values = s.samples.map(pick).filter((v): v is number => v !== undefined);
+      return values.length ? Math.max(...values) : undefined;
+    };
+    return {
+      key: s.key,
+      variant: s.variant,
+      label: scenarioLabel(s),
+      runs: seconds.length,
+      median: m,
+      min: Math.min(...seconds),
+      max: Math.max(...seconds),
+      mbPerSecond: s.inputBytes / 1e6 / m,
+      ratio: peerMedian !== undefined && Number.isFinite(peerMedian) ? m / peerMedian : undefined,
+      ratioPeer: s.peerKey ? scenarios.find((x) => x.key === s.peerKey)?.what : undefined,
+      buttonMedian: buttons.length ? median(buttons) : undefined,
+      phases,
+      outputBytes: median(s.samples.map((x) => x.outputBytes)),
+      pageHeap: peak(s.samples, 'pageHeap'),
+      workerHeap: peak(s.samples, 'workerHeap'),
+      heapSum: peak(s.samples, 'heapSum'),
+      pageBuffers: peak(s.samples, 'pageBuffers'),
+      workerBuffers: peak(s.samples, 'workerBuffers'),
+      rss: s.tool === 'longshore' ? peak(s.samples, 'chromiumRss') : peak(s.samples, 'skopeoRss'),
+      pss: peak(s.samples, 'chromiumPss'),
+      rssAtStart: peak(s.samples, 'chromiumRssAtStart'),
+      proxyRss: peak(s.samples, 'proxyRss'),
+      layerRequests: most((x) => x.layerRequests),
+      otherBlobRequests: most((x) => x.otherBlobRequests),
+      ...(s.failure ? { failure: s.failure } : {}),
+    };
+  });
+}
+
+export interface ProxyCostSummary {
+  bytes: number;
+  directMBps: number;
+  proxyMBps: number;
+  directSpread: [number, number];
+  proxySpread: [number, number];
+  lostPercent: number;
+  proxyRss: number | undefined;
+}
+
+export function summariseProxyCost(bytes: number, directSeconds: number[], proxySeconds: number[], proxyRss: number | undefined): ProxyCostSummary {
+  const rate = (s: number) => bytes / 1e6 / s;
+  const directMBps = rate(median(directSeconds));
+  const proxyMBps = rate(median(proxySeconds));
+  return {
+    bytes,
+    directMBps,
+    proxyMBps,
+    directSpread: [rate(Math.max(...directSeconds)), rate(Math.min(...directSeconds))],
+    proxySpread: [rate(Math.max(...proxySeconds)), rate(Math.min(...proxySeconds))],
+    lostPercent: (1 - proxyMBps / directMBps) * 100,
+    proxyRss,
+  };
+}
+
+export interface Machine {
+  date: string;
+  nproc: number;
+  memTotal: string;
+  cpu: string;
+  chromium: string;
+  node: string;
+  skopeo: string;
+  loadAverage: { start: string; end?: string };
+}
+
+function firstMatch(text: string, re: RegExp): string | undefined {
+  return re.exec(text)?.[1]?.trim();
+}
+
+export function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+const exec = promisify(execFile);
+
+async function commandOutput(command: string, args: string[]): Promise<string> {
+  try {
+    return (await exec(command, args)).stdout.trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export async function describeMachine(chromiumVersion: string | undefined): Promise<Machine> {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8');
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const memKb = Number(firstMatch(meminfo, /^MemTotal:\s+(\d+) kB/m) ?? 0);
+  return {
+    date: new Date().toISOString(),
+    nproc: Number(await commandOutput('nproc', [])),
+    memTotal: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
+    cpu: firstMatch(cpuinfo, /^model name\s*:\s*(.+)$/m) ?? 'unknown',
+    chromium: chromiumVersion ?? (await commandOutput('/usr/bin/chromium', ['--version'])),
+    node: process.version,
+    skopeo: (await commandOutput('skopeo', ['--version'])).replace(/^skopeo version /, ''),
+    loadAverage: { start: loadAverage() },
+  };
+}
+
+const mb = (bytes: number | undefined): string => (bytes === undefined ? '—' : `${(bytes / 1e6).toFixed(0)}`);
+const secs = (s: number): string => (s >= 100 ? s.toFixed(0) : s.toFixed(1));
+
+interface Column {
+  title: string;
+  cell(s: Summary): string;
+}
+
+const COLUMNS: Column[] = [
+  { title: 'layers', cell: (s) => s.variant },
+  { title: 'run', cell: (s) => s.label },
+  { title: 'wall s, median (min–max)', cell: (s) => (s.runs > 1 ? `${secs(s.median)} (${secs(s.min)}–${secs(s.max)})` : secs(s.median)) },
+  { title: 'MB/s in', cell: (s) => s.mbPerSecond.toFixed(1) },
+  { title: '÷ skopeo', cell: (s) => (s.ratio === undefined ? '—' : `${s.ratio.toFixed(2)}× ${s.ratioPeer}`) },
+  { title: 'to button s', cell: (s) => (s.buttonMedian === undefined ? '—' : secs(s.buttonMedian)) },
+  { title: 'out MB', cell: (s) => mb(s.outputBytes) },
+  { title: 'heap MB page / worker', cell: (s) => (s.pageHeap === undefined && s.workerHeap === undefined ? '—' : `${mb(s.pageHeap)} / ${mb(s.workerHeap)}`) },
+  { title: 'buffers MB page / worker', cell: (s) => (s.pageBuffers === undefined && s.workerBuffers === undefined ? '—' : `${mb(s.pageBuffers)} / ${mb(s.workerBuffers)}`) },
+  { title: 'RSS MB at click', cell: (s) => mb(s.rssAtStart) },
+  { title: 'peak RSS MB (PSS)', cell: (s) => (s.rss === undefined ? '—' : s.pss !== undefined ? `${mb(s.rss)} (${mb(s.pss)})` : mb(s.rss)) },
+  { title: 'proxy RSS MB', cell: (s) => mb(s.proxyRss) },
+  { title: 'layer reqs (other)', cell: (s) => (s.layerRequests === undefined ? '—' : `${s.layerRequests} (${s.otherBlobRequests ?? 0})`) },
+];
+
+/** Scenarios that broke before giving a sample, as one line each. */
+export function failureLines(scenarios: readonly Scenario[]): string[] {
+  return scenarios.filter((s) => s.failure).map((s) => `${s.variant} ${scenarioLabel(s)}: BROKEN after ${s.samples.length} run(s): ${s.failure}`);
+}
+
+export function unsupportedLines(scenarios: readonly Scenario[]): string[] {
+  return scenarios.filter((s) => s.unsupported).map((s) => `${s.variant} ${scenarioLabel(s)}: not measurable: ${s.unsupported}`);
+}
+
+export function consoleTable(summaries: readonly Summary[]): string {
+  const rows = [COLUMNS.map((c) => c.title), ...summaries.map((s) => COLUMNS.map((c) => c.cell(s)))];
+  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+export function phaseLines(summaries: readonly Summary[]): string[] {
+  return summaries
+    .filter((s) => s.phases)
+    .map((s) => `${s.variant} ${s.label}: ${Object.entries(s.phases!).map(([p, t]) => `${p} @${t.toFixed(1)} s`).join(', ')}`);
+}
+
+export interface MarkdownInput {
+  machine: Machine;
+  imageLabel: string;
+  layers: number;
+  compressed: Record<string, number>;
+  uncompressed: number;
+  rounds: number;
+  mode: string;
+  summaries: readonly Summary[];
+  failures: readonly string[];
+  notes: readonly string[];
+  proxyCost: ProxyCostSummary | undefined;
+}
+
+export function markdown(m: MarkdownInput): string {
+  const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  const sizes = Object.entries(m.compressed).map(([v, b]) => `${(b / 1e6).toFixed(0)} MB ${v}`).join(', ');
+  const out = [
+    `### Benchmark, ${m.machine.date.slice(0, 10)}`,
+    '',
+    `Image: ${m.imageLabel} preset, ${m.layers} layers of files from /usr/lib and /usr/share (${sizes}; ${(m.uncompressed / 1e6).toFixed(0)} MB uncompressed), ` +
+      `served by distribution 2.8 with token auth and blob redirects, on 127.0.0.1. ${m.rounds} interleaved round(s); ` +
+      `longshore in headless Chromium (${m.mode} profile), cold = empty IndexedDB, warm = second pull in the same profile.`,
+    '',
+    `Machine: ${m.machine.nproc} CPUs (${m.machine.cpu}), ${m.machine.memTotal} RAM; ${m.machine.chromium}; node ${m.machine.node}; skopeo ${m.machine.skopeo}; ` +
+      `load average ${m.machine.loadAverage.start} at start, ${m.machine.loadAverage.end ?? '?'} at end.`,
+    '',
+    row(COLUMNS.map((c) => c.title)),
+    row(COLUMNS.map((_, i) => (i < 2 ? '---' : '---:'))),
+    ...m.summaries.map((s) => row(COLUMNS.map((c) => c.cell(s)))),
+    ...(m.failures.length || m.notes.length ? ['', ...m.failures.map((f) => `- ${f}`), ...m.notes.map((n) => `- ${n}`)] : []),
+    '',
+    [
+      'Wall: longshore = Pull click → file saved by Playwright (download.saveAs); skopeo = spawn → exit.',
+      'To button: Pull click → Download button (archive composed).',
+      'MB/s in: compressed layer bytes ÷ median wall time.',
+      '÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive).',
+      'Heap: V8 heap in use; buffers: ArrayBuffer backing stores outside it; peaks of 200 ms samples.',
+      "Peak RSS: sum over Chromium's processes (PSS in brackets: shared pages counted once), or the skopeo process; RSS at click: the same sum just before Pull.",
+      'Layer reqs (other): layer blob GET/HEADs reaching the registry or its redirect target from the click on (other blobs, i.e. the config, in brackets).',
+    ].join(' '),
+  ];
+  if (m.proxyCost) {
+    const p = m.proxyCost;
+    out.push(
+      '',
+      `Proxy cost (largest layer, ${(p.bytes / 1e6).toFixed(0)} MB, fetched by curl): direct ${p.directMBps.toFixed(0)} MB/s ` +
+        `(${p.directSpread[0].toFixed(0)}–${p.directSpread[1].toFixed(0)}), through the proxy ${p.proxyMBps.toFixed(0)} MB/s ` +
+        `(${p.proxySpread[0].toFixed(0)}–${p.proxySpread[1].toFixed(0)}): ${p.lostPercent.toFixed(0)} % lost; proxy peak RSS ${mb(p.proxyRss)} MB.`,
+    );
+  }
+  return out.join('\n');
+}
