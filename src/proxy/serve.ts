@@ -149,7 +149,8 @@ async function main(): Promise<void> {
     console.error(err instanceof ProxyConfigError ? err.message : err);
     process.exit(2);
   }
-  const staticDir = fileURLToPath(new URL('../../dist/', import.meta.url));
+  // LONGSHORE_STATIC_DIR serves another build (the benchmark serves its own fresh one).
+  const staticDir = process.env['LONGSHORE_STATIC_DIR'] || fileURLToPath(new URL('../../dist/', import.meta.url));
   if (!(await stat(join(staticDir, 'index.html')).catch(() => undefined))) {
     console.warn(`warning: ${staticDir} has no index.html; run "npm run build" first (the proxy works regardless).`);
   }

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { CHROMIUM_PATH, launchChromium } from '../helpers/browser.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, launchChromium } from '../helpers/browser.ts';
 
 /**
  * `profile`: a fresh on-disk profile per session (launchPersistentContext), so IndexedDB and Blobs
@@ -14,18 +14,6 @@ import { CHROMIUM_PATH, launchChromium } from '../helpers/browser.ts';
  * tests do; Chromium then keeps IndexedDB and Blobs in memory, which shows in its RSS.
  */
 export type SessionMode = 'profile' | 'incognito';
-
-/** The flags of tests/helpers/browser.ts (this machine: root, no GPU, closed network). */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-];
 
 export interface Session {
   context: BrowserContext;
@@ -48,7 +36,7 @@ export class Sessions {
     const context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM_PATH,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS],
       acceptDownloads: true,
     });
     return {

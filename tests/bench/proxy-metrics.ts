@@ -1,5 +1,5 @@
 // The longshore server (built app + CORS proxy) as its own process, started like `npm start`
-// (serve-app.ts is serve.ts's main with the static directory as an argument), so its memory is
+// (serve.ts with LONGSHORE_STATIC_DIR pointing at the bench build), so its memory is
 // read apart from the benchmark's; and the proxy's cost: one large blob fetched by curl straight
 // from the registry (bearer token; the redirect followed without Authorization) versus through
 // /proxy/ (which follows the redirect itself).
@@ -30,7 +30,7 @@ export interface ProxyProcessOptions {
 
 const STARTUP_TIMEOUT_MS = 30_000;
 
-/** `node --import tsx tests/bench/serve-app.ts DIR` with LONGSHORE_CONFIG and LONGSHORE_PORT=0; resolves once it prints its URL. */
+/** `node --import tsx src/proxy/serve.ts` with LONGSHORE_CONFIG, LONGSHORE_PORT=0 and LONGSHORE_STATIC_DIR; resolves once it prints its URL. */
 export async function startProxyProcess(options: ProxyProcessOptions): Promise<ProxyProcess> {
   const configFile = join(options.dir, 'longshore-bench-config.json');
   await writeFile(
@@ -43,9 +43,9 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
       allowLoopback: true,
     }),
   );
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'tests/bench/serve-app.ts', options.staticDir], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/proxy/serve.ts'], {
     cwd: REPO_ROOT,
-    env: { ...process.env, LONGSHORE_CONFIG: configFile, LONGSHORE_PORT: '0' },
+    env: { ...process.env, LONGSHORE_CONFIG: configFile, LONGSHORE_PORT: '0', LONGSHORE_STATIC_DIR: options.staticDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   process.once('exit', () => child.kill('SIGKILL'));
