@@ -19,6 +19,7 @@ import { Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
 import { consoleTable, describeMachine, failureLines, unsupportedLines, loadAverage, markdown, phaseLines, summarise, summariseProxyCost, type Sample, type Scenario } from './table.ts';
 import { verifyArchive } from './verify.ts';
+import { PullTrace, traceLines, type ThreadBusy } from './trace.ts';
 
 const USAGE = `npm run bench -- [options]
   --size 100MB|400MB|1.5GB   compressed size of the test image (default 400MB; any N MB / N GB works)
@@ -27,6 +28,7 @@ const USAGE = `npm run bench -- [options]
   --formats a,b              longshore formats to run (default every format the page offers)
   --incognito                cold runs in new contexts of one browser (IndexedDB in memory) instead of fresh on-disk profiles
   --no-warm                  skip the warm (second, cached) pulls
+  --profile                  trace the first cold pull of each format (Chromium tracing) and print busy time per thread
   --help`;
 
 const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
@@ -40,6 +42,7 @@ interface Options {
   formats: string[] | undefined;
   mode: SessionMode;
   warm: boolean;
+  profile: boolean;
 }
 
 function options(): Options {
@@ -51,6 +54,7 @@ function options(): Options {
       formats: { type: 'string' },
       incognito: { type: 'boolean', default: false },
       'no-warm': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -71,6 +75,7 @@ function options(): Options {
     formats: values.formats?.split(',').map((f) => f.trim()).filter(Boolean),
     mode: values.incognito ? 'incognito' : 'profile',
     warm: !values['no-warm'],
+    profile: values.profile,
   };
 }
 
@@ -136,6 +141,8 @@ interface Context {
   configRaw: string;
   verified: Set<string>;
   timeoutMs: number;
+  /** Formats whose cold pull was traced already (--profile traces one each). */
+  profiled: Map<string, ThreadBusy[]>;
 }
 
 interface LongshoreRunResult {
@@ -167,11 +174,18 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     peaks.see('chromiumPss', memory.pss || undefined);
     peaks.see('proxyRss', c.proxy.rss());
   });
+  const profileKey = `${image.variant}/${format}`;
+  const trace = c.opts.profile && cache === 'cold' && !c.profiled.has(profileKey) ? await PullTrace.start(page) : undefined;
   let timing;
   try {
     timing = await pullAndSave(page, reference, format, c.scratch, c.timeoutMs, beforeClick);
   } finally {
     await sampler.stop();
+  }
+  if (trace) {
+    const threads = await trace.stop();
+    c.profiled.set(profileKey, threads);
+    for (const line of traceLines(`${profileKey} cold`, timing.savedSeconds, threads)) log(line);
   }
   const seen = await c.counter.since(mark);
   const layerHexes = image.layers.map((l) => l.digest.slice(7));
@@ -305,6 +319,7 @@ async function main(): Promise<void> {
       skopeoEnv,
       configRaw,
       verified: new Set(),
+      profiled: new Map(),
       timeoutMs: Math.max(10 * 60_000, (first.compressedBytes / 1e6) * 1000),
     };
 
@@ -430,6 +445,7 @@ async function main(): Promise<void> {
           summaries,
           proxyCost: proxyCost ? { ...proxyCost, raw: proxyRaw } : null,
           scenarios: all,
+          ...(c.profiled.size ? { profiles: Object.fromEntries(c.profiled) } : {}),
           markdown: md,
         },
         null,
