@@ -4,7 +4,7 @@
 // A blob's record is written only after its stream ended cleanly (verified); on failure the
 // segments written so far are deleted, so the cache never holds partial or corrupted blobs.
 import { createStore, del, delMany, get, getMany, keys, set, type UseStore } from 'idb-keyval';
-import type { BlobStore } from '../core/store/blob-store.ts';
+import { drain, type BlobStore } from '../core/store/blob-store.ts';
 
 interface BlobRecord {
   size: number;
@@ -44,7 +44,6 @@ export class IdbBlobStore implements BlobStore {
     const segments: string[] = [];
     let pending: Uint8Array[] = [];
     let pendingBytes = 0;
-    let total = 0;
     // One segment is written while the next one fills: reading never waits on IndexedDB unless
     // it gets a whole segment ahead (bounded memory: at most two segments held).
     let writing: Promise<void> = Promise.resolve();
@@ -59,18 +58,12 @@ export class IdbBlobStore implements BlobStore {
       writing = set(segKey, blob, this.#db);
       writing.catch(() => undefined);
     };
-    const reader = stream.getReader();
-    const onAbort = () => void reader.cancel().catch(() => undefined);
-    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        pending.push(value);
-        pendingBytes += value.byteLength;
-        total += value.byteLength;
+      const total = await drain(stream, signal, async (chunk) => {
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength;
         if (pendingBytes >= this.#segmentBytes) await flush();
-      }
+      });
       await flush();
       await writing;
       signal?.throwIfAborted();
@@ -80,8 +73,6 @@ export class IdbBlobStore implements BlobStore {
       await writing.catch(() => undefined);
       await delMany(segments, this.#db).catch(() => undefined);
       throw err;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
     }
   }
 

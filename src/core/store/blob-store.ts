@@ -12,6 +12,30 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
 }
 
+/**
+ * Read `stream` to its end, handing each chunk to `onChunk` (awaited, so a slow sink holds the
+ * reader back); the signal cancels the read. Returns the byte count; throws if aborted. Stores
+ * call this from put() and commit only after it returned.
+ */
+export async function drain(stream: ReadableStream<Uint8Array>, signal: AbortSignal | undefined, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<number> {
+  let total = 0;
+  const reader = stream.getReader();
+  const onAbort = () => void reader.cancel().catch(() => undefined);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      await onChunk(value);
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  signal?.throwIfAborted();
+  return total;
+}
+
 /** An in-memory store for tests and the Node CLI. */
 export class MemoryBlobStore implements BlobStore {
   readonly #blobs = new Map<string, Uint8Array[]>();
@@ -26,21 +50,7 @@ export class MemoryBlobStore implements BlobStore {
 
   async put(key: string, stream: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<number> {
     const chunks: Uint8Array[] = [];
-    let total = 0;
-    const reader = stream.getReader();
-    const onAbort = () => void reader.cancel().catch(() => undefined);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        total += value.byteLength;
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    signal?.throwIfAborted();
+    const total = await drain(stream, signal, (chunk) => void chunks.push(chunk));
     this.#blobs.set(key, chunks);
     return total;
   }
