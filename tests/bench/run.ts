@@ -185,7 +185,7 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   if (trace) {
     const threads = await trace.stop();
     c.profiled.set(profileKey, threads);
-    for (const line of traceLines(`${profileKey} cold`, timing.savedSeconds, threads)) log(line);
+    for (const line of traceLines(`${profileKey} cold`, timing.downloadedSeconds, threads)) log(line);
   }
   const seen = await c.counter.since(mark);
   const layerHexes = image.layers.map((l) => l.digest.slice(7));
@@ -208,7 +208,7 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     c.verified.add(key);
     const outputBytes = (await stat(timing.file)).size;
     return {
-      sample: { seconds: timing.savedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(unexpected ? { requestLog: unexpected } : {}) },
+      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(unexpected ? { requestLog: unexpected } : {}) },
     };
   } finally {
     await rm(timing.file, { force: true });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 export interface Sample {
-  /** The run's wall time: longshore Pull click → file saved; skopeo spawn → exit. */
+  /** The run's wall time: longshore Pull click → Chromium finished writing the download; skopeo spawn → exit. */
   seconds: number;
   /** longshore only: Pull click → Download button. */
   buttonSeconds?: number;
@@ -280,7 +280,7 @@ export function markdown(m: MarkdownInput): string {
     ...(m.failures.length || m.notes.length ? ['', ...m.failures.map((f) => `- ${f}`), ...m.notes.map((n) => `- ${n}`)] : []),
     '',
     [
-      'Wall: longshore = Pull click → file saved by Playwright (download.saveAs); skopeo = spawn → exit.',
+      'Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright\'s `download.path()`; its extra copy by `saveAs` is not counted, it is `phases.saved` in the JSON); skopeo = spawn → exit.',
       'To button: Pull click → Download button (archive composed).',
       'MB/s in: compressed layer bytes ÷ median wall time.',
       '÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive).',
