@@ -110,6 +110,9 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       platform,
       signal: ctx.signal,
       uncompressed: format.needsUncompressed,
+      // The archive needs one copy of each layer; writing the other to IndexedDB too cost legacy
+      // pulls a third more storage work (and memory) for a cache only other formats would use.
+      keepCompressed: !format.needsUncompressed,
       ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
       ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal) } : {}),
       onProgress: (event) => {

@@ -27,6 +27,13 @@ export interface PullOptions {
   /** Also keep every layer uncompressed under its diff_id (needed by the legacy docker-save format). */
   uncompressed?: boolean;
   /**
+   * With `uncompressed`: also keep the compressed blobs (default true). False keeps only what a
+   * format of uncompressed layers needs: the compressed bytes are still verified against their
+   * digest as they stream, but not stored, which saves writing them (and a later pull for a
+   * compressed format fetches them again). Layers served uncompressed are kept either way.
+   */
+  keepCompressed?: boolean;
+  /**
    * A zstd decoder, for `uncompressed` with zstd layers (default: fzstd, see zstd.ts); `null` for
    * none, so zstd layers fail with FORMAT (what happened before a default existed).
    */
@@ -200,10 +207,11 @@ function everyLayer(children: Image[]): Image {
 }
 
 /** Which store keys a layer needs, and whether they are all there already. */
-async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean }> {
+async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, keepCompressed: boolean): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean }> {
   const d = layer.descriptor;
-  const needCompressed = !(await store.has(d.digest));
-  const needUncompressed = uncompressed && layer.diffId !== undefined && layer.diffId !== d.digest && !(await store.has(layer.diffId));
+  const decompressed = uncompressed && layer.diffId !== undefined && layer.diffId !== d.digest;
+  const needUncompressed = decompressed && !(await store.has(layer.diffId!));
+  const needCompressed = (!decompressed || keepCompressed) && !(await store.has(d.digest));
   return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed };
 }
 
@@ -224,7 +232,8 @@ export async function pullLayers(image: Image, outer: PullOptions, emit: (e: Pul
 async function pullLayersWith(image: Image, options: PullOptions, emit: (e: PullEvent) => void, outerSignal: AbortSignal | undefined, stop: AbortController): Promise<void> {
   const { store, signal } = options;
   const uncompressed = options.uncompressed ?? false;
-  const plans = await Promise.all(image.layers.map((l) => layerPlan(l, store, uncompressed)));
+  const keepCompressed = options.keepCompressed ?? true;
+  const plans = await Promise.all(image.layers.map((l) => layerPlan(l, store, uncompressed, keepCompressed)));
   emit({
     type: 'plan',
     layers: plans.map(({ needCompressed: _a, needUncompressed: _b, ...p }) => p),

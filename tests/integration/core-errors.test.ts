@@ -193,6 +193,19 @@ describe('through a misbehaving hop', () => {
     await expectOnlyVerified(store);
   });
 
+  it('a blob whose gzip header was altered leaves nothing when only the diff_id is kept (keepCompressed: false)', async () => {
+    const layer = bigLayer();
+    const diffId = (JSON.parse(env.fixtures.v2s2.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[0]!;
+    // Byte 4 is the gzip header's MTIME: the layer still inflates to exactly its diff_id, so only
+    // the compressed digest can tell, and the uncompressed copy must not be kept either.
+    proxy.rules = { corruptBlob: { digest: layer.digest, offset: 4 } };
+    const store = new MemoryBlobStore();
+    const error = await rejection(pull(setup().source, viaProxy(env.fixtures.v2s2.path), { store, uncompressed: true, keepCompressed: false, sleep: noWait }));
+    expect(error.code).toBe('DIGEST_MISMATCH');
+    expect(store.keys()).not.toContain(diffId);
+    await expectOnlyVerified(store);
+  });
+
   it('a blob cut short with a clean end → SIZE_MISMATCH, nothing kept', async () => {
     const layer = bigLayer();
     proxy.rules = { truncateBlob: { digest: layer.digest, keepBytes: 100_000, mode: 'short' } };

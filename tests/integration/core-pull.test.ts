@@ -194,6 +194,23 @@ describe('uncompressed layers', () => {
     }
   });
 
+  it('keepCompressed: false keeps only the diff_ids, and a second pull finds them all cached', async () => {
+    const truth = env.fixtures.v2s2;
+    const { layers } = truthManifest(truth.manifest);
+    const diffIds = truthConfig(truth.config).rootfs.diff_ids;
+    const store = new MemoryBlobStore();
+    const { source } = setup();
+    await pull(source, parseReference(fixtureRef(env, env.anon, 'v2s2')), { store, uncompressed: true, keepCompressed: false });
+    await expectOnlyVerified(store);
+    expect(store.keys().sort()).toEqual([...diffIds].sort());
+    for (const layer of layers) expect(store.keys()).not.toContain(layer.digest);
+    const events: PullEvent[] = [];
+    await pull(source, parseReference(fixtureRef(env, env.anon, 'v2s2')), { store, uncompressed: true, keepCompressed: false, onProgress: (e) => events.push(e) });
+    const states = events.filter((e) => e.type === 'layer').map((e) => (e as { state: string }).state);
+    expect(states).toHaveLength(layers.length);
+    expect(new Set(states)).toEqual(new Set(['cached']));
+  });
+
   it('zstd layers without a decoder fail with FORMAT, and no diff_id is kept', async () => {
     const truth = env.fixtures.zstd;
     const diffIds = truthConfig(truth.config).rootfs.diff_ids;
