@@ -82,7 +82,8 @@ export interface TreeMemory {
   pss: number;
 }
 
-export function treeMemory(pids: readonly number[]): TreeMemory {
+/** `pss: false` skips smaps_rollup (costly) and reports pss as 0. */
+export function treeMemory(pids: readonly number[], { pss: withPss = true }: { pss?: boolean } = {}): TreeMemory {
   let rss = 0;
   let pss = 0;
   let processes = 0;
@@ -91,7 +92,7 @@ export function treeMemory(pids: readonly number[]): TreeMemory {
     if (r === undefined) continue;
     processes++;
     rss += r;
-    pss += pssBytes(pid) ?? 0;
+    if (withPss) pss += pssBytes(pid) ?? 0;
   }
   return { processes, rss, pss };
 }

@@ -17,7 +17,8 @@ import { openApp, pageFormats, pullAndSave, Sessions, type SessionMode } from '.
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
 import { Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
-import { consoleTable, describeMachine, failureLines, unsupportedLines, loadAverage, markdown, phaseLines, summarise, summariseProxyCost, type Sample, type Scenario } from './table.ts';
+import { consoleTable, describeMachine, failureLines, unsupportedLines, listingLine, listingOnlyMarkdown, loadAverage, markdown, phaseLines, summarise, summariseListing, summariseProxyCost, type ListingSample, type ListingSource, type ListingSummary, type Sample, type Scenario } from './table.ts';
+import { LISTING_REPOSITORY, LISTING_SOURCES, listingImage, measureListing, pushListingImage, type ListingImage } from './listing.ts';
 import { verifyArchive } from './verify.ts';
 import { PullTrace, traceLines, type ThreadBusy } from './trace.ts';
 
@@ -29,6 +30,9 @@ const USAGE = `npm run bench -- [options]
   --incognito                cold runs in new contexts of one browser (IndexedDB in memory) instead of fresh on-disk profiles
   --no-warm                  skip the warm (second, cached) pulls
   --profile                  trace the first cold pull of each format (Chromium tracing) and print busy time per thread
+  --no-listing               skip the layer-listing measurement (100,000-entry layer; runs after the pull rounds by default)
+  --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
+  --listing-from a,b         where the listed layer comes from: pulled (pulled in the page, the default), archive (local oci-archive), or both
   --help`;
 
 const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
@@ -43,6 +47,9 @@ interface Options {
   mode: SessionMode;
   warm: boolean;
   profile: boolean;
+  /** run: after the pull rounds; skip: --no-listing; only: --listing-only. */
+  listing: 'run' | 'skip' | 'only';
+  listingFrom: ListingSource[];
 }
 
 function options(): Options {
@@ -55,6 +62,9 @@ function options(): Options {
       incognito: { type: 'boolean', default: false },
       'no-warm': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      'no-listing': { type: 'boolean', default: false },
+      'listing-only': { type: 'boolean', default: false },
+      'listing-from': { type: 'string', default: 'pulled' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -67,6 +77,10 @@ function options(): Options {
   const variants = values.variants.split(',').map((v) => v.trim()).filter(Boolean);
   for (const v of variants) if (!VARIANTS.includes(v as Variant)) throw new Error(`--variants: unknown ${v} (known: ${VARIANTS.join(', ')})`);
   const targetBytes = parseSize(values.size);
+  if (values['no-listing'] && values['listing-only']) throw new Error('--no-listing and --listing-only exclude each other');
+  const listingFrom = values['listing-from'].split(',').map((v) => v.trim()).filter(Boolean);
+  if (listingFrom.length === 0) throw new Error('--listing-from needs pulled, archive or both');
+  for (const v of listingFrom) if (!LISTING_SOURCES.includes(v as ListingSource)) throw new Error(`--listing-from: unknown ${v} (known: ${LISTING_SOURCES.join(', ')})`);
   return {
     label: values.size.trim().toUpperCase().replace(/\s+/g, ''),
     targetBytes,
@@ -76,6 +90,8 @@ function options(): Options {
     mode: values.incognito ? 'incognito' : 'profile',
     warm: !values['no-warm'],
     profile: values.profile,
+    listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
+    listingFrom: [...new Set(listingFrom)] as ListingSource[],
   };
 }
 
@@ -156,9 +172,10 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
   const beforeClick = async (): Promise<void> => {
     mark = await c.counter.mark();
-    peaks.see('chromiumRssAtStart', chromiumMemory().rss);
+    peaks.see('chromiumRssAtStart', chromiumMemory({ pss: false }).rss);
   };
   const heapSamples = { page: 0, worker: 0, workerMissed: 0 };
+  let samples = 0;
   const sampler = startSampling(async () => {
     const heap = await probe.read();
     if (heap.page !== undefined) heapSamples.page++;
@@ -169,7 +186,9 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     peaks.see('pageBuffers', heap.pageBuffers);
     peaks.see('workerBuffers', heap.workerBuffers);
     if (heap.page !== undefined || heap.workers !== undefined) peaks.see('heapSum', (heap.page ?? 0) + (heap.workers ?? 0));
-    const memory = chromiumMemory();
+    // RSS every sample; PSS (costly to read, see chromiumMemory) every fifth, so the sampler's
+    // own CPU does not slow the pull it measures on a 2-core machine.
+    const memory = chromiumMemory({ pss: samples++ % 5 === 0 });
     peaks.see('chromiumRss', memory.rss || undefined);
     peaks.see('chromiumPss', memory.pss || undefined);
     peaks.see('proxyRss', c.proxy.rss());
@@ -258,8 +277,104 @@ function peerFor(format: string): PeerArchive | undefined {
   return known.needsUncompressed ? 'docker-archive' : 'oci-archive';
 }
 
+interface ListingSetup {
+  image: ListingImage;
+  /** The image's name on the token registry (pulled source). */
+  reference: string;
+}
+
+/** The 100,000-entry image (cached), pushed to the token registry when the pulled source runs. */
+async function prepareListing(opts: Options, harness: Harness | undefined, skopeoEnv: NodeJS.ProcessEnv): Promise<ListingSetup> {
+  const image = await listingImage(CACHE_DIR);
+  let reference = '';
+  if (opts.listingFrom.includes('pulled')) {
+    if (!harness) throw new Error('the pulled listing needs the registry harness');
+    reference = `${harness.env.token.host}/${LISTING_REPOSITORY}:latest`;
+    log(`pushing the ${image.entries.toLocaleString('en-US')}-entry listing image to ${reference}`);
+    await pushListingImage(image, reference, skopeoEnv, harness.env.token.credentials);
+  }
+  return { image, reference };
+}
+
+interface ListingResults {
+  summaries: ListingSummary[];
+  samples: ListingSample[];
+  /** One line per source that broke. */
+  failures: string[];
+}
+
+/** `rounds` listings per source, interleaved, each in a fresh session and page. A broken run stops its source and is reported; slowness is only printed. */
+async function listingRounds(opts: Options, sessions: Sessions, appUrl: string, setup: ListingSetup): Promise<ListingResults> {
+  const samples: ListingSample[] = [];
+  const failed = new Map<ListingSource, string>();
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const source of opts.listingFrom) {
+      if (failed.has(source)) continue;
+      try {
+        const sample = await measureListing({ sessions, appUrl, image: setup.image, reference: setup.reference }, source);
+        samples.push(sample);
+        log(
+          `round ${round} listing (${source}): first rows ${sample.firstRowsMs.toFixed(0)} ms, complete ${sample.completeMs.toFixed(0)} ms, ` +
+            `${sample.longTasks} long task(s), longest ${sample.longestTaskMs.toFixed(0)} ms` +
+            (sample.pullMs !== undefined ? ` (pull before it ${sample.pullMs.toFixed(0)} ms)` : ''),
+        );
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        log(`BROKEN: listing (${source}): ${message}`);
+        failed.set(source, message);
+      }
+    }
+  }
+  const summaries = opts.listingFrom.map((source) => summariseListing(source, setup.image.entries, samples.filter((s) => s.source === source), failed.get(source)));
+  return { summaries, samples, failures: summaries.filter((s) => s.failure).map((s) => `listing (${s.source}): BROKEN after ${s.runs} run(s): ${s.failure}`) };
+}
+
+function listingJson(setup: ListingSetup, results: ListingResults): unknown {
+  const { dir: _dir, layoutDir: _layout, ...image } = setup.image;
+  return { image, reference: setup.reference, summaries: results.summaries, samples: results.samples };
+}
+
+/** --listing-only: the app, the registry (pulled source only), the listing; nothing else. */
+async function listingOnly(opts: Options): Promise<void> {
+  log('building the app from the working tree');
+  const app = await buildApp();
+  const storageDir = join(CACHE_DIR, 'registry-storage');
+  await mkdir(storageDir, { recursive: true });
+  const harness = opts.listingFrom.includes('pulled') ? await startHarness({ storageDir }) : undefined;
+  const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
+  let proxy: ProxyProcess | undefined;
+  const sessions = new Sessions(opts.mode);
+  try {
+    const setup = await prepareListing(opts, harness, { ...process.env, ...harness?.env.skopeoEnv });
+    proxy = await startProxyProcess({ registryHosts: harness ? [harness.env.token.host] : [], tokenRealms: harness ? [harness.env.tokenServer.realm] : [], dir: scratch, staticDir: APP_DIR });
+    log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
+    const machine = await describeMachine(undefined);
+    const results = await listingRounds(opts, sessions, proxy.url, setup);
+    machine.loadAverage.end = loadAverage();
+    console.log('');
+    for (const l of results.summaries) console.log(listingLine(l));
+    const md = listingOnlyMarkdown(machine, opts.rounds, opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)', results.summaries);
+    console.log('');
+    console.log(md);
+    const jsonFile = join(CACHE_DIR, `results-listing-${machine.date.replace(/:/g, '-').replace(/\..*$/, '')}.json`);
+    await writeFile(jsonFile, `${JSON.stringify({ machine, options: opts, app, listing: listingJson(setup, results), markdown: md }, null, 2)}\n`);
+    console.log('');
+    log(`results written to ${jsonFile}`);
+    if (results.failures.length > 0) throw new Error(`the layer listing broke: ${results.failures.join('; ')}`);
+  } finally {
+    await sessions.close().catch(() => undefined);
+    await proxy?.close().catch(() => undefined);
+    await harness?.stop().catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const opts = options();
+  if (opts.listing === 'only') {
+    await mkdir(CACHE_DIR, { recursive: true });
+    return listingOnly(opts);
+  }
   const setup: Record<string, number> = {};
   let lap = performance.now();
   const phase = (name: string) => {
@@ -271,6 +386,8 @@ async function main(): Promise<void> {
   log('building the app from the working tree');
   const app = await buildApp();
   const images = await benchImages(CACHE_DIR, opts.label, opts.targetBytes);
+  // Built (or found in the cache) up front, so a rebuild never lands between measurements.
+  const listingImageReady = opts.listing === 'run' ? await listingImage(CACHE_DIR) : undefined;
   phase('image');
 
   // A registry storage kept between runs: skopeo then skips blobs pushed by an earlier run.
@@ -291,6 +408,7 @@ async function main(): Promise<void> {
       log(`pushing ${variant} to ${references[variant]}`);
       await pushImage(images[variant], references[variant], skopeoEnv, env.token.credentials);
     }
+    const listingSetup = listingImageReady ? await prepareListing(opts, harness, skopeoEnv) : undefined;
     phase('push');
     proxy = await startProxyProcess({ registryHosts: [env.token.host], tokenRealms: [env.tokenServer.realm], dir: scratch, staticDir: APP_DIR });
     log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
@@ -384,6 +502,9 @@ async function main(): Promise<void> {
       }
     }
 
+    // The layer listing of a 100,000-entry layer, after the pulls (its own rounds, fresh pages).
+    const listing = listingSetup ? await listingRounds(opts, sessions, proxy.url, listingSetup) : undefined;
+
     // The proxy's own cost on the largest layer, direct vs proxied, interleaved.
     const largest = first.layers.reduce((a, b) => (b.size > a.size ? b : a));
     const proxyPeaks = new Peaks();
@@ -412,7 +533,11 @@ async function main(): Promise<void> {
     console.log(consoleTable(summaries));
     console.log('');
     for (const line of phaseLines(summaries)) console.log(`  phases: ${line}`);
-    const failures = [...failureLines(all), ...(proxyFailure ? [proxyFailure] : [])];
+    if (listing) {
+      console.log('');
+      for (const l of listing.summaries) console.log(listingLine(l));
+    }
+    const failures = [...failureLines(all), ...(proxyFailure ? [proxyFailure] : []), ...(listing?.failures ?? [])];
     const notes = unsupportedLines(all);
     for (const line of notes) console.log(`  ${line}`);
     for (const line of failures) console.log(`  ${line}`);
@@ -428,6 +553,7 @@ async function main(): Promise<void> {
       failures,
       notes,
       proxyCost,
+      ...(listing ? { listings: listing.summaries } : {}),
     });
     console.log('');
     console.log(md);
@@ -446,6 +572,7 @@ async function main(): Promise<void> {
           proxyCost: proxyCost ? { ...proxyCost, raw: proxyRaw } : null,
           scenarios: all,
           ...(c.profiled.size ? { profiles: Object.fromEntries(c.profiled) } : {}),
+          ...(listing && listingSetup ? { listing: listingJson(listingSetup, listing) } : {}),
           markdown: md,
         },
         null,

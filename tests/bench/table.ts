@@ -77,7 +77,7 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-function peak(samples: readonly Sample[], key: string): number | undefined {
+function peak(samples: readonly { peaks: Record<string, number> }[], key: string): number | undefined {
   const values = samples.map((s) => s.peaks[key]).filter((v): v is number => v !== undefined);
   return values.length ? Math.max(...values) : undefined;
 }
@@ -247,6 +247,133 @@ export function phaseLines(summaries: readonly Summary[]): string[] {
     .map((s) => `${s.variant} ${s.label}: ${Object.entries(s.phases!).map(([p, t]) => `${p} @${t.toFixed(1)} s`).join(', ')}`);
 }
 
+/** Where the listed layer comes from: an image pulled in the page (blobs read back from IndexedDB), or a local archive given to "Open local archive". */
+export type ListingSource = 'pulled' | 'archive';
+
+export const LISTING_SOURCE_LABEL: Record<ListingSource, string> = {
+  pulled: 'layer of an image pulled in the page',
+  archive: 'local oci-archive opened in the page',
+};
+
+/** The issue's targets for a 100,000-entry layer: first rows, complete listing, longest main-thread task. */
+export const LISTING_TARGETS = { firstRowsMs: 1000, completeMs: 5000, longestTaskMs: 100 } as const;
+
+/** One listing run, in the page's clock (performance.now()), from the moment the inspector is given the image. */
+export interface ListingSample {
+  source: ListingSource;
+  /** → the first entry row in the DOM. */
+  firstRowsMs: number;
+  /** → layer 1 `complete` and the table showing every entry. */
+  completeMs: number;
+  /** Rows the table showed at the end (must equal the layer's entries). */
+  entries: number;
+  /** Long tasks (Long Tasks API, > 50 ms) on the main thread overlapping [start, complete]. */
+  longTasks: number;
+  longestTaskMs: number;
+  /** Sum of their durations. */
+  longTaskMs: number;
+  /** Long animation frames (LoAF API: a frame over 50 ms, its rendering included) overlapping the same window: a cross-check. */
+  longFrames: number;
+  longestFrameMs: number;
+  /** For reading a run: when the Table view was switched to, and each long task / long frame as [start, duration], ms from the start. */
+  timeline: { tableMs?: number; longTasks: [number, number][]; longFrames: [number, number][] };
+  /** pulled only: Pull click → status ready (the inspector is handed the image then). */
+  pullMs?: number;
+  /** pageHeap, workerHeap, pageBuffers, workerBuffers (bytes): peaks of 200 ms CDP readings over the whole page's life. */
+  peaks: Record<string, number>;
+}
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface ListingSummary {
+  source: ListingSource;
+  entries: number;
+  runs: number;
+  firstRowsMs: Spread;
+  completeMs: Spread;
+  longTasks: Spread;
+  longestTaskMs: Spread;
+  longFrames: Spread;
+  longestFrameMs: Spread;
+  pullMs: Spread | undefined;
+  pageHeap: number | undefined;
+  workerHeap: number | undefined;
+  /** Set when a run broke (timeout, wrong total); later rounds skip this source. */
+  failure?: string;
+}
+
+function spread(values: readonly number[]): Spread {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+export function summariseListing(source: ListingSource, entries: number, samples: readonly ListingSample[], failure?: string): ListingSummary {
+  const pulls = samples.map((s) => s.pullMs).filter((v): v is number => v !== undefined);
+  const nan: Spread = { median: NaN, min: NaN, max: NaN };
+  const of = (pick: (s: ListingSample) => number): Spread => (samples.length ? spread(samples.map(pick)) : nan);
+  return {
+    source,
+    entries,
+    runs: samples.length,
+    firstRowsMs: of((s) => s.firstRowsMs),
+    completeMs: of((s) => s.completeMs),
+    longTasks: of((s) => s.longTasks),
+    longestTaskMs: of((s) => s.longestTaskMs),
+    longFrames: of((s) => s.longFrames),
+    longestFrameMs: of((s) => s.longestFrameMs),
+    pullMs: pulls.length ? spread(pulls) : undefined,
+    pageHeap: peak(samples, 'pageHeap'),
+    workerHeap: peak(samples, 'workerHeap'),
+    ...(failure ? { failure } : {}),
+  };
+}
+
+/** The listing's figures as one line (console and Markdown alike), then what surrounds them. */
+export function listingLine(l: ListingSummary): string {
+  const head = `Layer listing (${l.entries.toLocaleString('en-US')} entries, ${LISTING_SOURCE_LABEL[l.source]})`;
+  const t = LISTING_TARGETS;
+  const targets = `targets < ${t.firstRowsMs} ms / < ${t.completeMs} ms / ≤ ${t.longestTaskMs} ms`;
+  if (l.runs === 0) return `${head}: BROKEN: ${l.failure ?? 'no run'} — ${targets}`;
+  /** median, then (min–max) over the runs: `233 ms (196–300)`. */
+  const fig = (s: Spread, unit = ''): string => `${s.median.toFixed(0)}${unit}${l.runs > 1 ? ` (${s.min.toFixed(0)}–${s.max.toFixed(0)})` : ''}`;
+  const extra = [
+    l.runs > 1 ? `${l.runs} runs, median (min–max)` : '1 run',
+    `long animation frames ${fig(l.longFrames)}, longest ${fig(l.longestFrameMs, ' ms')}`,
+    ...(l.pageHeap !== undefined ? [`page heap peak ${mb(l.pageHeap)} MB${l.workerHeap !== undefined ? `, workers ${mb(l.workerHeap)} MB` : ''}`] : []),
+    ...(l.pullMs ? [`pull before it ${fig(l.pullMs, ' ms')}`] : []),
+  ];
+  return (
+    `${head}: first rows ${fig(l.firstRowsMs, ' ms')}, complete ${fig(l.completeMs, ' ms')}, long tasks ${fig(l.longTasks)}, longest ${fig(l.longestTaskMs, ' ms')} — ${targets} (${extra.join('; ')})` +
+    (l.failure ? ` — BROKEN after ${l.runs} run(s): ${l.failure}` : '')
+  );
+}
+
+const LISTING_NOTE =
+  'Listing: a fresh page per run; times in the page\'s clock from the moment the inspector is given the image (pulled: the pull\'s status turns ready; archive: the file input\'s change event) ' +
+  'to the first entry row in the DOM, and to layer 1 `complete` with the Table view (switched to at first rows, as a person would) showing every entry. ' +
+  'Long tasks: Long Tasks API entries (main-thread tasks over 50 ms) overlapping that window, per run; long animation frames (LoAF API, a frame over 50 ms with its rendering) as a cross-check. Layer: GNU tar of 100 directories × 999 empty files, gzip by umoci.';
+
+/** The Markdown section for the listing (appended to the pull table, or alone with --listing-only). */
+export function listingMarkdown(listings: readonly ListingSummary[]): string[] {
+  return listings.length ? ['', ...listings.map((l) => `- ${listingLine(l)}`), '', LISTING_NOTE] : [];
+}
+
+/** --listing-only: the machine and the listing, without the pull table. */
+export function listingOnlyMarkdown(machine: Machine, rounds: number, mode: string, listings: readonly ListingSummary[]): string {
+  return [
+    `### Layer listing, ${machine.date.slice(0, 10)}`,
+    '',
+    `${rounds} round(s); longshore in headless Chromium (${mode} profile).`,
+    '',
+    `Machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memTotal} RAM; ${machine.chromium}; node ${machine.node}; ` +
+      `load average ${machine.loadAverage.start} at start, ${machine.loadAverage.end ?? '?'} at end.`,
+    ...listingMarkdown(listings),
+  ].join('\n');
+}
+
 export interface MarkdownInput {
   machine: Machine;
   imageLabel: string;
@@ -259,6 +386,8 @@ export interface MarkdownInput {
   failures: readonly string[];
   notes: readonly string[];
   proxyCost: ProxyCostSummary | undefined;
+  /** Layer listing figures, one per source measured (none with --no-listing). */
+  listings?: readonly ListingSummary[];
 }
 
 export function markdown(m: MarkdownInput): string {
@@ -285,7 +414,7 @@ export function markdown(m: MarkdownInput): string {
       'MB/s in: compressed layer bytes ÷ median wall time.',
       '÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive).',
       'Heap: V8 heap in use; buffers: ArrayBuffer backing stores outside it; peaks of 200 ms samples.',
-      "Peak RSS: sum over Chromium's processes (PSS in brackets: shared pages counted once), or the skopeo process; RSS at click: the same sum just before Pull.",
+      "Peak RSS: sum over Chromium's processes, sampled every 200 ms (PSS in brackets: shared pages counted once, sampled every 1 s), or the skopeo process; RSS at click: the same sum just before Pull.",
       'Layer reqs (other): layer blob GET/HEADs reaching the registry or its redirect target from the click on (other blobs, i.e. the config, in brackets).',
     ].join(' '),
   ];
@@ -298,5 +427,6 @@ export function markdown(m: MarkdownInput): string {
         `(${p.proxySpread[0].toFixed(0)}–${p.proxySpread[1].toFixed(0)}): ${p.lostPercent.toFixed(0)} % lost; proxy peak RSS ${mb(p.proxyRss)} MB.`,
     );
   }
+  out.push(...listingMarkdown(m.listings ?? []));
   return out.join('\n');
 }
