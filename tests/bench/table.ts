@@ -277,7 +277,7 @@ export interface ListingSample {
   longestFrameMs: number;
   /** For reading a run: when the Table view was switched to, and each long task / long frame as [start, duration], ms from the start. */
   timeline: { tableMs?: number; longTasks: [number, number][]; longFrames: [number, number][] };
-  /** pulled only: Pull click → status ready (the inspector is handed the image then). */
+  /** pulled only: Pull click → status ready (then the bench presses "Browse the files"). */
   pullMs?: number;
   /** pageHeap, workerHeap, pageBuffers, workerBuffers (bytes): peaks of 200 ms CDP readings over the whole page's life. */
   peaks: Record<string, number>;
@@ -352,7 +352,7 @@ export function listingLine(l: ListingSummary): string {
 }
 
 const LISTING_NOTE =
-  'Listing: a fresh page per run; times in the page\'s clock from the moment the inspector is given the image (pulled: the pull\'s status turns ready; archive: the file input\'s change event) ' +
+  'Listing: a fresh page per run; times in the page\'s clock from the moment the inspector is asked for the image (pulled: the click on "Browse the files" after the pull; archive: the file input\'s change event) ' +
   'to the first entry row in the DOM, and to layer 1 `complete` with the Table view (switched to at first rows, as a person would) showing every entry. ' +
   'Long tasks: Long Tasks API entries (main-thread tasks over 50 ms) overlapping that window, per run; long animation frames (LoAF API, a frame over 50 ms with its rendering) as a cross-check. Layer: GNU tar of 100 directories × 999 empty files, gzip by umoci.';
 

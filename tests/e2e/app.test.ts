@@ -67,6 +67,20 @@ async function pullAndDownload(page: Page, name: string, expectedFile: string): 
   return path;
 }
 
+/** Every key of the page's blob cache (IndexedDB 'longshore', store 'blobs'). */
+function cacheKeys(page: Page): Promise<string[]> {
+  return page.evaluate(() => new Promise<string[]>((resolve, reject) => {
+    const open = indexedDB.open('longshore');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction('blobs', 'readonly');
+      const req = tx.objectStore('blobs').getAllKeys();
+      req.onsuccess = () => resolve(req.result.map(String));
+      req.onerror = () => reject(req.error);
+    };
+  }));
+}
+
 describe('the browser app', () => {
   it('pulls a Docker v2s2 image through the docker.io mirror and gives a tar skopeo accepts', async () => {
     const page = await openApp();
@@ -174,6 +188,30 @@ describe('the browser app', () => {
     await page.context().close();
   });
 
+  it('legacy: layer.tar files match the diff_ids, skopeo reads the archive, and only the uncompressed layers are cached', async () => {
+    const page = await openApp();
+    await page.getByLabel('Format').selectOption('legacy');
+    const file = await pullAndDownload(page, 'test/v2s2:latest', 'test_v2s2_latest.tar');
+    const f = env.fixtures.v2s2;
+    const diffIds = (JSON.parse(f.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    const layerDigests = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest);
+    // skopeo reads it as a docker archive and finds the registry's config byte for byte.
+    const config = await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${file}`], { env: env.skopeoEnv });
+    expect(config).toBe(f.config.raw);
+    // GNU tar: one layer.tar per layer, each hashing to its diff_id, in order.
+    const manifest = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { Layers: string[] }[];
+    expect(manifest[0]!.Layers).toHaveLength(diffIds.length);
+    for (const [i, path] of manifest[0]!.Layers.entries()) {
+      const hash = (await runText('sh', ['-c', `tar -xOf "$1" "$2" | sha256sum`, 'sh', file, path])).split(' ')[0];
+      expect(`sha256:${hash}`).toBe(diffIds[i]);
+    }
+    // The cache keeps what this format needs: the diff_ids, not the compressed blobs as well.
+    const keys = await cacheKeys(page);
+    for (const d of diffIds) expect(keys).toContain(`blob:${d}`);
+    for (const d of layerDigests) expect(keys).not.toContain(`blob:${d}`);
+    await page.context().close();
+  });
+
   it('says clearly when an image does not exist and offers no download', async () => {
     const page = await openApp();
     await page.getByLabel('Image', { exact: true }).fill(`${env.anon.host}/test/v2s2:does-not-exist`);
@@ -210,16 +248,7 @@ describe('the browser app', () => {
     const layers = (JSON.parse(env.fixtures.v2s2.manifest.raw) as { layers: { digest: string; size: number }[] }).layers;
     const largest = layers.reduce((a, b) => (b.size > a.size ? b : a));
     await page.waitForTimeout(500);
-    const keys = await page.evaluate(() => new Promise<string[]>((resolve, reject) => {
-      const open = indexedDB.open('longshore');
-      open.onerror = () => reject(open.error);
-      open.onsuccess = () => {
-        const tx = open.result.transaction('blobs', 'readonly');
-        const req = tx.objectStore('blobs').getAllKeys();
-        req.onsuccess = () => resolve(req.result.map(String));
-        req.onerror = () => reject(req.error);
-      };
-    }));
+    const keys = await cacheKeys(page);
     expect(keys).not.toContain(`blob:${largest.digest}`);
     await page.context().close();
   });

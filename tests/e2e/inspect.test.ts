@@ -208,7 +208,8 @@ describe('the inspector in the browser', () => {
     await page.context().close();
   });
 
-  it.skipIf(!appHasInspector())('inspects an image pulled in the app page, reading its layers from IndexedDB', async () => {
+  it('offers the pulled image to browse, and lists it from IndexedDB only when asked', async () => {
+    expect(appHasInspector(), 'the built app (dist/) mounts the inspector').toBe(true);
     const app = await startAppServer([env.anon.host], { mirrors: { 'docker.io': env.anon.url } });
     try {
       const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 1000 } });
@@ -217,7 +218,14 @@ describe('the inspector in the browser', () => {
       await page.goto(app.url);
       await page.getByLabel('Image', { exact: true }).fill('test/fs:latest');
       await page.getByRole('button', { name: 'Pull' }).click();
+      const browse = page.getByTestId('browse-pulled');
+      await browse.waitFor({ timeout: 45_000 });
+      expect(await browse.textContent()).toContain('test/fs:latest');
+      // Nothing is listed (no layer decompressed) until the person asks.
+      expect(await page.getByTestId('inspected-image').count()).toBe(0);
+      await browse.click();
       await page.getByTestId('inspected-image').waitFor({ timeout: 45_000 });
+      expect(await browse.count()).toBe(0);
       await expect.poll(() => page.getByTestId('view-merged').getAttribute('data-state'), { timeout: 30_000 }).toBe('ready');
       await pickView(page, 'view-merged');
       await page.getByTestId('filter').fill('hard-b');
