@@ -1,4 +1,4 @@
-// JS heap of the page and of its pull worker, read over the Chrome DevTools Protocol while a pull
+// JS heap of the page and of its workers (nested ones included), read over the Chrome DevTools Protocol while a pull
 // runs, and the memory of Chromium's whole process tree from /proc.
 // Playwright gives CDP sessions for pages only, so the worker is reached the older way: the page
 // session auto-attaches to its workers without flattening and talks to them through
@@ -9,7 +9,7 @@ import { chromiumProcesses, treeMemory, type TreeMemory } from './proc.ts';
 export interface HeapReading {
   /** V8 heap in use on the page's main thread. */
   page: number | undefined;
-  /** Summed over the page's dedicated workers (the pull worker); undefined when none answered. */
+  /** Summed over the page's dedicated workers and the workers they start (the pull worker and its layer workers); undefined when none answered. */
   workers: number | undefined;
   /** ArrayBuffer backing stores and external strings (outside the V8 heap): where streamed bytes live. */
   pageBuffers: number | undefined;
@@ -33,25 +33,36 @@ const REPLY_TIMEOUT_MS = 1_000;
 
 export class HeapProbe {
   readonly #cdp: CDPSession;
-  readonly #workers = new Set<string>();
+  /** Every worker reached, as the chain of session ids from the page down (nested workers: the layer workers of the pull worker). */
+  readonly #workers = new Map<string, string[]>();
   readonly #pending = new Map<number, (reply: CdpReply | undefined) => void>();
   #nextId = 1;
 
   private constructor(cdp: CDPSession) {
     this.#cdp = cdp;
-    cdp.on('Target.attachedToTarget', (e) => {
-      if (e.targetInfo.type === 'worker') this.#workers.add(e.sessionId);
-    });
-    cdp.on('Target.detachedFromTarget', (e) => {
-      this.#workers.delete(e.sessionId);
-    });
-    cdp.on('Target.receivedMessageFromTarget', (e) => {
-      const reply = JSON.parse(e.message) as CdpReply;
-      const settle = this.#pending.get(reply.id);
-      if (!settle) return;
-      this.#pending.delete(reply.id);
-      settle(reply);
-    });
+    cdp.on('Target.attachedToTarget', (e) => this.#attached([], e.sessionId, e.targetInfo.type));
+    cdp.on('Target.detachedFromTarget', (e) => this.#workers.delete(e.sessionId));
+    cdp.on('Target.receivedMessageFromTarget', (e) => this.#received([e.sessionId], e.message));
+  }
+
+  /** A worker attached below `parent`: keep it, and ask it to attach its own workers too. */
+  #attached(parent: string[], sessionId: string, type: string): void {
+    if (type !== 'worker') return;
+    const path = [...parent, sessionId];
+    this.#workers.set(sessionId, path);
+    void this.#send(path, 'Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
+  }
+
+  /** A message from the worker at `path`: a reply, or an event of a worker nested below it. */
+  #received(path: string[], message: string): void {
+    const msg = JSON.parse(message) as CdpReply & { method?: string; params?: { sessionId: string; message?: string; targetInfo?: { type: string } } };
+    if (msg.method === 'Target.receivedMessageFromTarget' && msg.params?.message !== undefined) return this.#received([...path, msg.params.sessionId], msg.params.message);
+    if (msg.method === 'Target.attachedToTarget' && msg.params) return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '');
+    if (msg.method === 'Target.detachedFromTarget' && msg.params) return void this.#workers.delete(msg.params.sessionId);
+    const settle = this.#pending.get(msg.id);
+    if (!settle) return;
+    this.#pending.delete(msg.id);
+    settle(msg);
   }
 
   /** Attach before navigating, so the worker the app starts is seen from its first moment. */
@@ -62,8 +73,13 @@ export class HeapProbe {
     return probe;
   }
 
-  #askWorker(sessionId: string, method: string): Promise<CdpReply | undefined> {
+  /** Sends `method` to the worker at `path`, wrapped once per nesting level; resolves with its reply (or undefined after a timeout). */
+  #send(path: string[], method: string, params?: Record<string, unknown>): Promise<CdpReply | undefined> {
     const id = this.#nextId++;
+    let message = JSON.stringify({ id, method, ...(params ? { params } : {}) });
+    for (let i = path.length - 1; i >= 1; i--) {
+      message = JSON.stringify({ id: this.#nextId++, method: 'Target.sendMessageToTarget', params: { sessionId: path[i], message } });
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
@@ -73,7 +89,7 @@ export class HeapProbe {
         clearTimeout(timer);
         resolve(reply);
       });
-      this.#cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method }) }).catch(() => {
+      this.#cdp.send('Target.sendMessageToTarget', { sessionId: path[0]!, message }).catch(() => {
         clearTimeout(timer);
         this.#pending.delete(id);
         resolve(undefined);
@@ -83,7 +99,7 @@ export class HeapProbe {
 
   async read(): Promise<HeapReading> {
     const pagePromise = this.#cdp.send('Runtime.getHeapUsage').then((r): HeapUsage => r, () => undefined);
-    const replies = (await Promise.all([...this.#workers].map((s) => this.#askWorker(s, 'Runtime.getHeapUsage')))).map((r) => r?.result).filter((r): r is HeapUsage => r !== undefined);
+    const replies = (await Promise.all([...this.#workers.values()].map((path) => this.#send(path, 'Runtime.getHeapUsage')))).map((r) => r?.result).filter((r): r is HeapUsage => r !== undefined);
     const sum = (pick: (u: HeapUsage) => number | undefined): number | undefined => {
       const values = replies.map(pick).filter((n): n is number => typeof n === 'number');
       return values.length > 0 ? values.reduce((a, b) => a + b, 0) : undefined;

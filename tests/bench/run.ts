@@ -181,6 +181,7 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     if (heap.page !== undefined) heapSamples.page++;
     if (heap.workers !== undefined) heapSamples.worker++;
     else if (heap.workerCount > 0) heapSamples.workerMissed++;
+    peaks.see('workersSeen', heap.workerCount);
     peaks.see('pageHeap', heap.page);
     peaks.see('workerHeap', heap.workers);
     peaks.see('pageBuffers', heap.pageBuffers);
