@@ -24,13 +24,18 @@ export interface PullOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (event: PullEvent) => void;
-  /** Also keep every layer uncompressed under its diff_id (needed by the legacy docker-save format). */
+  /**
+   * Keep every compressed layer uncompressed under its diff_id too, after verifying it (needed by
+   * the legacy docker-save format); the compressed blob is kept as well unless `keepCompressed`
+   * is false.
+   */
   uncompressed?: boolean;
   /**
    * With `uncompressed`: also keep the compressed blobs (default true). False keeps only what a
    * format of uncompressed layers needs: the compressed bytes are still verified against their
    * digest as they stream, but not stored, which saves writing them (and a later pull for a
-   * compressed format fetches them again). Layers served uncompressed are kept either way.
+   * compressed format fetches them again). A layer that is not decompressed (served
+   * uncompressed, or without a diff_id) is kept under its digest either way.
    */
   keepCompressed?: boolean;
   /**

@@ -36,12 +36,14 @@ export class HeapProbe {
   /** Every worker reached, as the chain of session ids from the page down (nested workers: the layer workers of the pull worker). */
   readonly #workers = new Map<string, string[]>();
   readonly #pending = new Map<number, (reply: CdpReply | undefined) => void>();
+  /** Id of a wrapping sendMessageToTarget → id of the message it carries. */
+  readonly #wrappers = new Map<number, number>();
   #nextId = 1;
 
   private constructor(cdp: CDPSession) {
     this.#cdp = cdp;
     cdp.on('Target.attachedToTarget', (e) => this.#attached([], e.sessionId, e.targetInfo.type));
-    cdp.on('Target.detachedFromTarget', (e) => this.#workers.delete(e.sessionId));
+    cdp.on('Target.detachedFromTarget', (e) => this.#detached(e.sessionId));
     cdp.on('Target.receivedMessageFromTarget', (e) => this.#received([e.sessionId], e.message));
   }
 
@@ -53,12 +55,24 @@ export class HeapProbe {
     void this.#send(path, 'Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
   }
 
+  /** A worker went away, and with it every worker below it. */
+  #detached(sessionId: string): void {
+    for (const [id, path] of this.#workers) if (path.includes(sessionId)) this.#workers.delete(id);
+  }
+
   /** A message from the worker at `path`: a reply, or an event of a worker nested below it. */
   #received(path: string[], message: string): void {
     const msg = JSON.parse(message) as CdpReply & { method?: string; params?: { sessionId: string; message?: string; targetInfo?: { type: string } } };
     if (msg.method === 'Target.receivedMessageFromTarget' && msg.params?.message !== undefined) return this.#received([...path, msg.params.sessionId], msg.params.message);
     if (msg.method === 'Target.attachedToTarget' && msg.params) return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '');
-    if (msg.method === 'Target.detachedFromTarget' && msg.params) return void this.#workers.delete(msg.params.sessionId);
+    if (msg.method === 'Target.detachedFromTarget' && msg.params) return this.#detached(msg.params.sessionId);
+    // A wrapper that failed on the way (the nested session is gone): its message will never be answered.
+    const inner = this.#wrappers.get(msg.id);
+    if (inner !== undefined) {
+      this.#wrappers.delete(msg.id);
+      if (msg.error) this.#pending.get(inner)?.(undefined);
+      return;
+    }
     const settle = this.#pending.get(msg.id);
     if (!settle) return;
     this.#pending.delete(msg.id);
@@ -77,23 +91,23 @@ export class HeapProbe {
   #send(path: string[], method: string, params?: Record<string, unknown>): Promise<CdpReply | undefined> {
     const id = this.#nextId++;
     let message = JSON.stringify({ id, method, ...(params ? { params } : {}) });
+    const wrappers: number[] = [];
     for (let i = path.length - 1; i >= 1; i--) {
-      message = JSON.stringify({ id: this.#nextId++, method: 'Target.sendMessageToTarget', params: { sessionId: path[i], message } });
+      const wrapperId = this.#nextId++;
+      wrappers.push(wrapperId);
+      this.#wrappers.set(wrapperId, id);
+      message = JSON.stringify({ id: wrapperId, method: 'Target.sendMessageToTarget', params: { sessionId: path[i], message } });
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        resolve(undefined);
-      }, REPLY_TIMEOUT_MS);
-      this.#pending.set(id, (reply) => {
+      const done = (reply: CdpReply | undefined) => {
         clearTimeout(timer);
+        this.#pending.delete(id);
+        for (const w of wrappers) this.#wrappers.delete(w);
         resolve(reply);
-      });
-      this.#cdp.send('Target.sendMessageToTarget', { sessionId: path[0]!, message }).catch(() => {
-        clearTimeout(timer);
-        this.#pending.delete(id);
-        resolve(undefined);
-      });
+      };
+      const timer = setTimeout(() => done(undefined), REPLY_TIMEOUT_MS);
+      this.#pending.set(id, done);
+      this.#cdp.send('Target.sendMessageToTarget', { sessionId: path[0]!, message }).catch(() => done(undefined));
     });
   }
 

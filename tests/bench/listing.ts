@@ -328,7 +328,8 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
   const timeoutMs = o.timeoutMs ?? 120_000;
   const session = await o.sessions.open();
   let probe: HeapProbe | undefined;
-  const peaks = new Peaks();
+  // Reset when Browse is pressed: the figures are the listing's, not the pull's before it.
+  let peaks = new Peaks();
   let sampling = true;
   const sampler = startSampling(async () => {
     const heap = await probe?.read();
@@ -350,7 +351,15 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
       });
       await page.getByRole('button', { name: 'Pull', exact: true }).click();
       // The inspector offers the pulled image; a person who wants to see inside presses Browse.
-      await page.getByTestId('browse-pulled').click({ timeout: timeoutMs });
+      const browse = page.getByTestId('browse-pulled');
+      const pullError = page.getByTestId('error');
+      const outcome = await Promise.race([
+        browse.waitFor({ timeout: timeoutMs }).then(() => 'offered' as const),
+        pullError.waitFor({ timeout: timeoutMs }).then(() => 'error' as const),
+      ]);
+      if (outcome === 'error') throw new ListingFailedError(`the pull of ${o.reference} failed in the page: [${await pullError.getAttribute('data-code')}] ${await pullError.textContent()}`);
+      peaks = new Peaks();
+      await browse.click();
     } else {
       await page.getByLabel('Open local archive').setInputFiles(o.image.archiveFile);
     }

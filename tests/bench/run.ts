@@ -582,7 +582,7 @@ async function main(): Promise<void> {
     );
     console.log('');
     log(`results written to ${jsonFile}`);
-    if (failures.length > 0) throw new Error(`${failures.length} scenario(s) broke (see above)`);
+    if (failures.length > 0) throw new Error(`${failures.length} run(s) broke (see above)`);
   } finally {
     await sessions.close().catch(() => undefined);
     await proxy?.close().catch(() => undefined);

@@ -221,11 +221,16 @@ describe('the inspector in the browser', () => {
       const browse = page.getByTestId('browse-pulled');
       await browse.waitFor({ timeout: 45_000 });
       expect(await browse.textContent()).toContain('test/fs:latest');
-      // Nothing is listed (no layer decompressed) until the person asks.
+      // Nothing is opened or listed until the person asks (auto-opening took a worker round trip:
+      // give it time to show if it were there).
+      await page.waitForTimeout(750);
       expect(await page.getByTestId('inspected-image').count()).toBe(0);
+      expect(await page.getByText('Opening…').count()).toBe(0);
       await browse.click();
       await page.getByTestId('inspected-image').waitFor({ timeout: 45_000 });
       expect(await browse.count()).toBe(0);
+      // The keyboard lands on the image that opened, not on the vanished button.
+      await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('inspected-image');
       await expect.poll(() => page.getByTestId('view-merged').getAttribute('data-state'), { timeout: 30_000 }).toBe('ready');
       await pickView(page, 'view-merged');
       await page.getByTestId('filter').fill('hard-b');

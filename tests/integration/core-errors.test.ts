@@ -202,6 +202,7 @@ describe('through a misbehaving hop', () => {
     const store = new MemoryBlobStore();
     const error = await rejection(pull(setup().source, viaProxy(env.fixtures.v2s2.path), { store, uncompressed: true, keepCompressed: false, sleep: noWait }));
     expect(error.code).toBe('DIGEST_MISMATCH');
+    expect(proxy.requests.some((r) => r.action === 'corrupt')).toBe(true);
     expect(store.keys()).not.toContain(diffId);
     await expectOnlyVerified(store);
   });

@@ -4,7 +4,7 @@ import type { HistoryEntry, Image, ImageConfig } from '../image/model.ts';
 import { formatPlatform } from '../image/platform.ts';
 
 export interface InspectLayer {
-  /** Digest of the blob as stored (compressed); the key of the blob store. */
+  /** Digest of the layer blob (as served, usually compressed); the store key, or after a legacy pull the diff_id is. */
   digest: string;
   mediaType: string;
   /** Stored (compressed) size in bytes. */
