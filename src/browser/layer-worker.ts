@@ -4,7 +4,7 @@
 /// <reference lib="webworker" />
 import { AbortedError, LongshoreError } from '../core/errors.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
-import { storeLayer } from '../core/pull.ts';
+import { storedBlobOpener, storeLayer } from '../core/pull.ts';
 import { parseReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { IdbBlobStore } from './idb-store.ts';
@@ -54,7 +54,10 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
   try {
     const client = clientFor(msg);
     const ref = parseReference(msg.job.reference);
-    await storeLayer((signal) => client.openBlob(ref, msg.job.descriptor, { ...(signal ? { signal } : {}), label: msg.job.label }), msg.job, { store, signal: ac.signal }, (n) => {
+    const open = msg.job.fromStore
+      ? storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label)
+      : (signal?: AbortSignal) => client.openBlob(ref, msg.job.descriptor, { ...(signal ? { signal } : {}), label: msg.job.label });
+    await storeLayer(open, msg.job, { store, signal: ac.signal }, (n) => {
       pending += n;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
     });

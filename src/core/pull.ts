@@ -63,6 +63,11 @@ export interface LayerJob {
   label: string;
   needCompressed: boolean;
   needUncompressed: boolean;
+  /**
+   * The compressed blob is in the store already (verified when it was kept) and only the
+   * uncompressed copy is missing: decompress it from there instead of fetching it again.
+   */
+  fromStore?: boolean;
 }
 
 export interface PullResult {
@@ -212,12 +217,22 @@ function everyLayer(children: Image[]): Image {
 }
 
 /** Which store keys a layer needs, and whether they are all there already. */
-async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, keepCompressed: boolean): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean }> {
+async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, keepCompressed: boolean): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean; hasCompressed: boolean }> {
   const d = layer.descriptor;
   const decompressed = uncompressed && layer.diffId !== undefined && layer.diffId !== d.digest;
   const needUncompressed = decompressed && !(await store.has(layer.diffId!));
-  const needCompressed = (!decompressed || keepCompressed) && !(await store.has(d.digest));
-  return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed };
+  const hasCompressed = await store.has(d.digest);
+  const needCompressed = (!decompressed || keepCompressed) && !hasCompressed;
+  return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
+}
+
+/** Opens a stored blob for `storeLayer`, or says clearly that it went missing. */
+export function storedBlobOpener(store: BlobStore, digest: string, label: string): () => Promise<ReadableStream<Uint8Array>> {
+  return async () => {
+    const stream = await store.open(digest);
+    if (!stream) throw new LongshoreError(ErrorCode.Store, `The ${label} (${digest}) is no longer in the store.`, { hint: 'It will be fetched from the registry.', retryable: true, data: { digest } });
+    return stream;
+  };
 }
 
 export async function pullLayers(image: Image, outer: PullOptions, emit: (e: PullEvent) => void = outer.onProgress ?? (() => undefined)): Promise<void> {
@@ -241,7 +256,7 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
   const plans = await Promise.all(image.layers.map((l) => layerPlan(l, store, uncompressed, keepCompressed)));
   emit({
     type: 'plan',
-    layers: plans.map(({ needCompressed: _a, needUncompressed: _b, ...p }) => p),
+    layers: plans.map(({ needCompressed: _a, needUncompressed: _b, hasCompressed: _c, ...p }) => p),
     totalBytes: plans.reduce((n, p) => n + p.size, 0),
   });
   for (const p of plans) {
@@ -251,6 +266,9 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
   await mapLimit(todo, options.concurrency ?? DEFAULT_CONCURRENCY, signal, async (p) => {
     const layer = image.layers[p.index]!;
     const attempts = options.attempts ?? 3;
+    // A compressed blob already kept (say, by a docker-format pull) is decompressed from the
+    // store; if that fails in any way, the layer is fetched from the registry as usual.
+    let fromStore = p.needUncompressed && p.hasCompressed;
     for (let attempt = 1; ; attempt++) {
       let done = 0;
       try {
@@ -266,15 +284,21 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
           label: `layer ${layer.index + 1}/${image.layers.length}`,
           needCompressed: p.needCompressed,
           needUncompressed: p.needUncompressed,
+          ...(fromStore ? { fromStore } : {}),
         };
         if (options.layerRunner) await options.layerRunner(job, onBytes, signal!);
-        else await storeLayer((sig) => layer.open(sig), job, options, onBytes);
+        else await storeLayer(fromStore ? storedBlobOpener(store, job.descriptor.digest, job.label) : (sig) => layer.open(sig), job, options, onBytes);
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'done', done: p.size, total: p.size });
         return;
       } catch (err) {
         const e = LongshoreError.from(err);
         if (outerSignal?.aborted) throw new AbortedError();
         if (signal?.aborted) throw e; // another layer failed first; its error is the one reported
+        if (fromStore) {
+          fromStore = false;
+          attempt--;
+          continue;
+        }
         if (!e.retryable || attempt >= attempts || e.code === ErrorCode.Aborted) {
           emit({ type: 'layer', index: p.index, digest: p.digest, state: 'failed', done, total: p.size });
           stop.abort();

@@ -67,6 +67,16 @@ async function pullAndDownload(page: Page, name: string, expectedFile: string): 
   return path;
 }
 
+/** GNU tar: a legacy archive has one layer.tar per layer, each hashing (sha256sum) to its diff_id, in order. */
+async function expectLayerTars(file: string, diffIds: string[]): Promise<void> {
+  const manifest = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { Layers: string[] }[];
+  expect(manifest[0]!.Layers).toHaveLength(diffIds.length);
+  for (const [i, path] of manifest[0]!.Layers.entries()) {
+    const hash = (await runText('sh', ['-c', 'tar -xOf "$1" "$2" | sha256sum', 'sh', file, path])).split(' ')[0];
+    expect(`sha256:${hash}`).toBe(diffIds[i]);
+  }
+}
+
 /** Every key of the page's blob cache (IndexedDB 'longshore', store 'blobs'). */
 function cacheKeys(page: Page): Promise<string[]> {
   return page.evaluate(() => new Promise<string[]>((resolve, reject) => {
@@ -198,17 +208,29 @@ describe('the browser app', () => {
     // skopeo reads it as a docker archive and finds the registry's config byte for byte.
     const config = await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${file}`], { env: env.skopeoEnv });
     expect(config).toBe(f.config.raw);
-    // GNU tar: one layer.tar per layer, each hashing to its diff_id, in order.
-    const manifest = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { Layers: string[] }[];
-    expect(manifest[0]!.Layers).toHaveLength(diffIds.length);
-    for (const [i, path] of manifest[0]!.Layers.entries()) {
-      const hash = (await runText('sh', ['-c', `tar -xOf "$1" "$2" | sha256sum`, 'sh', file, path])).split(' ')[0];
-      expect(`sha256:${hash}`).toBe(diffIds[i]);
-    }
+    await expectLayerTars(file, diffIds);
     // The cache keeps what this format needs: the diff_ids, not the compressed blobs as well.
     const keys = await cacheKeys(page);
     for (const d of diffIds) expect(keys).toContain(`blob:${d}`);
     for (const d of layerDigests) expect(keys).not.toContain(`blob:${d}`);
+    await page.context().close();
+  });
+
+  it('legacy after a docker pull decompresses the cached layers: no layer is fetched again', async () => {
+    const page = await openApp();
+    const name = `${env.token.host}/test/oci:latest`;
+    const fileName = `127.0.0.1_${env.token.host.split(':')[1]}_test_oci_latest.tar`;
+    await pullAndDownload(page, name, fileName);
+    const f = env.fixtures.oci;
+    const diffIds = (JSON.parse(f.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+    const layerHexes = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest.slice(7));
+    const mark = await requestLogMark(env.staticServer.requestLogUrl);
+    await page.getByLabel('Format').selectOption('legacy');
+    const file = await pullAndDownload(page, name, fileName);
+    const log = await readRequestLog<{ seq: number; url: string }>(env.staticServer.requestLogUrl, mark);
+    for (const hex of layerHexes) expect(log.filter((r) => r.url.includes(hex)), `layer ${hex} fetched again`).toEqual([]);
+    await expectLayerTars(file, diffIds);
+    for (const d of diffIds) expect(await cacheKeys(page)).toContain(`blob:${d}`);
     await page.context().close();
   });
 

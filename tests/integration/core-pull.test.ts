@@ -215,6 +215,37 @@ describe('uncompressed layers', () => {
     expect(new Set(states)).toEqual(new Set(['cached']));
   });
 
+  it.each(['v2s2', 'oci', 'zstd'] as const)('%s: layers kept compressed by an earlier pull are decompressed from the store, not fetched again', async (name) => {
+    const truth = env.fixtures[name];
+    const { layers } = truthManifest(truth.manifest);
+    const diffIds = truthConfig(truth.config).rootfs.diff_ids;
+    const store = new MemoryBlobStore();
+    await pull(setup().source, parseReference(fixtureRef(env, env.anon, name)), { store });
+    const second = setup();
+    await pull(second.source, parseReference(fixtureRef(env, env.anon, name)), { store, uncompressed: true, keepCompressed: false, ...(name === 'zstd' ? { zstd: zstdDecoder } : {}) });
+    for (const layer of layers) expect(second.sent.filter((r) => r.url.includes(`/blobs/${layer.digest}`))).toEqual([]);
+    for (const d of diffIds) expect(store.keys()).toContain(d);
+    await expectOnlyVerified(store);
+  });
+
+  it('a compressed blob in the store that does not decompress to its diff_id is fetched from the registry instead', async () => {
+    const truth = env.fixtures.v2s2;
+    const { layers } = truthManifest(truth.manifest);
+    const diffIds = truthConfig(truth.config).rootfs.diff_ids;
+    const store = new MemoryBlobStore();
+    await pull(setup().source, parseReference(fixtureRef(env, env.anon, 'v2s2')), { store });
+    // Spoil the kept copy of layer 1 (a store that rotted on disk): same key, other bytes.
+    const spoiled = layers[0]!.digest;
+    const bytes = (await stored(store, spoiled))!;
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await store.put(spoiled, new Response(new Uint8Array(bytes)).body!);
+    const second = setup();
+    await pull(second.source, parseReference(fixtureRef(env, env.anon, 'v2s2')), { store, uncompressed: true, keepCompressed: false, sleep: async () => undefined });
+    expect(second.sent.filter((r) => r.url.includes(`/blobs/${spoiled}`)).length).toBeGreaterThan(0);
+    for (const layer of layers.slice(1)) expect(second.sent.filter((r) => r.url.includes(`/blobs/${layer.digest}`))).toEqual([]);
+    for (const d of diffIds) expect(sha256Digest((await stored(store, d))!)).toBe(d);
+  });
+
   it('zstd layers without a decoder fail with FORMAT, and no diff_id is kept', async () => {
     const truth = env.fixtures.zstd;
     const diffIds = truthConfig(truth.config).rootfs.diff_ids;
