@@ -2,7 +2,7 @@
 // IndexedDB writes of different layers run on different cores. Retries, progress totals and
 // cancellation stay with the pull (core/pull.ts); this only runs one layer job where asked.
 import type { LayerJob } from '../core/pull.ts';
-import type { Credentials } from '../core/registry/auth.ts';
+import type { Credentials, SharedAuth } from '../core/registry/auth.ts';
 import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
 import type { WorkerConfig } from './protocol.ts';
 import { WorkerRpc } from './worker-rpc.ts';
@@ -33,11 +33,11 @@ export class LayerPool {
     return this.#members.length;
   }
 
-  async run(job: LayerJob, config: WorkerConfig, credentials: Record<string, Credentials> | undefined, onBytes: (n: number) => void, signal: AbortSignal): Promise<void> {
+  async run(job: LayerJob, config: WorkerConfig, credentials: Record<string, Credentials> | undefined, onBytes: (n: number) => void, signal: AbortSignal, auth?: SharedAuth[]): Promise<void> {
     const member = this.#members.reduce((a, b) => (b.busy < a.busy ? b : a));
     member.busy++;
     try {
-      await member.rpc.start<void>((id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}) }), cancel, signal, { onBytes });
+      await member.rpc.start<void>((id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) }), cancel, signal, { onBytes });
     } finally {
       member.busy--;
     }

@@ -53,6 +53,7 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
   };
   try {
     const client = clientFor(msg);
+    if (msg.auth) client.adoptAuth(msg.auth);
     const ref = parseReference(msg.job.reference);
     const open = msg.job.fromStore
       ? storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label)

@@ -114,7 +114,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       // pulls a third more storage work (and memory) for a cache only other formats would use.
       keepCompressed: !format.needsUncompressed,
       ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
-      ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal) } : {}),
+      ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()) } : {}),
       onProgress: (event) => {
         if (event.type === 'plan') {
           if (!downloading) {

@@ -125,6 +125,7 @@ describe('the browser app', () => {
 
   it('pulls from a bearer-token registry with a cross-origin realm and redirected blobs, never leaking Authorization', async () => {
     const mark = await requestLogMark(env.staticServer.requestLogUrl);
+    const tokenMark = await requestLogMark(env.tokenServer.requestLogUrl);
     const page = await openApp();
     const name = `${env.token.host}/test/oci:latest`;
     const file = await pullAndDownload(page, name, `127.0.0.1_${env.token.host.split(':')[1]}_test_oci_latest.tar`);
@@ -134,6 +135,12 @@ describe('the browser app', () => {
     const layerHexes = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest.slice(7));
     for (const hex of layerHexes) expect(log.some((r) => r.url.includes(hex)), `blob ${hex} fetched via redirect`).toBe(true);
     expect(log.filter((r) => 'authorization' in r.headers)).toEqual([]);
+    // One token for the name's look-up and one for the pull; the layer workers are handed the
+    // pull's token with their jobs instead of each asking the realm again.
+    expect(layerHexes.length).toBeGreaterThan(1);
+    const tokens = await readRequestLog<{ seq: number }>(env.tokenServer.requestLogUrl, tokenMark);
+    expect(tokens.length).toBeGreaterThan(0);
+    expect(tokens.length).toBeLessThanOrEqual(2);
     await page.context().close();
   });
 

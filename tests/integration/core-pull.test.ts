@@ -380,6 +380,31 @@ describe('bearer-token registry', () => {
     expect(sent.filter((s) => s.url.startsWith(env.tokenServer.origin))).toHaveLength(1);
   });
 
+  it('a client seeded with another client\'s tokens (another Worker) fetches blobs with no 401 and no token request', async () => {
+    const truth = env.fixtures.v2s2;
+    const { layers } = truthManifest(truth.manifest);
+    const ref = parseReference(fixtureRef(env, env.token, 'v2s2'));
+    const first = setup();
+    const { image } = await pull(first.source, ref, { store: new MemoryBlobStore() });
+    const shared = first.client.shareAuth();
+    expect(shared.map((a) => a.scope)).toContain(`repository:${truth.repository}:pull`);
+    expect(shared.every((a) => a.header.startsWith('Bearer ') && a.expiresAt > Date.now())).toBe(true);
+
+    const second = setup();
+    second.client.adoptAuth(structuredClone(shared)); // as it crosses postMessage
+    const blob = await second.client.openBlob(image.reference, image.manifest.layers[0]!);
+    const bytes = Buffer.from(await new Response(blob).arrayBuffer());
+    expect(sha256Digest(bytes)).toBe(layers[0]!.digest);
+    expect(second.sent.filter((s) => s.status === 401)).toEqual([]);
+    expect(second.sent.filter((s) => s.url.startsWith(env.tokenServer.origin))).toEqual([]);
+
+    // Without the seed, the same request costs a 401 and a token request.
+    const third = setup();
+    await new Response(await third.client.openBlob(image.reference, image.manifest.layers[0]!)).arrayBuffer();
+    expect(third.sent.filter((s) => s.status === 401)).toHaveLength(1);
+    expect(third.sent.filter((s) => s.url.startsWith(env.tokenServer.origin))).toHaveLength(1);
+  });
+
   it('private/secret: refused anonymously with a hint, pulled with credentials', async () => {
     const truth = env.fixtures.private;
     const ref = parseReference(fixtureRef(env, env.token, 'private'));

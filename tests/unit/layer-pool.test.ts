@@ -62,8 +62,19 @@ describe('LayerPool', () => {
     const run = p.run(job(1), config, { 'r.example': { username: 'u', password: 'p' } }, () => {}, new AbortController().signal);
     const msg = workers[0]!.received[0] as Extract<ToLayerWorker, { type: 'run' }>;
     expect(msg.credentials).toEqual({ 'r.example': { username: 'u', password: 'p' } });
+    expect(msg.auth).toBeUndefined();
     workers[0]!.reply({ type: 'error', id: msg.id, error: new LongshoreError('DIGEST_MISMATCH', 'bad', { retryable: true }).toJSON() });
     await expect(run).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', retryable: true });
+  });
+
+  it('hands the pull worker\'s tokens to the layer worker with the job', async () => {
+    const { p, workers } = pool(1);
+    const auth = [{ registry: 'r.example', scope: 'repository:a:pull', header: 'Bearer t', expiresAt: 1e15 }];
+    const run = p.run(job(1), config, undefined, () => {}, new AbortController().signal, auth);
+    const msg = workers[0]!.received[0] as Extract<ToLayerWorker, { type: 'run' }>;
+    expect(msg.auth).toEqual(auth);
+    workers[0]!.reply({ type: 'done', id: msg.id });
+    await run;
   });
 
   it('on abort tells the worker to stop and rejects at once', async () => {

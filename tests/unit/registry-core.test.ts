@@ -213,6 +213,22 @@ function scripted(handlers: Array<(url: URL, init: RequestInit) => Response | un
 }
 
 describe('registry client auth (scripted fetch; the real registries are in tests/integration)', () => {
+  it('shares only tokens still valid, and adopting keeps whichever lasts longer', () => {
+    let now = 1_000;
+    const client = new RegistryClient({ transport: { fetch: async () => new Response() }, retry: { now: () => now, sleep: async () => {} } });
+    client.adoptAuth([
+      { registry: 'reg.example', scope: 'repository:a:pull', header: 'Bearer long', expiresAt: 50_000 },
+      { registry: 'reg.example', scope: 'repository:b:pull', header: 'Bearer stale', expiresAt: 500 },
+    ]);
+    expect(client.shareAuth()).toEqual([{ registry: 'reg.example', scope: 'repository:a:pull', header: 'Bearer long', expiresAt: 50_000 }]);
+    client.adoptAuth([{ registry: 'reg.example', scope: 'repository:a:pull', header: 'Bearer shorter', expiresAt: 20_000 }]);
+    expect(client.shareAuth()[0]!.header).toBe('Bearer long');
+    client.adoptAuth([{ registry: 'reg.example', scope: 'repository:a:pull', header: 'Bearer newer', expiresAt: 90_000 }]);
+    expect(client.shareAuth()[0]!.header).toBe('Bearer newer');
+    now = 95_000;
+    expect(client.shareAuth()).toEqual([]);
+  });
+
   it('caches tokens per scope until expires_in, then fetches a new one', async () => {
     let now = 0;
     let tokens = 0;

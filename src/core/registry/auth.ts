@@ -20,6 +20,15 @@ interface CachedAuth {
   expiresAt: number;
 }
 
+/** A cached Authorization answer, as handed to another client (another Worker) of the same page. */
+export interface SharedAuth {
+  registry: string;
+  scope: string;
+  header: string;
+  /** Epoch ms (the retry policy's clock); Infinity for Basic. */
+  expiresAt: number;
+}
+
 const TOKEN_BODY_LIMIT = 1024 * 1024;
 /** distribution's token spec: a token without expires_in lives 60 seconds. */
 const DEFAULT_TOKEN_SECONDS = 60;
@@ -53,6 +62,27 @@ export class Authenticator {
       return undefined;
     }
     return hit.header;
+  }
+
+  /** Every answer still valid, to seed another client so it need not ask the registry again. */
+  share(): SharedAuth[] {
+    const now = this.retry.now();
+    const out: SharedAuth[] = [];
+    for (const [key, { header, expiresAt }] of this.#cache) {
+      if (expiresAt <= now) continue;
+      const space = key.indexOf(' ');
+      out.push({ registry: key.slice(0, space), scope: key.slice(space + 1), header, expiresAt });
+    }
+    return out;
+  }
+
+  /** Takes answers another client shared; an answer already held that lasts longer is kept. */
+  adopt(shared: readonly SharedAuth[]): void {
+    for (const a of shared) {
+      const key = this.#key(a.registry, a.scope);
+      const held = this.#cache.get(key);
+      if (!held || held.expiresAt < a.expiresAt) this.#cache.set(key, { header: a.header, expiresAt: a.expiresAt });
+    }
   }
 
   forget(registry: string, scope: string): void {

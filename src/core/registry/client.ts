@@ -9,7 +9,7 @@ import { sha256, verifyingStream, isDigest } from '../digest.ts';
 import { MANIFEST_ACCEPT } from '../image/media-types.ts';
 import { MAX_MANIFEST_BYTES } from '../image/manifest.ts';
 import type { Descriptor } from '../image/model.ts';
-import { Authenticator, type CredentialLookup } from './auth.ts';
+import { Authenticator, type CredentialLookup, type SharedAuth } from './auth.ts';
 import { parseChallenges, pickChallenge, repositoryScope } from './challenge.ts';
 import { registryError, type RequestContext } from './errors.ts';
 
@@ -51,6 +51,16 @@ export class RegistryClient {
     const creds = options.credentials ?? (() => undefined);
     this.#auth = new Authenticator(this.#transport, (apiHost) => creds(apiHost) ?? creds(apiHost === 'registry-1.docker.io' ? 'docker.io' : apiHost), this.#retry);
     this.#scheme = options.scheme ?? ((host) => (isLoopbackHost(host) ? 'http' : 'https'));
+  }
+
+  /** The tokens (and Basic answers) this client holds, for another client of the same page. */
+  shareAuth(): SharedAuth[] {
+    return this.#auth.share();
+  }
+
+  /** Seeds this client with tokens another client got, sparing a 401 and a token request per client. */
+  adoptAuth(shared: readonly SharedAuth[]): void {
+    this.#auth.adopt(shared);
   }
 
   baseUrl(apiHost: string): string {
