@@ -7,7 +7,7 @@ import { createReadStream, existsSync, lstatSync, readdirSync, statSync } from '
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { run } from '../helpers/command.ts';
-import { MediaType, skopeoCopy, type Descriptor } from '../helpers/images.ts';
+import { MediaType, reproducibleTarOptions, skopeoCopy, type Descriptor } from '../helpers/images.ts';
 import type { Credentials } from '../helpers/registries.ts';
 
 export type Variant = 'gzip' | 'zstd';
@@ -23,7 +23,6 @@ const MAX_LAYERS = 12;
 const INITIAL_RATIO = 0.45;
 const MAX_FILE_BYTES = 64e6;
 const CREATED = '2024-01-01T00:00:00Z';
-const TAR_MTIME = '@1704067200';
 
 export interface BenchLayer {
   digest: string;
@@ -197,12 +196,7 @@ async function build(dir: string, label: string, targetBytes: number): Promise<C
       '--create',
       `--file=${tarFile}`,
       '--directory=/',
-      '--format=posix',
-      '--pax-option=delete=atime,delete=ctime',
-      '--owner=0',
-      '--group=0',
-      '--numeric-owner',
-      `--mtime=${TAR_MTIME}`,
+      ...reproducibleTarOptions(),
       '--no-recursion',
       // Later rounds reuse the same files under another top directory; symlink texts stay as they are.
       ...(chosen.round > 0 ? [`--transform=s,^,copy${chosen.round}/,S`] : []),

@@ -15,10 +15,10 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { run, runText } from '../helpers/command.ts';
-import { MediaType, skopeoCopy, type Descriptor } from '../helpers/images.ts';
+import { MediaType, reproducibleTarOptions, skopeoCopy, type Descriptor } from '../helpers/images.ts';
 import type { Credentials } from '../helpers/registries.ts';
 import { HeapProbe } from './chromium-metrics.ts';
-import { openApp, type Sessions } from './longshore.ts';
+import { openApp, typeName, type Sessions } from './longshore.ts';
 import { Peaks, startSampling } from './proc.ts';
 import type { ListingSample, ListingSource } from './table.ts';
 
@@ -33,7 +33,6 @@ export const LISTING_ENTRIES = DIRS * (FILES_PER_DIR + 1);
 const TAG = 'latest';
 export const LISTING_REPOSITORY = 'bench/listing-100k';
 const CREATED = '2024-01-01T00:00:00Z';
-const TAR_MTIME = '@1704067200';
 
 export interface ListingImage {
   dir: string;
@@ -82,14 +81,9 @@ async function build(dir: string): Promise<ListingRecord> {
     '--create',
     `--file=${tarFile}`,
     `--directory=${treeDir}`,
-    '--format=posix',
-    '--pax-option=delete=atime,delete=ctime',
+    ...reproducibleTarOptions(),
     '--sort=name',
-    '--owner=0',
-    '--group=0',
-    '--numeric-owner',
     '--mode=u=rwX,go=rX',
-    `--mtime=${TAR_MTIME}`,
     ...dirs,
   ]);
   // GNU tar's own word for what the layer holds.
@@ -280,11 +274,6 @@ function probeScript(expected: number): string {
 })()`;
 }
 
-const NAME_RESOLVED = `(() => {
-  const text = document.querySelector('[data-testid="name-help"]')?.textContent ?? '';
-  return /single image|multi-platform|·\\s*\\S/.test(text) && !/looking up/.test(text);
-})()`;
-
 const PROBE = 'window.__longshoreListing';
 
 export interface ListingRunOptions {
@@ -345,10 +334,7 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
       probe = await HeapProbe.attach(p);
     });
     if (source === 'pulled') {
-      await page.getByLabel('Image', { exact: true }).fill(o.reference);
-      await page.waitForFunction(NAME_RESOLVED, undefined, { timeout: 30_000 }).catch(async () => {
-        throw new ListingFailedError(`the page did not resolve ${o.reference}: ${await page.getByTestId('name-help').textContent()}`);
-      });
+      await typeName(page, o.reference, (message) => new ListingFailedError(message));
       await page.getByRole('button', { name: 'Pull', exact: true }).click();
       // The inspector offers the pulled image; a person who wants to see inside presses Browse.
       const browse = page.getByTestId('browse-pulled');

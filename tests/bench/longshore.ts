@@ -147,12 +147,11 @@ export class PullFailedError extends Error {
 }
 
 /**
- * Types the name, waits for the page's own look-up of it to finish (as a person would see the
- * platform before pressing Pull), selects the format, then times Pull → Download → saved.
+ * Types `name` into the page and waits for the page's own look-up of it to finish (the platform
+ * shows); if it never does, rejects with `fail` of a message quoting the page's help text.
  */
-export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>): Promise<PullTiming> {
+export async function typeName(page: Page, name: string, fail: (message: string) => Error): Promise<void> {
   await page.getByLabel('Image', { exact: true }).fill(name);
-  const help = page.getByTestId('name-help');
   await page.waitForFunction(
     () => {
       const text = document.querySelector('[data-testid="name-help"]')?.textContent ?? '';
@@ -161,8 +160,16 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
     undefined,
     { timeout: 30_000 },
   ).catch(async () => {
-    throw new PullFailedError(`the page did not resolve ${name}: ${await help.textContent()}`);
+    throw fail(`the page did not resolve ${name}: ${await page.getByTestId('name-help').textContent()}`);
   });
+}
+
+/**
+ * Types the name, waits for the page's own look-up of it to finish (as a person would see the
+ * platform before pressing Pull), selects the format, then times Pull → Download → saved.
+ */
+export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>): Promise<PullTiming> {
+  await typeName(page, name, (message) => new PullFailedError(message));
   await page.getByLabel('Format').selectOption(format);
   await page.evaluate(STAMP_PHASES);
   await beforeClick?.();

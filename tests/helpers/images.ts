@@ -96,6 +96,11 @@ export interface BuiltImage {
 const CREATED = '2024-01-01T00:00:00Z';
 const TAR_MTIME = '@1704067200';
 
+/** GNU tar options for a reproducible layer: PAX format without atime/ctime, root owner, fixed mtime. */
+export function reproducibleTarOptions(): string[] {
+  return ['--format=posix', '--pax-option=delete=atime,delete=ctime', '--owner=0', '--group=0', '--numeric-owner', `--mtime=${TAR_MTIME}`];
+}
+
 export function sha256Hex(bytes: Uint8Array | string): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -177,13 +182,8 @@ export async function writeLayerTar(files: Record<string, FileSpec>, stageDir: s
     '--create',
     `--file=${tarPath}`,
     `--directory=${stageDir}`,
-    '--format=posix',
-    '--pax-option=delete=atime,delete=ctime',
+    ...reproducibleTarOptions(),
     '--sort=name',
-    '--owner=0',
-    '--group=0',
-    '--numeric-owner',
-    `--mtime=${TAR_MTIME}`,
     ...(topLevel.length === 0 ? ['--files-from=/dev/null'] : ['--', ...topLevel]),
   ]);
 }
