@@ -146,10 +146,12 @@ describe('the browser app', () => {
 
   it('pulls from a basic-auth registry with credentials typed into the page', async () => {
     const page = await openApp();
+    const name = `${env.basic.host}/test/plain:latest`;
+    // The sign-in fields are per registry: they appear for the registry the name reaches.
+    await page.getByLabel('Image', { exact: true }).fill(name);
     await page.getByText('Sign in (private repositories)').click();
     await page.getByLabel('User name').fill(env.basic.credentials.username);
     await page.getByLabel('Password or token').fill(env.basic.credentials.password);
-    const name = `${env.basic.host}/test/plain:latest`;
     const file = await pullAndDownload(page, name, `127.0.0.1_${env.basic.host.split(':')[1]}_test_plain_latest.tar`);
     const f = env.fixtures.plain;
     await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });

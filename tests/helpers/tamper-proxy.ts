@@ -16,8 +16,13 @@ export interface TamperRules {
   stallBlob?: { digest: string; afterBytes: number };
   /** Flip one byte in the middle of every manifest body (headers such as Docker-Content-Digest kept). */
   corruptManifests?: boolean;
-  /** Answer the next `count` manifest requests with `status` (and `Retry-After`) instead of forwarding them. */
-  failManifests?: { status: number; count: number; retryAfter?: string };
+  /**
+   * Answer the next `count` manifest requests with `status` (and `Retry-After`) instead of forwarding them;
+   * `html`: with a text/html error page, as a corporate proxy or a load balancer in front of a registry sends.
+   */
+  failManifests?: { status: number; count: number; retryAfter?: string; html?: boolean };
+  /** Extra headers on every forwarded manifest response (Docker Hub's RateLimit-Limit / RateLimit-Remaining). */
+  manifestHeaders?: Record<string, string>;
 }
 
 export interface TamperRecord {
@@ -25,6 +30,8 @@ export interface TamperRecord {
   path: string;
   /** What the proxy did: 'forward', 'corrupt', 'truncate', 'stall', 'fail'. */
   action: string;
+  /** The Authorization header the client sent, if any (to prove where credentials went). */
+  authorization?: string;
 }
 
 export interface TamperProxy {
@@ -83,15 +90,17 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
     const blob = BLOB_PATH.exec(path)?.[1];
     const isManifest = MANIFEST_PATH.test(path);
     const record: TamperRecord = { method: req.method ?? 'GET', path, action: 'forward' };
+    if (req.headers.authorization) record.authorization = req.headers.authorization;
     requests.push(record);
 
     const fail = proxy.rules.failManifests;
     if (isManifest && fail && fail.count > 0) {
       fail.count--;
       record.action = 'fail';
-      const body = fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
+      const body = fail.html ? `<!DOCTYPE html><html><head><title>${fail.status} Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p><hr><address>nginx</address></body></html>`
+        : fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
       res.writeHead(fail.status, {
-        'content-type': fail.status === 429 ? 'application/json' : 'text/plain',
+        'content-type': fail.html ? 'text/html; charset=utf-8' : fail.status === 429 ? 'application/json' : 'text/plain',
         'content-length': Buffer.byteLength(body),
         ...(fail.retryAfter ? { 'retry-after': fail.retryAfter } : {}),
       });
@@ -133,7 +142,7 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
             res.writeHead(status, up.headers);
             await pumpFlipping(up, res, Math.floor(length / 2));
           } else {
-            res.writeHead(status, up.headers);
+            res.writeHead(status, isManifest ? { ...up.headers, ...proxy.rules.manifestHeaders } : up.headers);
             up.pipe(res);
           }
         };

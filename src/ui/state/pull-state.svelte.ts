@@ -8,6 +8,7 @@ import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
+import { CredentialsState } from './credentials.svelte.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
@@ -41,8 +42,6 @@ export class PullState {
   format = $state(DEFAULT_FORMAT.id);
   /** Keep every platform of an index (formats that can: oci). */
   allPlatforms = $state(false);
-  username = $state('');
-  password = $state('');
 
   status = $state<Status>('idle');
   layers = $state.raw<LayerRow[]>([]);
@@ -58,6 +57,8 @@ export class PullState {
   readonly names = $derived(this.name.split(/[\s,]+/).filter(Boolean));
   readonly parsedAll = $derived(this.names.map((n) => tryParseReference(n)));
   readonly refs = $derived(this.parsedAll.flatMap((p): ImageReference[] => (p.ok ? [p.ref] : [])));
+  /** Each registry host the names reach, once: one sign-in per registry. */
+  readonly registries = $derived([...new Set(this.refs.map((r) => r.registry))]);
   /** The first name's result; with several names, an error names which one is wrong. */
   readonly parsed = $derived.by(() => {
     const bad = this.parsedAll.findIndex((p) => !p.ok);
@@ -88,12 +89,16 @@ export class PullState {
   #resolveAbort: AbortController | undefined;
   #samples = new Map<number, { t: number; done: number }>();
 
-  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly bridge: BridgeLike,
+    private readonly now: () => number = () => performance.now(),
+    readonly credentials: CredentialsState = new CredentialsState(),
+  ) {}
 
+  /** Each registry gets only the pair typed for it (never one pair for every registry named). */
   #credentials(): Record<string, Credentials> | undefined {
-    if (!this.username || !this.parsed?.ok) return undefined;
-    const creds = { username: this.username, password: this.password };
-    return Object.fromEntries(this.refs.flatMap((ref) => [[ref.registry, creds], [ref.apiHost, creds]]));
+    if (!this.parsed?.ok) return undefined;
+    return this.credentials.forRegistries(this.registries);
   }
 
   /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */

@@ -1,0 +1,130 @@
+// Registries as people meet them, through the page in Debian's Chromium: sign-ins per registry
+// (kept in the tab, or remembered on this device by choice), and a cancelled download that leaves
+// no segment behind. Judged at the registries: request logs, skopeo, IndexedDB's own contents.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startAppServer } from '../helpers/app-server.ts';
+import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
+import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
+import { copyImage } from '../helpers/registry-api.ts';
+import type { TokenRequestRecord } from '../helpers/token-server.ts';
+import type { RunningServer } from '../../src/proxy/serve.ts';
+
+const env = inject('registryEnv');
+let browser: Browser;
+let server: RunningServer;
+/** In front of the token registry, recording every Authorization header it is sent. */
+let tokenFront: TamperProxy;
+
+beforeAll(async () => {
+  tokenFront = await startTamperProxy(env.token.url);
+  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host], { tokenRealms: [env.tokenServer.realm] });
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await tokenFront?.close();
+});
+
+async function openApp(context?: BrowserContext): Promise<Page> {
+  const ctx = context ?? (await browser.newContext({ acceptDownloads: true }));
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => console.error('[page error]', e.message));
+  await page.goto(server.url);
+  await page.getByLabel('Image', { exact: true }).waitFor();
+  return page;
+}
+
+/** Presses Pull and waits for the download button or the error banner; returns the error code, if any. */
+async function pullOutcome(page: Page): Promise<string | undefined> {
+  await page.getByRole('button', { name: 'Pull' }).click();
+  const error = page.getByTestId('error');
+  const done = await Promise.race([
+    page.getByTestId('download').waitFor({ timeout: 45_000 }).then(() => 'ready' as const),
+    error.waitFor({ timeout: 45_000 }).then(() => 'failed' as const),
+  ]);
+  return done === 'failed' ? (await error.getAttribute('data-code')) ?? 'NO_CODE' : undefined;
+}
+
+const basicOf = (c: { username: string; password: string }) => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+
+describe('sign-in per registry', () => {
+  it('a pull across two registries asks per registry and sends each pair only to its own registry and realm', async () => {
+    // A private repository only this test touches (the registries share storage), so the token
+    // server's log can be filtered to this test's requests by scope.
+    const repo = `private/e2e-${randomUUID().slice(0, 8)}`;
+    await copyImage(env.anon.url, env.fixtures.private.repository, 'latest', repo, 'latest');
+    const basicName = `${env.basic.host}/${env.fixtures.plain.path}`;
+    const tokenName = `${tokenFront.host}/${repo}:latest`;
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${basicName} ${tokenName}`);
+    await page.getByText('Sign in (private repositories)').click();
+    // One pair per registry, each labelled with its registry.
+    await page.getByLabel(`User name for ${env.basic.host}`).fill(env.basic.credentials.username);
+    await page.getByLabel(`Password or token for ${env.basic.host}`).fill(env.basic.credentials.password);
+    await page.getByLabel(`User name for ${tokenFront.host}`).fill(env.token.credentials.username);
+    await page.getByLabel(`Password or token for ${tokenFront.host}`).fill(env.token.credentials.password);
+    const mark = await requestLogMark(env.tokenServer.requestLogUrl);
+    const seen = tokenFront.requests.length;
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    // The token registry was only ever sent Bearer tokens: never bob's (nor alice's) Basic.
+    const sentToToken = tokenFront.requests.slice(seen).filter((r) => r.path.includes(repo));
+    expect(sentToToken.length).toBeGreaterThan(0);
+    for (const r of sentToToken) if (r.authorization) expect(r.authorization).toMatch(/^Bearer /);
+    // Its realm got alice's pair, for this repository, and nothing of bob's.
+    const tokens = (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, mark)).filter((t) => (t.query['scope'] ?? []).some((s) => s.includes(repo)));
+    expect(tokens.length).toBeGreaterThan(0);
+    for (const t of tokens) expect([t.authorizationScheme, t.username, t.status]).toEqual(['Basic', env.token.credentials.username, 200]);
+    expect(tokenFront.requests.some((r) => r.authorization === basicOf(env.basic.credentials))).toBe(false);
+    await page.context().close();
+  });
+
+  it('htpasswd: a wrong then right password; kept in the tab only, unless remembered; forgotten one by one', async () => {
+    const context = await browser.newContext({ acceptDownloads: true });
+    const page = await openApp(context);
+    const name = `${env.basic.host}/${env.fixtures.plain.path}`;
+    const user = page.getByLabel(`User name for ${env.basic.host}`);
+    const password = page.getByLabel(`Password or token for ${env.basic.host}`);
+    const signIn = async () => {
+      await page.getByLabel('Image', { exact: true }).fill(name);
+      await page.getByText('Sign in (private repositories)').click();
+    };
+    await signIn();
+    await user.fill(env.basic.credentials.username);
+    await password.fill('not-the-password');
+    expect(await pullOutcome(page)).toBe('UNAUTHORIZED');
+    await password.fill(env.basic.credentials.password);
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    // Not remembered: a reload forgets it.
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe('');
+    expect(await page.getByTestId('remembered').count()).toBe(0);
+
+    await user.fill(env.basic.credentials.username);
+    await password.fill(env.basic.credentials.password);
+    await page.getByLabel('Remember on this device').check();
+    await expect.poll(() => page.getByRole('note').textContent()).toMatch(/unencrypted/);
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe(env.basic.credentials.username);
+    expect(await password.inputValue()).toBe(env.basic.credentials.password);
+    expect(await page.getByTestId('remembered').textContent()).toContain(env.basic.host);
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    await page.getByRole('button', { name: `Forget ${env.basic.host}` }).click();
+    expect(await user.inputValue()).toBe('');
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe('');
+    expect(await page.getByTestId('remembered').count()).toBe(0);
+    expect(await pullOutcome(page)).toBe('UNAUTHORIZED');
+    await context.close();
+  });
+});
