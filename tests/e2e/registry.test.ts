@@ -1,14 +1,20 @@
 // Registries as people meet them, through the page in Debian's Chromium: sign-ins per registry
 // (kept in the tab, or remembered on this device by choice), and a cancelled download that leaves
 // no segment behind. Judged at the registries: request logs, skopeo, IndexedDB's own contents.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
 import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
-import { copyImage } from '../helpers/registry-api.ts';
+import { copyImage, pushImage } from '../helpers/registry-api.ts';
+import { cacheContents } from '../helpers/idb-cache.ts';
+import { run } from '../helpers/command.ts';
+import { reproducibleTarOptions } from '../helpers/images.ts';
 import type { TokenRequestRecord } from '../helpers/token-server.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 
@@ -17,10 +23,13 @@ let browser: Browser;
 let server: RunningServer;
 /** In front of the token registry, recording every Authorization header it is sent. */
 let tokenFront: TamperProxy;
+/** In front of the anonymous registry, for failures a healthy registry never has. */
+let anonFront: TamperProxy;
 
 beforeAll(async () => {
   tokenFront = await startTamperProxy(env.token.url);
-  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host], { tokenRealms: [env.tokenServer.realm] });
+  anonFront = await startTamperProxy(env.anon.url);
+  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host], { tokenRealms: [env.tokenServer.realm] });
   browser = await launchChromium();
 });
 
@@ -28,6 +37,7 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
   await tokenFront?.close();
+  await anonFront?.close();
 });
 
 async function openApp(context?: BrowserContext): Promise<Page> {
@@ -126,5 +136,42 @@ describe('sign-in per registry', () => {
     expect(await page.getByTestId('remembered').count()).toBe(0);
     expect(await pullOutcome(page)).toBe('UNAUTHORIZED');
     await context.close();
+  });
+});
+
+const MiB = 1024 * 1024;
+/** src/browser/idb-store.ts SEGMENT_BYTES: a blob is written to IndexedDB in pieces of this size. */
+const SEGMENT = 16 * MiB;
+
+/** A one-file layer tar (GNU tar, reproducible options) of `size` random bytes. */
+async function randomLayer(size: number): Promise<Uint8Array> {
+  const dir = await mkdtemp(join(tmpdir(), 'longshore-layer-'));
+  try {
+    await writeFile(join(dir, 'random.bin'), randomBytes(size));
+    return new Uint8Array(await run('tar', ['-c', ...reproducibleTarOptions(), '-f', '-', '-C', dir, 'random.bin']));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('the cache', () => {
+  it('cancel mid-layer, a layer larger than two segments: no segment is left without its record', async () => {
+    const repo = `test/big-${randomUUID().slice(0, 8)}`;
+    const image = await pushImage(env.anon.url, repo, 'latest', [await randomLayer(2 * SEGMENT + 8 * MiB)]);
+    // The layer stops after one whole segment and a half: the store has written a segment and waits.
+    anonFront.rules.stallBlob = { digest: image.layers[0]!, afterBytes: SEGMENT + SEGMENT / 2 };
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${repo}:latest`);
+    await page.getByRole('button', { name: 'Pull' }).click();
+    await expect.poll(async () => (await cacheContents(page)).keys.filter((k) => k.startsWith('seg:')).length, { timeout: 45_000 }).toBeGreaterThan(0);
+    expect((await cacheContents(page)).keys).not.toContain(`blob:${image.layers[0]}`);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(() => page.getByTestId('status').getAttribute('data-status')).toBe('cancelled');
+    // The worker deletes the segments it wrote once its stream fails; wait for that, bounded.
+    await expect.poll(async () => (await cacheContents(page)).orphans, { timeout: 20_000 }).toEqual([]);
+    const { keys } = await cacheContents(page);
+    expect(keys).not.toContain(`blob:${image.layers[0]}`);
+    expect(keys.filter((k) => k.startsWith('seg:'))).toEqual([]);
+    await page.context().close();
   });
 });

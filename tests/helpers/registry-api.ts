@@ -52,3 +52,35 @@ export async function copyImage(registryUrl: string, from: string, reference: st
   for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) await mountBlob(registryUrl, from, to, d);
   return putManifest(registryUrl, to, tag, bytes, mediaType);
 }
+
+export interface PushedImage {
+  /** The manifest's digest. */
+  digest: string;
+  config: string;
+  /** Layer digests (uncompressed tars: also the diff_ids). */
+  layers: string[];
+}
+
+/** Pushes a linux/amd64 OCI image of uncompressed tar layers (`application/vnd.oci.image.layer.v1.tar`). */
+export async function pushImage(registryUrl: string, repository: string, tag: string, layerTars: Uint8Array[]): Promise<PushedImage> {
+  const layers: string[] = [];
+  for (const tar of layerTars) layers.push(await pushBlob(registryUrl, repository, tar));
+  const config = JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    created: '2024-01-01T00:00:00Z',
+    config: {},
+    rootfs: { type: 'layers', diff_ids: layers },
+    history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'registry-api.ts' })),
+  });
+  const configBytes = new TextEncoder().encode(config);
+  const configDigest = await pushBlob(registryUrl, repository, configBytes);
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: configBytes.length },
+    layers: layerTars.map((t, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layers[i]!, size: t.length })),
+  });
+  const digest = await putManifest(registryUrl, repository, tag, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  return { digest, config: configDigest, layers };
+}

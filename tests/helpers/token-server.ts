@@ -17,6 +17,8 @@ export interface TokenRequestRecord {
   authorizationScheme: string | null;
   /** The Basic user name, when one was sent. */
   username: string | null;
+  /** The caller's User-Agent (an e2e test gives its browser context a unique one to find its own requests). */
+  userAgent: string | null;
   status: number;
   /** Access granted, as put in the token. */
   granted: AccessEntry[];
@@ -151,6 +153,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       hasAuthorization: authorization !== null,
       authorizationScheme: authorization?.split(' ')[0] ?? null,
       username: null,
+      userAgent: req.headers['user-agent'] ?? null,
       status: 0,
       granted: [],
     };
