@@ -13,9 +13,9 @@ import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
 import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
 import { copyImage, pushImage } from '../helpers/registry-api.ts';
 import { cacheContents } from '../helpers/idb-cache.ts';
-import { run } from '../helpers/command.ts';
+import { freePort, run } from '../helpers/command.ts';
 import { reproducibleTarOptions } from '../helpers/images.ts';
-import type { TokenRequestRecord } from '../helpers/token-server.ts';
+import { HUB_TOKEN_PATH, type TokenRequestRecord } from '../helpers/token-server.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 
 const env = inject('registryEnv');
@@ -25,11 +25,17 @@ let server: RunningServer;
 let tokenFront: TamperProxy;
 /** In front of the anonymous registry, for failures a healthy registry never has. */
 let anonFront: TamperProxy;
+/** The token registry with its challenge naming the token server's Docker Hub-like realm. */
+let hubFront: TamperProxy;
+/** A configured registry host nothing listens on. */
+let downHost: string;
 
 beforeAll(async () => {
   tokenFront = await startTamperProxy(env.token.url);
   anonFront = await startTamperProxy(env.anon.url);
-  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host], { tokenRealms: [env.tokenServer.realm] });
+  hubFront = await startTamperProxy(env.token.url, { challengeRealm: `${env.tokenServer.origin}${HUB_TOKEN_PATH}` });
+  downHost = `127.0.0.1:${await freePort()}`;
+  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host, hubFront.host, downHost], { tokenRealms: [env.tokenServer.realm] });
   browser = await launchChromium();
 });
 
@@ -38,6 +44,7 @@ afterAll(async () => {
   await server?.close();
   await tokenFront?.close();
   await anonFront?.close();
+  await hubFront?.close();
 });
 
 async function openApp(context?: BrowserContext): Promise<Page> {
@@ -172,6 +179,42 @@ describe('the cache', () => {
     const { keys } = await cacheContents(page);
     expect(keys).not.toContain(`blob:${image.layers[0]}`);
     expect(keys.filter((k) => k.startsWith('seg:'))).toEqual([]);
+    await page.context().close();
+  });
+});
+
+describe('errors people understand', () => {
+  async function failure(page: Page, name: string): Promise<{ code: string | null; text: string }> {
+    await page.getByLabel('Image', { exact: true }).fill(name);
+    expect(await pullOutcome(page)).toBeDefined();
+    const error = page.getByTestId('error');
+    return { code: await error.getAttribute('data-code'), text: (await error.textContent()) ?? '' };
+  }
+
+  it('a missing repository on a Docker Hub-like registry, an HTML 502, a registry that is down, a host the proxy refuses', async () => {
+    const page = await openApp();
+    const missing = await failure(page, `${hubFront.host}/library/no-such-image:latest`);
+    expect(missing.code).toBe('NOT_FOUND_OR_PRIVATE');
+    expect(missing.text).toMatch(/not found, or private/);
+    expect(missing.text).toMatch(/sign in/);
+
+    anonFront.rules.failManifests = { status: 502, count: 1_000, html: true };
+    try {
+      const page502 = await failure(page, `${anonFront.host}/${env.fixtures.oci.path}`);
+      expect(page502.code).toBe('ERROR_PAGE');
+      expect(page502.text).toContain('502 Bad Gateway');
+      expect(page502.text).not.toMatch(/<\/?[a-z]/i);
+    } finally {
+      anonFront.rules.failManifests = undefined;
+    }
+
+    const down = await failure(page, `${downHost}/test/oci:latest`);
+    expect(down.code).toBe('PROXY_UNREACHABLE');
+    expect(down.text).toContain(`${downHost} did not answer`);
+
+    const refused = await failure(page, `${env.token.host}/test/oci:latest`);
+    expect(refused.code).toBe('PROXY_DENIED');
+    expect(refused.text).toContain(`LONGSHORE_REGISTRIES=http://${env.token.host}`);
     await page.context().close();
   });
 });

@@ -23,6 +23,8 @@ export interface TamperRules {
   failManifests?: { status: number; count: number; retryAfter?: string; html?: boolean };
   /** Extra headers on every forwarded manifest response (Docker Hub's RateLimit-Limit / RateLimit-Remaining). */
   manifestHeaders?: Record<string, string>;
+  /** Rewrites the realm="…" of the upstream's WWW-Authenticate, to send clients to another token service path. */
+  challengeRealm?: string;
 }
 
 export interface TamperRecord {
@@ -142,7 +144,10 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
             res.writeHead(status, up.headers);
             await pumpFlipping(up, res, Math.floor(length / 2));
           } else {
-            res.writeHead(status, isManifest ? { ...up.headers, ...proxy.rules.manifestHeaders } : up.headers);
+            const headers = isManifest ? { ...up.headers, ...proxy.rules.manifestHeaders } : { ...up.headers };
+            const realm = proxy.rules.challengeRealm;
+            if (realm && typeof headers['www-authenticate'] === 'string') headers['www-authenticate'] = headers['www-authenticate'].replace(/realm="[^"]*"/, `realm="${realm}"`);
+            res.writeHead(status, headers);
             up.pipe(res);
           }
         };
