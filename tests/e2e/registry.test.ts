@@ -218,3 +218,26 @@ describe('errors people understand', () => {
     await page.context().close();
   });
 });
+
+describe('rate limits', () => {
+  it('429 twice with Retry-After: the page counts down, then completes by itself', async () => {
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${env.fixtures.oci.path}`);
+    // Let the name's look-up pass first: the two 429s are for the pull.
+    await expect.poll(() => page.getByTestId('name-help').textContent(), { timeout: 20_000 }).toMatch(/single image|multi-platform/);
+    const failed = anonFront.requests.filter((r) => r.action === 'fail').length;
+    anonFront.rules.failManifests = { status: 429, count: 2, retryAfter: '2' };
+    try {
+      await page.getByRole('button', { name: 'Pull' }).click();
+      const wait = page.getByTestId('rate-wait');
+      await wait.waitFor({ timeout: 20_000 });
+      expect(await wait.textContent()).toMatch(new RegExp(`${anonFront.host} is rate-limiting this pull: retrying in [12] s`));
+      await page.getByTestId('download').waitFor({ timeout: 45_000 });
+      expect(await wait.count()).toBe(0);
+      expect(anonFront.requests.filter((r) => r.action === 'fail').length - failed).toBe(2);
+    } finally {
+      anonFront.rules.failManifests = undefined;
+    }
+    await page.context().close();
+  });
+});

@@ -9,12 +9,14 @@ import type { PullEvent, LayerState } from '../../core/progress.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
 import { CredentialsState } from './credentials.svelte.ts';
+import { RateLimitState } from './rate-limit.svelte.ts';
+import type { RegistryNotice } from '../../core/registry/rate-limit.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
 export interface BridgeLike {
   resolve(reference: string, options?: { signal?: AbortSignal; credentials?: Record<string, Credentials> }): Promise<ResolveSummary>;
-  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void }): Promise<PullOutcome>;
+  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void; onNotice?: (n: RegistryNotice) => void }): Promise<PullOutcome>;
 }
 
 export interface LayerRow {
@@ -52,6 +54,8 @@ export class PullState {
   resolving = $state(false);
   startedAt = $state(0);
   elapsed = $state(0);
+  /** Rate limits the registries report, and the countdown to a retry they asked for. */
+  readonly rateLimit = new RateLimitState();
 
   /** Several names may be given at once, separated by spaces or commas (crane pull IMAGE… TARBALL). */
   readonly names = $derived(this.name.split(/[\s,]+/).filter(Boolean));
@@ -156,6 +160,9 @@ export class PullState {
           onProgress: (events) => {
             if (!ac.signal.aborted) this.apply(events);
           },
+          onNotice: (notice) => {
+            if (!ac.signal.aborted) this.rateLimit.apply(notice);
+          },
         },
       );
       if (ac.signal.aborted) return;
@@ -173,6 +180,7 @@ export class PullState {
         this.outcome = undefined;
       }
     } finally {
+      this.rateLimit.endWait();
       if (this.#pullAbort === ac) this.#pullAbort = undefined;
     }
   }
