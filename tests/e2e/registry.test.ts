@@ -241,3 +241,39 @@ describe('rate limits', () => {
     await page.context().close();
   });
 });
+
+describe('deep links', () => {
+  it('a link fills the same pull without starting it; a click pulls it; Back returns to the previous name', async () => {
+    const name = `${env.anon.host}/${env.fixtures.multi.path}`;
+    const page = await openApp();
+    const link = new URL(`/?${new URLSearchParams({ image: name, platform: 'linux/arm64', format: 'oci' })}`, server.url).toString();
+    await page.goto(link);
+    const image = page.getByLabel('Image', { exact: true });
+    await expect.poll(() => image.inputValue()).toBe(name);
+    expect(await page.getByLabel('Format').inputValue()).toBe('oci');
+    // The look-up runs (to offer the index's platforms) and keeps the linked one chosen.
+    await expect.poll(() => page.getByTestId('name-help').textContent(), { timeout: 20_000 }).toMatch(/multi-platform index/);
+    expect(await page.getByLabel('Platform', { exact: true }).inputValue()).toBe('linux/arm64');
+    // Nothing was pulled: no download, an idle page, an empty cache.
+    expect(await page.getByTestId('status').getAttribute('data-status')).toBe('idle');
+    expect(await page.getByTestId('download').count()).toBe(0);
+    expect((await cacheContents(page)).keys.filter((k) => k.startsWith('blob:'))).toEqual([]);
+
+    expect(await pullOutcome(page)).toBeUndefined();
+    const child = env.fixtures.multi.children!.find((c) => c.platform.architecture === 'arm64')!;
+    expect(await page.getByTestId('result').textContent()).toContain('linux/arm64');
+    const childLayers = (JSON.parse(child.manifest.raw) as { layers: { digest: string }[] }).layers;
+    for (const l of childLayers) expect((await cacheContents(page)).keys).toContain(`blob:${l.digest}`);
+
+    // A new name is a new history entry; Back restores the linked pull.
+    const other = `${env.anon.host}/${env.fixtures.oci.path}`;
+    await image.fill(other);
+    await expect.poll(() => new URL(page.url()).searchParams.get('image')).toBe(other);
+    await page.goBack();
+    await expect.poll(() => image.inputValue()).toBe(name);
+    expect(new URL(page.url()).searchParams.get('platform')).toBe('linux/arm64');
+    await page.goForward();
+    await expect.poll(() => image.inputValue()).toBe(other);
+    await page.context().close();
+  });
+});
