@@ -11,7 +11,7 @@ import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
 import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
-import { copyImage, pushImage } from '../helpers/registry-api.ts';
+import { copyImage, copyManifest, pushImage, pushManyTags } from '../helpers/registry-api.ts';
 import { cacheContents } from '../helpers/idb-cache.ts';
 import { freePort, run } from '../helpers/command.ts';
 import { reproducibleTarOptions } from '../helpers/images.ts';
@@ -275,5 +275,42 @@ describe('deep links', () => {
     await page.goForward();
     await expect.poll(() => image.inputValue()).toBe(other);
     await page.context().close();
+  });
+});
+
+describe('tags', () => {
+  it('browses 2,500 tags (paged by n and Link), filters as you type, picks one: HEAD digest and platforms before pulling', async () => {
+    const repo = `test/tags-${randomUUID().slice(0, 8)}`;
+    const { tags } = await pushManyTags(env.anon.url, repo, 2500);
+    const indexDigest = await copyManifest(env.anon.url, env.fixtures.multi.repository, env.fixtures.multi.tag, repo, 'multi');
+    anonFront.rules.paginateTags = { maxPage: 1000 };
+    try {
+      const page = await openApp();
+      await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${repo}`);
+      await page.getByTestId('browse-tags').click();
+      const counted = page.getByTestId('tag-count');
+      await expect.poll(() => counted.textContent(), { timeout: 30_000 }).toBe(`${(tags.length + 1).toLocaleString('en')} tags`);
+      expect(anonFront.requests.filter((r) => r.path.startsWith(`/v2/${repo}/tags/list`) && r.path.includes('last='))).toHaveLength(2);
+      expect(await page.getByTestId('tag-list').getByRole('button').count()).toBe(200);
+
+      await page.getByLabel('Filter tags').fill('v12');
+      await expect.poll(() => counted.textContent()).toBe(`100 of ${(tags.length + 1).toLocaleString('en')} tags match`);
+      expect(await page.getByTestId('tag-list').getByRole('button').first().textContent()).toBe('v1200');
+      await page.getByLabel('Filter tags').fill('mul');
+      await page.getByTestId('tag-list').getByRole('button', { name: 'multi' }).click();
+
+      const name = `${anonFront.host}/${repo}:multi`;
+      expect(await page.getByLabel('Image', { exact: true }).inputValue()).toBe(name);
+      await expect.poll(() => page.getByTestId('tag-digest').getAttribute('data-digest'), { timeout: 20_000 }).toBe(indexDigest);
+      expect(anonFront.requests.some((r) => r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/multi`)).toBe(true);
+      await expect.poll(() => page.getByTestId('tag-picked').textContent(), { timeout: 20_000 }).toContain('platforms: linux/amd64, linux/arm64, linux/arm/v7');
+      expect(await page.getByTestId('status').getAttribute('data-status')).toBe('idle');
+
+      expect(await pullOutcome(page)).toBeUndefined();
+      expect(await page.getByTestId('result').textContent()).toContain(`${repo}:multi`);
+      await page.context().close();
+    } finally {
+      anonFront.rules.paginateTags = undefined;
+    }
   });
 });

@@ -25,6 +25,12 @@ export interface TamperRules {
   manifestHeaders?: Record<string, string>;
   /** Rewrites the realm="…" of the upstream's WWW-Authenticate, to send clients to another token service path. */
   challengeRealm?: string;
+  /**
+   * Pages tags/list as distribution v3, Docker Hub or ghcr.io do (distribution 2.8 sends every tag at once,
+   * unsorted): tags sorted, at most `n` after `last`, and `Link: <…?n=…&last=…>; rel="next"` while more remain.
+   * `maxPage` caps `n` like a registry that sends fewer than asked.
+   */
+  paginateTags?: { maxPage?: number };
 }
 
 export interface TamperRecord {
@@ -48,6 +54,7 @@ export interface TamperProxy {
 
 const BLOB_PATH = /^\/v2\/.+\/blobs\/(sha256:[a-f0-9]{64})$/;
 const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
+const TAGS_PATH = /^(\/v2\/.+\/tags\/list)(?:\?(.*))?$/;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'content-length'];
 
 function withoutLength(headers: IncomingHttpHeaders): IncomingHttpHeaders {
@@ -107,6 +114,34 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
         ...(fail.retryAfter ? { 'retry-after': fail.retryAfter } : {}),
       });
       res.end(body);
+      return;
+    }
+
+    const tagsPath = TAGS_PATH.exec(path);
+    if (tagsPath && proxy.rules.paginateTags && req.method === 'GET') {
+      record.action = 'paginate';
+      const query = new URLSearchParams(tagsPath[2] ?? '');
+      const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: 'GET', path: tagsPath[1], headers: { ...req.headers, host: upstream.host } }, async (upRes) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of upRes as AsyncIterable<Buffer>) chunks.push(chunk);
+        const body = Buffer.concat(chunks);
+        if (upRes.statusCode !== 200) {
+          res.writeHead(upRes.statusCode ?? 502, withoutLength(upRes.headers)).end(body);
+          return;
+        }
+        const all = ((JSON.parse(body.toString('utf8')) as { name: string; tags: string[] | null }).tags ?? []).slice().sort();
+        const name = (JSON.parse(body.toString('utf8')) as { name: string }).name;
+        const last = query.get('last');
+        const asked = Number(query.get('n') ?? all.length);
+        const n = Math.min(asked, proxy.rules.paginateTags?.maxPage ?? asked);
+        const from = last === null ? 0 : all.findIndex((t) => t > last);
+        const page = from < 0 ? [] : all.slice(from, from + n);
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (from >= 0 && from + n < all.length) headers['link'] = `<${tagsPath[1]}?n=${asked}&last=${encodeURIComponent(page.at(-1)!)}>; rel="next"`;
+        res.writeHead(200, headers).end(JSON.stringify({ name, tags: page }));
+      });
+      up.on('error', () => res.writeHead(502).end());
+      up.end();
       return;
     }
 
