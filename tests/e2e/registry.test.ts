@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
@@ -39,6 +39,12 @@ beforeAll(async () => {
   browser = await launchChromium();
 });
 
+/** An uncaught error in the page fails the test that caused it. */
+const pageErrors: string[] = [];
+afterEach(() => {
+  expect(pageErrors.splice(0), 'uncaught errors in the page').toEqual([]);
+});
+
 afterAll(async () => {
   await browser?.close();
   await server?.close();
@@ -50,7 +56,7 @@ afterAll(async () => {
 async function openApp(context?: BrowserContext): Promise<Page> {
   const ctx = context ?? (await browser.newContext({ acceptDownloads: true }));
   const page = await ctx.newPage();
-  page.on('pageerror', (e) => console.error('[page error]', e.message));
+  page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(server.url);
   await page.getByLabel('Image', { exact: true }).waitFor();
   return page;
