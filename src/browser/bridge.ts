@@ -2,12 +2,14 @@
 // progress callbacks. Errors come back as LongshoreError (rebuilt from their JSON form).
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
+import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, ToWorker, WorkerConfig } from './protocol.ts';
 import { WorkerRpc } from './worker-rpc.ts';
 
 interface Hooks {
   onPhase?: (phase: Phase) => void;
   onProgress?: (events: PullEvent[]) => void;
+  onNotice?: (notice: RegistryNotice) => void;
 }
 
 const cancel = (id: number): ToWorker => ({ type: 'cancel', id });
@@ -27,6 +29,8 @@ export class PullBridge {
         return this.#rpc.hooks(msg.id)?.onPhase?.(msg.phase);
       case 'progress':
         return this.#rpc.hooks(msg.id)?.onProgress?.(msg.events);
+      case 'notice':
+        return this.#rpc.hooks(msg.id)?.onNotice?.(msg.notice);
       case 'resolved':
         return this.#rpc.settle(msg.id, msg.summary);
       case 'done':
@@ -44,6 +48,7 @@ export class PullBridge {
     const hooks: Hooks = {};
     if (options.onPhase) hooks.onPhase = options.onPhase;
     if (options.onProgress) hooks.onProgress = options.onProgress;
+    if (options.onNotice) hooks.onNotice = options.onNotice;
     return this.#rpc.start((id) => ({ type: 'pull', id, request }), cancel, options.signal, hooks);
   }
 

@@ -4,6 +4,7 @@ import type { ErrorJSON } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import type { InspectTarget } from '../core/listing/target.ts';
+import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 
 export interface WorkerConfig {
   /** Origin (and path prefix) of the longshore proxy; requests go to `<proxyBase>/proxy/<host>/…`. */
@@ -56,5 +57,7 @@ export type FromWorker =
   | { type: 'phase'; id: number; phase: Phase }
   | { type: 'progress'; id: number; events: PullEvent[] }
   | { type: 'resolved'; id: number; summary: ResolveSummary }
+  /** A registry's rate limit, or a wait before a retry it asked for (RateLimit-*, Retry-After). */
+  | { type: 'notice'; id: number; notice: RegistryNotice }
   | { type: 'done'; id: number; outcome: PullOutcome }
   | { type: 'error'; id: number; error: ErrorJSON };

@@ -12,6 +12,7 @@ import { inspectTargetOf } from '../core/listing/target.ts';
 import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
 import type { LayerPlan, PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
+import { observeRegistry, type RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { IdbBlobStore } from './idb-store.ts';
 import type { LayerPool } from './layer-pool.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
@@ -25,17 +26,20 @@ export interface JobContext {
   onProgress: (event: PullEvent) => void;
   /** Layer workers to spread layers over; without one, layers are fetched in this worker. */
   pool?: LayerPool;
+  /** Rate limits and retry waits the registries report. */
+  onNotice?: (notice: RegistryNotice) => void;
 }
 
-function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch'>, credentials?: Record<string, Credentials>): RemoteSource {
+function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, credentials?: Record<string, Credentials>): RemoteSource {
+  const transport = { fetch: (input: string, init?: RequestInit) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) };
   const client = new RegistryClient({
-    transport: { fetch: (input, init) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) },
+    transport: ctx.onNotice ? observeRegistry(transport, ctx.onNotice) : transport,
     credentials: (host) => credentials?.[host],
   });
   return new RemoteSource(client);
 }
 
-export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
   const ref = parseReference(reference);
   const resolved = await sourceFor(ctx, credentials).resolve(ref, ctx.signal);
   if (resolved.kind === 'index') {

@@ -8,6 +8,7 @@ import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
+import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -84,7 +85,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       try {
-        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal }, msg.reference, msg.credentials);
+        const onNotice = (notice: RegistryNotice) => post({ type: 'notice', id: msg.id, notice });
+        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal, onNotice }, msg.reference, msg.credentials);
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -112,6 +114,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
             post({ type: 'phase', id: msg.id, phase });
           },
           onProgress: (event) => progress.push(event),
+          onNotice: (notice) => post({ type: 'notice', id: msg.id, notice }),
           ...(layerPool() ? { pool: layerPool()! } : {}),
         }, msg.request);
         progress.flush();

@@ -27,6 +27,14 @@ export const ErrorCode = {
   Proxy: 'PROXY',
   Store: 'STORE',
   Internal: 'INTERNAL',
+  /** 401 insufficient_scope with a fresh token: Docker Hub's answer for a missing or a private repository alike. */
+  NotFoundOrPrivate: 'NOT_FOUND_OR_PRIVATE',
+  /** An HTML page where a registry answer was expected (a corporate proxy, load balancer or captive portal). */
+  ErrorPage: 'ERROR_PAGE',
+  /** longshore's proxy refused the destination (src/proxy/handler.ts). */
+  ProxyDenied: 'PROXY_DENIED',
+  /** longshore's proxy could not connect to the registry: it is down, or the host is wrong. */
+  ProxyUnreachable: 'PROXY_UNREACHABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -2,8 +2,9 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import { PullBridge } from '../browser/bridge.ts';
 import { loadAppConfig } from '../browser/app-config.ts';
+import { createTagService } from '../browser/tag-service.ts';
 import './app.css';
 
 const config = await loadAppConfig();
 const bridge = new PullBridge({ proxyBase: config.proxyBase });
-mount(App, { target: document.getElementById('app')!, props: { bridge } });
+mount(App, { target: document.getElementById('app')!, props: { bridge, tagService: createTagService(config.proxyBase) } });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
@@ -11,6 +12,7 @@ import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.ts';
 import { validateDockerArchive } from '../helpers/validate.ts';
 import { podmanLoad } from '../helpers/validate-oci.ts';
 import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
+import { cacheContents } from '../helpers/idb-cache.ts';
 import { runText } from '../helpers/command.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 
@@ -37,8 +39,9 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function openApp(): Promise<Page> {
-  const context = await browser.newContext({ acceptDownloads: true });
+/** `userAgent`: a unique one marks this page's requests in the shared servers' logs (the proxy passes it on). */
+async function openApp(userAgent?: string): Promise<Page> {
+  const context = await browser.newContext({ acceptDownloads: true, ...(userAgent ? { userAgent } : {}) });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('[page error]', e.message));
   await page.goto(server.url);
@@ -126,19 +129,21 @@ describe('the browser app', () => {
   it('pulls from a bearer-token registry with a cross-origin realm and redirected blobs, never leaking Authorization', async () => {
     const mark = await requestLogMark(env.staticServer.requestLogUrl);
     const tokenMark = await requestLogMark(env.tokenServer.requestLogUrl);
-    const page = await openApp();
+    // Other test files pull the same blobs meanwhile: count only this page's requests.
+    const agent = `longshore-e2e-${randomUUID()}`;
+    const page = await openApp(agent);
     const name = `${env.token.host}/test/oci:latest`;
     const file = await pullAndDownload(page, name, `127.0.0.1_${env.token.host.split(':')[1]}_test_oci_latest.tar`);
     const f = env.fixtures.oci;
     await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
-    const log = await readRequestLog<{ seq: number; url: string; headers: Record<string, string> }>(env.staticServer.requestLogUrl, mark);
+    const log = (await readRequestLog<{ seq: number; url: string; headers: Record<string, string> }>(env.staticServer.requestLogUrl, mark)).filter((r) => r.headers['user-agent'] === agent);
     const layerHexes = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest.slice(7));
     for (const hex of layerHexes) expect(log.some((r) => r.url.includes(hex)), `blob ${hex} fetched via redirect`).toBe(true);
     expect(log.filter((r) => 'authorization' in r.headers)).toEqual([]);
     // One token for the name's look-up and one for the pull; the layer workers are handed the
     // pull's token with their jobs instead of each asking the realm again.
     expect(layerHexes.length).toBeGreaterThan(1);
-    const tokens = await readRequestLog<{ seq: number }>(env.tokenServer.requestLogUrl, tokenMark);
+    const tokens = (await readRequestLog<{ seq: number; userAgent: string | null }>(env.tokenServer.requestLogUrl, tokenMark)).filter((t) => t.userAgent === agent);
     expect(tokens.length).toBeGreaterThan(0);
     expect(tokens.length).toBeLessThanOrEqual(2);
     await page.context().close();
@@ -146,10 +151,12 @@ describe('the browser app', () => {
 
   it('pulls from a basic-auth registry with credentials typed into the page', async () => {
     const page = await openApp();
+    const name = `${env.basic.host}/test/plain:latest`;
+    // The sign-in fields are per registry: they appear for the registry the name reaches.
+    await page.getByLabel('Image', { exact: true }).fill(name);
     await page.getByText('Sign in (private repositories)').click();
     await page.getByLabel('User name').fill(env.basic.credentials.username);
     await page.getByLabel('Password or token').fill(env.basic.credentials.password);
-    const name = `${env.basic.host}/test/plain:latest`;
     const file = await pullAndDownload(page, name, `127.0.0.1_${env.basic.host.split(':')[1]}_test_plain_latest.tar`);
     const f = env.fixtures.plain;
     await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
@@ -224,17 +231,22 @@ describe('the browser app', () => {
   });
 
   it('legacy after a docker pull decompresses the cached layers: no layer is fetched again', async () => {
-    const page = await openApp();
+    const agent = `longshore-e2e-${randomUUID()}`;
+    const page = await openApp(agent);
     const name = `${env.token.host}/test/oci:latest`;
     const fileName = `127.0.0.1_${env.token.host.split(':')[1]}_test_oci_latest.tar`;
+    const first = await requestLogMark(env.staticServer.requestLogUrl);
     await pullAndDownload(page, name, fileName);
     const f = env.fixtures.oci;
     const diffIds = (JSON.parse(f.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
     const layerHexes = (JSON.parse(f.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest.slice(7));
+    // The marker finds this page's requests: the first pull's layer fetches carry it.
+    const firstLog = (await readRequestLog<{ seq: number; url: string; headers: Record<string, string> }>(env.staticServer.requestLogUrl, first)).filter((r) => r.headers['user-agent'] === agent);
+    for (const hex of layerHexes) expect(firstLog.some((r) => r.url.includes(hex)), `layer ${hex} fetched by the first pull`).toBe(true);
     const mark = await requestLogMark(env.staticServer.requestLogUrl);
     await page.getByLabel('Format').selectOption('legacy');
     const file = await pullAndDownload(page, name, fileName);
-    const log = await readRequestLog<{ seq: number; url: string }>(env.staticServer.requestLogUrl, mark);
+    const log = (await readRequestLog<{ seq: number; url: string; headers: Record<string, string> }>(env.staticServer.requestLogUrl, mark)).filter((r) => r.headers['user-agent'] === agent);
     for (const hex of layerHexes) expect(log.filter((r) => r.url.includes(hex)), `layer ${hex} fetched again`).toEqual([]);
     await expectLayerTars(file, diffIds);
     for (const d of diffIds) expect(await cacheKeys(page)).toContain(`blob:${d}`);
@@ -276,7 +288,8 @@ describe('the browser app', () => {
     // The largest layer (drip-fed) must not be in the cache, whole or partial.
     const layers = (JSON.parse(env.fixtures.v2s2.manifest.raw) as { layers: { digest: string; size: number }[] }).layers;
     const largest = layers.reduce((a, b) => (b.size > a.size ? b : a));
-    await page.waitForTimeout(500);
+    // Wait for the worker's clean-up (a condition, not a sleep): no segment without its record.
+    await expect.poll(async () => (await cacheContents(page)).orphans, { timeout: 20_000 }).toEqual([]);
     const keys = await cacheKeys(page);
     expect(keys).not.toContain(`blob:${largest.digest}`);
     await page.context().close();

@@ -118,8 +118,7 @@ describe('PullState', () => {
     s.name = '127.0.0.1:5000/private/x';
     await s.pull();
     expect(bridge.requests[0]!.credentials).toBeUndefined();
-    s.username = 'bob';
-    s.password = 'builder';
+    s.credentials.update('127.0.0.1:5000', { username: 'bob', password: 'builder' });
     await s.pull();
     expect(bridge.requests[1]!.credentials).toEqual({ '127.0.0.1:5000': { username: 'bob', password: 'builder' } });
   });

@@ -1,7 +1,11 @@
 // Registry error responses (distribution-spec "Error Codes") turned into typed errors that keep
-// the registry's code and say whether a retry makes sense.
+// the registry's code and say whether a retry makes sense. Answers people meet that are not in
+// the spec get their own code, one line saying what happened and a next step: Docker Hub's 401
+// for a missing repository, an HTML page from something in between, longshore's proxy refusing
+// a host or unable to reach it.
 import { ErrorCode, LongshoreError } from '../errors.ts';
-import { readCapped } from '../http/transport.ts';
+import { challengeOf, readCapped } from '../http/transport.ts';
+import { parseChallenges } from './challenge.ts';
 
 const ERROR_BODY_LIMIT = 64 * 1024;
 
@@ -19,7 +23,7 @@ const KNOWN = new Set<string>([
 ]);
 
 /** Refusals by longshore's own proxy (src/proxy/handler.ts), in the same error envelope. */
-const PROXY_CODES = new Set(['PROXY_DENIED', 'PROXY_UNREACHABLE']);
+const PROXY_CODES = new Set<string>([ErrorCode.ProxyDenied, ErrorCode.ProxyUnreachable]);
 
 export interface RequestContext {
   /** What we were doing: 'manifest docker.io/library/alpine:latest'. */
@@ -42,9 +46,42 @@ function hintFor(code: string, ctx: RequestContext): string {
       return `Your credentials are not allowed to read this on ${ctx.registry}. Check the repository name and the account's permissions.`;
     case 'TOOMANYREQUESTS':
       return `${ctx.registry} is rate-limiting you. Wait a while (or sign in for a higher limit) and try again.`;
+    case ErrorCode.NotFoundOrPrivate:
+      return `Check the spelling of ${ctx.repository ?? 'the repository'} (Docker Hub official images live under library/); if it is private, sign in for ${ctx.registry} with an account that can read it.`;
     default:
       return `The registry ${ctx.registry} refused the request.`;
   }
+}
+
+/** The host longshore's proxy was asked for: `/proxy/HOST/…` in the response URL, else the registry. */
+function proxiedHost(response: Response, ctx: RequestContext): string {
+  try {
+    return /^\/proxy\/([^/]+)\//.exec(new URL(response.url).pathname)?.[1] ?? ctx.registry;
+  } catch {
+    return ctx.registry;
+  }
+}
+
+function proxyDeniedHint(host: string): string {
+  const url = `${/^(localhost|127\.|\[::1\])/.test(host) ? 'http' : 'https'}://${host}`;
+  return `Allow it where longshore runs: start it with LONGSHORE_REGISTRIES=${url} (a comma list, added to the defaults), `
+    + `or add "${url}" to the "registries" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`;
+}
+
+/** An HTML document instead of a registry answer: by Content-Type, or by its first bytes. */
+function isHtml(contentType: string, text: string): boolean {
+  return /^text\/html\b/i.test(contentType) || /^\s*<(!doctype html|html[\s>])/i.test(text);
+}
+
+/** The page's <title> (or first heading), as plain text, for the message. */
+function htmlTitle(text: string): string {
+  const raw = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(text)?.[1] ?? /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(text)?.[1] ?? '';
+  return raw.replace(/<[^>]*>/g, '').replace(/&[a-z]+;|&#\d+;/gi, ' ').replace(/\s+/g, ' ').trim().slice(0, 120);
+}
+
+/** Docker Hub's (and distribution's) answer to a token that grants nothing: 401 + error="insufficient_scope". */
+function insufficientScope(response: Response): boolean {
+  return response.status === 401 && parseChallenges(challengeOf(response)).some((c) => c.params['error'] === 'insufficient_scope');
 }
 
 /** Build the typed error for a non-2xx registry response; reads at most 64 KiB of the body. */
@@ -61,8 +98,23 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
       // not JSON: keep the text for the message
     }
   }
-  const first = specErrors[0];
   const status = response.status;
+  const retryAfter = response.headers.get('retry-after');
+  const retryable = status === 429 || status >= 500;
+  const base = { status, registry: ctx.registry, repository: ctx.repository, errors: specErrors, retryAfter };
+
+  if (specErrors.length === 0 && isHtml(response.headers.get('content-type') ?? '', text)) {
+    const title = htmlTitle(text);
+    return new LongshoreError(ErrorCode.ErrorPage, `${ctx.what}: ${status}, a web page${title ? ` ("${title}")` : ''} came back instead of a registry answer.`, {
+      hint: status >= 500
+        ? `Something between you and ${ctx.registry} (a corporate proxy, load balancer or the registry's front end) is failing. Try again in a few minutes; if it lasts, check the registry's status page or your network's proxy.`
+        : `Something between you and ${ctx.registry} (a corporate proxy, captive portal or firewall) answered instead of the registry. Check that ${ctx.registry} is reachable from your network.`,
+      retryable,
+      data: { ...base, title },
+    });
+  }
+
+  const first = specErrors[0];
   let code: string | undefined = typeof first?.code === 'string' ? first.code.toUpperCase() : undefined;
   if (code !== undefined && !KNOWN.has(code) && !PROXY_CODES.has(code)) code = ErrorCode.Registry;
   if (code === undefined) {
@@ -73,15 +125,28 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
       : ErrorCode.Http;
   }
   const registryMessage = typeof first?.message === 'string' ? first.message : text.trim().slice(0, 200);
+
+  if (code === ErrorCode.ProxyDenied) {
+    const host = proxiedHost(response, ctx);
+    return new LongshoreError(code, `${ctx.what}: longshore's proxy is not allowed to reach ${host}${registryMessage ? ` (${registryMessage})` : ''}.`, {
+      hint: proxyDeniedHint(host),
+      data: { ...base, host },
+    });
+  }
+  if (code === ErrorCode.ProxyUnreachable) {
+    const host = proxiedHost(response, ctx);
+    return new LongshoreError(code, `${ctx.what}: ${host} did not answer; the registry is down or the host name is wrong${registryMessage ? ` (${registryMessage})` : ''}.`, {
+      hint: `Check the host name ${host}, then try again later (longshore already retried).`,
+      retryable,
+      data: { ...base, host },
+    });
+  }
+  if (insufficientScope(response) && (code === 'UNAUTHORIZED' || code === 'DENIED')) {
+    return new LongshoreError(ErrorCode.NotFoundOrPrivate, `${ctx.what}: not found, or private (${ctx.registry} answered 401 insufficient_scope, as Docker Hub does for both).`, {
+      hint: hintFor(ErrorCode.NotFoundOrPrivate, ctx),
+      data: base,
+    });
+  }
   const message = `${ctx.what}: ${status} ${code}${registryMessage ? ` (${registryMessage})` : ''}`;
-  const retryAfter = response.headers.get('retry-after');
-  return new LongshoreError(code, message, {
-    hint: code === 'PROXY_DENIED'
-      ? `The longshore proxy refused to reach ${ctx.registry}. Add the registry to the proxy's config (see README, "Proxy configuration").`
-      : code === 'PROXY_UNREACHABLE'
-        ? `The longshore proxy could not connect to ${ctx.registry}. Check the host name and that the registry is up.`
-        : hintFor(code, ctx),
-    retryable: status === 429 || status >= 500,
-    data: { status, registry: ctx.registry, repository: ctx.repository, errors: specErrors, retryAfter },
-  });
+  return new LongshoreError(code, message, { hint: hintFor(code, ctx), retryable, data: base });
 }

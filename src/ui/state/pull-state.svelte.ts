@@ -8,12 +8,15 @@ import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
+import { CredentialsState } from './credentials.svelte.ts';
+import { RateLimitState } from './rate-limit.svelte.ts';
+import type { RegistryNotice } from '../../core/registry/rate-limit.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
 export interface BridgeLike {
   resolve(reference: string, options?: { signal?: AbortSignal; credentials?: Record<string, Credentials> }): Promise<ResolveSummary>;
-  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void }): Promise<PullOutcome>;
+  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void; onNotice?: (n: RegistryNotice) => void }): Promise<PullOutcome>;
 }
 
 export interface LayerRow {
@@ -41,8 +44,6 @@ export class PullState {
   format = $state(DEFAULT_FORMAT.id);
   /** Keep every platform of an index (formats that can: oci). */
   allPlatforms = $state(false);
-  username = $state('');
-  password = $state('');
 
   status = $state<Status>('idle');
   layers = $state.raw<LayerRow[]>([]);
@@ -53,11 +54,15 @@ export class PullState {
   resolving = $state(false);
   startedAt = $state(0);
   elapsed = $state(0);
+  /** Rate limits the registries report, and the countdown to a retry they asked for. */
+  readonly rateLimit = new RateLimitState();
 
   /** Several names may be given at once, separated by spaces or commas (crane pull IMAGE… TARBALL). */
   readonly names = $derived(this.name.split(/[\s,]+/).filter(Boolean));
   readonly parsedAll = $derived(this.names.map((n) => tryParseReference(n)));
   readonly refs = $derived(this.parsedAll.flatMap((p): ImageReference[] => (p.ok ? [p.ref] : [])));
+  /** Each registry host the names reach, once: one sign-in per registry. */
+  readonly registries = $derived([...new Set(this.refs.map((r) => r.registry))]);
   /** The first name's result; with several names, an error names which one is wrong. */
   readonly parsed = $derived.by(() => {
     const bad = this.parsedAll.findIndex((p) => !p.ok);
@@ -88,12 +93,16 @@ export class PullState {
   #resolveAbort: AbortController | undefined;
   #samples = new Map<number, { t: number; done: number }>();
 
-  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly bridge: BridgeLike,
+    private readonly now: () => number = () => performance.now(),
+    readonly credentials: CredentialsState = new CredentialsState(),
+  ) {}
 
+  /** Each registry gets only the pair typed for it (never one pair for every registry named). */
   #credentials(): Record<string, Credentials> | undefined {
-    if (!this.username || !this.parsed?.ok) return undefined;
-    const creds = { username: this.username, password: this.password };
-    return Object.fromEntries(this.refs.flatMap((ref) => [[ref.registry, creds], [ref.apiHost, creds]]));
+    if (!this.parsed?.ok) return undefined;
+    return this.credentials.forRegistries(this.registries);
   }
 
   /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */
@@ -151,6 +160,9 @@ export class PullState {
           onProgress: (events) => {
             if (!ac.signal.aborted) this.apply(events);
           },
+          onNotice: (notice) => {
+            if (!ac.signal.aborted) this.rateLimit.apply(notice);
+          },
         },
       );
       if (ac.signal.aborted) return;
@@ -168,6 +180,7 @@ export class PullState {
         this.outcome = undefined;
       }
     } finally {
+      this.rateLimit.endWait();
       if (this.#pullAbort === ac) this.#pullAbort = undefined;
     }
   }
