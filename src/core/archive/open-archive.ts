@@ -9,7 +9,7 @@ import { ErrorCode, LongshoreError } from '../errors.ts';
 import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parseConfig, parseManifest } from '../image/manifest.ts';
 import { MediaType } from '../image/media-types.ts';
 import type { Descriptor, ImageConfig } from '../image/model.ts';
-import { formatPlatform } from '../image/platform.ts';
+import { configPlatformLabel } from '../image/platform.ts';
 import { TarEntryType } from '../tar/header.ts';
 import { cleanPath } from '../listing/entry.ts';
 import type { InspectLayer, InspectTarget } from '../listing/target.ts';
@@ -174,7 +174,8 @@ function image(name: string, config: ImageConfig, layers: ArchiveLayer[]): Archi
     config,
     layers: layers.map(({ digest, mediaType, size, diffId }) => ({ digest, mediaType, size, diffId })),
   };
-  if (config.os && config.architecture) target.platform = formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
+  const platform = configPlatformLabel(config);
+  if (platform) target.platform = platform;
   return { name, target, layers };
 }
 
