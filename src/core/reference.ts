@@ -40,6 +40,7 @@ const IPV6_BODY = /^[0-9a-f:]+$/;
 const PORT = /^[0-9]+$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const IMAGE_ID = /^[a-f0-9]{64}$/i;
+const LOCALHOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*localhost\.?$/;
 
 export interface ImageReference {
   /** Registry for naming: 'docker.io', 'ghcr.io', 'localhost:5000', '[::1]:5000'. Lowercase. */
@@ -207,9 +208,10 @@ export function downloadFileName(ref: ImageReference, ext = '.tar'): string {
 }
 
 /**
- * True for loopback registry hosts, with or without a port: "localhost", 127.0.0.0/8 and
- * "[::1]" (also written out in full, or unbracketed without a port). Case-insensitive.
- * Callers use it to default to plain http, as Docker does for these hosts.
+ * True for loopback hosts, with or without a port, case-insensitive: "localhost" and any name
+ * under it ("foo.localhost": RFC 6761 §6.3 reserves them for loopback), 127.0.0.0/8, and "::1" or
+ * an IPv4-mapped 127.x address ("::ffff:127.0.0.1", RFC 4291 §2.5.5.2) in any spelling, bracketed
+ * or not (unbracketed only without a port). Callers default these to plain http, as Docker does.
  */
 export function isLoopbackHost(host: string): boolean {
   if (typeof host !== 'string') return false;
@@ -225,9 +227,9 @@ export function isLoopbackHost(host: string): boolean {
   if (colons > 1) return isIpv6Loopback(h);
   const [hostname = '', port] = h.split(':');
   if (port !== undefined && !isPort(port)) return false;
-  if (hostname === 'localhost') return true;
-  const m = IPV4.exec(hostname);
-  return m !== null && m.slice(1).every(isOctet) && m[1] === '127';
+  if (LOCALHOST_NAME.test(hostname)) return true;
+  const octets = ipv4Octets(hostname);
+  return octets !== undefined && octets[0] === 127;
 }
 
 function build(registry: string, repository: string, tag: string | undefined, digest: string | undefined): ImageReference {
@@ -386,19 +388,44 @@ function isOctet(text: string): boolean {
   return (text === '0' || !text.startsWith('0')) && Number(text) <= 255;
 }
 
-// "::1" in any spelling: seven zero groups then 1 ("0:0:0:0:0:0:0:1", "0::1", …).
-function isIpv6Loopback(body: string): boolean {
-  if (!IPV6_BODY.test(body)) return false;
-  const halves = body.split('::');
-  if (halves.length > 2) return false;
+function ipv4Octets(text: string): number[] | undefined {
+  const m = IPV4.exec(text);
+  if (m === null || !m.slice(1).every(isOctet)) return undefined;
+  return m.slice(1).map(Number);
+}
+
+// The eight 16-bit groups of an IPv6 address ("::" shorthand, a dotted IPv4 tail: RFC 4291 §2.2).
+function ipv6Groups(body: string): number[] | undefined {
+  let text = body;
+  const tail: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  if (text.includes('.')) {
+    const octets = ipv4Octets(text.slice(lastColon + 1));
+    if (octets === undefined) return undefined;
+    tail.push((octets[0]! << 8) | octets[1]!, (octets[2]! << 8) | octets[3]!);
+    // Keep a "::" that ends right before the IPv4 part; drop a single ":".
+    const prefix = text.slice(0, lastColon + 1);
+    text = prefix.endsWith('::') ? prefix : prefix.slice(0, -1);
+  }
+  if (!IPV6_BODY.test(text)) return undefined;
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
   const groups = (s: string): string[] => (s === '' ? [] : s.split(':'));
   const head = groups(halves[0] ?? '');
-  const tail = halves.length === 2 ? groups(halves[1] ?? '') : [];
-  const given = head.length + tail.length;
-  if (halves.length === 2 ? given > 7 : given !== 8) return false;
-  const all = [...head, ...Array<string>(8 - given).fill('0'), ...tail];
-  if (all.some((g) => g === '' || g.length > 4)) return false;
-  return all.every((g, i) => parseInt(g, 16) === (i === 7 ? 1 : 0));
+  const rest = halves.length === 2 ? groups(halves[1] ?? '') : [];
+  const given = head.length + rest.length + tail.length;
+  if (halves.length === 2 ? given > 7 : given !== 8) return undefined;
+  const all = [...head, ...Array<string>(8 - given).fill('0'), ...rest];
+  if (all.some((g) => g === '' || g.length > 4)) return undefined;
+  return [...all.map((g) => parseInt(g, 16)), ...tail];
+}
+
+// ::1, or ::ffff:127.x.y.z (an IPv4-mapped loopback address).
+function isIpv6Loopback(body: string): boolean {
+  const g = ipv6Groups(body);
+  if (g === undefined) return false;
+  const zeros = (n: number): boolean => g.slice(0, n).every((x) => x === 0);
+  return (zeros(7) && g[7] === 1) || (zeros(5) && g[5] === 0xffff && g[6]! >> 8 === 127);
 }
 
 // Messages quote the offending text, cut short so a pasted novel does not become the message.
