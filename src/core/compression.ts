@@ -2,7 +2,7 @@
 // gzip uses the platform's DecompressionStream (native, ~3x fflate's JS inflate in Chromium), one
 // decoder per member (gzip-members.ts); fflate's streaming Gunzip takes over where the platform has none.
 import { Gunzip } from 'fflate';
-import { ErrorCode, LongshoreError } from './errors.ts';
+import { ErrorCode, LongshoreError, TRUNCATED } from './errors.ts';
 import { nativeGunzipMembers } from './gzip-members.ts';
 import { pushDecoderStream } from './push-decoder.ts';
 
@@ -64,7 +64,7 @@ export interface DecompressOptions {
 export function fflateGunzipStream(): TransformStream<Uint8Array, Uint8Array> {
   return pushDecoderStream(
     (ondata) => new Gunzip(ondata),
-    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err, data: atEnd ? { ...TRUNCATED } : {} }),
   );
 }
 

@@ -10,7 +10,7 @@
 // fresh decoder takes the next member. A cut inside deflate data only costs one more write: in
 // compressed data the three bytes come about once per 16 MiB. Nothing is read twice or kept back
 // beyond the two bytes that may begin a cut at the end of a chunk.
-import { ErrorCode, LongshoreError } from './errors.ts';
+import { ErrorCode, LongshoreError, TRUNCATED } from './errors.ts';
 
 const ID1 = 0x1f;
 const ID2 = 0x8b;
@@ -18,9 +18,9 @@ const CM_DEFLATE = 0x08;
 
 export type NativeGunzip = () => TransformStream<Uint8Array, Uint8Array>;
 
-function invalid(detail: string, cause?: unknown): LongshoreError {
+function invalid(detail: string, cause?: unknown, atEnd = false): LongshoreError {
   const reason = cause instanceof Error ? `: ${cause.message}` : '';
-  return new LongshoreError(ErrorCode.Format, `Invalid gzip data (${detail})${reason}`, cause === undefined ? {} : { cause });
+  return new LongshoreError(ErrorCode.Format, `Invalid gzip data (${detail})${reason}`, { cause, data: atEnd ? { ...TRUNCATED } : {} });
 }
 
 /** One member's decoder: a writer we feed piece by piece and a pump that forwards what it gives. */
@@ -84,10 +84,10 @@ class MemberDecoder {
       await this.#writer.close();
     } catch (err) {
       await this.#pump;
-      throw invalid('truncated or corrupt', err);
+      throw invalid('truncated or corrupt', err, true);
     }
     const failed = await this.#pump;
-    if (failed !== undefined) throw invalid('truncated or corrupt', failed);
+    if (failed !== undefined) throw invalid('truncated or corrupt', failed, true);
   }
 }
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { TarEntryType, readTar, type TarEntryHeader } from '../../src/core/tar/index.ts';
 import { BLOCK_SIZE, encodeHeader, encodePax, endOfArchive, paddingFor } from '../../src/core/tar/header.ts';
 import { indexTar } from '../../src/core/archive/tar-index.ts';
+import { blobRandomAccess } from '../../src/core/archive/random-access.ts';
 import { listLayer } from '../../src/core/listing/index.ts';
 
 const MiB = 1024 * 1024;
@@ -65,7 +66,7 @@ async function readAll(bytes: Uint8Array) {
   return out;
 }
 
-const randomAccess = (bytes: Uint8Array) => ({ size: bytes.length, read: async (offset: number, length: number) => bytes.subarray(offset, offset + length) });
+const randomAccess = (bytes: Uint8Array) => blobRandomAccess(new Blob([bytes as BlobPart]));
 
 // 40 extended headers of ~125 KB each before one entry: 5 MB of metadata, each header far under 1 MiB.
 const chained = tarBytes([...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxExtended, records(`x${i}`, 1000))), file('victim', 'x')]);

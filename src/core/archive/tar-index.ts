@@ -1,6 +1,6 @@
 // Index an outer archive's entries (name, type, content offset and size) by reading headers only:
 // bodies are skipped by arithmetic, so indexing costs one small read per entry whatever the sizes.
-import { ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
+import { ErrorCode, LongshoreError, TRUNCATED, throwIfAborted } from '../errors.ts';
 import { BLOCK_SIZE, TarEntryType, decodeHeader, isZeroBlock, paddingFor, parsePax, type TarEntryHeader } from '../tar/header.ts';
 import { ExtendedHeaders, type MetadataKind } from '../tar/extended.ts';
 import { cleanPath } from '../listing/entry.ts';
@@ -57,7 +57,7 @@ export async function indexTar(source: RandomAccess, options: IndexTarOptions = 
   const meta = async (header: TarEntryHeader, at: number, what: MetadataKind): Promise<Uint8Array> => {
     extended.admit(header.size, at, what);
     const data = await ahead.read(at + BLOCK_SIZE, header.size);
-    if (data.length < header.size) throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at });
+    if (data.length < header.size) throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at, ...TRUNCATED });
     return data.slice();
   };
   while (pos + BLOCK_SIZE <= source.size) {
@@ -90,7 +90,7 @@ export async function indexTar(source: RandomAccess, options: IndexTarOptions = 
     const hasBody = header.type === TarEntryType.File;
     const size = hasBody ? header.size : 0;
     const end = pos + BLOCK_SIZE + size;
-    if (end > source.size) throw formatError(`The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`, { path: header.path });
+    if (end > source.size) throw formatError(`The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`, { path: header.path, ...TRUNCATED });
     const clean = cleanPath(header.path);
     if (clean.ok) out.push({ path: clean.path, header, offset: pos + BLOCK_SIZE, size });
     if (out.length > maxEntries) throw formatError(`The archive has more than ${maxEntries} entries.`);

@@ -1,6 +1,6 @@
 // Streaming tar reader: entries one after another, each body streamed from the input, so an
 // archive of any size is read in constant memory. Understands ustar, PAX ('x', 'g') and GNU ('L', 'K').
-import { AbortedError, throwIfAborted } from '../errors.ts';
+import { AbortedError, TRUNCATED, throwIfAborted } from '../errors.ts';
 import {
   BLOCK_SIZE,
   TarEntryType,
@@ -81,7 +81,7 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
       const block = await source.readExact(BLOCK_SIZE);
       if (block.length === 0) break;
       if (block.length < BLOCK_SIZE) {
-        throw tarError(`Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`, { offset, received: block.length });
+        throw tarError(`Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`, { offset, received: block.length, ...TRUNCATED });
       }
       const raw = decodeHeader(block, offset);
       if (raw === null) {
@@ -114,7 +114,7 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
       current = undefined;
     }
     if (meta.pending) {
-      throw tarError(`Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`, { offset: source.position });
+      throw tarError(`Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`, { offset: source.position, ...TRUNCATED });
     }
     await source.drain();
     completed = true;
@@ -137,7 +137,7 @@ async function readMeta(source: ByteSource, raw: TarEntryHeader, offset: number,
   meta.admit(raw.size, offset, what);
   const data = await source.readExact(raw.size);
   if (data.length < raw.size) {
-    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, { offset, expected: raw.size, received: data.length });
+    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, { offset, expected: raw.size, received: data.length, ...TRUNCATED });
   }
   await source.skip(paddingFor(raw.size));
   return data;
@@ -265,7 +265,7 @@ class StreamedEntry implements TarEntry {
     const received = this.header.size - this.#remaining;
     return tarError(
       `Tar archive is truncated: entry "${this.header.path}" (header at byte offset ${this.#offset}) has ${received} of ${this.header.size} content bytes.`,
-      { path: this.header.path, offset: this.#offset, expected: this.header.size, received },
+      { path: this.header.path, offset: this.#offset, expected: this.header.size, received, ...TRUNCATED },
       'The download or the stored blob is incomplete.',
     );
   }
