@@ -65,14 +65,23 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+const pageErrors = new WeakMap<Page, string[]>();
+
 async function corePage(): Promise<Page> {
   const page = await browser.newPage();
-  page.on('pageerror', (e) => {
-    throw new Error(`[page error] ${e.message}`);
-  });
+  const errors: string[] = [];
+  pageErrors.set(page, errors);
+  page.on('pageerror', (e) => errors.push(e.message));
   await page.setContent('<!doctype html><title>compression</title>');
   await page.addScriptTag({ content: bundle });
   return page;
+}
+
+/** Close the page, failing the test if anything in it threw uncaught. */
+async function closePage(page: Page): Promise<void> {
+  const errors = pageErrors.get(page) ?? [];
+  await page.close();
+  expect(errors, 'uncaught errors in the page').toEqual([]);
 }
 
 interface Outcome {
@@ -127,7 +136,7 @@ describe('gzip members in Chromium', () => {
       }
     }, gz.toString('base64'));
     expect(native).toBe('failed');
-    await page.close();
+    await closePage(page);
   });
 
   it('decodes concatenated members as GNU gzip does, whatever the chunking', async () => {
@@ -161,7 +170,7 @@ describe('gzip members in Chromium', () => {
     // One member is the common case and goes through the same path.
     const single = await gnuGzip(noise(200_000, 5));
     expect(await decompressInPage(page, single, 65_536)).toEqual({ sha256: sha256(noise(200_000, 5)), length: 200_000 });
-    await page.close();
+    await closePage(page);
   });
 
   it('fails with FORMAT on bytes after the last member, a truncated member or a broken trailer', async () => {
@@ -183,7 +192,7 @@ describe('gzip members in Chromium', () => {
         expect(await decompressInPage(page, gz, chunk), `${name}, chunks of ${chunk}`).toMatchObject({ code: 'FORMAT' });
       }
     }
-    await page.close();
+    await closePage(page);
   });
 });
 
