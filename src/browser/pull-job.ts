@@ -4,7 +4,7 @@ import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import { parseReference, downloadFileName, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
-import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
+import { DEFAULT_PLATFORM, configPlatformLabel, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
 import { pull, pullIndex, type PullOptions } from '../core/pull.ts';
 import { formatById } from '../core/formats/index.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
@@ -57,7 +57,7 @@ export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'sig
     reference: resolved.reference.canonical,
     digest: resolved.digest,
     mediaType: resolved.mediaType,
-    platforms: c.os && c.architecture ? [{ label: formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }), digest: resolved.digest }] : [],
+    platforms: [configPlatformLabel(c)].flatMap((label) => (label ? [{ label, digest: resolved.digest }] : [])),
   };
 }
 
@@ -160,7 +160,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     format: format.id,
     reference: images.map((i) => i.image.reference.canonical).join(' '),
     digest: first.digest,
-    platform: c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined,
+    platform: configPlatformLabel(c),
     inspect: inspectTargetOf(first),
   };
 }

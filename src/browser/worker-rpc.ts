@@ -1,7 +1,7 @@
 // Request bookkeeping shared by the page's worker bridges: ids, the pending map, AbortSignal
 // cancellation (answered at once; the worker is told to stop) and failing everything if the
 // worker crashes. Each bridge routes its own message types to `hooks`, `settle` and `fail`.
-import { AbortedError, LongshoreError, type ErrorJSON } from '../core/errors.ts';
+import { AbortedError, ErrorCode, LongshoreError, type ErrorJSON } from '../core/errors.ts';
 
 interface Pending<H> {
   resolve: (value: unknown) => void;
@@ -16,7 +16,7 @@ export class WorkerRpc<To, H extends object = object> {
   constructor(readonly worker: Worker, label: string) {
     worker.onerror = (e) => {
       for (const [id, p] of this.#pending) {
-        p.reject(new LongshoreError('INTERNAL', `The ${label} worker crashed: ${e.message}`));
+        p.reject(new LongshoreError(ErrorCode.Internal, `The ${label} worker crashed: ${e.message}`));
         this.#pending.delete(id);
       }
     };

@@ -12,7 +12,7 @@ import { abortableSleep } from './http/retry.ts';
 import type { ImageReference } from './reference.ts';
 import type { Descriptor, Image, ImageIndex, Layer } from './image/model.ts';
 import { isIndexMediaType } from './image/media-types.ts';
-import { DEFAULT_PLATFORM, formatPlatform, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
+import { DEFAULT_PLATFORM, configPlatformLabel, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
 import type { RemoteSource } from './image/remote.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import type { LayerPlan, PullEvent } from './progress.ts';
@@ -91,9 +91,7 @@ export async function pull(source: RemoteSource, ref: ImageReference, options: P
   emit({ type: 'resolving', reference: ref.canonical });
   const result = await resolveImage(source, ref, options.platform, signal);
   const { image } = result;
-  const platform = image.config.os && image.config.architecture
-    ? formatPlatform({ os: image.config.os, architecture: image.config.architecture, variant: image.config.variant })
-    : undefined;
+  const platform = configPlatformLabel(image.config);
   emit({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(platform ? { platform } : {}) });
   await pullLayers(image, options, emit);
   return result;
@@ -130,7 +128,7 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
   const resolved = await source.resolve(ref, signal);
   if (resolved.kind === 'image') {
     const c = resolved.config;
-    const platform = c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
+    const platform = configPlatformLabel(c);
     emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType, ...(platform ? { platform } : {}) });
     await pullLayers(resolved, options, emit);
     return { image: resolved };

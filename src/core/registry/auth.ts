@@ -151,7 +151,7 @@ export class Authenticator {
     }
     if (!response.ok) {
       const denied = response.status === 401 || response.status === 403;
-      throw new LongshoreError(denied ? 'UNAUTHORIZED' : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {
+      throw new LongshoreError(denied ? ErrorCode.Unauthorized : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {
         hint: denied
           ? creds ? `The credentials for ${registry} were rejected. Check the user name and password (or access token).` : `${registry} requires sign-in for this repository. Add credentials, or check the repository name.`
           : 'The registry\'s token service failed; try again later.',

@@ -67,19 +67,6 @@ export class RegistryClient {
     return `${this.#scheme(apiHost)}://${apiHost}`;
   }
 
-  /** GET /v2/: true when the registry answers the API at all (200 or an auth challenge). */
-  async ping(apiHost: string, signal?: AbortSignal): Promise<{ status: number; challenge: string | null }> {
-    const response = await this.#send(`${this.baseUrl(apiHost)}/v2/`, {}, signal);
-    await response.body?.cancel().catch(() => undefined);
-    if (response.status !== 200 && response.status !== 401) {
-      throw new LongshoreError(ErrorCode.Http, `${apiHost} does not answer the registry API (GET /v2/ gave ${response.status}).`, {
-        hint: 'Check the registry host name; it may not be an OCI/Docker registry.',
-        data: { status: response.status, registry: apiHost },
-      });
-    }
-    return { status: response.status, challenge: challengeOf(response) };
-  }
-
   /**
    * An authenticated request against `apiHost`. On 401 (or insufficient_scope) the challenge is
    * answered once with a fresh token or credentials and the request retried; a second refusal is
@@ -196,13 +183,5 @@ export class RegistryClient {
     }
     if (!response.body) throw new LongshoreError(ErrorCode.Network, `The ${label} came back without a body.`, { retryable: true });
     return guardBody(response.body, `the ${label}`, options.signal).pipeThrough(verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes));
-  }
-
-  async listTags(ref: ImageReference, signal?: AbortSignal): Promise<string[]> {
-    const response = await this.request(ref.apiHost, `/v2/${ref.repository}/tags/list`, repositoryScope(ref.repository), signal ? { signal } : {});
-    if (!response.ok) throw await registryError(response, { what: `tags of ${ref.name}`, registry: ref.registry, repository: ref.repository });
-    const bytes = await readCapped(response.body, MAX_MANIFEST_BYTES);
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { tags?: string[] | null };
-    return parsed.tags ?? [];
   }
 }

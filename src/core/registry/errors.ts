@@ -3,7 +3,7 @@
 // the spec get their own code, one line saying what happened and a next step: Docker Hub's 401
 // for a missing repository, an HTML page from something in between, longshore's proxy refusing
 // a host or unable to reach it.
-import { ErrorCode, LongshoreError } from '../errors.ts';
+import { ErrorCode, LongshoreError, isErrorCode } from '../errors.ts';
 import { challengeOf, readCapped } from '../http/transport.ts';
 import { parseChallenges } from './challenge.ts';
 
@@ -15,15 +15,31 @@ interface SpecError {
   detail?: unknown;
 }
 
-/** Codes we pass through as they are; anything else the registry says becomes REGISTRY. */
-const KNOWN = new Set<string>([
-  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN',
-  'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID',
-  'TAG_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS',
+/** distribution-spec "Error Codes" we pass through as they are, and our proxy's refusals. */
+const KNOWN: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.BlobUnknown, ErrorCode.BlobUploadInvalid, ErrorCode.BlobUploadUnknown, ErrorCode.DigestInvalid,
+  ErrorCode.ManifestBlobUnknown, ErrorCode.ManifestInvalid, ErrorCode.ManifestUnknown, ErrorCode.ManifestUnverified,
+  ErrorCode.NameInvalid, ErrorCode.NameUnknown, ErrorCode.SizeInvalid, ErrorCode.TagInvalid, ErrorCode.Unauthorized,
+  ErrorCode.Denied, ErrorCode.Unsupported, ErrorCode.TooManyRequests, ErrorCode.ProxyDenied, ErrorCode.ProxyUnreachable,
 ]);
 
-/** Refusals by longshore's own proxy (src/proxy/handler.ts), in the same error envelope. */
-const PROXY_CODES = new Set<string>([ErrorCode.ProxyDenied, ErrorCode.ProxyUnreachable]);
+/** The registry's code if it is one we know; anything else it says becomes REGISTRY. */
+function knownCode(code: unknown): ErrorCode | undefined {
+  if (typeof code !== 'string') return undefined;
+  const upper = code.toUpperCase();
+  return isErrorCode(upper) && KNOWN.has(upper) ? upper : ErrorCode.Registry;
+}
+
+/** No usable code in the body: say what the status says (distribution-spec maps these). */
+function codeForStatus(status: number, what: string): ErrorCode {
+  switch (status) {
+    case 401: return ErrorCode.Unauthorized;
+    case 403: return ErrorCode.Denied;
+    case 429: return ErrorCode.TooManyRequests;
+    case 404: return what.startsWith('manifest') ? ErrorCode.ManifestUnknown : what.startsWith('blob') ? ErrorCode.BlobUnknown : ErrorCode.Http;
+    default: return ErrorCode.Http;
+  }
+}
 
 export interface RequestContext {
   /** What we were doing: 'manifest docker.io/library/alpine:latest'. */
@@ -32,19 +48,19 @@ export interface RequestContext {
   repository?: string;
 }
 
-function hintFor(code: string, ctx: RequestContext): string {
+function hintFor(code: ErrorCode, ctx: RequestContext): string {
   switch (code) {
-    case 'MANIFEST_UNKNOWN':
+    case ErrorCode.ManifestUnknown:
       return `The tag or digest does not exist in ${ctx.repository ?? 'this repository'}. Check the spelling of the tag, or pull by an existing tag or digest.`;
-    case 'NAME_UNKNOWN':
+    case ErrorCode.NameUnknown:
       return `The repository ${ctx.repository ?? ''} does not exist on ${ctx.registry}. Check the name (Docker Hub official images live under library/).`;
-    case 'BLOB_UNKNOWN':
+    case ErrorCode.BlobUnknown:
       return 'The registry lists a blob it cannot serve. The image is broken on the registry; try another tag.';
-    case 'UNAUTHORIZED':
+    case ErrorCode.Unauthorized:
       return `${ctx.registry} wants credentials for this. If the repository is private, sign in; if it is public, check the name: registries answer "unauthorized" for names that do not exist too.`;
-    case 'DENIED':
+    case ErrorCode.Denied:
       return `Your credentials are not allowed to read this on ${ctx.registry}. Check the repository name and the account's permissions.`;
-    case 'TOOMANYREQUESTS':
+    case ErrorCode.TooManyRequests:
       return `${ctx.registry} is rate-limiting you. Wait a while (or sign in for a higher limit) and try again.`;
     case ErrorCode.NotFoundOrPrivate:
       return `Check the spelling of ${ctx.repository ?? 'the repository'} (Docker Hub official images live under library/); if it is private, sign in for ${ctx.registry} with an account that can read it.`;
@@ -115,15 +131,7 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
   }
 
   const first = specErrors[0];
-  let code: string | undefined = typeof first?.code === 'string' ? first.code.toUpperCase() : undefined;
-  if (code !== undefined && !KNOWN.has(code) && !PROXY_CODES.has(code)) code = ErrorCode.Registry;
-  if (code === undefined) {
-    code = status === 401 ? 'UNAUTHORIZED'
-      : status === 403 ? 'DENIED'
-      : status === 429 ? 'TOOMANYREQUESTS'
-      : status === 404 ? (ctx.what.startsWith('manifest') ? 'MANIFEST_UNKNOWN' : ctx.what.startsWith('blob') ? 'BLOB_UNKNOWN' : ErrorCode.Http)
-      : ErrorCode.Http;
-  }
+  const code = knownCode(first?.code) ?? codeForStatus(status, ctx.what);
   const registryMessage = typeof first?.message === 'string' ? first.message : text.trim().slice(0, 200);
 
   if (code === ErrorCode.ProxyDenied) {
@@ -141,7 +149,7 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
       data: { ...base, host },
     });
   }
-  if (insufficientScope(response) && (code === 'UNAUTHORIZED' || code === 'DENIED')) {
+  if (insufficientScope(response) && (code === ErrorCode.Unauthorized || code === ErrorCode.Denied)) {
     return new LongshoreError(ErrorCode.NotFoundOrPrivate, `${ctx.what}: not found, or private (${ctx.registry} answered 401 insufficient_scope, as Docker Hub does for both).`, {
       hint: hintFor(ErrorCode.NotFoundOrPrivate, ctx),
       data: base,
