@@ -55,10 +55,10 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     const client = clientFor(msg);
     if (msg.auth) client.adoptAuth(msg.auth);
     const ref = parseReference(msg.job.reference);
-    const open = msg.job.fromStore
-      ? storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label)
-      : (signal?: AbortSignal) => client.openBlob(ref, msg.job.descriptor, { ...(signal ? { signal } : {}), label: msg.job.label });
-    await storeLayer(open, msg.job, { store, signal: ac.signal }, (n) => {
+    const from = msg.job.fromStore
+      ? { open: storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label) }
+      : client.blobSender(ref, msg.job.descriptor, msg.job.label);
+    await storeLayer(from, msg.job, { store, signal: ac.signal }, (n) => {
       pending += n;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
     });
