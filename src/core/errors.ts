@@ -26,6 +26,8 @@ export const ErrorCode = {
   Format: 'FORMAT',
   Proxy: 'PROXY',
   Store: 'STORE',
+  /** The browser's storage quota (or the disk) is full. */
+  QuotaExceeded: 'QUOTA_EXCEEDED',
   Internal: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
