@@ -15,7 +15,7 @@
 // still writing or has just committed.
 import { createStore, get, getMany, keys, promisifyRequest, type UseStore } from 'idb-keyval';
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
-import { drain, type BlobStore, type PartialBlob, type PartialInfo } from '../core/store/blob-store.ts';
+import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill } from '../core/store/blob-store.ts';
 
 interface BlobRecord {
   size: number;
@@ -34,6 +34,8 @@ interface PartialRecord {
 }
 
 export const SEGMENT_BYTES = 16 * 1024 * 1024;
+/** Segments of a spill (a range fetched ahead of the hash cursor): smaller, as several fill at once. */
+export const SPILL_SEGMENT_BYTES = 4 * 1024 * 1024;
 /** A partial download is made durable at least this often, so a reload on a slow link loses little. */
 export const CHECKPOINT_MS = 1000;
 
@@ -203,6 +205,55 @@ export class IdbBlobStore implements BlobStore {
       release();
       throw storageError(err, `the partial of ${key}`);
     }
+  }
+
+  /**
+   * A range of `key` fetched ahead of the hash cursor, in segments owned by `key` (so sweep()
+   * leaves them alone while the download holds the key's lock, and removes them after a crash).
+   */
+  async createSpill(key: string): Promise<Spill> {
+    const segments: string[] = [];
+    const limit = Math.min(this.#segmentBytes, SPILL_SEGMENT_BYTES);
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let size = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async () => {
+      if (!pendingBytes) return;
+      const segKey = `seg:${key}:spill${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}:${segments.length}`;
+      segments.push(segKey);
+      const blob = new Blob(pending as BlobPart[]);
+      pending = [];
+      pendingBytes = 0;
+      await writing;
+      writing = this.#tx(`a range of ${key}`, (s) => s.put(blob, segKey));
+      writing.catch(() => undefined);
+    };
+    return {
+      get size() {
+        return size;
+      },
+      write: async (chunk) => {
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength;
+        size += chunk.byteLength;
+        if (pendingBytes >= limit) await flush();
+      },
+      read: async () => {
+        await flush();
+        await writing;
+        const parts = await getMany<Blob | undefined>(segments, this.#db);
+        if (parts.some((p) => !(p instanceof Blob))) throw new LongshoreError(ErrorCode.Store, `A stored range of ${key} went missing.`, { retryable: true });
+        return new Blob(parts as Blob[]).stream();
+      },
+      discard: async () => {
+        pending = [];
+        pendingBytes = 0;
+        await writing.catch(() => undefined);
+        const drop = segments.splice(0);
+        if (drop.length) await this.#tx('cleanup', (s) => drop.forEach((seg) => s.delete(seg)));
+      },
+    };
   }
 
   /** @internal for IdbPartial */

@@ -200,6 +200,43 @@ describe('IdbBlobStore in Chromium', () => {
     await context.close();
   });
 
+  it('parallel ranges spill to IndexedDB ahead of the hash cursor and leave no segment behind', async () => {
+    const page = await openPage();
+    const db = newDb();
+    const result = await page.evaluate(async (name) => {
+      const { IdbBlobStore, sha256, fetchBlob, defaultRetryPolicy } = globalThis.longshoreTest;
+      const bytes = new Uint8Array(1_000_000);
+      for (let i = 0; i < bytes.length; i += 65_536) crypto.getRandomValues(bytes.subarray(i, i + 65_536));
+      const digest = await sha256(bytes);
+      const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
+      const ranges: string[] = [];
+      const sender = {
+        retry: defaultRetryPolicy,
+        send: async (range?: { start: number; end?: number }) => {
+          const start = range?.start ?? 0;
+          const end = range?.end ?? bytes.length - 1;
+          ranges.push(`${start}-${end}`);
+          return new Response(bytes.slice(start, end + 1), {
+            status: range ? 206 : 200,
+            headers: { 'content-length': String(end - start + 1), ...(range ? { 'content-range': `bytes ${start}-${end}/${bytes.length}` } : {}) },
+          });
+        },
+        fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
+      };
+      const spills: string[] = [];
+      await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'blob' }, {
+        parallel: { connections: 4, threshold: 500_000, spill: (id) => (spills.push(id), store.createSpill(digest)) },
+      });
+      const blob = await store.getBlob(digest);
+      return { ranges, spills: spills.length, back: await sha256(new Uint8Array(await blob!.arrayBuffer())), digest };
+    }, db);
+    expect(result.ranges).toEqual(['0-249999', '250000-499999', '500000-749999', '750000-999999']);
+    expect(result.spills).toBe(3);
+    expect(result.back).toBe(result.digest);
+    await expectConsistent(page, db);
+    await page.context().close();
+  });
+
   it('discardPartial drops an idle partial, but not one a pull is writing (its lock is held)', async () => {
     const page = await openPage();
     const db = newDb();

@@ -17,6 +17,8 @@ export interface CutRules {
   stallAfter?: number;
   /** Per-connection body rate cap, bytes per second. */
   bytesPerSecond?: number;
+  /** Drop the Range header of blob requests, like a CDN that ignores Range (answers 200). */
+  stripRange?: boolean;
 }
 
 export interface BlobTraffic {
@@ -73,14 +75,16 @@ export async function startCutRelay(upstreamUrl: string, rules: CutRules = {}): 
       path = rest.slice(slash);
     }
     const hex = blobHex(path);
-    const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path, headers: { ...req.headers, host: target.host } }, (up) => {
-      const headers = { ...up.headers };
-      const location = headers.location;
+    const headers = { ...req.headers, host: target.host };
+    if (hex !== undefined && relay.rules.stripRange) delete headers.range;
+    const forward = httpRequest({ host: target.hostname, port: target.port, method: req.method, path, headers }, (up) => {
+      const answer = { ...up.headers };
+      const location = answer.location;
       if (location && (up.statusCode ?? 0) >= 300 && (up.statusCode ?? 0) < 400) {
         const to = new URL(location, `http://${target.host}${path}`);
-        headers.location = `${redirectOrigin}${REDIRECT_PREFIX}${to.host}${to.pathname}${to.search}`;
+        answer.location = `${redirectOrigin}${REDIRECT_PREFIX}${to.host}${to.pathname}${to.search}`;
       }
-      res.writeHead(up.statusCode ?? 502, headers);
+      res.writeHead(up.statusCode ?? 502, answer);
       const length = Number(up.headers['content-length'] ?? NaN);
       const body = hex !== undefined && req.method === 'GET' && (up.statusCode === 200 || up.statusCode === 206);
       if (!body) {

@@ -108,6 +108,34 @@ describe('resume against the real token registry with redirected blobs', () => {
     expect(store.listPartials()).toEqual([]);
   });
 
+  it('parallel ranges: a blob over the threshold is fetched as 4 ranges at the redirect target and verified', async () => {
+    const big = image.layers.reduce((a, b) => (b.size > a.size ? b : a));
+    const small = image.layers.find((l) => l !== big)!;
+    relay.rules = {};
+    const mark = await requestLogMark(env.staticServer.requestLogUrl);
+    const store = new MemoryBlobStore();
+    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), { store, parallel: { connections: 4, threshold: 4 * MiB } });
+    await expectAllLayers(store);
+    const ranges = await staticRanges(mark, big.digest);
+    const quarter = Math.ceil(big.size / 4);
+    expect(ranges.sort()).toEqual([0, 1, 2, 3].map((i) => `bytes=${i * quarter}-${Math.min(big.size, (i + 1) * quarter) - 1}`).sort());
+    expect(await staticRanges(mark, small.digest)).toEqual(['']);
+  });
+
+  it('parallel ranges where the CDN ignores Range (200): the blob falls back to one stream and completes', async () => {
+    const big = image.layers.reduce((a, b) => (b.size > a.size ? b : a));
+    relay.rules = { stripRange: true };
+    relay.blobs.clear();
+    const store = new MemoryBlobStore();
+    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), { store, parallel: { connections: 4, threshold: 4 * MiB } });
+    await expectAllLayers(store);
+    const traffic = relay.blobs.get(big.digest.slice(7))!;
+    expect(traffic.ranges.filter((r) => r !== '')).toHaveLength(4);
+    // The four 200s were cancelled; the blob came once more, whole, without Range.
+    expect(traffic.ranges.at(-1)).toBe('');
+    expect(traffic.responses).toBeLessThanOrEqual(5);
+  });
+
   it('the longshore server stopped and started again on the same port mid-pull: the pull completes with a Range request through it', async () => {
     const big = image.layers.reduce((a, b) => (b.size > a.size ? b : a));
     relay.rules = { bytesPerSecond: 4 * MiB };

@@ -38,10 +38,11 @@ function server(answers: Answer[] = [], policy: Partial<RetryPolicy> = {}) {
       requests.push(range);
       if (a.status) return new Response('busy', { status: a.status, headers: a.retryAfter ? { 'retry-after': a.retryAfter } : {} });
       const start = range && !a.ignoreRange ? (a.wrongStart ?? range.start) : 0;
-      let body = blob.slice(start);
+      const end = range && !a.ignoreRange ? (range.end ?? blob.byteLength - 1) : blob.byteLength - 1;
+      let body = blob.slice(start, end + 1);
       if (a.corrupt) body[body.length >> 1] = body[body.length >> 1]! ^ 0xff;
       const headers: Record<string, string> = { 'content-length': String(body.byteLength) };
-      if (range && !a.ignoreRange) headers['content-range'] = `bytes ${start}-${blob.byteLength - 1}/${blob.byteLength}`;
+      if (range && !a.ignoreRange) headers['content-range'] = `bytes ${start}-${end}/${blob.byteLength}`;
       const cut = a.cutAfter;
       const sent = cut === undefined ? body : body.slice(0, cut);
       let at = 0;
@@ -149,6 +150,49 @@ describe('fetchBlob', () => {
     const error = await rejection(fetchBlob(stalled.sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected, { progressCreditBytes: 70_000 }));
     expect(error.code).toBe('NETWORK');
     expect(stalled.requests).toHaveLength(1);
+  });
+});
+
+describe('fetchBlob with parallel ranges', () => {
+  const parallel = { connections: 4, threshold: 100_000 };
+
+  it('a big blob is fetched as N contiguous ranges, stored ahead of the hash cursor, and verified in order', async () => {
+    const { sender, requests } = server();
+    const store = new MemoryBlobStore();
+    const spills: number[] = [];
+    const spill = async (id: string) => {
+      const s = await store.createSpill();
+      spills.push(Number(id.split(':').at(-1)));
+      return s;
+    };
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill } });
+    expect(requests).toEqual([{ start: 0, end: 74_999 }, { start: 75_000, end: 149_999 }, { start: 150_000, end: 224_999 }, { start: 225_000, end: 299_999 }]);
+    expect(spills).toEqual([75_000, 150_000, 225_000]);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
+  it('below the threshold, one stream', async () => {
+    const { sender, requests } = server();
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { connections: 4, threshold: 400_000, spill: () => store.createSpill() } });
+    expect(requests).toEqual([undefined]);
+  });
+
+  it('a range cut short resumes on its own, narrower', async () => {
+    const { sender, requests } = server([{}, { cutAfter: 30_000 }]);
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill: () => store.createSpill() } });
+    expect(requests.slice(4)).toEqual([{ start: 105_000, end: 149_999 }]);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
+  it('a server that ignores Range (200) makes the blob fall back to one stream', async () => {
+    const { sender, requests } = server(Array.from({ length: 4 }, () => ({ ignoreRange: true })));
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill: () => store.createSpill() } });
+    expect(requests.at(-1)).toBeUndefined();
+    expect(requests.length).toBeLessThanOrEqual(5);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
   });
 });
 

@@ -7,7 +7,8 @@
 // layer for blobs: see RetryBudget for the bound on requests per blob.
 import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
 import { createHasher, digestMismatch, sizeMismatch, type Hasher } from '../digest.ts';
-import type { BlobSink } from '../store/blob-store.ts';
+import type { BlobSink, Spill } from '../store/blob-store.ts';
+import { fetchParallel, RangesIgnored } from './parallel.ts';
 import { guardBody } from './transport.ts';
 import { isRetryableStatus, retryDelayMs, type RetryPolicy } from './retry.ts';
 
@@ -51,16 +52,6 @@ export interface ParallelOptions {
   spill?: SpillFactory;
 }
 
-/** Temporary storage for a range fetched ahead of the hash cursor. */
-export interface Spill {
-  write(chunk: Uint8Array): Promise<void>;
-  /** Bytes written so far. */
-  readonly size: number;
-  /** Read back bytes [from, size) in order. */
-  read(from: number): ReadableStream<Uint8Array>;
-  /** Forget the bytes (after they were read back, or on failure). */
-  discard(): Promise<void>;
-}
 export type SpillFactory = (id: string) => Promise<Spill>;
 
 /**
@@ -141,6 +132,8 @@ export async function fetchBlob(sender: BlobSender, sink: BlobSink, expected: Ex
   }
   const cursor: Cursor = { pos: sink.offset, hasher, sink, onBytes };
   if (cursor.pos > 0) onBytes(cursor.pos);
+  const parallel = options.parallel;
+  let split = parallel?.spill !== undefined && parallel.connections > 1;
   try {
     for (;;) {
       if (cursor.pos === expected.size) {
@@ -155,9 +148,15 @@ export async function fetchBlob(sender: BlobSender, sink: BlobSink, expected: Ex
       }
       const from = cursor.pos;
       try {
-        await fetchFrom(sender, cursor, expected, signal);
+        if (split && expected.size - from >= parallel!.threshold) await fetchParallel(sender, cursor, expected, parallel!, budget, signal);
+        else await fetchFrom(sender, cursor, expected, signal);
       } catch (err) {
         if (err instanceof SinkError) throw err;
+        if (err instanceof RangesIgnored) {
+          // The registry or its CDN ignores Range: one stream, continuing from the cursor.
+          split = false;
+          continue;
+        }
         if (signal?.aborted) throw new AbortedError();
         if (err instanceof RestartSignal) {
           if (!budget.spend(0)) throw new LongshoreError(ErrorCode.Network, `The ${expected.label} could not be resumed: the server answered a range request with another range.`, { retryable: true });

@@ -18,6 +18,19 @@ export interface BlobStore {
    * download still continues: see blob-fetch.ts).
    */
   openPartial?(key: string, size: number, signal?: AbortSignal): Promise<PartialBlob>;
+  /** Temporary storage for a range of `key` fetched ahead of the hash cursor (parallel ranges). */
+  createSpill?(key: string): Promise<Spill>;
+}
+
+/** Bytes of one range, written in order, read back once, then discarded; never a blob. */
+export interface Spill {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Everything written, in order (call once, after the last write). */
+  read(): Promise<ReadableStream<Uint8Array>>;
+  /** Forget the bytes (after they were read back, or on failure); safe to call twice. */
+  discard(): Promise<void>;
 }
 
 /**
@@ -139,6 +152,27 @@ export class MemoryBlobStore implements BlobStore {
         if (keep) checkpoint();
         else partials.delete(key);
         release();
+      },
+    };
+  }
+
+  async createSpill(): Promise<Spill> {
+    let chunks: Uint8Array[] = [];
+    let size = 0;
+    return {
+      get size() {
+        return size;
+      },
+      write: async (chunk) => {
+        chunks.push(chunk);
+        size += chunk.byteLength;
+      },
+      read: async () => {
+        let i = 0;
+        return new ReadableStream<Uint8Array>({ pull: (c) => (i < chunks.length ? c.enqueue(chunks[i++]!) : c.close()) });
+      },
+      discard: async () => {
+        chunks = [];
       },
     };
   }
