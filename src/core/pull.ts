@@ -245,8 +245,11 @@ async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, 
   return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
 }
 
+/** Blobs through the source's registry client, when it has one (a synthetic source streams `Layer.open`). */
 function withSender(options: PullOptions, source: RemoteSource): PullOptions {
-  return options.sender ? options : { ...options, sender: (ref, d, label) => source.client.blobSender(ref, d, label) };
+  const client = (source as Partial<RemoteSource>).client;
+  if (options.sender || !client) return options;
+  return { ...options, sender: (ref, d, label) => client.blobSender(ref, d, label) };
 }
 
 /** Opens a stored blob for `storeLayer`, or says clearly that it went missing. */
