@@ -106,6 +106,27 @@ describe('fetchBlob', () => {
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
   });
 
+  it('a 416 to a Range request starts the blob over without Range', async () => {
+    const { sender, requests } = server([{ cutAfter: 100_000 }, { status: 416 }]);
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected);
+    expect(requests).toEqual([undefined, { start: 100_000 }, undefined]);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
+  it('two pulls of one blob at once (a layer listed twice): the second waits for the first and finds it stored', async () => {
+    const store = new MemoryBlobStore();
+    const first = await store.openPartial(digest, blob.byteLength);
+    let second: Awaited<ReturnType<MemoryBlobStore['openPartial']>> | undefined;
+    const waiting = store.openPartial(digest, blob.byteLength).then((p) => (second = p));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(second).toBeUndefined();
+    await fetchBlob(server().sender, first, expected);
+    await waiting;
+    expect(await store.has(digest)).toBe(true);
+    await second!.close(true);
+  });
+
   it('a 206 with another range than asked is not spliced on: the blob is asked again without Range', async () => {
     const { sender, requests } = server([{ cutAfter: 100_000 }, { wrongStart: 99_000 }]);
     const store = new MemoryBlobStore();

@@ -229,7 +229,8 @@ export async function sendChecked(sender: BlobSender, range: ByteRange | undefin
     if (signal?.aborted) throw new AbortedError();
     throw new AttemptError(LongshoreError.from(err));
   }
-  if (response.ok) return response;
+  // 416 to a range: the server disagrees about what is held; the caller starts over.
+  if (response.ok || (range && response.status === 416)) return response;
   const error = await sender.fail(response);
   if (isRetryableStatus(response.status)) throw new AttemptError(error, response);
   throw error;
@@ -240,6 +241,11 @@ async function fetchFrom(sender: BlobSender, cursor: Cursor, expected: ExpectedB
   const ranged = cursor.pos > 0;
   const response = await sendChecked(sender, ranged ? { start: cursor.pos } : undefined, signal);
   if (ranged) {
+    if (response.status === 416) {
+      await response.body?.cancel().catch(() => undefined);
+      await restart(cursor);
+      throw new RestartSignal();
+    }
     if (response.status === 206) {
       const got = parseContentRange(response.headers.get('content-range'));
       if (!got || got.start !== cursor.pos || got.end !== expected.size - 1 || (got.total !== undefined && got.total !== expected.size)) {

@@ -95,7 +95,8 @@ export async function drain(stream: ReadableStream<Uint8Array>, signal: AbortSig
 export class MemoryBlobStore implements BlobStore {
   readonly #blobs = new Map<string, Uint8Array[]>();
   readonly #partials = new Map<string, { chunks: Uint8Array[]; done: number; total: number; state: Uint8Array | undefined; updatedAt: number }>();
-  readonly #writing = new Set<string>();
+  /** The writer of each key; a second one waits for it, as with IdbBlobStore's locks. */
+  readonly #writing = new Map<string, Promise<void>>();
   /** Bytes a partial keeps in memory before it "persists" them with a hasher state (like a store segment). */
   readonly checkpointBytes: number;
 
@@ -104,8 +105,9 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   async openPartial(key: string, size: number): Promise<PartialBlob> {
-    if (this.#writing.has(key)) throw new Error(`partial ${key} is open twice`);
-    this.#writing.add(key);
+    while (this.#writing.has(key)) await this.#writing.get(key);
+    let release!: () => void;
+    this.#writing.set(key, new Promise<void>((r) => (release = r)));
     const partials = this.#partials;
     let held = partials.get(key);
     if (held && held.total !== size) held = undefined;
@@ -124,7 +126,11 @@ export class MemoryBlobStore implements BlobStore {
       pending = [];
       pendingBytes = 0;
     };
-    const release = () => this.#writing.delete(key);
+    const writing = this.#writing;
+    const done = () => {
+      writing.delete(key);
+      release();
+    };
     return {
       get offset() {
         return saved.done + pendingBytes;
@@ -146,12 +152,12 @@ export class MemoryBlobStore implements BlobStore {
       commit: async () => {
         this.#blobs.set(key, [...saved.chunks, ...pending]);
         partials.delete(key);
-        release();
+        done();
       },
       close: async (keep) => {
         if (keep) checkpoint();
         else partials.delete(key);
-        release();
+        done();
       },
     };
   }
