@@ -8,7 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
+import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { pushBigImage, type BigImage } from '../helpers/big-image.ts';
 import { startCutRelay, type CutRelay } from '../helpers/cut-relay.ts';
@@ -166,6 +167,38 @@ describe('resume in the browser', () => {
     expect(cacheProblems(await cacheRecords(page))).toEqual([]);
     expect(pageErrors).toEqual([]);
     await context.close();
+  });
+
+  it('a browser restart mid-layer (same profile on disk): the next pull continues from the kept bytes', async () => {
+    const big = bigLayer();
+    relay.rules = { stallAfter: 3 * MiB + 777, minBlobBytes: 5 * MiB };
+    const profile = join(dir, 'profile');
+    const launch = () => chromium.launchPersistentContext(profile, { executablePath: CHROMIUM_PATH, headless: true, args: [...CHROMIUM_ARGS], acceptDownloads: true });
+    let context = await launch();
+    try {
+      let page = await openApp(context);
+      await startPull(page);
+      let kept = 0;
+      await expect.poll(async () => {
+        const part = (await cacheRecords(page))[`part:${big.digest}`] as { done: number } | undefined;
+        kept = part?.done ?? 0;
+        return kept;
+      }, { timeout: 30_000 }).toBe(3 * MiB + 777);
+      await context.close();
+      relay.releaseStalls();
+      relay.rules = {};
+
+      context = await launch();
+      const mark = await requestLogMark(env.staticServer.requestLogUrl);
+      page = await openApp(context);
+      await startPull(page);
+      await check(await download(page, 'restarted'));
+      expect(await staticRanges(mark, big.digest)).toEqual([`bytes=${kept}-`]);
+      expect(cacheProblems(await cacheRecords(page))).toEqual([]);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await context.close();
+    }
   });
 
   it('two tabs: one pulls legacy, the other starts (and sweeps the cache) while the first has diff_id segments without a record; both archives validate, the cache stays consistent', async () => {
