@@ -312,6 +312,54 @@ describe('IdbBlobStore in Chromium', () => {
     await context.close();
   });
 
+  it('two tabs: a read that finds a broken record waits for the tab writing that blob and returns its new record, deleting nothing', async () => {
+    const context = await browser.newContext();
+    const [writer, reader] = [await openPage(context), await openPage(context)];
+    const db = newDb();
+    const key = `sha256:${'5'.repeat(64)}`;
+    // A record whose segment is gone (evicted), then a tab that starts writing the blob again.
+    await writer.evaluate(async ([name, k]) => {
+      const { IdbBlobStore } = globalThis.longshoreTest;
+      const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
+      await store.put(k, new Blob([new Uint8Array(1000)]).stream());
+      const open = await new Promise<IDBDatabase>((r) => {
+        const req = indexedDB.open(name);
+        req.onsuccess = () => r(req.result);
+      });
+      const record = await new Promise<{ segments: string[] }>((r) => {
+        const req = open.transaction('blobs').objectStore('blobs').get(`blob:${k}`);
+        req.onsuccess = () => r(req.result as { segments: string[] });
+      });
+      await new Promise((r) => {
+        const tx = open.transaction('blobs', 'readwrite');
+        tx.objectStore('blobs').delete(record.segments[0]!);
+        tx.oncomplete = r;
+      });
+      open.close();
+      let feed!: ReadableStreamDefaultController<Uint8Array>;
+      const w = globalThis as unknown as { finish: () => void; putting: Promise<number> };
+      w.putting = store.put(k, new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) }));
+      feed.enqueue(new Uint8Array(2000).fill(7));
+      w.finish = () => feed.close();
+      // The writer holds the blob's lock before the other tab reads (bounded: a store without locks never will).
+      for (let i = 0; i < 100 && !(await navigator.locks.query()).held?.some((l) => l.name?.endsWith(k)); i++) await new Promise((r) => setTimeout(r, 10));
+    }, [db, key] as const);
+    await reader.evaluate(([name, k]) => {
+      const r = globalThis as unknown as { reading: Promise<number | undefined> };
+      r.reading = new globalThis.longshoreTest.IdbBlobStore(name).getBlob(k).then((b) => b?.size);
+    }, [db, key] as const);
+    await writer.evaluate(async () => {
+      const w = globalThis as unknown as { finish: () => void; putting: Promise<number> };
+      w.finish();
+      await w.putting;
+    });
+    const size = await reader.evaluate(() => (globalThis as unknown as { reading: Promise<number | undefined> }).reading);
+    expect(size).toBe(2000);
+    expect(await reader.evaluate(([name, k]) => new globalThis.longshoreTest.IdbBlobStore(name).size(k), [db, key] as const)).toBe(2000);
+    await expectConsistent(reader, db);
+    await context.close();
+  });
+
   it('a full disk (QuotaExceededError from an IndexedDB write) → QUOTA_EXCEEDED with a hint; the partial is dropped, no orphan segment', async () => {
     const page = await openPage();
     const db = newDb();
