@@ -186,7 +186,12 @@ describe('fetchBlob with parallel ranges', () => {
       spills.push(Number(id.split(':').at(-1)));
       return s;
     };
-    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill } });
+    let done = 0;
+    let peak = 0;
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill }, onBytes: (n) => (peak = Math.max(peak, (done += n))) });
+    // Progress counts bytes as they arrive (spilled ones too), each once.
+    expect(done).toBe(blob.byteLength);
+    expect(peak).toBe(blob.byteLength);
     expect(requests).toEqual([{ start: 0, end: 74_999 }, { start: 75_000, end: 149_999 }, { start: 150_000, end: 224_999 }, { start: 225_000, end: 299_999 }]);
     expect(spills).toEqual([75_000, 150_000, 225_000]);
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);

@@ -27,6 +27,8 @@ interface Part {
   end: number;
   spill?: Spill;
   done: Promise<void>;
+  /** Its spilled bytes passed the hash cursor (they were reported as they arrived). */
+  readBack?: boolean;
 }
 
 /** Contiguous ranges covering [from, size), at most `n`, none smaller than `minBytes`. */
@@ -76,7 +78,11 @@ export async function fetchParallel(
       } catch (err) {
         throw new SinkError(err);
       }
-      await pump(stored, cursor, part.end + 1, expected);
+      // Reported when they arrived: not again as they pass the cursor.
+      const quiet: Cursor = { ...cursor, onBytes: () => undefined };
+      await pump(stored, quiet, part.end + 1, expected);
+      cursor.pos = quiet.pos;
+      part.readBack = true;
       await part.spill.discard();
     }
   } catch (err) {
@@ -86,6 +92,7 @@ export async function fetchParallel(
     throw outer?.aborted ? new AbortedError() : (first ?? err);
   } finally {
     outer?.removeEventListener('abort', onAbort);
+    for (const p of parts) if (p.spill && !p.readBack) cursor.onBytes(-p.spill.size);
     await Promise.allSettled(parts.map((p) => p.spill?.discard()));
   }
 }
@@ -108,7 +115,7 @@ async function fetchRange(sender: BlobSender, part: Part, cursor: Cursor, expect
         throw new RangesIgnored();
       }
       const body = guardBody(response.body, `the ${expected.label}`, signal);
-      if (part.spill) await spillBody(body, part.spill, part.end - from + 1);
+      if (part.spill) await spillBody(body, part.spill, part.end - from + 1, cursor.onBytes);
       else await pump(body, cursor, part.end + 1, expected);
       if (held() <= part.end) throw new LongshoreError(ErrorCode.Network, `A range of the ${expected.label} ended early.`, { retryable: true });
       return;
@@ -124,7 +131,7 @@ async function fetchRange(sender: BlobSender, part: Part, cursor: Cursor, expect
   }
 }
 
-async function spillBody(body: ReadableStream<Uint8Array>, spill: Spill, limit: number): Promise<void> {
+async function spillBody(body: ReadableStream<Uint8Array>, spill: Spill, limit: number, onBytes: (n: number) => void): Promise<void> {
   const reader = body.getReader();
   let seen = 0;
   try {
@@ -138,6 +145,7 @@ async function spillBody(body: ReadableStream<Uint8Array>, spill: Spill, limit: 
       } catch (err) {
         throw new SinkError(err);
       }
+      onBytes(value.byteLength);
     }
   } catch (err) {
     await reader.cancel().catch(() => undefined);
