@@ -356,13 +356,15 @@ export async function storeLayer(
   const { store, signal } = options;
   const d = job.descriptor;
   const expected = { digest: d.digest, size: d.size, label: job.label };
-  const parallel = options.parallel && store.createSpill ? { ...options.parallel, spill: (id: string) => store.createSpill!(id) } : undefined;
+  // Spills belong to the blob's key: the store's sweep leaves them alone while this download holds it.
+  const parallel = options.parallel && store.createSpill ? { ...options.parallel, spill: () => store.createSpill!(d.digest) } : undefined;
   const fetchOptions = { ...(signal ? { signal } : {}), onBytes, ...(parallel ? { parallel } : {}) };
   if (!job.needUncompressed) {
     const sink = store.openPartial ? await store.openPartial(d.digest, d.size, signal) : streamSink((s) => store.put(d.digest, s, signal));
-    // Another pull (a tab, a layer worker) may have finished it while this one waited for the partial.
+    // Another pull (a tab, a layer worker) may have finished it while this one waited for the
+    // partial; a prefix still kept of it is of no use any more.
     if (store.openPartial && await store.has(d.digest)) {
-      await sink.close(true);
+      await sink.close(false);
       onBytes(d.size);
       return;
     }

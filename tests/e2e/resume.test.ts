@@ -19,6 +19,9 @@ import { validateDockerArchive } from '../helpers/validate.ts';
 import { runText } from '../helpers/command.ts';
 import { pseudoRandomBytes, type ManifestTruth } from '../helpers/fixtures.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
+import { bundleForPage } from '../helpers/page-bundle.ts';
+import { resolve } from 'node:path';
+import type { StorePageApi } from './pages/store-page.ts';
 
 const env = inject('registryEnv');
 const MiB = 1024 * 1024;
@@ -84,7 +87,8 @@ async function download(page: Page, label: string): Promise<string> {
 
 /** Records of the page's cache (IndexedDB 'longshore', store 'blobs') by key, segments as their sizes. */
 function cacheRecords(page: Page): Promise<Record<string, unknown>> {
-  return page.evaluate(() => new Promise<Record<string, unknown>>((resolve, reject) => {
+  // Never opens (and so creates, without its object store) the database before the app does.
+  return page.evaluate(async () => !(await indexedDB.databases()).some((d) => d.name === 'longshore') ? {} : new Promise<Record<string, unknown>>((resolve, reject) => {
     const open = indexedDB.open('longshore');
     open.onerror = () => reject(open.error);
     open.onsuccess = () => {
@@ -199,6 +203,55 @@ describe('resume in the browser', () => {
     } finally {
       await context.close();
     }
+  });
+
+  it('parallel ranges in one tab while another sweeps: the ranges stored ahead of the cursor survive, the blob verifies', async () => {
+    const big = bigLayer();
+    relay.rules = { bytesPerSecond: MiB };
+    const bundle = await bundleForPage(resolve(import.meta.dirname, 'pages/store-page.ts'));
+    const context = await browser.newContext();
+    const [puller, sweeper] = [await context.newPage(), await context.newPage()];
+    for (const p of [puller, sweeper]) {
+      await p.goto(server.url);
+      await p.addScriptTag({ content: bundle, type: 'module' });
+      await p.waitForFunction(() => 'longshoreTest' in globalThis);
+    }
+    const db = `ranges-${Date.now()}`;
+    await puller.evaluate(([ref, name, threshold]) => {
+      const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
+      (globalThis as unknown as { pulling: Promise<string | undefined> }).pulling = t
+        .pullHere(ref, new t.IdbBlobStore(name, { segmentBytes: 256 * 1024 }), { connections: 4, threshold })
+        .then(() => undefined, (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
+    }, [name(), db, 4 * MiB] as const);
+    const spilled = (k: string) => k.startsWith(`seg:${big.digest}:`) && k.includes(':spill');
+    // Never opens (and so creates) the database before the store does.
+    const keysOf = (p: Page) => p.evaluate(async (n) => (await indexedDB.databases()).some((d) => d.name === n) ? new Promise<string[]>((done, fail) => {
+      const open = indexedDB.open(n);
+      open.onsuccess = () => {
+        try {
+          const req = open.result.transaction('blobs').objectStore('blobs').getAllKeys();
+          req.onsuccess = () => {
+            open.result.close();
+            done(req.result.map(String));
+          };
+        } catch (err) {
+          fail(err);
+        }
+      };
+    }) : [], db);
+    await expect.poll(async () => (await keysOf(sweeper)).some(spilled), { timeout: 30_000 }).toBe(true);
+    const swept = await sweeper.evaluate((n) => new (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest.IdbBlobStore(n).sweep(), db);
+    expect(swept).toBe(0);
+    expect(await puller.evaluate(() => (globalThis as unknown as { pulling: Promise<string | undefined> }).pulling)).toBeUndefined();
+    relay.rules = {};
+    const back = await puller.evaluate(async ([n, digest]) => {
+      const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
+      const blob = await new t.IdbBlobStore(n).getBlob(digest);
+      return t.sha256(new Uint8Array(await blob!.arrayBuffer()));
+    }, [db, big.digest] as const);
+    expect(back).toBe(big.digest);
+    expect((await keysOf(puller)).filter(spilled)).toEqual([]);
+    await context.close();
   });
 
   it('two tabs: one pulls legacy, the other starts (and sweeps the cache) while the first has diff_id segments without a record; both archives validate, the cache stays consistent', async () => {
