@@ -10,6 +10,8 @@ export interface WorkerConfig {
   /** Origin (and path prefix) of the longshore proxy; requests go to `<proxyBase>/proxy/<host>/…`. */
   proxyBase: string;
   concurrency?: number;
+  /** Parallel ranges for big blobs (default DEFAULT_PARALLEL in core/pull.ts; connections 1: off). */
+  parallel?: { connections: number; threshold: number };
 }
 
 export interface PullRequest {

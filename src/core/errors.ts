@@ -26,6 +26,8 @@ export const ErrorCode = {
   Format: 'FORMAT',
   Proxy: 'PROXY',
   Store: 'STORE',
+  /** The browser's storage quota (or the disk) is full. */
+  QuotaExceeded: 'QUOTA_EXCEEDED',
   Internal: 'INTERNAL',
   // The rest of distribution-spec's "Error Codes", kept as the registry sent them.
   BlobUploadInvalid: 'BLOB_UPLOAD_INVALID',

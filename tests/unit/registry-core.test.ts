@@ -67,10 +67,11 @@ describe('retry', () => {
       calls++;
       if (calls === 1) throw new TypeError('fetch failed');
       return new Response('no', { status: 503 });
-    }, { ...defaultRetryPolicy, retries: 3, sleep: async (ms) => void waits.push(ms) });
+    }, { ...defaultRetryPolicy, retries: 3, random: () => 0.5, sleep: async (ms) => void waits.push(ms) });
     expect(res.status).toBe(503);
     expect(calls).toBe(4);
-    expect(waits).toEqual([500, 1000, 2000]);
+    // Equal jitter: half of 500·2^i fixed, half random (here the middle of it).
+    expect(waits).toEqual([375, 750, 1500]);
   });
 
   it('does not retry a 404', async () => {
