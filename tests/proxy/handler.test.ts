@@ -126,6 +126,7 @@ beforeAll(async () => {
     ...structuredClone(DEFAULT_CONFIG),
     registries: [...DEFAULT_CONFIG.registries, { host: registry.host, scheme: 'http' }],
     mirrors: { 'docker.io': mirror.origin },
+    allowedOrigins: ['http://app.example'],
   });
   handler = createProxyHandler(config);
 });
@@ -179,8 +180,12 @@ describe('proxy handler', () => {
     expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link']));
     expect(withOrigin.headers.get('access-control-allow-credentials')).toBeNull();
 
+    // No Origin (same-origin GET, or not a browser): no CORS headers needed, none sent.
     const without = await call(proxied(`${registry.host}/v2/`));
-    expect(without.headers.get('access-control-allow-origin')).toBe('*');
+    expect(without.headers.get('access-control-allow-origin')).toBeNull();
+    // The app's own origin needs no listing.
+    const own = await call(proxied(`${registry.host}/v2/`, { headers: { origin: 'http://longshore.test' } }));
+    expect(own.headers.get('access-control-allow-origin')).toBe('http://longshore.test');
 
     const before = registry.requests.length;
     const preflight = await call(proxied(`${registry.host}/v2/private/manifests/latest`, {
@@ -193,6 +198,32 @@ describe('proxy handler', () => {
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Range/);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Accept/);
+    expect(preflight.headers.get('access-control-allow-private-network')).toBeNull();
+    expect(registry.requests.length).toBe(before);
+  });
+
+  it('answers Private Network Access preflights for allowed origins only', async () => {
+    const pna = (origin: string) => call(proxied(`${registry.host}/v2/private/manifests/latest`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-private-network': 'true' },
+    }));
+    const allowed = await pna('http://app.example');
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-private-network')).toBe('true');
+    const other = await pna('https://some-site.example');
+    expect(other.status).toBe(403);
+    expect(other.headers.get('access-control-allow-private-network')).toBeNull();
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('gives pages of other origins no CORS access and sends nothing upstream for them', async () => {
+    const before = registry.requests.length;
+    for (const origin of ['https://some-site.example', 'null', 'http://app.example.evil.test', 'http://longshore.test.evil.test']) {
+      const response = await call(proxied(`${registry.host}/v2/private/manifests/latest`, { headers: { origin } }));
+      expect(response.status, origin).toBe(403);
+      expect(response.headers.get('access-control-allow-origin'), origin).toBeNull();
+      expect((await envelope(response)).message).toMatch(/allowedOrigins/);
+    }
     expect(registry.requests.length).toBe(before);
   });
 
@@ -218,6 +249,7 @@ describe('proxy handler', () => {
       'if-none-match': '"e"',
       'user-agent': 'longshore-test',
       'accept-encoding': 'identity',
+      via: '1.1 longshore',
     });
     for (const name of ['cookie', 'origin', 'referer', 'x-forwarded-for']) expect(seen).not.toHaveProperty(name);
   });
@@ -303,6 +335,7 @@ describe('proxy handler', () => {
     const unknown = await call(proxied('evil.example/v2/', { headers: { origin: 'http://app.example' } }));
     expect(unknown.status).toBe(403);
     expect(unknown.headers.get('access-control-allow-origin')).toBe('http://app.example');
+    expect(unknown.headers.get('x-content-type-options')).toBe('nosniff');
     const denied = await envelope(unknown);
     expect(denied.code).toBe('PROXY_DENIED');
     expect(denied.message).toMatch(/evil\.example is not a configured registry/);
@@ -398,14 +431,87 @@ describe('proxy handler with injected fetch', () => {
     expect((await envelope(response)).message).toMatch(/registry\.example gave an unusable response/);
   });
 
-  it('drops a Content-Length that no longer matches a body fetch decoded', async () => {
+  it('refuses a Content-Encoding it did not ask for instead of decoding it', async () => {
+    let cancelled = false;
     const h = createProxyHandler(publicConfig, {
-      fetch: async () => new Response('decoded', { headers: { 'content-encoding': 'gzip', 'content-length': '3' } }),
+      fetch: async () => new Response(new ReadableStream({ cancel: () => void (cancelled = true) }), { headers: { 'content-encoding': 'gzip', 'content-length': '3' } }),
     });
     const response = await call(proxied('registry.example/v2/'), h);
-    expect(response.headers.get('content-length')).toBeNull();
-    expect(response.headers.get('content-encoding')).toBeNull();
-    expect(await response.text()).toBe('decoded');
+    expect(response.status).toBe(502);
+    const error = await envelope(response);
+    expect(error.code).toBe('PROXY_BAD_UPSTREAM');
+    expect(error.message).toMatch(/Content-Encoding: gzip/);
+    expect(cancelled).toBe(true);
+  });
+
+  it('never forwards Authorization to a mirror unless the config says so', async () => {
+    const seen: (string | null)[] = [];
+    const fetchSpy: typeof fetch = async (_input, init) => {
+      seen.push(new Headers(init?.headers).get('authorization'));
+      return new Response('{}');
+    };
+    const mirrored = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': 'https://mirror.example' } });
+    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
+    const trusted = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': { url: 'https://mirror.example', forwardAuthorization: true } } });
+    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(trusted, { fetch: fetchSpy }));
+    await call(proxied('registry.example/v2/', { headers: { authorization: 'Bearer r-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
+    expect(seen).toEqual([null, 'Bearer hub-token', 'Bearer r-token']);
+  });
+
+  it('learns realms only from a registry\'s own challenge, not from a redirect target\'s', async () => {
+    const h = createProxyHandler(publicConfig, {
+      fetch: async (input) => {
+        const url = new URL(String(input));
+        if (url.hostname === 'registry.example') return new Response(null, { status: 307, headers: { location: 'https://cdn.example/blob' } });
+        if (url.hostname === 'cdn.example') return new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://cdn.example/token"' } });
+        return new Response('{"token":"t"}');
+      },
+    });
+    expect((await call(proxied(`registry.example/v2/x/blobs/${DIGEST}`), h)).status).toBe(401);
+    expect((await call(proxied('cdn.example/token'), h)).status).toBe(403);
+  });
+
+  it('does not learn a realm longer than the bound', async () => {
+    const long = `https://auth.example/${'a'.repeat(600)}`;
+    const h = createProxyHandler(publicConfig, {
+      fetch: async (input) => {
+        const url = new URL(String(input));
+        if (url.hostname === 'registry.example') return new Response(null, { status: 401, headers: { 'www-authenticate': `Bearer realm="${long}"` } });
+        return new Response('{"token":"t"}');
+      },
+    });
+    expect((await call(proxied('registry.example/v2/'), h)).status).toBe(401);
+    expect((await call(proxied(long.replace('https://', '')), h)).status).toBe(403);
+  });
+
+  it('marks every proxied answer nosniff and sandboxed, and adds Via', async () => {
+    const h = createProxyHandler(publicConfig, {
+      fetch: async () => new Response('<script>alert(document.cookie)</script>', { headers: { 'content-type': 'text/html' } }),
+    });
+    const response = await call(proxied('registry.example/v2/x/manifests/latest'), h);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('content-security-policy')).toBe("sandbox; default-src 'none'");
+    expect(response.headers.get('via')).toBe('1.1 longshore');
+  });
+
+  it('refuses requests that already went through this proxy, and redirects back to it', async () => {
+    let upstreamCalls = 0;
+    const h = createProxyHandler(publicConfig, {
+      fetch: async () => {
+        upstreamCalls++;
+        return new Response(null, { status: 302, headers: { location: `http://longshore.test/proxy/registry.example/v2/x/blobs/${DIGEST}` } });
+      },
+    });
+    const viaUs = await call(proxied('registry.example/v2/', { headers: { via: '1.1 nginx, 1.1 longshore' } }), h);
+    expect(viaUs.status).toBe(508);
+    expect((await envelope(viaUs)).code).toBe('PROXY_LOOP');
+    expect(upstreamCalls).toBe(0);
+    const loop = await call(proxied(`registry.example/v2/x/blobs/${DIGEST}`), h);
+    expect(loop.status).toBe(508);
+    expect((await envelope(loop)).message).toMatch(/this proxy itself/);
+    expect(upstreamCalls).toBe(1);
   });
 });
 

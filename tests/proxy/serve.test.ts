@@ -62,6 +62,7 @@ beforeAll(async () => {
     listen: { host: '127.0.0.1', port: 0 },
     registries: [{ host: registry.host, scheme: 'http' }],
     mirrors: { 'docker.io': registry.origin },
+    allowedOrigins: ['http://elsewhere.example'],
   });
   server = await startServer(config, { staticDir: dir });
 });
