@@ -84,6 +84,20 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
     const method = init.method ?? 'GET';
     const signal = init.signal ?? undefined;
     const release = await pool.acquire(url.origin, signal);
+    try {
+      return await send(url, method, headers, signal, release, true);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }) as typeof fetch;
+
+  /**
+   * One request on a pooled socket. A kept-alive socket the upstream closed just as it was
+   * reused fails with a reset before any response; GET and HEAD are idempotent, so that one case
+   * is retried once on a fresh socket (as undici does).
+   */
+  function send(url: URL, method: string, headers: Record<string, string>, signal: AbortSignal | undefined, release: () => void, mayRetry: boolean): Promise<Response> {
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<Response>((resolve, reject) => {
       let settled = false;
@@ -91,7 +105,6 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
       const fail = (err: UpstreamError) => {
         if (settled) return;
         settled = true;
-        release();
         req.destroy(err);
         reject(err);
       };
@@ -108,7 +121,6 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
             resolve(toResponse(res, url, method, timeouts.bodyIdleMs, release));
           } catch (err) {
             // toResponse only throws on a reply fetch cannot represent: never out of the process.
-            release();
             res.destroy();
             reject(err instanceof UpstreamError ? err : classifyFailure(err, url.host));
           }
@@ -116,7 +128,6 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
       } catch (err) {
         clearTimeout(headersTimer);
         settled = true;
-        release();
         reject(classifyFailure(err, url.host));
         return;
       }
@@ -130,12 +141,16 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
         clearTimeout(headersTimer);
         if (settled) return;
         settled = true;
-        release();
-        reject(err instanceof UpstreamError ? err : classifyFailure(err, url.host));
+        const failure = err instanceof UpstreamError ? err : classifyFailure(err, url.host);
+        if (mayRetry && req.reusedSocket && failure.kind === 'reset' && (method === 'GET' || method === 'HEAD') && !signal?.aborted) {
+          resolve(send(url, method, headers, signal, release, false));
+          return;
+        }
+        reject(failure);
       });
       req.end();
     });
-  }) as typeof fetch;
+  }
 }
 
 /** The upstream response as a Fetch Response; throws UpstreamError('bad-status') for 1xx/6xx+. */

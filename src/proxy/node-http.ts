@@ -46,6 +46,8 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
     res.end();
     return;
   }
+  // The client sees the status at once, even if the first body byte is slow to come.
+  res.flushHeaders();
   const source = nodeSourceOf(body);
   if (source) {
     // Relayed as it came: socket to socket (see node-fetch.ts).
