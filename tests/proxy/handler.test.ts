@@ -522,3 +522,63 @@ describe('challenge header contract', () => {
     expect(CHALLENGE_HEADER).toBe(PROXY_CHALLENGE_HEADER);
   });
 });
+
+describe('per-client limits', () => {
+  const limited = (limits: Partial<ProxyConfig['limits']>) => parseConfig({
+    ...structuredClone(DEFAULT_CONFIG),
+    listen: { host: '0.0.0.0', port: 8080 },
+    registries: [{ host: 'registry.example', scheme: 'https' }],
+    limits: { ...DEFAULT_CONFIG.limits, ...limits },
+  });
+
+  it('answers 429 with Retry-After past the request rate, per client, and refills with time', async () => {
+    let clock = 1_000_000;
+    const h = createProxyHandler(limited({ clientRequestsPerSecond: 2, clientBurst: 3 }), { fetch: async () => new Response('{}'), now: () => clock });
+    const statuses = async (client: string, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await h(proxied('registry.example/v2/'), { client }))!.status);
+      return out;
+    };
+    expect(await statuses('10.0.0.1', 4)).toEqual([200, 200, 200, 429]);
+    const refused = (await h(proxied('registry.example/v2/'), { client: '10.0.0.1' }))!;
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect((await envelope(refused)).code).toBe('PROXY_RATE_LIMITED');
+    expect(await statuses('10.0.0.2', 1)).toEqual([200]); // another client is not affected
+    clock += 1000; // two tokens back
+    expect(await statuses('10.0.0.1', 3)).toEqual([200, 200, 429]);
+  });
+
+  it('answers 429 past the open streams of one client, and frees a slot when a body ends', async () => {
+    const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
+      fetch: async () => new Response(new ReadableStream({ pull: (c) => c.enqueue(new Uint8Array(1)) }, { highWaterMark: 0 })),
+    });
+    const open = [await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }), await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' })];
+    expect(open.map((r) => r!.status)).toEqual([200, 200]);
+    const third = (await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!;
+    expect(third.status).toBe(429);
+    expect(third.headers.get('retry-after')).toBe('1');
+    expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'b' }))!.status).toBe(200);
+    await open[0]!.body!.cancel();
+    expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!.status).toBe(200);
+  });
+
+  it('cuts a body that makes no progress for the idle bound (web relay, as on workerd)', async () => {
+    const config = parseConfig({ ...structuredClone(limited({})), timeouts: { ...DEFAULT_CONFIG.timeouts, bodyIdleMs: 200 } });
+    const entries: { error?: string }[] = [];
+    const h = createProxyHandler(config, {
+      fetch: async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new Uint8Array(10)) })), // then nothing, ever
+      log: (entry) => entries.push(entry),
+    });
+    const response = (await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!;
+    await expect(response.arrayBuffer()).rejects.toThrow(/made no progress for 200 ms/);
+    expect(entries).toMatchObject([{ error: 'body-timeout', bytes: 10, status: 200 }]);
+  });
+
+  it('bounds the wait for response headers when the runtime\'s fetch has no timeouts', async () => {
+    const config = parseConfig({ ...structuredClone(limited({})), timeouts: { connectMs: 50, headersMs: 50, bodyIdleMs: 1000, poolWaitMs: 50 } });
+    const h = createProxyHandler(config, { fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))) });
+    const response = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
+    expect(response.status).toBe(504);
+    expect((await envelope(response)).code).toBe('PROXY_TIMEOUT');
+  });
+});
