@@ -128,6 +128,15 @@ export interface LoadOptions {
   readFile?: (path: string) => Promise<string>;
 }
 
+/**
+ * The default with `over` merged over it (as a LONGSHORE_CONFIG file is), checked: for runtimes
+ * without files or environment variables (workerd passes the JSON as a binding).
+ */
+export function configFrom(over: unknown, source = 'config'): ProxyConfig {
+  if (!isObject(over)) throw new ProxyConfigError([`${source}: must be a JSON object`]);
+  return parseConfig(mergeRaw(toRaw(DEFAULT_CONFIG), over), source);
+}
+
 /** Default → file named by LONGSHORE_CONFIG → LONGSHORE_* variables; throws ProxyConfigError. */
 export async function loadConfig(options: LoadOptions = {}): Promise<ProxyConfig> {
   const env = options.env ?? (globalThis as { process?: { env: Env } }).process?.env ?? {};

@@ -57,6 +57,11 @@ export interface ProxyDeps {
   lookup?: (hostname: string) => Promise<readonly string[]>;
   /** How many learned realms to keep (oldest forgotten first). Default 64. */
   maxLearnedRealms?: number;
+  /**
+   * Whether `fetch` bounds the pool wait, connect and headers phases itself (node-fetch.ts
+   * does). Otherwise the handler bounds connect + headers together by timeouts.headersMs.
+   */
+  fetchBounded?: boolean;
   /** Relays bodies; default webRelay. node-fetch.ts has one that keeps socket-to-socket piping. */
   relay?: Relay;
   /** One entry per request, when its body has ended. Default: none. */
@@ -209,9 +214,10 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     if (!headers.has('range')) headers.set('accept-encoding', 'identity');
     headers.set('via', VIA_VALUE);
     const self = selfAuthorities(x.url, config.listen);
-    // The outer bound for runtimes whose fetch has no phase timeouts (node-fetch.ts has its own).
-    const { connectMs, headersMs, poolWaitMs } = config.timeouts;
-    const bound = connectMs + headersMs + poolWaitMs;
+    // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers;
+    // with node-fetch.ts this is only a backstop behind its own, finer ones.
+    const { headersMs, poolWaitMs } = config.timeouts;
+    const bound = deps.fetchBounded ? poolWaitMs + headersMs + 1000 : headersMs;
 
     let target = decision.upstream;
     const home = target.origin;

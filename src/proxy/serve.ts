@@ -61,6 +61,7 @@ export async function startServer(config: ProxyConfig, options: ServeOptions): P
     lookup: async (hostname) => (await lookup(hostname, { all: true })).map((a) => a.address),
     fetch: createNodeFetch(config),
     relay: nodeRelay,
+    fetchBounded: true,
     ...(options.log ? { log: options.log } : {}),
     ...options.deps,
   };

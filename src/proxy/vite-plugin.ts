@@ -24,6 +24,7 @@ export function longshoreProxy(options: LongshoreProxyOptions = {}): Plugin {
       lookup: async (name) => (await lookup(name, { all: true })).map((a) => a.address),
       fetch: createNodeFetch(config),
       relay: nodeRelay,
+      fetchBounded: true,
     });
     server.middlewares.use(nodeMiddleware(handler, { trustForwardedFor: config.trustForwardedFor }));
   };

@@ -59,6 +59,11 @@ export function hostileSuite(target: () => SuiteTarget): void {
     it.each(errorCases)('%s: a distribution-style error before any header', async (name) => {
       const t = target();
       const answer = await get(caseUrl(t, name));
+      if (!t.exactCodes && name === 'hugeheaders' && answer.status === 200) {
+        // workerd's parser takes 100 KB of headers; the proxy still relays none of them.
+        expect(Object.keys(answer.headers).filter((h) => h.startsWith('x-pad'))).toEqual([]);
+        return;
+      }
       const error = envelopeOf(answer);
       expect(error.code).toMatch(/^PROXY_[A-Z_]+$/);
       if (t.exactCodes) {
