@@ -29,7 +29,6 @@ import {
   UpstreamError,
   classifyFailure,
   failureResponse,
-  type UpstreamFailure,
 } from './upstream-error.ts';
 
 export { PROXY_DENIED, PROXY_LOOP, PROXY_UNREACHABLE, PROXY_BAD_UPSTREAM };
