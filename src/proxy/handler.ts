@@ -132,6 +132,8 @@ interface Exchange {
   started: number;
   kind: string;
   upstreamHost: string;
+  /** Where this proxy is reachable (policy.selfAuthorities), for loop checks. */
+  self: readonly string[];
 }
 
 export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): ProxyHandler {
@@ -183,7 +185,7 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       return refuse(x, 429, PROXY_RATE_LIMITED, `too many requests from ${x.client}; retry after ${wait} s`, 'rate-limited', { 'retry-after': String(wait) });
     }
     const decision = decide(
-      { method: x.request.method, path: x.url.pathname, query: x.url.search, headers: x.request.headers, self: selfAuthorities(x.url, config.listen) },
+      { method: x.request.method, path: x.url.pathname, query: x.url.search, headers: x.request.headers, self: x.self },
       config,
       learned.view,
     );
@@ -212,11 +214,8 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     // request, per the Fetch standard.)
     if (!headers.has('range')) headers.set('accept-encoding', 'identity');
     headers.set('via', VIA_VALUE);
-    const self = selfAuthorities(x.url, config.listen);
-    // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers;
-    // with node-fetch.ts this is only a backstop behind its own, finer ones.
-    const { headersMs, poolWaitMs } = config.timeouts;
-    const bound = deps.fetchBounded ? poolWaitMs + headersMs + 1000 : headersMs;
+    // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers.
+    const bound = config.timeouts.headersMs;
 
     let target = decision.upstream;
     const home = target.origin;
@@ -227,7 +226,8 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       const sent = now();
       let upstream: Response;
       try {
-        upstream = await withBound(bound, x.request.signal, (signal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal }), target.host);
+        const send = (signal: AbortSignal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal });
+        upstream = await (deps.fetchBounded ? send(x.request.signal) : withBound(bound, x.request.signal, send, target.host));
       } catch (err) {
         if (x.request.signal.aborted) return finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone');
         const failure = classifyFailure(err, target.host);
@@ -241,7 +241,7 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       if (hop >= MAX_REDIRECTS) {
         return refuse(x, 502, PROXY_BAD_UPSTREAM, `upstream ${decision.upstream.host} redirected more than ${MAX_REDIRECTS} times`, 'redirects');
       }
-      const next = decideRedirect(target, location, config, self);
+      const next = decideRedirect(target, location, config, x.self);
       if (!next.allow) return refuse(x, next.status, next.code, next.reason, next.code === PROXY_LOOP ? 'loop' : 'denied');
       target = next.upstream;
       // Credentials belong to the registry (or realm) the client addressed, never to its CDN.
@@ -318,6 +318,7 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       started: now(),
       kind: 'refused',
       upstreamHost: '',
+      self: selfAuthorities(url, config.listen),
     };
     try {
       const admitted = admit(x);
