@@ -231,14 +231,16 @@ class OriginPool {
 
   async acquire(origin: string, signal: AbortSignal | undefined): Promise<() => void> {
     if (this.size === 0) return () => undefined;
+    // A slot freed while others wait is handed to the first of them, never to a newcomer.
     if ((this.#active.get(origin) ?? 0) >= this.size) await this.#wait(origin, signal);
-    this.#active.set(origin, (this.#active.get(origin) ?? 0) + 1);
+    else this.#active.set(origin, (this.#active.get(origin) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#active.set(origin, (this.#active.get(origin) ?? 1) - 1);
-      this.#waiting.get(origin)?.shift()?.();
+      const next = this.#waiting.get(origin)?.shift();
+      if (next) next();
+      else this.#active.set(origin, (this.#active.get(origin) ?? 1) - 1);
     };
   }
 

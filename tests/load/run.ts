@@ -1,22 +1,22 @@
 // npm run load: a bounded load test of the proxy as `npm start` runs it (a child process), with
 // autocannon for manifests and plain node:http clients for blobs. Prints throughput, p99,
 // errors and the proxy's RSS (peak per phase, sampled from /proc) as a table and JSON. Upstreams
-// are small in-process servers (a manifest, a generated 100 MB blob, one that never answers), so
-// the numbers are the proxy's, not a registry's. Numbers on a shared 2-core machine are noisy.
+// are small servers in their own process (upstreams.ts: a manifest, a generated 100 MB blob, one
+// that never answers), so the numbers are the proxy's, not a registry's. Numbers on a shared
+// 2-core machine are noisy: the table carries the load average.
 //   npm run load [-- --quick]      (--quick: shorter phases, 20 blob streams)
 import autocannon from 'autocannon';
 import { readFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { loadavg } from 'node:os';
+import { spawn } from 'node:child_process';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { startProxyProcess, type ProxyProcess } from '../proxy/proxy-process.ts';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 4 : 10;
 const BLOB_MB = 100;
 const BLOB_STREAMS = quick ? 20 : 50;
-const MANIFEST = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { digest: `sha256:${'c'.repeat(64)}`, size: 1000 }, layers: Array.from({ length: 8 }, (_, i) => ({ digest: `sha256:${String(i).repeat(64)}`, size: 1e7 })) });
 const DIGEST = `sha256:${'b'.repeat(64)}`;
-const CHUNK = Buffer.alloc(1024 * 1024, 0x5a);
 
 interface Row {
   phase: string;
@@ -26,41 +26,24 @@ interface Row {
   p99ms?: number;
   errors: number;
   rssPeakMB: number;
+  /** The machine's 1-minute load average when the phase ended (2 cores, shared). */
+  load?: number;
   note?: string;
 }
 
-function listen(handler: Parameters<typeof createServer>[1]): Promise<{ server: Server; host: string }> {
-  const server = createServer(handler);
-  server.keepAliveTimeout = 60_000;
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}` })));
-}
-
-/** The registry: a manifest, and a generated blob of BLOB_MB MiB. */
-const registry = await listen((req, res) => {
-  if (req.url?.includes('/blobs/')) {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BLOB_MB * CHUNK.length) });
-    let sent = 0;
-    const pump = () => {
-      while (sent < BLOB_MB) {
-        sent++;
-        if (!res.write(CHUNK)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    res.on('close', () => (sent = BLOB_MB));
-    pump();
-    return;
-  }
-  res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': `sha256:${'d'.repeat(64)}` });
-  res.end(MANIFEST);
+/** The upstreams, in a child process (see upstreams.ts). */
+const upstreamsChild = spawn(process.execPath, ['--import', 'tsx', 'tests/load/upstreams.ts'], { env: { ...process.env, BLOB_MB: String(BLOB_MB) }, stdio: ['ignore', 'pipe', 'inherit'] });
+const hosts = await new Promise<{ registry: string; other: string; hung: string }>((resolve, reject) => {
+  let out = '';
+  upstreamsChild.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as { registry: string; other: string; hung: string });
+  });
+  upstreamsChild.once('exit', (code) => reject(new Error(`upstreams exited (${code})`)));
 });
-/** Another registry, to show one registry's trouble does not reach the others. */
-const other = await listen((_req, res) => {
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(MANIFEST);
-});
-/** A registry that accepts and never answers. */
-const hung = await listen(() => undefined);
+const registry = { host: hosts.registry };
+const other = { host: hosts.other };
+const hung = { host: hosts.hung };
 
 const proxy: ProxyProcess = await startProxyProcess({
   listen: { host: '127.0.0.1', port: 0 },
@@ -136,15 +119,16 @@ function download(url: string, opts: { bytesPerSecond?: number; readFor?: number
 }
 
 const rows: Row[] = [];
+const push = (row: Row) => rows.push({ ...row, load: Math.round(loadavg()[0]! * 10) / 10 });
 const baselineRss = Math.round(status('VmRSS'));
 
 // Proxy cost: the same load straight at the registry, then through the proxy.
 const direct = await cannon(`http://${registry.host}/v2/load/test/manifests/latest`, 100);
 for (const clients of [100, 500]) {
   const [r, rss] = await sampled(() => cannon(manifestUrl(registry.host), clients));
-  rows.push({ phase: 'manifests', clients, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss });
+  push({ phase: 'manifests', clients, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss });
 }
-rows.push({ phase: 'manifests, direct (no proxy)', clients: 100, requestsPerSecond: direct.rps, p99ms: direct.p99, errors: direct.errors, rssPeakMB: 0 });
+push({ phase: 'manifests, direct (no proxy)', clients: 100, requestsPerSecond: direct.rps, p99ms: direct.p99, errors: direct.errors, rssPeakMB: 0 });
 
 // One blob, direct and proxied: the cost on a stream.
 const time = async (url: string) => {
@@ -154,14 +138,15 @@ const time = async (url: string) => {
 };
 const blobDirect = await time(`http://${registry.host}/v2/load/test/blobs/${DIGEST}`);
 const [blobOne, blobOneRss] = await sampled(() => time(blobUrl));
-rows.push({ phase: `1 blob of ${BLOB_MB} MB, direct / proxied`, clients: 1, mbPerSecond: Math.round(blobOne.mbps), errors: Number(!blobOne.ok), rssPeakMB: blobOneRss, note: `direct ${Math.round(blobDirect.mbps)} MB/s` });
+push({ phase: `1 blob of ${BLOB_MB} MB, direct / proxied`, clients: 1, mbPerSecond: Math.round(blobOne.mbps), errors: Number(!blobOne.ok), rssPeakMB: blobOneRss, note: `direct ${Math.round(blobDirect.mbps)} MB/s` });
 
 // Concurrent blob streams.
 {
   const t = performance.now();
   const [results, rss] = await sampled(() => Promise.all(Array.from({ length: BLOB_STREAMS }, () => download(blobUrl))));
   const mb = results.reduce((n, r) => n + r.bytes, 0) / 2 ** 20;
-  rows.push({ phase: `${BLOB_MB} MB blob streams`, clients: BLOB_STREAMS, mbPerSecond: Math.round(mb / ((performance.now() - t) / 1000)), errors: results.filter((r) => !r.ok).length, rssPeakMB: rss, note: `${Math.round(mb)} MB relayed` });
+  const failed = results.filter((r) => !r.ok).map((r) => `${r.status || 'no answer'} after ${Math.round(r.bytes / 2 ** 20)} MB`);
+  push({ phase: `${BLOB_MB} MB blob streams`, clients: BLOB_STREAMS, mbPerSecond: Math.round(mb / ((performance.now() - t) / 1000)), errors: failed.length, rssPeakMB: rss, note: `${Math.round(mb)} MB relayed${failed.length ? `; failed: ${failed.join(', ')}` : ''}` });
 }
 
 // Slow readers (1 MB/s each) while manifests are served.
@@ -170,7 +155,7 @@ rows.push({ phase: `1 blob of ${BLOB_MB} MB, direct / proxied`, clients: 1, mbPe
     Promise.all(Array.from({ length: 20 }, () => download(blobUrl, { bytesPerSecond: 2 ** 20, readFor: SECONDS * 1000 }))),
     cannon(manifestUrl(registry.host), 100),
   ]));
-  rows.push({ phase: 'manifests while 20 slow readers (1 MB/s)', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors + slow.filter((s) => !s.ok).length, rssPeakMB: rss });
+  push({ phase: 'manifests while 20 slow readers (1 MB/s)', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors + slow.filter((s) => !s.ok).length, rssPeakMB: rss });
 }
 
 // Clients that never read: they fill that registry's pool; another registry is unaffected.
@@ -181,7 +166,7 @@ rows.push({ phase: `1 blob of ${BLOB_MB} MB, direct / proxied`, clients: 1, mbPe
     new Promise<Awaited<ReturnType<typeof cannon>>>((resolve) => setTimeout(() => resolve(cannon(manifestUrl(registry.host), 20, 7)), 1000)),
   ]));
   const busy = never.filter((n) => n.status === 503).length;
-  rows.push({ phase: 'other registry while 100 clients never read', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss, note: `never-readers: ${never.length - busy} got 200 (pool of 64), ${busy} got 503; same registry meanwhile: ${same.errors} answered 503 + Retry-After (pool full, by design)` });
+  push({ phase: 'other registry while 100 clients never read', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss, note: `never-readers: ${never.length - busy} got 200 (pool of 64), ${busy} got 503; same registry meanwhile: ${same.errors} answered 503 + Retry-After (pool full, by design)` });
 }
 
 // One registry hangs: others go on.
@@ -190,22 +175,19 @@ rows.push({ phase: `1 blob of ${BLOB_MB} MB, direct / proxied`, clients: 1, mbPe
     cannon(manifestUrl(hung.host), 50, Math.min(SECONDS, 6)),
     cannon(manifestUrl(other.host), 100),
   ]));
-  rows.push({ phase: 'other registry while one hangs (50 clients waiting)', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss, note: `hung registry: ${h.errors} answered 504 (headers bound 5 s)` });
+  push({ phase: 'other registry while one hangs (50 clients waiting)', clients: 100, requestsPerSecond: r.rps, p99ms: r.p99, errors: r.errors, rssPeakMB: rss, note: `hung registry: ${h.errors} answered 504 (headers bound 5 s)` });
 }
 
 const alive = proxy.alive();
 const hwm = Math.round(status('VmHWM'));
 await proxy.stop();
-for (const s of [registry, other, hung]) {
-  s.server.closeAllConnections();
-  s.server.close();
-}
+upstreamsChild.kill('SIGTERM');
 
 const cost = Math.round((1 - rows[0]!.requestsPerSecond! / direct.rps) * 100);
 console.log(`\nlongshore proxy load test (${quick ? 'quick' : 'full'}, ${new Date().toISOString()}); proxy RSS at start ${baselineRss} MB, peak (VmHWM) ${hwm} MB, alive at end: ${alive}`);
-console.log('| phase | clients | req/s | MB/s | p99 ms | errors | proxy RSS peak MB | note |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
-for (const r of rows) console.log(`| ${r.phase} | ${r.clients} | ${r.requestsPerSecond ?? ''} | ${r.mbPerSecond ?? ''} | ${r.p99ms ?? ''} | ${r.errors} | ${r.rssPeakMB || ''} | ${r.note ?? ''} |`);
+console.log('| phase | clients | req/s | MB/s | p99 ms | errors | proxy RSS peak MB | load avg | note |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.phase} | ${r.clients} | ${r.requestsPerSecond ?? ''} | ${r.mbPerSecond ?? ''} | ${r.p99ms ?? ''} | ${r.errors} | ${r.rssPeakMB || ''} | ${r.load} | ${r.note ?? ''} |`);
 console.log(`\nmanifest throughput through the proxy vs direct at 100 clients: ${cost} % lower; one ${BLOB_MB} MB blob: ${Math.round((1 - blobOne.mbps / blobDirect.mbps) * 100)} % lower`);
 console.log(JSON.stringify({ quick, rows, baselineRss, hwm, alive, manifestCostPercent: cost }));
 process.exit(0);
