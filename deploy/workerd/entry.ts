@@ -21,7 +21,12 @@ function load(env: Env): ProxyHandler {
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
-    handler ??= load(env);
+    try {
+      handler ??= load(env);
+    } catch (err) {
+      // A bad config: say so on every request rather than as an opaque runtime error.
+      return new Response(`longshore: ${err instanceof Error ? err.message : String(err)}\n`, { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+    }
     // Cloudflare puts the client's address here; a bare workerd socket has no such header.
     const client = request.headers.get('cf-connecting-ip') ?? 'unknown';
     const response = await handler(request, { client });

@@ -134,6 +134,8 @@ interface Exchange {
   upstreamHost: string;
   /** Where this proxy is reachable (policy.selfAuthorities), for loop checks. */
   self: readonly string[];
+  /** Frees the client's stream slot (taken once admitted, held until the body has ended). */
+  release?: () => void;
 }
 
 export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): ProxyHandler {
@@ -147,6 +149,7 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
 
   /** Logs and counts a request that ends here, with no body to relay. */
   const finish = (x: Exchange, response: Response, failure?: string): Response => {
+    x.release?.();
     metrics.request(x.kind, response.status);
     if (failure) metrics.error(failure);
     log(x, response.status, 0, failure);
@@ -198,6 +201,12 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       return finish(x, preflight(x.origin, x.request.headers));
     }
     x.kind = decision.kind;
+    // A slot from now until the body has been relayed: waiting on a slow upstream counts too.
+    x.release = limits.open(x.client);
+    if (!x.release) {
+      const message = `${x.client} has ${config.limits.clientStreams} requests open through the proxy already; retry when one ends`;
+      return refuse(x, 429, PROXY_RATE_LIMITED, message, 'client-streams', { 'retry-after': '1' });
+    }
     return decision;
   };
 
@@ -274,28 +283,20 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     secure(out);
     cors(out, x.cors === 'allowed' ? x.origin : null);
     const status = upstream.status;
-    metrics.request(x.kind, status);
     const bodyless = x.request.method === 'HEAD' || NULL_BODY_STATUSES.has(status) || upstream.body === null;
+    metrics.request(x.kind, status);
     if (bodyless) {
       await upstream.body?.cancel().catch(() => undefined);
+      x.release?.();
       log(x, status, 0);
       return new Response(null, { status, headers: out });
-    }
-    const release = limits.open(x.client);
-    if (!release) {
-      // Checked after the answer so a client at its limit still gets small refusals quickly;
-      // the upstream body is dropped unread.
-      await upstream.body.cancel().catch(() => undefined);
-      metrics.error('client-streams');
-      log(x, 429, 0, 'client-streams');
-      return refusal(429, PROXY_RATE_LIMITED, `${x.client} has ${config.limits.clientStreams} downloads open through the proxy already; retry when one ends`, x.cors === 'allowed' ? x.origin : null, { 'retry-after': '1' });
     }
     metrics.openStreams++;
     const body = relay(upstream.body, {
       idleMs: config.timeouts.bodyIdleMs,
       host: x.upstreamHost,
       onEnd: (bytes, failure) => {
-        release();
+        x.release?.();
         metrics.openStreams--;
         metrics.bytes(bytes);
         if (failure) metrics.error(failure);

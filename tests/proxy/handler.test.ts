@@ -562,6 +562,19 @@ describe('per-client limits', () => {
     expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!.status).toBe(200);
   });
 
+  it('counts requests still waiting on the upstream among a client\'s open streams', async () => {
+    const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
+      fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
+    });
+    const aborts = [new AbortController(), new AbortController()];
+    const waiting = aborts.map((a) => h(new Request('http://longshore.test/proxy/registry.example/v2/', { signal: a.signal }), { client: 'a' }));
+    const third = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
+    expect(third.status).toBe(429);
+    expect((await envelope(third)).message).toMatch(/2 requests open/);
+    for (const a of aborts) a.abort();
+    await Promise.all(waiting);
+  });
+
   it('cuts a body that makes no progress for the idle bound (web relay, as on workerd)', async () => {
     const config = parseConfig({ ...structuredClone(limited({})), timeouts: { ...DEFAULT_CONFIG.timeouts, bodyIdleMs: 200 } });
     const entries: { error?: string }[] = [];
