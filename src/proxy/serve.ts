@@ -11,7 +11,7 @@ import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, ProxyConfigError, type ProxyConfig } from './config.ts';
 import { createAppHandler, type ProxyDeps } from './handler.ts';
-import { jsonLines, type RequestLogEntry } from './log.ts';
+import { batched, jsonLines, type RequestLogEntry } from './log.ts';
 import { nodeMiddleware } from './node-http.ts';
 import { createNodeFetch, nodeRelay } from './node-fetch.ts';
 
@@ -185,10 +185,15 @@ async function main(): Promise<void> {
     console.warn(`warning: ${staticDir} has no index.html; run "npm run build" first (the proxy works regardless).`);
   }
   installSafetyNet();
-  const running = await startServer(config, { staticDir, log: jsonLines((line) => process.stdout.write(line)) });
+  const out = batched((text) => process.stdout.write(text));
+  const running = await startServer(config, { staticDir, log: jsonLines(out.write) });
   console.log(`longshore listening on ${running.url}`);
   const stop = () => {
-    running.close().then(() => process.exit(0), () => process.exit(1));
+    const exit = (code: number) => () => {
+      out.flush(); // the lines of requests cut by closing, too
+      process.exit(code);
+    };
+    running.close().then(exit(0), exit(1));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeTarget, redactQuery } from '../../src/proxy/log.ts';
+import { batched, describeTarget, redactQuery } from '../../src/proxy/log.ts';
 import { ProxyMetrics } from '../../src/proxy/metrics.ts';
 
 describe('request log redaction', () => {
@@ -41,5 +41,21 @@ describe('metrics', () => {
     expect(text).toContain('longshore_proxy_upstream_latency_seconds_count 2\n');
     expect(text).toMatch(/# TYPE longshore_proxy_upstream_latency_seconds histogram\n/);
     expect(text.endsWith('x 1\n')).toBe(true);
+  });
+});
+
+describe('batched writes', () => {
+  it('joins writes into one until the timer or the batch size, and flushes the rest on demand', async () => {
+    const writes: string[] = [];
+    const out = batched((text) => writes.push(text), 20);
+    out.write('a\n');
+    out.write('b\n');
+    expect(writes).toEqual([]);
+    await expect.poll(() => writes).toEqual(['a\nb\n']);
+    for (let i = 0; i < 256; i++) out.write('x');
+    expect(writes).toEqual(['a\nb\n', 'x'.repeat(256)]);
+    out.write('tail');
+    out.flush();
+    expect(writes.at(-1)).toBe('tail');
   });
 });
