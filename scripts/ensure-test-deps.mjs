@@ -12,6 +12,7 @@ const tools = {
   htpasswd: 'apache2-utils',
   openssl: 'openssl',
   zstd: 'zstd',
+  nginx: 'nginx',
 };
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
