@@ -48,6 +48,13 @@ export const ErrorCode = {
   ProxyDenied: 'PROXY_DENIED',
   /** longshore's proxy could not connect to the registry: it is down, or the host is wrong. */
   ProxyUnreachable: 'PROXY_UNREACHABLE',
+  /** The proxy's other refusals (src/proxy/handler.ts): a loop, its per-client limits, no free pooled connection, an upstream too slow or not speaking HTTP, its own failure. */
+  ProxyLoop: 'PROXY_LOOP',
+  ProxyRateLimited: 'PROXY_RATE_LIMITED',
+  ProxyBusy: 'PROXY_BUSY',
+  ProxyTimeout: 'PROXY_TIMEOUT',
+  ProxyBadUpstream: 'PROXY_BAD_UPSTREAM',
+  ProxyInternal: 'PROXY_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

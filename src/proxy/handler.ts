@@ -103,6 +103,8 @@ export const RELAYED_RESPONSE_HEADERS = [
   'retry-after',
   'etag',
   'link', // distribution-spec pagination of tags/list and _catalog
+  'ratelimit-limit', // Docker Hub's pull limits (IETF RateLimit header fields draft), shown in the page
+  'ratelimit-remaining',
 ] as const;
 
 /**

@@ -80,7 +80,10 @@ beforeAll(async () => {
         return;
       }
       if (url.startsWith('/v2/private/manifests/')) {
-        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': DIGEST, etag: `"${DIGEST}"` });
+        res.writeHead(200, {
+          'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': DIGEST, etag: `"${DIGEST}"`,
+          'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600',
+        });
         res.end('{"schemaVersion":2}');
         return;
       }
@@ -177,7 +180,7 @@ describe('proxy handler', () => {
     expect(withOrigin.headers.get('access-control-allow-origin')).toBe('http://app.example');
     expect(withOrigin.headers.get('vary')).toMatch(/Origin/);
     const exposed = withOrigin.headers.get('access-control-expose-headers')!.split(/,\s*/);
-    expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link']));
+    expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link', 'ratelimit-limit', 'ratelimit-remaining']));
     expect(withOrigin.headers.get('access-control-allow-credentials')).toBeNull();
 
     // No Origin (same-origin GET, or not a browser): no CORS headers needed, none sent.
@@ -284,6 +287,9 @@ describe('proxy handler', () => {
     const manifest = await call(proxied(`${registry.host}/v2/private/manifests/latest`, { headers: { authorization: TOKEN } }));
     expect(manifest.status).toBe(200);
     expect(manifest.headers.get('docker-content-digest')).toBe(DIGEST);
+    // Docker Hub's pull limits reach the page (README, "Rate limits").
+    expect(manifest.headers.get('ratelimit-limit')).toBe('100;w=21600');
+    expect(manifest.headers.get('ratelimit-remaining')).toBe('76;w=21600');
     expect(await manifest.text()).toBe('{"schemaVersion":2}');
 
     // Learned, not configured: a fresh handler knows nothing of it.

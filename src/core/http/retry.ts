@@ -40,7 +40,8 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
 }
 
 export function isRetryableStatus(status: number): boolean {
-  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
+  // 508: longshore's proxy found a loop (a registry redirecting to the proxy itself); it will not fix itself.
+  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505 && status !== 508);
 }
 
 /** Delay asked for by a Retry-After header (seconds or HTTP date), in ms; undefined if absent. */

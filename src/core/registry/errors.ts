@@ -5,6 +5,7 @@
 // a host or unable to reach it.
 import { ErrorCode, LongshoreError, isErrorCode } from '../errors.ts';
 import { challengeOf, readCapped } from '../http/transport.ts';
+import { isRetryableStatus } from '../http/retry.ts';
 import { parseChallenges } from './challenge.ts';
 
 const ERROR_BODY_LIMIT = 64 * 1024;
@@ -21,6 +22,8 @@ const KNOWN: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.ManifestBlobUnknown, ErrorCode.ManifestInvalid, ErrorCode.ManifestUnknown, ErrorCode.ManifestUnverified,
   ErrorCode.NameInvalid, ErrorCode.NameUnknown, ErrorCode.SizeInvalid, ErrorCode.TagInvalid, ErrorCode.Unauthorized,
   ErrorCode.Denied, ErrorCode.Unsupported, ErrorCode.TooManyRequests, ErrorCode.ProxyDenied, ErrorCode.ProxyUnreachable,
+  ErrorCode.ProxyLoop, ErrorCode.ProxyRateLimited, ErrorCode.ProxyBusy, ErrorCode.ProxyTimeout, ErrorCode.ProxyBadUpstream,
+  ErrorCode.ProxyInternal,
 ]);
 
 /** The registry's code if it is one we know; anything else it says becomes REGISTRY. */
@@ -64,6 +67,18 @@ function hintFor(code: ErrorCode, ctx: RequestContext): string {
       return `${ctx.registry} is rate-limiting you. Wait a while (or sign in for a higher limit) and try again.`;
     case ErrorCode.NotFoundOrPrivate:
       return `Check the spelling of ${ctx.repository ?? 'the repository'} (Docker Hub official images live under library/); if it is private, sign in for ${ctx.registry} with an account that can read it.`;
+    case ErrorCode.ProxyLoop:
+      return `${ctx.registry} sent longshore's proxy back to itself. Check the proxy's config: a registry or mirror must not point at the proxy.`;
+    case ErrorCode.ProxyRateLimited:
+      return 'This browser sent the proxy more requests or streams than it allows at once; longshore waits and retries. If it lasts, raise the per-client limits in the proxy config.';
+    case ErrorCode.ProxyBusy:
+      return `The proxy has no free connection to ${ctx.registry} right now; longshore waits and retries. If it lasts, the proxy's operator should raise its connection limits or add instances.`;
+    case ErrorCode.ProxyTimeout:
+      return `${ctx.registry} stopped answering the proxy in time. Try again; if it lasts, the registry is overloaded or down.`;
+    case ErrorCode.ProxyBadUpstream:
+      return `${ctx.registry} (or a host it redirected to) answered with something that is not valid HTTP for a registry. Try again later, or report it to the registry.`;
+    case ErrorCode.ProxyInternal:
+      return "longshore's proxy failed on this request. Try again; its log says why.";
     default:
       return `The registry ${ctx.registry} refused the request.`;
   }
@@ -116,7 +131,7 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
   }
   const status = response.status;
   const retryAfter = response.headers.get('retry-after');
-  const retryable = status === 429 || status >= 500;
+  const retryable = isRetryableStatus(status);
   const base = { status, registry: ctx.registry, repository: ctx.repository, errors: specErrors, retryAfter };
 
   if (specErrors.length === 0 && isHtml(response.headers.get('content-type') ?? '', text)) {
