@@ -13,6 +13,7 @@ import type { BlobSink } from './store/blob-store.ts';
 import type { ImageReference } from './reference.ts';
 import type { Descriptor, Image, ImageIndex, Layer } from './image/model.ts';
 import { isIndexMediaType } from './image/media-types.ts';
+import { foreignLayerSkipped, foreignUrls } from './image/foreign.ts';
 import { DEFAULT_PLATFORM, configPlatformLabel, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
 import type { RemoteSource } from './image/remote.ts';
 import type { BlobStore } from './store/blob-store.ts';
@@ -325,6 +326,14 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
         if (fromStore) {
           fromStore = false;
           continue;
+        }
+        if (foreignUrls(layer.descriptor).length > 0 && e.code === ErrorCode.ProxyDenied) {
+          // Its source is not allowed: the pull goes on; formats that keep descriptors only
+          // (docker, oci) write it as such, the others refuse when planning (formats/entries.ts).
+          const skipped = foreignLayerSkipped(layer.descriptor, `layer ${layer.index + 1}`, e.message);
+          emit({ type: 'layer', index: p.index, digest: p.digest, state: 'skipped', done: 0, total: p.size });
+          emit({ type: 'warning', code: skipped.code, message: skipped.message, ...(skipped.hint ? { hint: skipped.hint } : {}), digest: p.digest });
+          return;
         }
         // No retry here: the fetch engine retried (and resumed) already, within its budget.
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'failed', done, total: p.size });

@@ -4,6 +4,8 @@ import { ErrorCode, LongshoreError } from '../errors.ts';
 import { TarEntryType } from '../tar/header.ts';
 import { contentRef, type ContentRef, type TarPlanEntry } from '../tar/writer.ts';
 import type { Format, PlanContext, SinkImage } from './types.ts';
+import type { Descriptor } from '../image/model.ts';
+import { foreignLayerNeeded, foreignUrls } from '../image/foreign.ts';
 
 const enc = new TextEncoder();
 
@@ -22,6 +24,15 @@ export function bytesEntry(path: string, bytes: Uint8Array): TarPlanEntry {
 /** Compact JSON, as Go's encoding/json writes it (moby, ggcr): key order is the object's own. */
 export function jsonEntry(path: string, value: unknown): TarPlanEntry {
   return bytesEntry(path, enc.encode(JSON.stringify(value)));
+}
+
+/**
+ * A layer's stored bytes (under `key`: its digest, or its diff_id), for a format that needs them;
+ * a foreign layer left out of the pull (its source not allowed) fails with what to do.
+ */
+export async function storedLayerRef(ctx: PlanContext, key: string, d: Descriptor, expected: number | undefined, what: string, format: string): Promise<ContentRef> {
+  if (foreignUrls(d).length > 0 && typeof (await ctx.size(key)) !== 'number') throw foreignLayerNeeded(d, what, format);
+  return storedRef(ctx, key, expected, what);
 }
 
 /**

@@ -10,6 +10,7 @@ import type { TarPlanEntry } from '../tar/writer.ts';
 import type { PulledIndex } from '../pull.ts';
 import { bytesEntry, dirEntry, fileEntry, jsonEntry, storedRef } from './entries.ts';
 import type { PlanContext } from './types.ts';
+import { foreignUrls } from '../image/foreign.ts';
 
 /** containerd's name annotation (containerd images.AnnotationImageName): the full reference. */
 export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -35,9 +36,14 @@ export class LayoutBlobs {
     return path;
   }
 
-  /** A blob in the store, by its digest (a layer as the registry serves it). */
+  /**
+   * A blob in the store, by its digest (a layer as the registry serves it). A foreign layer that
+   * was not fetched is left out: image-layout.md lets `blobs` miss blobs an external store
+   * provides, and the manifest keeps its descriptor with `urls` (as crane writes it).
+   */
   async stored(d: Descriptor, what: string): Promise<string> {
     const path = blobPath(d.digest);
+    if (foreignUrls(d).length > 0 && typeof (await this.ctx.size(d.digest)) !== 'number') return path;
     if (!this.#entries.has(path)) {
       const ref = await storedRef(this.ctx, d.digest, d.size, what);
       this.#entries.set(path, fileEntry(path, ref, ref.size));

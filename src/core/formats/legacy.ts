@@ -11,7 +11,7 @@ import { ErrorCode, LongshoreError } from '../errors.ts';
 import { isForeignLayer } from '../image/media-types.ts';
 import { planTar, type TarPlanEntry } from '../tar/writer.ts';
 import type { HistoryEntry, Image } from '../image/model.ts';
-import { bytesEntry, checkImages, dirEntry, fileEntry, sortEntries, splitRepoTag, storedRef } from './entries.ts';
+import { bytesEntry, checkImages, dirEntry, fileEntry, sortEntries, splitRepoTag, storedLayerRef } from './entries.ts';
 import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
 
 export { sortEntries, splitRepoTag };
@@ -58,7 +58,7 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
       if (image.config.variant) json['variant'] = image.config.variant;
       if (image.config.config) json['config'] = image.config.config;
     }
-    const ref = await storedRef(ctx, layer.diffId, undefined, `uncompressed layer ${layer.index + 1}`);
+    const ref = await storedLayerRef(ctx, layer.diffId, d, undefined, `uncompressed layer ${layer.index + 1}`, 'docker save (legacy)');
     entries.push(dirEntry(id));
     entries.push(bytesEntry(`${id}/VERSION`, enc.encode('1.0')));
     entries.push(bytesEntry(`${id}/json`, enc.encode(JSON.stringify(json))));

@@ -10,7 +10,7 @@ import { digestHex } from '../digest.ts';
 import { isForeignLayer, layerCompression } from '../image/media-types.ts';
 import type { Descriptor, Layer } from '../image/model.ts';
 import { planTar, type TarPlanEntry } from '../tar/writer.ts';
-import { bytesEntry, checkImages, fileEntry, jsonEntry, storedRef } from './entries.ts';
+import { bytesEntry, checkImages, fileEntry, jsonEntry, storedLayerRef } from './entries.ts';
 import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
 
 interface ManifestEntry {
@@ -58,7 +58,7 @@ export const tarballFormat: Format = {
         if (layer.diffId && isForeignLayer(layer.descriptor.mediaType)) sources[layer.diffId] = layer.descriptor;
         if (written.has(name)) continue;
         written.add(name);
-        const ref = await storedRef(ctx, layer.descriptor.digest, layer.descriptor.size, `layer ${layer.index + 1} of ${image.digest}`);
+        const ref = await storedLayerRef(ctx, layer.descriptor.digest, layer.descriptor, layer.descriptor.size, `layer ${layer.index + 1} of ${image.digest}`, this.label);
         entries.push(fileEntry(name, ref, ref.size));
       }
       if (Object.keys(sources).length) entry.LayerSources = sources;
