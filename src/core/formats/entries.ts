@@ -31,8 +31,17 @@ export function jsonEntry(path: string, value: unknown): TarPlanEntry {
  * a foreign layer left out of the pull (its source not allowed) fails with what to do.
  */
 export async function storedLayerRef(ctx: PlanContext, key: string, d: Descriptor, expected: number | undefined, what: string, format: string): Promise<ContentRef> {
-  if (foreignUrls(d).length > 0 && typeof (await ctx.size(key)) !== 'number') throw foreignLayerNeeded(d, what, format);
+  if (foreignUrls(d).length > 0 && !(await isStored(ctx, key))) throw foreignLayerNeeded(d, what, format);
   return storedRef(ctx, key, expected, what);
+}
+
+/** Whether the store holds `key` (a PlanContext may answer a missing key with undefined or by throwing). */
+export async function isStored(ctx: PlanContext, key: string): Promise<boolean> {
+  try {
+    return typeof (await ctx.size(key)) === 'number';
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Descriptor, Image, ImageIndex } from '../image/model.ts';
 import type { Platform } from '../image/platform.ts';
 import type { TarPlanEntry } from '../tar/writer.ts';
 import type { PulledIndex } from '../pull.ts';
-import { bytesEntry, dirEntry, fileEntry, jsonEntry, storedRef } from './entries.ts';
+import { bytesEntry, dirEntry, fileEntry, isStored, jsonEntry, storedRef } from './entries.ts';
 import type { PlanContext } from './types.ts';
 import { foreignUrls } from '../image/foreign.ts';
 
@@ -43,7 +43,7 @@ export class LayoutBlobs {
    */
   async stored(d: Descriptor, what: string): Promise<string> {
     const path = blobPath(d.digest);
-    if (foreignUrls(d).length > 0 && typeof (await this.ctx.size(d.digest)) !== 'number') return path;
+    if (foreignUrls(d).length > 0 && !(await isStored(this.ctx, d.digest))) return path;
     if (!this.#entries.has(path)) {
       const ref = await storedRef(this.ctx, d.digest, d.size, what);
       this.#entries.set(path, fileEntry(path, ref, ref.size));
