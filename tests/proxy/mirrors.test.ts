@@ -10,6 +10,8 @@ import { startServer, type RunningServer } from '../../src/proxy/serve.ts';
 import { freePort } from '../helpers/command.ts';
 import { pushImage } from '../helpers/registry-api.ts';
 import { startRegistries, type Registries } from '../helpers/registries.ts';
+import { startTamperProxy } from '../helpers/tamper-proxy.ts';
+import { createServer, type Server, type Socket } from 'node:net';
 import { sha256 } from './fakes.ts';
 
 const env = inject('registryEnv');
@@ -22,13 +24,13 @@ let closedPort: number;
 const servers: RunningServer[] = [];
 
 /** A proxy whose mirror for the anonymous harness registry is `mirror` (an http origin). */
-async function proxyWithMirror(mirror: unknown): Promise<RunningServer> {
+async function proxyWithMirror(mirror: unknown, headersMs = DEFAULT_CONFIG.timeouts.headersMs): Promise<RunningServer> {
   const config = parseConfig({
     ...structuredClone(DEFAULT_CONFIG),
     listen: { host: '127.0.0.1', port: 0 },
     registries: [{ host: env.anon.host, scheme: 'http' }],
     mirrors: { [env.anon.host]: mirror },
-    timeouts: { ...DEFAULT_CONFIG.timeouts, connectMs: 2_000 },
+    timeouts: { ...DEFAULT_CONFIG.timeouts, connectMs: 2_000, headersMs },
   });
   const server = await startServer(config, { staticDir });
   servers.push(server);
@@ -91,6 +93,45 @@ describe('mirrors with fallback', () => {
     await response.body?.cancel();
     // …and the registry indeed lacks it: without the mirror this is a 404.
     expect((await fetch(`${env.anon.url}/v2/${MIRROR_ONLY}/manifests/v1`, { headers: { accept: ACCEPT } })).status).toBe(404);
+  });
+
+  it('a mirror answering 503 (a real registry behind a failing front): the registry serves', async () => {
+    const front = await startTamperProxy(env.anon.url);
+    try {
+      front.rules.failManifests = { status: 503, count: 1 };
+      const server = await proxyWithMirror(`http://${front.host}`);
+      const fixture = env.fixtures.v2s2;
+      const response = await viaProxy(server, `/v2/${fixture.repository}/manifests/${fixture.tag}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('x-longshore-served-by')).toBe('upstream');
+      expect(response.headers.get('x-longshore-mirror-fallback')).toBe('down');
+      await response.body?.cancel();
+      expect(front.requests.filter((r) => r.action === 'fail')).toHaveLength(1);
+    } finally {
+      await front.close();
+    }
+  });
+
+  it('a mirror that accepts connections but never answers: after timeouts.headersMs the registry serves', async () => {
+    // The one fake here: a socket that swallows the request (no registry stalls on purpose).
+    const sockets = new Set<Socket>();
+    const silent: Server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = silent.address() as { port: number };
+      const server = await proxyWithMirror(`http://127.0.0.1:${port}`, 2_000);
+      const fixture = env.fixtures.oci;
+      const response = await viaProxy(server, `/v2/${fixture.repository}/manifests/${fixture.tag}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('x-longshore-mirror-fallback')).toBe('down');
+      await response.body?.cancel();
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
   });
 
   it('a mirror configured with "fallback": false is the only source', async () => {
