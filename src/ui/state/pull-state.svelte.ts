@@ -6,14 +6,19 @@ import { InvalidReferenceError } from '../../core/errors.ts';
 import { DEFAULT_FORMAT, formatById } from '../../core/formats/index.ts';
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
-import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
+import type { PullOutcome, PullRequest, ResolveSummary, SaveProgress } from '../../browser/protocol.ts';
+import type { PullHooks } from '../../browser/bridge.ts';
+import type { Saver, SavePath } from '../../browser/save/choose.ts';
+import type { SaveKind } from '../../browser/save/types.ts';
+import type { JournalEntry } from '../../browser/journal.ts';
+import { archiveFileName } from '../../browser/save/file-name.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
 export interface BridgeLike {
   resolve(reference: string, options?: { signal?: AbortSignal; credentials?: Record<string, Credentials> }): Promise<ResolveSummary>;
-  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void }): Promise<PullOutcome>;
+  pull(request: PullRequest, options?: { signal?: AbortSignal } & PullHooks): Promise<PullOutcome>;
 }
 
 export interface LayerRow {
@@ -43,6 +48,14 @@ export class PullState {
   allPlatforms = $state(false);
   username = $state('');
   password = $state('');
+  /** Where the archive goes (see browser/save/choose.ts); the first path offered by default. */
+  saveKind = $state<SaveKind>('blob');
+  /** Keep the pulled blobs in this browser's cache (off: they only pass through it). */
+  keepCopy = $state(true);
+  /** The path the current pull saves with (after any fallback), and how far it got. */
+  savePath = $state.raw<SavePath | undefined>(undefined);
+  saveProgress = $state.raw<SaveProgress | undefined>(undefined);
+  saveNote = $state<string | undefined>(undefined);
 
   status = $state<Status>('idle');
   layers = $state.raw<LayerRow[]>([]);
@@ -83,12 +96,16 @@ export class PullState {
   readonly percent = $derived(this.totalBytes > 0 ? Math.min(100, (this.doneBytes / this.totalBytes) * 100) : 0);
   readonly rate = $derived(this.elapsed > 0 ? (this.doneBytes - this.cachedBytes) / this.elapsed : 0);
   readonly eta = $derived(this.rate > 0 ? (this.totalBytes - this.doneBytes) / this.rate : Number.NaN);
+  readonly savePaths: SavePath[];
 
   #pullAbort: AbortController | undefined;
   #resolveAbort: AbortController | undefined;
   #samples = new Map<number, { t: number; done: number }>();
 
-  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now()) {}
+  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now(), private readonly saver?: Saver) {
+    this.savePaths = saver?.paths ?? [];
+    this.saveKind = this.savePaths[0]?.kind ?? 'blob';
+  }
 
   #credentials(): Record<string, Credentials> | undefined {
     if (!this.username || !this.parsed?.ok) return undefined;
@@ -121,9 +138,31 @@ export class PullState {
     }
   }
 
-  async pull(): Promise<void> {
+  get chosenSavePath(): SavePath | undefined {
+    return this.savePaths.find((p) => p.kind === this.saveKind);
+  }
+
+  /** Pull again what an unfinished pull asked for (stored bytes are not fetched again). */
+  resume(entry: JournalEntry): Promise<void> {
+    this.name = entry.references.join(' ');
+    this.format = entry.format;
+    if (entry.platform) this.platform = entry.platform;
+    this.allPlatforms = entry.allPlatforms ?? false;
+    this.keepCopy = entry.keepCopy;
+    if (this.savePaths.some((p) => p.kind === entry.save)) this.saveKind = entry.save;
+    return this.pull(entry.id);
+  }
+
+  async pull(journalId?: string): Promise<void> {
     if (!this.parsed?.ok || this.busy) return;
+    // Before any await: a file or folder picker needs the click's user gesture.
+    const preparing = this.saver?.prepare(this.saveKind, archiveFileName(this.refs));
     this.#resolveAbort?.abort();
+    const prepared = preparing ? await preparing : undefined;
+    if (preparing && !prepared) return;
+    this.savePath = prepared?.path;
+    this.saveNote = prepared?.note;
+    this.saveProgress = undefined;
     const ac = new AbortController();
     this.#pullAbort = ac;
     this.status = 'resolving';
@@ -140,11 +179,18 @@ export class PullState {
           references: this.refs.map((r) => r.canonical),
           platform: this.platform,
           format: this.format,
-          ...(this.allPlatforms && this.formatInfo.allPlatforms ? { allPlatforms: true } : {}),
+          ...(this.allPlatforms && (this.formatInfo.allPlatforms || prepared?.target.kind === 'folder') ? { allPlatforms: true } : {}),
           ...(credentials ? { credentials } : {}),
+          ...(prepared ? { save: prepared.target } : {}),
+          keepCopy: this.keepCopy,
+          journalId: journalId ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`,
         },
         {
+          ...prepared?.hooks,
           signal: ac.signal,
+          onSaveProgress: (progress) => {
+            if (!ac.signal.aborted) this.saveProgress = progress;
+          },
           onPhase: (phase) => {
             if (!ac.signal.aborted) this.status = phase;
           },
@@ -168,6 +214,7 @@ export class PullState {
         this.outcome = undefined;
       }
     } finally {
+      prepared?.dispose();
       if (this.#pullAbort === ac) this.#pullAbort = undefined;
     }
   }
