@@ -22,6 +22,8 @@ export interface Sample {
   otherBlobRequests?: number;
   /** The blob requests themselves, kept when their count was not the expected one. */
   requestLog?: string[];
+  /** Through the shaping relay (--link): layer body bytes it served, those after a cut, and how many layers were cut. */
+  relay?: { layerBytes: number; afterCut: number; cuts: number };
 }
 
 export interface Scenario {
