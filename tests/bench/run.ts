@@ -308,7 +308,11 @@ async function peerRun(c: Context, reference: string, archive: PeerArchive): Pro
   const file = join(c.scratch, `skopeo-${archive}-${Date.now()}.tar`);
   try {
     c.relay?.reset();
-    const result = await skopeoPull(reference, archive, file, c.skopeoEnv);
+    const result = await skopeoPull(reference, archive, file, c.skopeoEnv).catch((err: unknown) => {
+      // skopeo 1.9 does not retry a blob whose connection was cut: it cannot finish through --link cut=.
+      if (c.relay?.shape.cutAfter && /unexpected EOF/.test(String(err))) throw new PeerUnsupportedError(`skopeo ${archive}: a cut blob is not retried (unexpected EOF)`);
+      throw err;
+    });
     const image = Object.values(c.images)[0];
     return { seconds: result.seconds, outputBytes: result.outputBytes, peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {}, ...(c.relay && image ? { relay: relayFigures(c.relay, image) } : {}) };
   } finally {
@@ -595,7 +599,7 @@ async function main(): Promise<void> {
       for (const l of listing.summaries) console.log(listingLine(l));
     }
     const failures = [...failureLines(all), ...(proxyFailure ? [proxyFailure] : []), ...(listing?.failures ?? [])];
-    const notes = [...unsupportedLines(all), ...linkLines(opts, all), ...phaseLines(summaries).filter((l) => l.includes('file-starts')).map((l) => `phases: ${l}`)];
+    const notes = [...unsupportedLines(all), ...linkLines(opts, all)];
     for (const line of notes) console.log(`  ${line}`);
     for (const line of failures) console.log(`  ${line}`);
     const md = markdown({
@@ -608,8 +612,10 @@ async function main(): Promise<void> {
       mode: opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)',
       summaries,
       failures,
-      notes,
+      // The phases (file-starts: when the streamed download began) belong with the figures.
+      notes: [...notes, ...phaseLines(summaries).map((l) => `phases: ${l}`)],
       proxyCost,
+      ...(opts.link ? { served: 'served by distribution 2.8 (anonymous, no redirect) through the shaping relay below, on 127.0.0.1' } : {}),
       ...(listing ? { listings: listing.summaries } : {}),
     });
     console.log('');
