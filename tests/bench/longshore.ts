@@ -79,8 +79,17 @@ export async function pageFormats(page: Page): Promise<{ ids: string[]; selected
   return { ids, selected: await select.inputValue() };
 }
 
-/** `stream`: the service worker's download while the pull runs; `blob`: the Download button when it ends. */
-export type BenchSave = 'stream' | 'blob';
+/**
+ * `stream`: the service worker's download while the pull runs; `blob`: the Download button when it
+ * ends; `file`: the File System Access path (Chromium's default), the picker answered by a file in
+ * the origin private file system (not copied out: its size is checked, its bytes are not).
+ */
+export type BenchSave = 'stream' | 'blob' | 'file';
+
+/** The picker, answered from the origin private file system (a string: see STAMP_PHASES). */
+const OPFS_PICKER = `(() => {
+  window.showSaveFilePicker = async (o) => (await navigator.storage.getDirectory()).getFileHandle((o && o.suggestedName) || 'archive.tar', { create: true });
+})()`;
 
 export interface PullTiming {
   /** Pull click → the page says the pull is done (Blob path: the Download button). */
@@ -94,7 +103,10 @@ export interface PullTiming {
   /** Seconds after the click at which the page first showed each status (resolving, downloading, …). */
   phases: Record<string, number>;
   fileName: string;
-  file: string;
+  /** The saved archive on disk; undefined for `file` (it stays in the browser's private file system). */
+  file: string | undefined;
+  /** Its size as the page reads it back (`file`). */
+  bytes?: number;
 }
 
 declare global {
@@ -113,6 +125,7 @@ const STAMP_PHASES = `(() => {
   new MutationObserver(() => {
     const status = document.querySelector('[data-testid="status"]')?.getAttribute('data-status');
     if (status && !(status in state.phases)) state.phases[status] = (performance.now() - state.t0) / 1000;
+    if (!('written' in state.phases) && document.querySelector('[data-testid="save-progress"]')) state.phases.written = (performance.now() - state.t0) / 1000;
   }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
 })()`;
 
@@ -178,6 +191,7 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
   await typeName(page, name, (message) => new PullFailedError(message));
   await page.getByLabel('Format').selectOption(format);
   await page.getByLabel('Save to').selectOption(save);
+  if (save === 'file') await page.evaluate(OPFS_PICKER);
   await page.evaluate(STAMP_PHASES);
   await beforeClick?.();
   const started = performance.now();
@@ -190,7 +204,7 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
     : undefined;
   streamed?.catch(() => undefined);
   await page.getByRole('button', { name: 'Pull', exact: true }).click();
-  const button = page.getByTestId(save === 'stream' ? 'saved' : 'download');
+  const button = page.getByTestId(save === 'blob' ? 'download' : 'saved');
   const error = page.getByTestId('error');
   const watchdog = new AbortController();
   const outcome = await Promise.race([
@@ -206,6 +220,14 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
     throw new PullFailedError(`pull of ${name} (${format}) made no progress for ${STALL_MS / 1000} s, no error shown; page state: ${outcome.state}` + (problems.length ? `; ${problems.slice(-5).join('; ')}` : ''));
   }
   const buttonSeconds = (performance.now() - started) / 1000;
+  if (save === 'file') {
+    // Saved means the writable was closed: the file is final.
+    const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
+    const fileName = (await page.getByTestId('saved').locator('code').textContent()) ?? '';
+    const bytes = await page.evaluate(async (n) => (await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile()).size, fileName);
+    await page.evaluate(async (n) => (await navigator.storage.getDirectory()).removeEntry(n), fileName);
+    return { buttonSeconds, firstByteSeconds: phases['written'] ?? Number.NaN, downloadedSeconds: buttonSeconds, savedSeconds: buttonSeconds, phases, fileName, file: undefined, bytes };
+  }
   let download;
   if (streamed) download = await streamed;
   else {

@@ -34,7 +34,9 @@ const USAGE = `npm run bench -- [options]
   --no-listing               skip the layer-listing measurement (100,000-entry layer; runs after the pull rounds by default)
   --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
   --listing-from a,b         where the listed layer comes from: pulled (pulled in the page, the default), archive (local oci-archive), or both
-  --save stream|blob         longshore saves with the service worker's streamed download (default) or the Blob offered when the pull ends
+  --save stream|file|blob    longshore saves with the service worker's streamed download (default), the picked file
+                             (File System Access, answered from the origin private file system; size checked only)
+                             or the Blob offered when the pull ends
   --link rate=20MB/s,rtt=40ms[,cut=50MB]
                              put the shaping relay between the registry and both pullers: rate cap per connection, added
                              round-trip time per request, each large blob's first response cut after N bytes
@@ -101,7 +103,7 @@ function options(): Options {
     profile: values.profile,
     listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
     listingFrom: [...new Set(listingFrom)] as ListingSource[],
-    save: values.save === 'blob' ? 'blob' : values.save === 'stream' ? 'stream' : (() => { throw new Error(`--save: stream or blob, got ${values.save}`); })(),
+    save: ['blob', 'stream', 'file'].includes(values.save) ? values.save as BenchSave : (() => { throw new Error(`--save: stream, file or blob, got ${values.save}`); })(),
     link: values.link ? parseLink(values.link) : undefined,
   };
 }
@@ -244,14 +246,15 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     }
     const key = `${image.variant}/${format}`;
     const thorough = !c.verified.has(key);
-    await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    if (timing.file) await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    else if (!timing.bytes) throw new Error(`the picked file ${timing.fileName} is empty`);
     c.verified.add(key);
-    const outputBytes = (await stat(timing.file)).size;
+    const outputBytes = timing.file ? (await stat(timing.file)).size : timing.bytes ?? 0;
     return {
-      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, 'file-starts': timing.firstByteSeconds, downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(relayStats ? { relay: relayStats } : {}), ...(unexpected ? { requestLog: unexpected } : {}) },
+      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, ...(Number.isNaN(timing.firstByteSeconds) ? {} : { 'file-starts': timing.firstByteSeconds }), downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(relayStats ? { relay: relayStats } : {}), ...(unexpected ? { requestLog: unexpected } : {}) },
     };
   } finally {
-    await rm(timing.file, { force: true });
+    if (timing.file) await rm(timing.file, { force: true });
   }
 }
 
