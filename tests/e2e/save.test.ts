@@ -204,6 +204,24 @@ describe('saving while pulling', () => {
     }
   });
 
+  it('service worker, legacy: no Content-Length up front (sizes known only once layers are unpacked), the download still completes and loads', async () => {
+    const page = await openApp();
+    try {
+      const name = `${env.anon.host}/test/v2s2:latest`;
+      const downloading = page.waitForEvent('download', { timeout: 60_000 });
+      await startPull(page, name, { save: 'stream', format: 'legacy' });
+      const download = await downloading;
+      const file = join(dir, 'sw-legacy.tar');
+      await download.saveAs(file);
+      expect(await download.failure()).toBeNull();
+      await waitSaved(page);
+      const f = env.fixtures.v2s2;
+      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+    } finally {
+      await page.context().close();
+    }
+  });
+
   it('file picker: written to the picked file through FileSystemWritableFileStream; skopeo reads it', async () => {
     const page = await openApp({ opfs: true });
     expect(await page.getByTestId('save-help').getAttribute('data-streams')).toBe('true');

@@ -73,6 +73,15 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
     wake = undefined;
     w?.();
   };
+  // The pull worker went away (its page was closed or reloaded) without a word: fail the download
+  // rather than leave it waiting. (MessagePort's close event is recent; without it the download
+  // fails when the browser stops this service worker.)
+  port.addEventListener('close', () => {
+    if (!ended) failure ??= 'the page that was pulling this image was closed';
+    const w = wake;
+    wake = undefined;
+    w?.();
+  });
   return new ReadableStream<Uint8Array>({
     start() {
       post({ t: 'credit', n: WINDOW_BYTES });
