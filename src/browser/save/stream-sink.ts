@@ -3,7 +3,7 @@
 // the browser takes bytes, so a slow disk holds the pull's writer back instead of filling memory.
 // A failure posts an error, which errors the response body: the browser marks the download failed.
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
-import type { TarDestination, StoredBlobs } from './destination.ts';
+import { storedBlob, type TarDestination, type StoredBlobs } from './destination.ts';
 import type { FromSaveWorker, ToSaveWorker } from './types.ts';
 
 /** How long the browser may take to start the download (the service worker's first credit). */
@@ -12,7 +12,7 @@ export const DOWNLOAD_START_TIMEOUT_MS = 30_000;
 const CHUNK_BYTES = 1024 * 1024;
 
 interface Options {
-  store: StoredBlobs & { open(key: string): Promise<ReadableStream<Uint8Array> | undefined> };
+  store: StoredBlobs;
   fileName: string;
   signal?: AbortSignal;
   startTimeoutMs?: number;
@@ -85,22 +85,13 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
       await send(bytes.slice());
     },
     async copy(key, size) {
-      const stream = await options.store.open(key);
-      if (!stream) throw new LongshoreError(ErrorCode.Store, `Blob ${key} vanished from the browser cache while saving.`, { retryable: true, data: { key } });
-      const reader = stream.getReader();
-      let n = 0;
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          n += value.byteLength;
-          await send(value);
-        }
-      } catch (err) {
-        await reader.cancel(err).catch(() => undefined);
-        throw err;
-      }
-      if (n !== size) throw new LongshoreError(ErrorCode.Store, `Cached blob ${key} gave ${n} bytes, expected ${size}.`, { retryable: true, data: { key } });
+      // The stored (disk-backed) Blob goes by reference; the service worker reads it as its turn
+      // in the body comes. Credit is charged for its whole size, so the next part waits until the
+      // browser has taken most of it.
+      const blob = await storedBlob(options.store, key, size);
+      await waitFor(() => credit > 0 && !cancelled, 'start the download', started ? undefined : options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS);
+      credit -= size;
+      post({ t: 'blob', b: blob });
     },
     async close() {
       post({ t: 'end' });

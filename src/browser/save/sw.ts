@@ -59,14 +59,15 @@ self.addEventListener('fetch', (event) => {
 
 /** The body: chunks from the port, credit back as the browser reads them. */
 function relay(port: MessagePort): ReadableStream<Uint8Array> {
-  const queue: Uint8Array[] = [];
+  const queue: (Uint8Array | Blob)[] = [];
+  let reading: ReadableStreamDefaultReader<Uint8Array> | undefined;
   let ended = false;
   let failure: string | undefined;
   let wake: (() => void) | undefined;
   const post = (m: FromSaveWorker) => port.postMessage(m);
   port.onmessage = (e: MessageEvent<ToSaveWorker>) => {
     const m = e.data;
-    if (m.t === 'chunk') queue.push(m.b);
+    if (m.t === 'chunk' || m.t === 'blob') queue.push(m.b);
     else if (m.t === 'end') ended = true;
     else failure = m.message;
     const w = wake;
@@ -87,17 +88,36 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
       post({ t: 'credit', n: WINDOW_BYTES });
     },
     async pull(controller) {
-      while (queue.length === 0 && !ended && failure === undefined) await new Promise<void>((resolve) => (wake = resolve));
-      if (failure !== undefined) {
-        controller.error(new Error(failure));
-        port.close();
-        return;
-      }
-      const chunk = queue.shift();
-      if (chunk) {
-        controller.enqueue(chunk);
-        post({ t: 'credit', n: chunk.byteLength });
-        return;
+      for (;;) {
+        if (failure !== undefined) {
+          await reading?.cancel().catch(() => undefined);
+          controller.error(new Error(failure));
+          port.close();
+          return;
+        }
+        if (reading) {
+          // A stored blob, read here chunk by chunk as the download takes it.
+          const { done, value } = await reading.read();
+          if (!done) {
+            controller.enqueue(value);
+            post({ t: 'credit', n: value.byteLength });
+            return;
+          }
+          reading = undefined;
+          continue;
+        }
+        const next = queue.shift();
+        if (next instanceof Blob) {
+          reading = next.stream().getReader();
+          continue;
+        }
+        if (next) {
+          controller.enqueue(next);
+          post({ t: 'credit', n: next.byteLength });
+          return;
+        }
+        if (ended) break;
+        await new Promise<void>((resolve) => (wake = resolve));
       }
       controller.close();
       post({ t: 'done' });

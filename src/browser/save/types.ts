@@ -22,6 +22,8 @@ export interface SavedInfo {
 /** Pull worker → service worker, over the MessagePort of one download. */
 export type ToSaveWorker =
   | { t: 'chunk'; b: Uint8Array }
+  /** A stored blob, by reference: the service worker reads it itself (no copy through the pull worker). */
+  | { t: 'blob'; b: Blob }
   | { t: 'end' }
   | { t: 'error'; message: string };
 
