@@ -5,6 +5,9 @@ import { longshoreProxy } from './src/proxy/vite-plugin.ts';
 export default defineConfig({
   plugins: [svelte(), longshoreProxy()],
   worker: { format: 'es' },
+  // The dev server serves the service worker from its source path (src/browser/save/sw.ts), above
+  // which its scope (longshore-save/) lies: allowed by this header.
+  server: { headers: { 'Service-Worker-Allowed': '/' } },
   build: {
     rollupOptions: {
       // The service worker for streamed downloads (src/browser/save/sw.ts) is its own entry at a
