@@ -28,30 +28,34 @@ let dir: string;
 
 interface Relay {
   host: string;
-  /** Blob GETs seen, in order, with when their response ended. */
-  log: { digest: string; ended: boolean; range: string | undefined }[];
+  /** Blob GETs seen, in order, with the order their responses ended in (0: not yet). */
+  log: { digest: string; ended: boolean; endedSeq: number; range: string | undefined }[];
   /** Bytes per second for blob bodies (0: unlimited). */
   rate: number;
-  /** This blob's response waits until every other blob request so far has ended. */
+  /** This blob's response waits until the blobs `holdUntil` have been served. */
   holdLast: string | undefined;
+  holdUntil: string[];
   close(): Promise<void>;
 }
 
 /** A relay in front of the anonymous registry: logs blob GETs, optionally drips bodies or holds one blob back. */
 async function startRelay(target: string): Promise<Relay> {
   const upstream = new URL(target);
-  const state: Relay = { host: '', log: [], rate: 0, holdLast: undefined, close: async () => undefined };
+  const state: Relay = { host: '', log: [], rate: 0, holdLast: undefined, holdUntil: [], close: async () => undefined };
+  let endings = 0;
   const blobOf = (url: string) => /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url)?.[1];
-  const othersEnded = () => state.log.filter((r) => r.digest !== state.holdLast).every((r) => r.ended);
+  const othersEnded = () => state.holdUntil.every((d) => state.log.some((r) => r.digest === d && r.ended));
   const server: Server = createServer((req, res) => {
     const digest = req.method === 'GET' ? blobOf(req.url ?? '') : undefined;
-    const record = digest ? { digest, ended: false, range: req.headers.range } : undefined;
+    const record = digest ? { digest, ended: false, endedSeq: 0, range: req.headers.range } : undefined;
     if (record) state.log.push(record);
     const forward = () => {
       const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } }, (upRes: IncomingMessage) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         res.on('close', () => {
-          if (record) record.ended = true;
+          if (!record) return;
+          record.ended = true;
+          record.endedSeq = ++endings;
         });
         if (!record || state.rate === 0) return void upRes.pipe(res);
         upRes.on('data', (chunk: Buffer) => {
@@ -65,7 +69,7 @@ async function startRelay(target: string): Promise<Relay> {
     };
     if (record && digest === state.holdLast) {
       // Wait on a condition (the others have ended), not on a clock.
-      const poll = () => (othersEnded() && state.log.length > 1 ? forward() : setTimeout(poll, 20));
+      const poll = () => (othersEnded() ? forward() : setTimeout(poll, 20));
       poll();
     } else forward();
   });
@@ -291,17 +295,22 @@ describe('saving while pulling', () => {
     // The docker format writes blobs/sha256/* sorted by digest: the smallest digest is needed first.
     const first = layersOf(f.manifest.raw).map((l) => l.digest).sort()[0]!;
     relay.holdLast = first;
+    relay.holdUntil = layersOf(f.manifest.raw).map((l) => l.digest).filter((d) => d !== first);
     relay.log.length = 0;
     try {
       const name = `${relay.host}/test/v2s2:latest`;
       await startPull(page, name, { save: 'file' });
       await waitSaved(page);
       const gets = relay.log.filter((r) => layersOf(f.manifest.raw).some((l) => l.digest === r.digest));
+      // Needed first by the archive, finished last (every layer is requested at once, so which request
+      // reaches the relay first is a race; their ends are not).
       expect(gets.map((r) => r.digest)).toContain(first);
+      expect(gets.reduce((a, b) => (b.endedSeq > a.endedSeq ? b : a)).digest).toBe(first);
       const file = await copyOut(page, `127.0.0.1_${port(relay.host)}_test_v2s2_latest.tar`);
       await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
     } finally {
       relay.holdLast = undefined;
+      relay.holdUntil = [];
       await page.context().close();
     }
   });
