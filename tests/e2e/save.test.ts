@@ -329,6 +329,25 @@ describe('saving while pulling', () => {
     await page.context().close();
   });
 
+  it('keep a copy off with the streamed download: blobs handed to the service worker stay readable after their cache entry went', async () => {
+    const page = await openApp();
+    try {
+      const name = `${env.anon.host}/test/oci:latest`;
+      const downloading = page.waitForEvent('download', { timeout: 60_000 });
+      await startPull(page, name, { save: 'stream', keepCopy: false });
+      const download = await downloading;
+      const file = join(dir, 'sw-nocopy.tar');
+      await download.saveAs(file);
+      expect(await download.failure()).toBeNull();
+      await waitSaved(page);
+      expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(env.fixtures.oci.manifest.raw);
+      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: env.fixtures.oci.manifest, config: env.fixtures.oci.config, repoTag: name });
+      expect(await cacheKeys(page)).toEqual([]);
+    } finally {
+      await page.context().close();
+    }
+  });
+
   describe('a corrupted layer mid-stream leaves no final file', () => {
     const f = () => env.fixtures.v2s2;
     const largest = () => layersOf(f().manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
