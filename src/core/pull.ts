@@ -163,7 +163,7 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
   return { image: chooseChild(tree, options.platform ?? DEFAULT_PLATFORM), index: tree };
 }
 
-async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
+export async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
   const children: Image[] = [];
   const nested: ImageIndex[] = [];
   const seen = new Set<string>([root.digest]);
@@ -197,7 +197,7 @@ async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal 
  * The child for `platform`, following nested indexes (also those without a platform of their own,
  * which containerd's matcher would take for linux/amd64); else the first runnable child; else the first.
  */
-function chooseChild(tree: PulledIndex, platform: Platform): Image {
+export function chooseChild(tree: PulledIndex, platform: Platform): Image {
   const images = new Map(tree.children.map((c) => [c.digest, c]));
   const indexes = new Map(tree.nested.map((i) => [i.digest, i]));
   const pick = (index: ImageIndex): Image | undefined => {
@@ -220,7 +220,7 @@ function chooseChild(tree: PulledIndex, platform: Platform): Image {
 }
 
 /** One image-shaped job over every distinct layer of `children`, so one plan and one bounded pool cover them all. */
-function everyLayer(children: Image[]): Image {
+export function everyLayer(children: Image[]): Image {
   const seen = new Set<string>();
   const layers: Layer[] = [];
   for (const child of children) {
