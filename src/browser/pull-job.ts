@@ -9,7 +9,7 @@ import { parseReference, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
 import { DEFAULT_PLATFORM, configPlatformLabel, formatPlatform, parsePlatform, selectablePlatforms, type Platform } from '../core/image/platform.ts';
-import { chooseChild, everyLayer, pullLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, type PullOptions } from '../core/pull.ts';
+import { chooseChild, everyLayer, pullLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, DEFAULT_PARALLEL, type PullOptions } from '../core/pull.ts';
 import { formatById, type Format } from '../core/formats/index.ts';
 import { ociFormat } from '../core/formats/oci.ts';
 import { blobOrder, blobUses, plannedSize, writeEntries } from '../core/formats/stream.ts';
@@ -323,6 +323,8 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         // pulls a third more storage work (and memory) for a cache only other formats would use.
         keepCompressed: !format.needsUncompressed,
         ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
+        // Big blobs as concurrent ranges here too when there is no layer pool (as the layer workers do).
+        parallel: ctx.config.parallel ?? DEFAULT_PARALLEL,
         ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()) } : {}),
         onProgress: (event) => {
           if (event.type === 'plan') {
