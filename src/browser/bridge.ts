@@ -3,14 +3,18 @@
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import type { RegistryNotice } from '../core/registry/rate-limit.ts';
-import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, ToWorker, WorkerConfig } from './protocol.ts';
+import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, SaveProgress, ToWorker, WorkerConfig } from './protocol.ts';
 import { WorkerRpc } from './worker-rpc.ts';
 
-interface Hooks {
+export interface PullHooks {
   onPhase?: (phase: Phase) => void;
   onProgress?: (events: PullEvent[]) => void;
   onNotice?: (notice: RegistryNotice) => void;
+  onSaveProgress?: (progress: SaveProgress) => void;
+  /** The worker is ready to stream the archive as a download from `port` (see save/sw-client.ts). */
+  onSaveStream?: (port: MessagePort, fileName: string, size: number | undefined) => void;
 }
+type Hooks = PullHooks;
 
 const cancel = (id: number): ToWorker => ({ type: 'cancel', id });
 
@@ -31,6 +35,10 @@ export class PullBridge {
         return this.#rpc.hooks(msg.id)?.onProgress?.(msg.events);
       case 'notice':
         return this.#rpc.hooks(msg.id)?.onNotice?.(msg.notice);
+      case 'save-progress':
+        return this.#rpc.hooks(msg.id)?.onSaveProgress?.(msg.progress);
+      case 'save-stream':
+        return this.#rpc.hooks(msg.id)?.onSaveStream?.(msg.port, msg.fileName, msg.size);
       case 'resolved':
         return this.#rpc.settle(msg.id, msg.summary);
       case 'done':
@@ -49,6 +57,8 @@ export class PullBridge {
     if (options.onPhase) hooks.onPhase = options.onPhase;
     if (options.onProgress) hooks.onProgress = options.onProgress;
     if (options.onNotice) hooks.onNotice = options.onNotice;
+    if (options.onSaveProgress) hooks.onSaveProgress = options.onSaveProgress;
+    if (options.onSaveStream) hooks.onSaveStream = options.onSaveStream;
     return this.#rpc.start((id) => ({ type: 'pull', id, request }), cancel, options.signal, hooks);
   }
 

@@ -1,9 +1,11 @@
-// The pull worker: heavy work (fetching, hashing, decompression, IndexedDB, assembly) runs here,
-// off the UI thread. It speaks protocol.ts; progress is coalesced to a few messages a second.
+// The pull worker: heavy work (fetching, hashing, decompression, IndexedDB, writing the archive to
+// its destination) runs here, off the UI thread. It speaks protocol.ts; progress is coalesced to a
+// few messages a second.
 /// <reference lib="webworker" />
 import { LongshoreError, isAbortError, AbortedError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import { IdbBlobStore } from './idb-store.ts';
+import { PullJournal } from './journal.ts';
 import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
@@ -14,6 +16,7 @@ declare const self: DedicatedWorkerGlobalScope;
 
 const PROGRESS_INTERVAL_MS = 100;
 const store = new IdbBlobStore();
+const journal = new PullJournal();
 let config: WorkerConfig = { proxyBase: self.location.origin };
 const jobs = new Map<number, AbortController>();
 let swept = false;
@@ -32,8 +35,8 @@ function layerPool(): LayerPool | undefined {
   return pool;
 }
 
-function post(message: FromWorker): void {
-  self.postMessage(message);
+function post(message: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(message, transfer);
 }
 
 function fail(id: number, err: unknown): void {
@@ -115,6 +118,9 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
           },
           onProgress: (event) => progress.push(event),
           onNotice: (notice) => post({ type: 'notice', id: msg.id, notice }),
+          onSaveProgress: (p) => post({ type: 'save-progress', id: msg.id, progress: p }),
+          onSaveStream: (port, fileName, size) => post({ type: 'save-stream', id: msg.id, port, fileName, size }, [port]),
+          journal,
           ...(layerPool() ? { pool: layerPool()! } : {}),
         }, msg.request);
         progress.flush();

@@ -164,7 +164,7 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
   return { image: chooseChild(tree, options.platform ?? DEFAULT_PLATFORM), index: tree };
 }
 
-async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
+export async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
   const children: Image[] = [];
   const nested: ImageIndex[] = [];
   const seen = new Set<string>([root.digest]);
@@ -198,7 +198,7 @@ async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal 
  * The child for `platform`, following nested indexes (also those without a platform of their own,
  * which containerd's matcher would take for linux/amd64); else the first runnable child; else the first.
  */
-function chooseChild(tree: PulledIndex, platform: Platform): Image {
+export function chooseChild(tree: PulledIndex, platform: Platform): Image {
   const images = new Map(tree.children.map((c) => [c.digest, c]));
   const indexes = new Map(tree.nested.map((i) => [i.digest, i]));
   const pick = (index: ImageIndex): Image | undefined => {
@@ -221,7 +221,7 @@ function chooseChild(tree: PulledIndex, platform: Platform): Image {
 }
 
 /** One image-shaped job over every distinct layer of `children`, so one plan and one bounded pool cover them all. */
-function everyLayer(children: Image[]): Image {
+export function everyLayer(children: Image[]): Image {
   const seen = new Set<string>();
   const layers: Layer[] = [];
   for (const child of children) {
@@ -242,6 +242,39 @@ async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, 
   const hasCompressed = await store.has(d.digest);
   const needCompressed = (!decompressed || keepCompressed) && !hasCompressed;
   return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
+}
+
+/**
+ * The foreign layers of `images` whose source the proxy refuses (403 PROXY_DENIED to a one-byte
+ * range request), by digest: known before an archive is planned, so a streamed archive leaves
+ * them out from the start (docker, oci) or the pull fails at once (formats that need the bytes).
+ * Any other answer (a host that is down, say) is left to the pull itself.
+ */
+export async function refusedForeignLayers(source: RemoteSource, images: readonly Image[], signal?: AbortSignal): Promise<Set<string>> {
+  const refused = new Set<string>();
+  const client = (source as Partial<RemoteSource>).client;
+  if (!client) return refused;
+  for (const image of images) {
+    for (const layer of image.layers) {
+      const d = layer.descriptor;
+      if (foreignUrls(d).length === 0 || refused.has(d.digest)) continue;
+      const sender = client.blobSender(image.reference, d, `layer ${layer.index + 1}`);
+      let response: Response;
+      try {
+        response = await sender.send({ start: 0, end: 0 }, signal);
+      } catch (err) {
+        if (signal?.aborted) throw new AbortedError();
+        continue;
+      }
+      if (response.ok) {
+        await response.body?.cancel().catch(() => undefined);
+        continue;
+      }
+      const error = await sender.fail(response);
+      if (error.code === ErrorCode.ProxyDenied) refused.add(d.digest);
+    }
+  }
+  return refused;
 }
 
 /** Blobs through the source's registry client, when it has one (a synthetic source streams `Layer.open`). */

@@ -3,8 +3,16 @@ import App from './App.svelte';
 import { PullBridge } from '../browser/bridge.ts';
 import { loadAppConfig } from '../browser/app-config.ts';
 import { createTagService } from '../browser/tag-service.ts';
+import { browserSaver } from '../browser/save/choose.ts';
+import { PullJournal } from '../browser/journal.ts';
+import { IdbBlobStore } from '../browser/idb-store.ts';
+import { UnfinishedPulls } from './state/unfinished.svelte.ts';
 import './app.css';
 
 const config = await loadAppConfig();
 const bridge = new PullBridge({ proxyBase: config.proxyBase });
-mount(App, { target: document.getElementById('app')!, props: { bridge, tagService: createTagService(config.proxyBase) } });
+const store = new IdbBlobStore();
+const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
+  for (const key of keys) await store.delete(key);
+});
+mount(App, { target: document.getElementById('app')!, props: { bridge, saver: browserSaver(), unfinished, tagService: createTagService(config.proxyBase) } });

@@ -67,6 +67,8 @@ async function openApp(): Promise<Page> {
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(server.url);
   await page.getByLabel('Image', { exact: true }).waitFor();
+  // The archive the Download button offers when the pull ends (planned before the pull all the same).
+  await page.getByLabel('Save to').selectOption('blob');
   return page;
 }
 

@@ -49,7 +49,7 @@ function coreBridge(): BridgeLike & { sent: Sent[]; marker: string; requests: Pu
       const store = new MemoryBlobStore();
       let digest = '';
       for (const name of request.references) digest = (await pull(source, parseReference(name), { store })).image.digest;
-      return { blob: new Blob([]), fileName: 'x.tar', size: 0, format: request.format, reference: request.references.join(' '), digest, platform: undefined };
+      return { blob: new Blob([]), saved: { kind: 'blob', name: 'x.tar', bytes: 0 }, fileName: 'x.tar', size: 0, format: request.format, reference: request.references.join(' '), digest, platform: undefined };
     },
   };
 }

@@ -130,8 +130,13 @@ describe('resume against the real token registry with redirected blobs', () => {
     await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), { store, parallel: { connections: 4, threshold: 4 * MiB } });
     await expectAllLayers(store);
     const traffic = relay.blobs.get(big.digest.slice(7))!;
-    expect(traffic.ranges.filter((r) => r !== '')).toHaveLength(4);
-    // The four 200s were cancelled; the blob came once more, whole, without Range.
+    // Up to four ranges were asked before the first 200 stopped the split (how many went out
+    // first depends on scheduling); those 200s were cancelled and the blob came once more, whole,
+    // without Range.
+    const ranged = traffic.ranges.filter((r) => r !== '');
+    expect(ranged.length).toBeGreaterThanOrEqual(1);
+    expect(ranged.length).toBeLessThanOrEqual(4);
+    expect(traffic.ranges.filter((r) => r === '')).toHaveLength(1);
     expect(traffic.ranges.at(-1)).toBe('');
     expect(traffic.responses).toBeLessThanOrEqual(5);
   });

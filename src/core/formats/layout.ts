@@ -6,11 +6,9 @@ import { digestHex } from '../digest.ts';
 import { MediaType } from '../image/media-types.ts';
 import type { Descriptor, Image, ImageIndex } from '../image/model.ts';
 import type { Platform } from '../image/platform.ts';
-import type { TarPlanEntry } from '../tar/writer.ts';
 import type { PulledIndex } from '../pull.ts';
-import { bytesEntry, dirEntry, fileEntry, isStored, jsonEntry, storedRef } from './entries.ts';
-import type { PlanContext } from './types.ts';
-import { foreignUrls } from '../image/foreign.ts';
+import { bytesEntry, dirEntry, fileEntry, foreignLeftOut, jsonEntry, storedRef } from './entries.ts';
+import type { FormatEntry, PlanContext } from './types.ts';
 
 /** containerd's name annotation (containerd images.AnnotationImageName): the full reference. */
 export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -25,7 +23,7 @@ export function blobPath(digest: string): string {
 
 /** The blobs of a layout, each once whatever number of images share it. */
 export class LayoutBlobs {
-  readonly #entries = new Map<string, TarPlanEntry>();
+  readonly #entries = new Map<string, FormatEntry>();
 
   constructor(private readonly ctx: PlanContext) {}
 
@@ -37,13 +35,13 @@ export class LayoutBlobs {
   }
 
   /**
-   * A blob in the store, by its digest (a layer as the registry serves it). A foreign layer that
-   * was not fetched is left out: image-layout.md lets `blobs` miss blobs an external store
+   * A blob in the store, by its digest (a layer as the registry serves it). A foreign layer left
+   * out of the pull is not written: image-layout.md lets `blobs` miss blobs an external store
    * provides, and the manifest keeps its descriptor with `urls` (as crane writes it).
    */
   async stored(d: Descriptor, what: string): Promise<string> {
     const path = blobPath(d.digest);
-    if (foreignUrls(d).length > 0 && !(await isStored(this.ctx, d.digest))) return path;
+    if (await foreignLeftOut(this.ctx, d, d.digest)) return path;
     if (!this.#entries.has(path)) {
       const ref = await storedRef(this.ctx, d.digest, d.size, what);
       this.#entries.set(path, fileEntry(path, ref, ref.size));
@@ -68,7 +66,7 @@ export class LayoutBlobs {
   }
 
   /** `blobs/`, `blobs/sha256/` and every blob (unsorted; formats sort the whole archive). */
-  entries(): TarPlanEntry[] {
+  entries(): FormatEntry[] {
     return [dirEntry('blobs'), dirEntry('blobs/sha256'), ...this.#entries.values()];
   }
 }
@@ -102,7 +100,7 @@ export function configPlatform(image: Image): Platform | undefined {
 }
 
 /** `oci-layout` and `index.json` listing `manifests`. */
-export function layoutFiles(manifests: Descriptor[]): TarPlanEntry[] {
+export function layoutFiles(manifests: Descriptor[]): FormatEntry[] {
   return [
     jsonEntry('oci-layout', { imageLayoutVersion: LAYOUT_VERSION }),
     jsonEntry('index.json', { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }),
