@@ -16,6 +16,8 @@ import { observeRegistry, type RegistryNotice } from '../core/registry/rate-limi
 import type { IdbBlobStore } from './idb-store.ts';
 import type { LayerPool } from './layer-pool.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
+import { CachedSource } from '../core/image/cached-source.ts';
+import { recordAndEvict, type ImageCatalog } from './image-catalog.ts';
 
 export interface JobContext {
   config: WorkerConfig;
@@ -28,6 +30,8 @@ export interface JobContext {
   pool?: LayerPool;
   /** Rate limits and retry waits the registries report. */
   onNotice?: (notice: RegistryNotice) => void;
+  /** The image catalog: offline answers from earlier pulls, and a record of each pull (image-catalog.ts). */
+  catalog?: ImageCatalog;
 }
 
 function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, credentials?: Record<string, Credentials>): RemoteSource {
@@ -39,9 +43,9 @@ function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, crede
   return new RemoteSource(client);
 }
 
-export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice' | 'catalog'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
   const ref = parseReference(reference);
-  const resolved = await sourceFor(ctx, credentials).resolve(ref, ctx.signal);
+  const resolved = await (ctx.catalog ? new CachedSource(sourceFor(ctx, credentials), ctx.catalog) : sourceFor(ctx, credentials)).resolve(ref, ctx.signal);
   if (resolved.kind === 'index') {
     return {
       kind: 'index',
@@ -101,7 +105,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     });
   }
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
-  const source = sourceFor(ctx, request.credentials);
+  const source = ctx.catalog ? new CachedSource(sourceFor(ctx, request.credentials), ctx.catalog) : sourceFor(ctx, request.credentials);
   ctx.onPhase('resolving');
   let downloading = false;
   // Layers of every image in one list: image k's layer i shows as row offset(k) + i.
@@ -151,6 +155,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   });
   ctx.signal.throwIfAborted();
   const blob = await composeBlob(plan, ctx.store);
+  if (ctx.catalog && source instanceof CachedSource) await recordAndEvict(ctx.catalog, source.seen, images.map((i, k) => ({ typed: request.references[k]!, image: i.image, ...(i.index ? { index: i.index } : {}) })), ctx.store, globalThis.navigator?.storage);
   const first = images[0]!.image;
   const c = first.config;
   return {
@@ -162,5 +167,6 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     digest: first.digest,
     platform: configPlatformLabel(c),
     inspect: inspectTargetOf(first),
+    ...(source instanceof CachedSource && source.seen.notes.length ? { cache: source.seen.notes } : {}),
   };
 }
