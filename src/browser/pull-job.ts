@@ -17,6 +17,7 @@ import type { IdbBlobStore } from './idb-store.ts';
 import type { LayerPool } from './layer-pool.ts';
 import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
 import { CachedSource } from '../core/image/cached-source.ts';
+import { verifiedStore } from '../core/store/verified-read.ts';
 import { recordAndEvict, type ImageCatalog } from './image-catalog.ts';
 
 export interface JobContext {
@@ -106,6 +107,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   }
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
   const source = ctx.catalog ? new CachedSource(sourceFor(ctx, request.credentials), ctx.catalog) : sourceFor(ctx, request.credentials);
+  const store = verifiedStore(ctx.store, { signal: ctx.signal }); // trust: cached blobs re-hashed before use, damaged ones re-fetched
   ctx.onPhase('resolving');
   let downloading = false;
   // Layers of every image in one list: image k's layer i shows as row offset(k) + i.
@@ -114,7 +116,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   for (const ref of refs) {
     const offset = rows.length;
     const options: PullOptions = {
-      store: ctx.store,
+      store,
       platform,
       signal: ctx.signal,
       uncompressed: format.needsUncompressed,
