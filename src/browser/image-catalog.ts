@@ -234,14 +234,15 @@ export class ImageCatalog implements ManifestCache {
 
   /**
    * Least-recently-used eviction: while the store holds more than `limit` bytes, delete whole
-   * images, least recently used first, never one using a blob in `protect` (the pull in
-   * progress). Returns the digests evicted.
+   * images, least recently used first, except the images in `keep` (the pull in progress); a
+   * blob in `protect` (that pull's) is never deleted, even when an evicted image used it too.
+   * Returns the digests evicted.
    */
-  async evict(store: ListableStore, limit: number, protect: ReadonlySet<string>): Promise<string[]> {
+  async evict(store: ListableStore, limit: number, protect: ReadonlySet<string>, keep: ReadonlySet<string> = new Set()): Promise<string[]> {
     let total = (await store.list()).reduce((n, b) => n + b.size, 0);
     if (total <= limit) return [];
     const evicted: string[] = [];
-    const candidates = (await this.images()).filter((r) => !r.blobs.some((b) => protect.has(b.key))).sort((a, b) => a.lastUsed - b.lastUsed);
+    const candidates = (await this.images()).filter((r) => !keep.has(r.digest)).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const r of candidates) {
       if (total <= limit) break;
       await this.deleteImage(r.digest, store, protect);
@@ -271,7 +272,7 @@ export async function recordAndEvict(catalog: ImageCatalog, seen: SeenManifests,
     }
   }
   if (limit === undefined) return [];
-  return catalog.evict(store, limit, protect);
+  return catalog.evict(store, limit, protect, new Set(recorded));
 }
 
 /** The catalog and blob cache as the page's storage panel sees them. */

@@ -15,28 +15,14 @@ import { MemoryBlobStore } from '../../src/core/store/blob-store.ts';
 import { assembleStream } from '../../src/core/formats/assemble.ts';
 import { formatById, type SinkImage } from '../../src/core/formats/index.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
-import { ImageCatalog, offlineFormats, type CatalogKV } from '../../src/browser/image-catalog.ts';
+import { ImageCatalog, offlineFormats } from '../../src/browser/image-catalog.ts';
+import { mapKV } from '../helpers/catalog-kv.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
 import { validateDockerArchiveLayers, validateOciArchive } from '../helpers/validate-oci.ts';
 
 const env = inject('registryEnv');
 let dir: string;
 let relay: TamperProxy;
-
-/** The catalog's key-value verbs over a Map (idb-keyval's in the page). */
-export function mapKV(): CatalogKV & { map: Map<string, unknown> } {
-  const map = new Map<string, unknown>();
-  return {
-    map,
-    get: async <T>(k: string) => map.get(k) as T | undefined,
-    getMany: async <T>(ks: string[]) => ks.map((k) => map.get(k) as T | undefined),
-    set: async (k, v) => void map.set(k, structuredClone(v)),
-    setMany: async (entries) => entries.forEach(([k, v]) => map.set(k, structuredClone(v))),
-    del: async (k) => void map.delete(k),
-    delMany: async (ks) => ks.forEach((k) => map.delete(k)),
-    keys: async () => [...map.keys()],
-  };
-}
 
 function remote(): RemoteSource {
   // No retries: a stopped relay fails at once, as the page's offline test waits on the real policy.
