@@ -157,7 +157,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   });
   ctx.signal.throwIfAborted();
   const blob = await composeBlob(plan, ctx.store);
-  if (ctx.catalog && source instanceof CachedSource) await recordAndEvict(ctx.catalog, source.seen, images.map((i, k) => ({ typed: request.references[k]!, image: i.image, ...(i.index ? { index: i.index } : {}) })), ctx.store, globalThis.navigator?.storage);
+  if (ctx.catalog && source instanceof CachedSource) await recordAndEvict(ctx.catalog, source.seen, images.map((i, k) => ({ typed: request.references[k]!, image: i.image, ...(i.index ? { index: i.index } : {}) })), ctx.store, globalThis.navigator?.storage).catch(() => []); // the archive is ready; a catalog that cannot be written only costs offline use
   const first = images[0]!.image;
   const c = first.config;
   return {
