@@ -139,6 +139,23 @@ describe('the storage panel', () => {
     expect((await cacheContents(page)).keys.filter((k) => k.startsWith('blob:'))).toEqual([]);
     await page.context().close();
   });
+  it('a budget set in the panel evicts the least recently used image after the next pull, never the one just pulled', async () => {
+    const latest = layersOf(env.fixtures.oci.manifest.raw);
+    const v1 = layersOf(env.fixtures.ociV1.manifest.raw);
+    const page = await openApp();
+    await pullAndSave(page, `${relay.host}/${env.fixtures.oci.path}`, 'docker');
+    // 100 bytes: less than either of these (small) images, so only the one just pulled survives.
+    await page.getByLabel('Cache budget (MB)').fill('0.0001');
+    await page.getByRole('button', { name: 'Set', exact: true }).click();
+    await expect.poll(() => page.getByLabel('Cache budget (MB)').inputValue()).toBe('0.0001');
+    await pullAndSave(page, `${relay.host}/${env.fixtures.ociV1.path}`, 'docker');
+    const rows = page.getByTestId('cached-image');
+    await expect.poll(() => rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-digest')))).toEqual([env.fixtures.ociV1.manifest.digest]);
+    const blobs = (await cacheContents(page)).keys.filter((k) => k.startsWith('blob:')).sort();
+    expect(blobs).toEqual(v1.map((d) => `blob:${d}`).sort());
+    for (const d of latest.slice(1)) expect(blobs).not.toContain(`blob:${d}`);
+    await page.context().close();
+  });
 });
 
 describe('trust', () => {

@@ -40,14 +40,15 @@ describe('StorageState', () => {
     expect(s.sharedBytes).toBe(500);
     expect(s.sharedKeys.has('sha256:' + 'a'.repeat(64))).toBe(true);
     await s.remove('sha256:' + 'c'.repeat(64));
-    await s.setBudgetMB('250');
+    await s.setBudgetMB(250);
     expect(s.view?.budget).toBe(250_000_000);
     await s.setBudgetMB('');
-    await s.setBudgetMB('-3');
+    await s.setBudgetMB(-3);
+    await s.setBudgetMB(null);
     await s.clear();
     await s.persist();
     expect(s.persistAnswer).toBe('denied');
-    expect(calls).toEqual([`delete sha256:${'c'.repeat(64)}`, 'budget 250000000', 'budget undefined', 'budget undefined', 'clear']);
+    expect(calls).toEqual([`delete sha256:${'c'.repeat(64)}`, 'budget 250000000', 'budget undefined', 'budget undefined', 'budget undefined', 'clear']);
   });
 
   it('says what offline can rebuild', () => {

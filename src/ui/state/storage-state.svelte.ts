@@ -60,9 +60,11 @@ export class StorageState {
   }
 
   /** Megabytes as typed; empty or 0 removes the budget (the browser's quota decides). */
-  setBudgetMB(text: string): Promise<void> {
+  setBudgetMB(typed: string | number | null): Promise<void> {
+    // A number input bound with bind:value hands over a number, or null when empty.
+    const text = typed === null ? '' : String(typed).trim();
     const mb = Number(text);
-    return this.#act(() => this.service.setBudget(text.trim() === '' || !Number.isFinite(mb) || mb <= 0 ? undefined : mb * 1_000_000));
+    return this.#act(() => this.service.setBudget(text === '' || !Number.isFinite(mb) || mb <= 0 ? undefined : mb * 1_000_000));
   }
 }
 
