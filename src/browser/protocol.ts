@@ -6,6 +6,7 @@ import type { Credentials } from '../core/registry/auth.ts';
 import type { InspectTarget } from '../core/listing/target.ts';
 import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { SavedInfo, SaveTarget } from './save/types.ts';
+import type { CacheNote } from '../core/image/cached-source.ts';
 
 export interface WorkerConfig {
   /** Origin (and path prefix) of the longshore proxy; requests go to `<proxyBase>/proxy/<host>/…`. */
@@ -55,6 +56,8 @@ export interface PullOutcome {
   platform: string | undefined;
   /** What the inspector needs to browse the (first) image: its layers are in IndexedDB already (absent when no copy was kept). */
   inspect?: InspectTarget;
+  /** Where the cache answered instead of the registry (offline, or a digest already cached). */
+  cache?: CacheNote[];
 }
 
 export type Phase = 'resolving' | 'downloading' | 'assembling';

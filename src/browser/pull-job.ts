@@ -31,6 +31,9 @@ import { openStreamDestination } from './save/stream-sink.ts';
 import { saveLayoutFolder } from './save/folder-sink.ts';
 import { archiveFileName } from './save/file-name.ts';
 import type { SaveTarget } from './save/types.ts';
+import { CachedSource } from '../core/image/cached-source.ts';
+import { verifiedStore } from '../core/store/verified-read.ts';
+import { recordAndEvict, type ImageCatalog } from './image-catalog.ts';
 
 export { archiveFileName };
 
@@ -49,6 +52,8 @@ export interface JobContext {
   journal?: PullJournal;
   /** Layer workers to spread layers over; without one, layers are fetched in this worker. */
   pool?: LayerPool;
+  /** The image catalog: offline answers from earlier pulls, and a record of each pull (image-catalog.ts). */
+  catalog?: ImageCatalog;
   /** Rate limits and retry waits the registries report. */
   onNotice?: (notice: RegistryNotice) => void;
 }
@@ -64,9 +69,9 @@ function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, crede
   return new RemoteSource(client);
 }
 
-export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice' | 'catalog'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
   const ref = parseReference(reference);
-  const resolved = await sourceFor(ctx, credentials).resolve(ref, ctx.signal);
+  const resolved = await (ctx.catalog ? new CachedSource(sourceFor(ctx, credentials), ctx.catalog) : sourceFor(ctx, credentials)).resolve(ref, ctx.signal);
   if (resolved.kind === 'index') {
     return {
       kind: 'index',
@@ -213,8 +218,11 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   const keepCopy = save.kind === 'blob' || request.keepCopy !== false;
   const refs = request.references.map((r) => parseReference(r));
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
-  const source = sourceFor(ctx, request.credentials);
+  const source = ctx.catalog ? new CachedSource(sourceFor(ctx, request.credentials), ctx.catalog) : sourceFor(ctx, request.credentials);
   const { store } = ctx;
+  // Trust: a cached blob is re-hashed (once per pull) before the archive or the pull relies on it;
+  // a damaged one is dropped, so the pull fetches it again.
+  const checked = verifiedStore(ctx.store, { signal: ctx.signal });
   const fileName = save.kind === 'folder' ? save.handle.name : save.kind === 'file' ? save.handle.name : archiveFileName(refs);
 
   ctx.onPhase('resolving');
@@ -229,7 +237,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       descriptorSizes.set(l.descriptor.digest, l.descriptor.size);
       for (const key of [l.descriptor.digest, l.diffId]) {
         if (key === undefined || stored.has(key)) continue;
-        const size = await store.size(key);
+        const size = await checked.size(key);
         if (size !== undefined) stored.set(key, size);
       }
     }
@@ -318,7 +326,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         return l.diffId ? [l.descriptor.digest, l.diffId] : [l.descriptor.digest];
       };
       const options: PullOptions = {
-        store,
+        store: checked,
         platform,
         signal: stop.signal,
         uncompressed: format.needsUncompressed,
@@ -405,6 +413,11 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     ctx.signal.removeEventListener('abort', onAbort);
   }
   await finishJournal(ctx, journalEntry, undefined, keepCopy);
+  if (ctx.catalog && source instanceof CachedSource && keepCopy) {
+    const images = resolved.map((r, k) => ({ typed: request.references[k]!, image: r.sink.image, ...(r.sink.index ? { index: r.sink.index } : {}) }));
+    // The archive is written; a catalog that cannot be written only costs offline use.
+    await recordAndEvict(ctx.catalog, source.seen, images, ctx.store, globalThis.navigator?.storage).catch(() => []);
+  }
 
   const first = resolved[0]!.sink.image;
   const c = first.config;
@@ -418,6 +431,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     digest: first.digest,
     platform: configPlatformLabel(c),
     ...(keepCopy ? { inspect: inspectTargetOf(first) } : {}),
+    ...(source instanceof CachedSource && source.seen.notes.length ? { cache: source.seen.notes } : {}),
   };
 }
 

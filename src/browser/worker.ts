@@ -6,6 +6,7 @@ import { LongshoreError, isAbortError, AbortedError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import { IdbBlobStore } from './idb-store.ts';
 import { PullJournal } from './journal.ts';
+import { ImageCatalog } from './image-catalog.ts';
 import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
@@ -17,6 +18,7 @@ declare const self: DedicatedWorkerGlobalScope;
 const PROGRESS_INTERVAL_MS = 100;
 const store = new IdbBlobStore();
 const journal = new PullJournal();
+const catalog = new ImageCatalog();
 let config: WorkerConfig = { proxyBase: self.location.origin };
 const jobs = new Map<number, AbortController>();
 let swept = false;
@@ -89,7 +91,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       jobs.set(msg.id, ac);
       try {
         const onNotice = (notice: RegistryNotice) => post({ type: 'notice', id: msg.id, notice });
-        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal, onNotice }, msg.reference, msg.credentials);
+        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal, onNotice, catalog }, msg.reference, msg.credentials);
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -122,6 +124,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
           onSaveStream: (port, fileName, size) => post({ type: 'save-stream', id: msg.id, port, fileName, size }, [port]),
           journal,
           ...(layerPool() ? { pool: layerPool()! } : {}),
+          catalog,
         }, msg.request);
         progress.flush();
         post({ type: 'done', id: msg.id, outcome });

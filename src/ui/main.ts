@@ -7,6 +7,7 @@ import { browserSaver } from '../browser/save/choose.ts';
 import { PullJournal } from '../browser/journal.ts';
 import { IdbBlobStore } from '../browser/idb-store.ts';
 import { UnfinishedPulls } from './state/unfinished.svelte.ts';
+import { ImageCatalog, browserStorageService } from '../browser/image-catalog.ts';
 import './app.css';
 
 const config = await loadAppConfig();
@@ -15,4 +16,13 @@ const store = new IdbBlobStore();
 const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
   for (const key of keys) await store.delete(key);
 });
-mount(App, { target: document.getElementById('app')!, props: { bridge, saver: browserSaver(), unfinished, tagService: createTagService(config.proxyBase) } });
+mount(App, {
+  target: document.getElementById('app')!,
+  props: {
+    bridge,
+    saver: browserSaver(),
+    unfinished,
+    tagService: createTagService(config.proxyBase),
+    storageService: browserStorageService(new ImageCatalog(), store),
+  },
+});

@@ -247,6 +247,8 @@ describe('an image whose layer is several gzip members, in the app', () => {
       const pageErrors: string[] = [];
       page.on('pageerror', (e) => pageErrors.push(e.message));
       await page.goto(app.url);
+      // The pull is offered as a Download button when it ends (streamed saves: tests/e2e/save.test.ts).
+      await page.getByLabel('Save to').selectOption('blob');
       const name = `${env.anon.host}/${repo}:latest`;
 
       // The default format keeps the compressed blob in the cache; the inspector lists from it.

@@ -325,7 +325,7 @@ describe('saving while pulling', () => {
     await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
     expect(await cacheKeys(page)).toEqual([]);
     // Nothing to browse: the layers are not in the browser.
-    expect(await page.getByRole('button', { name: /Browse/ }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /Browse the files/ }).count()).toBe(0);
     await page.context().close();
   });
 

@@ -5,7 +5,10 @@ import type { Page } from 'playwright-core';
 
 export interface CacheContents {
   keys: string[];
-  /** `seg:` keys no `blob:` record lists: what a cancelled or failed download must not leave. */
+  /**
+   * `seg:` keys that neither a `blob:` record nor a `part:` record (an unfinished download kept for
+   * resume) lists: what a cancelled or failed download must not leave.
+   */
   orphans: string[];
 }
 
@@ -28,7 +31,7 @@ export function cacheContents(page: Page): Promise<CacheContents> {
       const [keys, values] = await Promise.all([request(store.getAllKeys()), request(store.getAll())]);
       const live = new Set<string>();
       keys.forEach((k, i) => {
-        if (String(k).startsWith('blob:')) for (const s of (values[i] as { segments?: string[] }).segments ?? []) live.add(s);
+        if (String(k).startsWith('blob:') || String(k).startsWith('part:')) for (const s of (values[i] as { segments?: string[] }).segments ?? []) live.add(s);
       });
       const all = keys.map(String);
       return { keys: all, orphans: all.filter((k) => k.startsWith('seg:') && !live.has(k)) };
