@@ -9,7 +9,7 @@ import { parseReference, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
 import { DEFAULT_PLATFORM, configPlatformLabel, formatPlatform, parsePlatform, selectablePlatforms, type Platform } from '../core/image/platform.ts';
-import { chooseChild, everyLayer, pullLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, DEFAULT_PARALLEL, type PullOptions } from '../core/pull.ts';
+import { chooseChild, everyLayer, pullLayers, refusedForeignLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, DEFAULT_PARALLEL, type PullOptions } from '../core/pull.ts';
 import { formatById, type Format } from '../core/formats/index.ts';
 import { ociFormat } from '../core/formats/oci.ts';
 import { blobOrder, blobUses, plannedSize, writeEntries } from '../core/formats/stream.ts';
@@ -242,7 +242,10 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       }
     }
   }
+  // Foreign layers whose source the proxy refuses stay out of the archive (or fail it) from the start.
+  const refusedForeign = await refusedForeignLayers(source, resolved.map((r) => r.layers), ctx.signal);
   const entries = await format.entries(resolved.map((r) => r.sink), {
+    absent: (digest) => refusedForeign.has(digest),
     size: async (key) => {
       const size = stored.get(key) ?? descriptorSizes.get(key);
       if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });

@@ -55,6 +55,8 @@ export const ErrorCode = {
   ProxyTimeout: 'PROXY_TIMEOUT',
   ProxyBadUpstream: 'PROXY_BAD_UPSTREAM',
   ProxyInternal: 'PROXY_INTERNAL',
+  /** A foreign (non-distributable) layer whose source is not allowed, where the format needs its bytes. */
+  ForeignLayer: 'FOREIGN_LAYER',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -13,6 +13,7 @@ import type { BlobSink } from './store/blob-store.ts';
 import type { ImageReference } from './reference.ts';
 import type { Descriptor, Image, ImageIndex, Layer } from './image/model.ts';
 import { isIndexMediaType } from './image/media-types.ts';
+import { foreignLayerSkipped, foreignUrls } from './image/foreign.ts';
 import { DEFAULT_PLATFORM, configPlatformLabel, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
 import type { RemoteSource } from './image/remote.ts';
 import type { BlobStore } from './store/blob-store.ts';
@@ -243,6 +244,39 @@ async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, 
   return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
 }
 
+/**
+ * The foreign layers of `images` whose source the proxy refuses (403 PROXY_DENIED to a one-byte
+ * range request), by digest: known before an archive is planned, so a streamed archive leaves
+ * them out from the start (docker, oci) or the pull fails at once (formats that need the bytes).
+ * Any other answer (a host that is down, say) is left to the pull itself.
+ */
+export async function refusedForeignLayers(source: RemoteSource, images: readonly Image[], signal?: AbortSignal): Promise<Set<string>> {
+  const refused = new Set<string>();
+  const client = (source as Partial<RemoteSource>).client;
+  if (!client) return refused;
+  for (const image of images) {
+    for (const layer of image.layers) {
+      const d = layer.descriptor;
+      if (foreignUrls(d).length === 0 || refused.has(d.digest)) continue;
+      const sender = client.blobSender(image.reference, d, `layer ${layer.index + 1}`);
+      let response: Response;
+      try {
+        response = await sender.send({ start: 0, end: 0 }, signal);
+      } catch (err) {
+        if (signal?.aborted) throw new AbortedError();
+        continue;
+      }
+      if (response.ok) {
+        await response.body?.cancel().catch(() => undefined);
+        continue;
+      }
+      const error = await sender.fail(response);
+      if (error.code === ErrorCode.ProxyDenied) refused.add(d.digest);
+    }
+  }
+  return refused;
+}
+
 /** Blobs through the source's registry client, when it has one (a synthetic source streams `Layer.open`). */
 function withSender(options: PullOptions, source: RemoteSource): PullOptions {
   const client = (source as Partial<RemoteSource>).client;
@@ -325,6 +359,14 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
         if (fromStore) {
           fromStore = false;
           continue;
+        }
+        if (foreignUrls(layer.descriptor).length > 0 && e.code === ErrorCode.ProxyDenied) {
+          // Its source is not allowed: the pull goes on; formats that keep descriptors only
+          // (docker, oci) write it as such, the others refuse when planning (formats/entries.ts).
+          const skipped = foreignLayerSkipped(layer.descriptor, `layer ${layer.index + 1}`, e.message);
+          emit({ type: 'layer', index: p.index, digest: p.digest, state: 'skipped', done: 0, total: p.size });
+          emit({ type: 'warning', code: skipped.code, message: skipped.message, ...(skipped.hint ? { hint: skipped.hint } : {}), digest: p.digest });
+          return;
         }
         // No retry here: the fetch engine retried (and resumed) already, within its budget.
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'failed', done, total: p.size });

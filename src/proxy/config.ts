@@ -20,6 +20,16 @@ export interface ProxyConfig {
   mirrors: Record<string, string>;
   /** Mirror keys whose mirror is handed the client's Authorization (never by default). */
   authorizedMirrors: string[];
+  /**
+   * Mirror keys whose mirror is the only source (no fallback to the upstream registry when the
+   * mirror is down or lacks the content; by default every mirror falls back).
+   */
+  mirrorsWithoutFallback: string[];
+  /**
+   * Where foreign layers (`urls` of non-distributable layers, e.g. Windows base layers) may be
+   * fetched from: URL prefixes (origin + path prefix), https unless written otherwise.
+   */
+  foreignLayerHosts: string[];
   /** Token realms as origin + path (`https://auth.docker.io/token`), no query. */
   tokenRealms: string[];
   /** Loopback/private upstreams: `auto` = only while listening on loopback. */
@@ -87,6 +97,8 @@ export const DEFAULT_CONFIG: Readonly<ProxyConfig> = deepFreeze({
   ],
   mirrors: {},
   authorizedMirrors: [],
+  mirrorsWithoutFallback: [],
+  foreignLayerHosts: [],
   tokenRealms: [
     'https://auth.docker.io/token',
     'https://ghcr.io/token',
@@ -177,6 +189,12 @@ const KEY_PARSERS: { [K in keyof ProxyConfig]: (raw: unknown, problem: Problem) 
     problem(`authorizedMirrors must be an array of mirror keys like ["docker.io"], got ${show(raw)}`);
     return [];
   },
+  mirrorsWithoutFallback: (raw, problem) => {
+    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string')) return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
+    problem(`mirrorsWithoutFallback must be an array of mirror keys like ["docker.io"], got ${show(raw)}`);
+    return [];
+  },
+  foreignLayerHosts: parseForeignLayerHosts,
   tokenRealms: parseTokenRealms,
   allowLoopback: (raw, problem) => {
     if (raw === true || raw === false || raw === 'auto') return raw;
@@ -194,7 +212,7 @@ const KEY_PARSERS: { [K in keyof ProxyConfig]: (raw: unknown, problem: Problem) 
 };
 
 /** Keys a config written before they existed may leave out. */
-const OPTIONAL_KEYS: ReadonlySet<string> = new Set(['authorizedMirrors', 'allowedOrigins', 'trustForwardedFor', 'timeouts', 'limits']);
+const OPTIONAL_KEYS: ReadonlySet<string> = new Set(['authorizedMirrors', 'mirrorsWithoutFallback', 'foreignLayerHosts', 'allowedOrigins', 'trustForwardedFor', 'timeouts', 'limits']);
 const KNOWN_KEYS = Object.keys(KEY_PARSERS);
 
 /**
@@ -216,13 +234,18 @@ export function parseConfig(input: unknown, source = 'config'): ProxyConfig {
     return KEY_PARSERS[key](raw, at);
   };
   const mirrors = value('mirrors');
-  const authorizedMirrors = [...new Set([...value('authorizedMirrors'), ...parseMirrors(input['mirrors'], () => undefined).authorized])];
+  const entries = parseMirrors(input['mirrors'], () => undefined);
+  const authorizedMirrors = [...new Set([...value('authorizedMirrors'), ...entries.authorized])];
   for (const key of authorizedMirrors) if (!(key in mirrors)) at(`authorizedMirrors: ${show(key)} is not a mirror key`);
+  const mirrorsWithoutFallback = [...new Set([...value('mirrorsWithoutFallback'), ...entries.noFallback])];
+  for (const key of mirrorsWithoutFallback) if (!(key in mirrors)) at(`mirrorsWithoutFallback: ${show(key)} is not a mirror key`);
   const config: ProxyConfig = {
     listen: value('listen'),
     registries: value('registries'),
     mirrors,
     authorizedMirrors,
+    mirrorsWithoutFallback,
+    foreignLayerHosts: value('foreignLayerHosts'),
     tokenRealms: value('tokenRealms'),
     allowLoopback: value('allowLoopback'),
     allowedOrigins: value('allowedOrigins'),
@@ -272,13 +295,17 @@ function parseRegistries(raw: unknown, problem: Problem): RegistryEntry[] {
   return registries;
 }
 
-/** `{"docker.io": "http://m:5000"}` or `{"docker.io": {"url": "http://m:5000", "forwardAuthorization": true}}`. */
-function parseMirrors(raw: unknown, problem: Problem): { mirrors: Record<string, string>; authorized: string[] } {
+/**
+ * `{"docker.io": "http://m:5000"}` or
+ * `{"docker.io": {"url": "http://m:5000", "forwardAuthorization": true, "fallback": false}}`.
+ */
+function parseMirrors(raw: unknown, problem: Problem): { mirrors: Record<string, string>; authorized: string[]; noFallback: string[] } {
   const mirrors: Record<string, string> = {};
   const authorized: string[] = [];
+  const noFallback: string[] = [];
   if (!isObject(raw)) {
     problem('mirrors must be an object like {"docker.io": "http://127.0.0.1:5000"}');
-    return { mirrors, authorized };
+    return { mirrors, authorized, noFallback };
   }
   for (const [key, value] of Object.entries(raw)) {
     const host = normaliseHost(key, 'https');
@@ -288,7 +315,9 @@ function parseMirrors(raw: unknown, problem: Problem): { mirrors: Record<string,
     }
     const entry = isObject(value) ? value : { url: value };
     for (const name of Object.keys(entry)) {
-      if (name !== 'url' && name !== 'forwardAuthorization') problem(`mirrors["${key}"]: unknown key "${name}" (known: url, forwardAuthorization)`);
+      if (name !== 'url' && name !== 'forwardAuthorization' && name !== 'fallback') {
+        problem(`mirrors["${key}"]: unknown key "${name}" (known: url, forwardAuthorization, fallback)`);
+      }
     }
     const origin = typeof entry['url'] === 'string' ? parseOrigin(entry['url']) : undefined;
     if (!origin) {
@@ -297,10 +326,47 @@ function parseMirrors(raw: unknown, problem: Problem): { mirrors: Record<string,
     }
     const forward = entry['forwardAuthorization'] ?? false;
     if (typeof forward !== 'boolean') problem(`mirrors["${key}"].forwardAuthorization must be true or false, got ${show(forward)}`);
+    const fallback = entry['fallback'] ?? true;
+    if (typeof fallback !== 'boolean') problem(`mirrors["${key}"].fallback must be true or false, got ${show(fallback)}`);
     mirrors[host] = origin;
     if (forward === true) authorized.push(host);
+    if (fallback === false) noFallback.push(host);
   }
-  return { mirrors, authorized };
+  return { mirrors, authorized, noFallback };
+}
+
+/**
+ * Foreign-layer sources as URL prefixes: `https://mcr.microsoft.com/` or a bare
+ * `go.microsoft.com` (https, any path). Normalised to `origin + path` ending in `/` unless the
+ * path names one file; no query, no credentials.
+ */
+function parseForeignLayerHosts(raw: unknown, problem: Problem): string[] {
+  const out: string[] = [];
+  if (!Array.isArray(raw)) {
+    problem('foreignLayerHosts must be an array of URL prefixes like "https://mcr.microsoft.com/"');
+    return out;
+  }
+  raw.forEach((item: unknown, i) => {
+    const prefix = typeof item === 'string' ? normaliseForeignPrefix(item) : undefined;
+    if (!prefix) problem(`foreignLayerHosts[${i}] must be an http(s) URL prefix like "https://mcr.microsoft.com/" or a host name, got ${show(item)}`);
+    else if (!out.includes(prefix)) out.push(prefix);
+  });
+  return out;
+}
+
+/** `go.microsoft.com` → `https://go.microsoft.com/`; `http://127.0.0.1:9/layers` kept; or undefined. */
+export function normaliseForeignPrefix(text: string): string | undefined {
+  const trimmed = text.trim();
+  const withScheme = /^[a-z]+:\/\//i.test(trimmed) ? trimmed : `https://${trimmed}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+  if (url.username || url.password || url.search || url.hash) return undefined;
+  return `${url.origin}${url.pathname}`;
 }
 
 function parseTokenRealms(raw: unknown, problem: Problem): string[] {
@@ -362,6 +428,7 @@ function checkLocalDestinations(config: ProxyConfig, problem: Problem): void {
   for (const r of config.registries) check(`registry ${r.host}`, r.host);
   for (const [key, origin] of Object.entries(config.mirrors)) check(`mirror ${key} → ${origin}`, new URL(origin).host);
   for (const realm of config.tokenRealms) check(`token realm ${realm}`, new URL(realm).host);
+  for (const prefix of config.foreignLayerHosts) check(`foreign layer source ${prefix}`, new URL(prefix).host);
 }
 
 /** Whether loopback/private upstreams may be reached under this config. */

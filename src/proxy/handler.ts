@@ -92,6 +92,13 @@ export const FORWARDED_REQUEST_HEADERS = [
  */
 export const CHALLENGE_HEADER = 'x-longshore-www-authenticate';
 
+/** For a mirrored registry: `mirror` or `upstream`, whichever answered. */
+export const SERVED_BY_HEADER = 'x-longshore-served-by';
+/** For a mirrored registry: the mirror's host (`127.0.0.1:5001`). */
+export const MIRROR_HEADER = 'x-longshore-mirror';
+/** When the registry answered in the mirror's place: why (`down`, `missing`, `unauthorized`). */
+export const MIRROR_FALLBACK_HEADER = 'x-longshore-mirror-fallback';
+
 /** Response headers relayed to the browser, and exposed to its scripts through CORS. */
 export const RELAYED_RESPONSE_HEADERS = [
   'content-type',
@@ -138,6 +145,39 @@ interface Exchange {
   self: readonly string[];
   /** Frees the client's stream slot (taken once admitted, held until the body has ended). */
   release?: () => void;
+  /** For a mirrored registry: who answered, and why the mirror did not. */
+  servedBy?: { by: 'mirror' | 'upstream'; mirror: string; reason?: FallbackReason };
+}
+
+/** Why a mirror's answer was not used: it failed, lacked the content, or refused the client. */
+export type FallbackReason = 'down' | 'missing' | 'unauthorized';
+
+/** An upstream exchange that produced no response: answered (logged) only if nothing else is tried. */
+class Failure {
+  constructor(
+    public message: string,
+    private readonly respond: (message: string) => Response,
+    readonly kind: string,
+  ) {}
+
+  answer(): Response {
+    return this.respond(this.message);
+  }
+}
+
+/**
+ * Whether a mirror's answer sends the request on to the registry itself, like containerd's
+ * hosts.toml (each host tried in order on an error) and Docker's registry-mirrors: down
+ * (no connection, timeout, 5xx), lacking the content (404) or asking for credentials it cannot
+ * take (401/403: a mirror is never handed the registry's token unless authorized).
+ */
+function fallbackReason(result: { upstream: Response } | Failure): FallbackReason | undefined {
+  if (result instanceof Failure) return result.kind === 'client-gone' ? undefined : 'down';
+  const status = result.upstream.status;
+  if (status >= 500) return 'down';
+  if (status === 404) return 'missing';
+  if (status === 401 || status === 403) return 'unauthorized';
+  return undefined;
 }
 
 export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): ProxyHandler {
@@ -212,48 +252,74 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     return decision;
   };
 
-  /** Sends the request upstream, following redirects; the final response or a refusal. */
+  /** Sends the request upstream (a mirror first, when it may fall back); the final response or a refusal. */
   const forward = async (x: Exchange, decision: Forward): Promise<{ upstream: Response; redirected: boolean } | Response> => {
     const headers = new Headers();
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = x.request.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
-    if (!decision.forwardAuthorization) headers.delete('authorization');
     // Blobs are compressed already and digests cover the exact bytes: ask for them as they are,
     // and refuse (never decode) anything else (see respond). (fetch itself adds it to a Range
     // request, per the Fetch standard.)
     if (!headers.has('range')) headers.set('accept-encoding', 'identity');
     headers.set('via', VIA_VALUE);
+
+    const first = await send(x, decision.upstream, headers, decision.forwardAuthorization);
+    if (decision.mirror === undefined) return first instanceof Failure ? first.answer() : first;
+    if (decision.fallback && !x.request.signal.aborted) {
+      const reason = fallbackReason(first);
+      if (reason) {
+        if (!(first instanceof Failure)) await first.upstream.body?.cancel().catch(() => undefined);
+        metrics.error(`mirror-${reason}`);
+        const second = await send(x, decision.fallback, headers, true);
+        x.servedBy = { by: 'upstream', mirror: decision.mirror, reason };
+        if (second instanceof Failure) {
+          const mirrorSaid = first instanceof Failure ? first.message : `status ${first.upstream.status}`;
+          second.message = `${second.message} (after mirror ${decision.mirror}: ${mirrorSaid})`;
+          return second.answer();
+        }
+        return second;
+      }
+    }
+    x.servedBy = { by: 'mirror', mirror: decision.mirror };
+    return first instanceof Failure ? first.answer() : first;
+  };
+
+  /** One upstream exchange, following redirects: the response, or why there is none. */
+  const send = async (x: Exchange, start: URL, base: Headers, forwardAuthorization: boolean): Promise<{ upstream: Response; redirected: boolean } | Failure> => {
+    const headers = new Headers(base);
+    if (!forwardAuthorization) headers.delete('authorization');
     // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers.
     const bound = config.timeouts.headersMs;
-
-    let target = decision.upstream;
+    const fail = (status: number, code: string, message: string, failure: string, extra?: Record<string, string>) =>
+      new Failure(message, (text) => refuse(x, status, code, text, failure, extra), failure);
+    let target = start;
     const home = target.origin;
     for (let hop = 0; ; hop++) {
       x.upstreamHost = target.host;
       const refused = await checkResolved?.(target.hostname);
-      if (refused) return refuse(x, hop === 0 ? 403 : 502, PROXY_DENIED, `${target.host} ${refused}`, 'denied');
+      if (refused) return fail(hop === 0 ? 403 : 502, PROXY_DENIED, `${target.host} ${refused}`, 'denied');
       const sent = now();
       let upstream: Response;
       try {
-        const send = (signal: AbortSignal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal });
-        upstream = await (deps.fetchBounded ? send(x.request.signal) : withBound(bound, x.request.signal, send, target.host));
+        const request = (signal: AbortSignal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal });
+        upstream = await (deps.fetchBounded ? request(x.request.signal) : withBound(bound, x.request.signal, request, target.host));
       } catch (err) {
-        if (x.request.signal.aborted) return finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone');
+        if (x.request.signal.aborted) return new Failure('the client went away', () => finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone'), 'client-gone');
         const failure = classifyFailure(err, target.host);
         const { status, code } = failureResponse(failure.kind);
-        return refuse(x, status, code, failure.message, failure.kind, failure.kind === 'pool-busy' ? { 'retry-after': '1' } : undefined);
+        return fail(status, code, failure.message, failure.kind, failure.kind === 'pool-busy' ? { 'retry-after': '1' } : undefined);
       }
       metrics.upstreamLatency((now() - sent) / 1000);
       const location = upstream.headers.get('location');
       if (!REDIRECT_STATUSES.has(upstream.status) || location === null) return { upstream, redirected: hop > 0 };
       await upstream.body?.cancel().catch(() => undefined);
       if (hop >= MAX_REDIRECTS) {
-        return refuse(x, 502, PROXY_BAD_UPSTREAM, `upstream ${decision.upstream.host} redirected more than ${MAX_REDIRECTS} times`, 'redirects');
+        return fail(502, PROXY_BAD_UPSTREAM, `upstream ${start.host} redirected more than ${MAX_REDIRECTS} times`, 'redirects');
       }
       const next = decideRedirect(target, location, config, x.self);
-      if (!next.allow) return refuse(x, next.status, next.code, next.reason, next.code === PROXY_LOOP ? 'loop' : 'denied');
+      if (!next.allow) return fail(next.status, next.code, next.reason, next.code === PROXY_LOOP ? 'loop' : 'denied');
       target = next.upstream;
       // Credentials belong to the registry (or realm) the client addressed, never to its CDN.
       if (target.origin !== home) headers.delete('authorization');
@@ -279,6 +345,11 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     }
     const challenge = upstream.headers.get('www-authenticate');
     if (challenge !== null) out.set(CHALLENGE_HEADER, challenge);
+    if (x.servedBy) {
+      out.set(SERVED_BY_HEADER, x.servedBy.by);
+      out.set(MIRROR_HEADER, x.servedBy.mirror);
+      if (x.servedBy.reason) out.set(MIRROR_FALLBACK_HEADER, x.servedBy.reason);
+    }
     // The client keeps verified blobs itself, and a tag's manifest must be fresh.
     out.set('cache-control', 'no-store');
     out.set('via', VIA_VALUE);
@@ -446,7 +517,7 @@ function cors(headers: Headers, origin: string | null): void {
   headers.append('vary', 'Origin');
   if (origin === null) return;
   headers.set('access-control-allow-origin', origin);
-  headers.set('access-control-expose-headers', [...RELAYED_RESPONSE_HEADERS, CHALLENGE_HEADER].join(', '));
+  headers.set('access-control-expose-headers', [...RELAYED_RESPONSE_HEADERS, CHALLENGE_HEADER, SERVED_BY_HEADER, MIRROR_HEADER, MIRROR_FALLBACK_HEADER].join(', '));
 }
 
 function secure(headers: Headers): void {

@@ -28,7 +28,7 @@ export interface ProxyRequest {
   headers?: Headers | Readonly<Record<string, string | undefined>>;
 }
 
-export type UpstreamKind = 'registry' | 'realm' | 'redirect';
+export type UpstreamKind = 'registry' | 'realm' | 'redirect' | 'foreign';
 
 export interface Forward {
   allow: true;
@@ -36,6 +36,13 @@ export interface Forward {
   upstream: URL;
   /** Whether the client's Authorization may go to this upstream (not to a mirror, by default). */
   forwardAuthorization: boolean;
+  /** When `upstream` is a mirror: its host (`127.0.0.1:5001`), named in X-Longshore-Served-By. */
+  mirror?: string;
+  /**
+   * When `upstream` is a mirror that may fall back: the same request on the registry itself,
+   * sent when the mirror is down or lacks the content (Authorization always goes there).
+   */
+  fallback?: URL;
 }
 
 /** A CORS preflight: answered by the proxy itself, nothing goes upstream. */
@@ -111,15 +118,51 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   // (a token realm, say) stays refused until configured or learned.
   const isApiPath = path === '/v2' || path.startsWith('/v2/');
   const origin = registryOrigin(authority, config, isApiPath);
+  if (!origin || !isApiPath) {
+    // A foreign layer's `urls` entry (image-spec layer.md "Non-distributable layers"): only
+    // under a configured prefix, and never with the client's Authorization (it is a registry's).
+    const foreign = foreignLayerUrl(authority, path, query, config);
+    if (foreign) {
+      const forward = checked(foreign, 'foreign', config, self);
+      if (forward.allow) forward.forwardAuthorization = false;
+      return forward;
+    }
+  }
   if (!origin) {
-    return deny(403, `${authority} is not a configured registry, mirror or token realm${path !== '/' ? ` (path ${path})` : ''}`);
+    return deny(403, `${authority} is not a configured registry, mirror or token realm (nor under foreignLayerHosts)${path !== '/' ? ` (path ${path})` : ''}`);
   }
   const apiPath = distributionPath(path);
   if (typeof apiPath !== 'string') return deny(404, `${path} on ${authority} is not a distribution API path: ${apiPath.reason}`);
   const mirrored = mirrorKey(authority, config);
   const forward = checked(new URL(`${origin}${apiPath}${query}`), 'registry', config, self);
-  if (forward.allow && mirrored !== undefined && !config.authorizedMirrors.includes(mirrored)) forward.forwardAuthorization = false;
+  if (!forward.allow || mirrored === undefined) return forward;
+  forward.mirror = forward.upstream.host;
+  if (!config.authorizedMirrors.includes(mirrored)) forward.forwardAuthorization = false;
+  if (!config.mirrorsWithoutFallback.includes(mirrored)) {
+    // Like Docker's registry-mirrors and containerd's hosts.toml: the registry itself stays the
+    // source of truth; a fallback that is refused (or absent) leaves the mirror as the only one.
+    const home = registryOrigin(authority, { ...config, mirrors: {} }, true);
+    const fallback = home ? checked(new URL(`${home}${apiPath}${query}`), 'registry', config, self) : undefined;
+    if (fallback?.allow) forward.fallback = fallback.upstream;
+  }
   return forward;
+}
+
+/**
+ * The URL a foreign layer is fetched from, when `authority + path` falls under a configured
+ * `foreignLayerHosts` prefix (whose scheme it takes); undefined otherwise. Dot segments are
+ * refused, so a prefix cannot be left by `..`.
+ */
+export function foreignLayerUrl(authority: string, path: string, query: string, config: Pick<ProxyConfig, 'foreignLayerHosts'>): URL | undefined {
+  if (/(^|\/)\.\.?(\/|$)/.test(path) || /%2e/i.test(path)) return undefined;
+  for (const prefix of config.foreignLayerHosts) {
+    const base = new URL(prefix);
+    if (base.host !== authority) continue;
+    if (path === base.pathname || (path.startsWith(base.pathname) && (base.pathname.endsWith('/') || path[base.pathname.length] === '/'))) {
+      return new URL(`${base.origin}${path}${query}`);
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -185,6 +185,11 @@ describe('invalid config messages', () => {
     ['allowLoopback string', { allowLoopback: 'yes' }, /allowLoopback must be true, false or "auto", got "yes"/],
     ['loopback mirror, loopback refused', { allowLoopback: false, mirrors: { 'docker.io': 'http://localhost:5000' } }, /mirror docker.io → http:\/\/localhost:5000 is a loopback address but allowLoopback is false/],
     ['private realm, public listen', { listen: { host: '0.0.0.0', port: 80 }, tokenRealms: ['http://10.0.0.1/token'] }, /token realm http:\/\/10.0.0.1\/token is a private address/],
+    ['mirror fallback not a boolean', { mirrors: { 'docker.io': { url: 'https://m.example', fallback: 'no' } } }, /mirrors\["docker.io"\]\.fallback must be true or false, got "no"/],
+    ['mirrorsWithoutFallback naming no mirror', { mirrorsWithoutFallback: ['ghcr.io'] }, /mirrorsWithoutFallback: "ghcr.io" is not a mirror key/],
+    ['foreignLayerHosts not an array', { foreignLayerHosts: 'mcr.microsoft.com' }, /foreignLayerHosts must be an array of URL prefixes/],
+    ['foreign source with a query', { foreignLayerHosts: ['https://x.example/a?b=1'] }, /foreignLayerHosts\[0\] must be an http\(s\) URL prefix/],
+    ['loopback foreign source, public listen', { listen: { host: '0.0.0.0', port: 80 }, foreignLayerHosts: ['http://127.0.0.1:9/'] }, /foreign layer source http:\/\/127.0.0.1:9\/ is a loopback address/],
   ])('%s', (_what, override, message) => {
     const found = problems({ ...base(), ...override });
     expect(found.some((p) => message.test(p)), found.join('\n')).toBe(true);
@@ -271,6 +276,18 @@ describe('limits, timeouts, origins', () => {
   it('a config written before these keys existed still parses', () => {
     const config = parseConfig({ listen: { host: '127.0.0.1', port: 0 }, registries: [], mirrors: {}, tokenRealms: [], allowLoopback: true });
     expect(config.limits).toEqual(DEFAULT_CONFIG.limits);
+    expect(config.mirrorsWithoutFallback).toEqual([]);
+    expect(config.foreignLayerHosts).toEqual([]);
+  });
+
+  it('mirrors fall back by default; "fallback": false and foreignLayerHosts are normalised', () => {
+    const config = parseConfig({
+      ...structuredClone(DEFAULT_CONFIG),
+      mirrors: { 'docker.io': 'https://m.example', 'ghcr.io': { url: 'https://g.example', fallback: false } },
+      foreignLayerHosts: ['mcr.microsoft.com', 'https://go.microsoft.com/fwlink/', 'http://127.0.0.1:9/layers'],
+    });
+    expect(config.mirrorsWithoutFallback).toEqual(['ghcr.io']);
+    expect(config.foreignLayerHosts).toEqual(['https://mcr.microsoft.com/', 'https://go.microsoft.com/fwlink/', 'http://127.0.0.1:9/layers']);
   });
 });
 

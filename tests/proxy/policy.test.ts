@@ -286,3 +286,54 @@ describe('classifyHost', () => {
     expect(classifyHost(host)).toBe(kind);
   });
 });
+
+describe('mirror fallback and foreign layer sources', () => {
+  const withForeign = parseConfig({
+    ...structuredClone(DEFAULT_CONFIG),
+    registries: [...DEFAULT_CONFIG.registries, { host: '127.0.0.1:5000', scheme: 'http' }],
+    mirrors: { 'docker.io': 'http://127.0.0.1:5002', '127.0.0.1:5000': { url: 'http://127.0.0.1:5003', fallback: false } },
+    foreignLayerHosts: ['mcr.microsoft.com/layers/', 'http://127.0.0.1:7000/blobs'],
+  });
+  const go = (path: string, config: ProxyConfig = withForeign) => decide({ method: 'GET', path, query: '' }, config, noneLearned);
+
+  it('a mirrored request carries the registry itself as its fallback', () => {
+    const d = go('/proxy/docker.io/v2/library/alpine/manifests/3');
+    expect(d.allow && d.kind === 'registry' && d.upstream.href).toBe('http://127.0.0.1:5002/v2/library/alpine/manifests/3');
+    expect(d.allow && d.kind !== 'preflight' && d.fallback?.href).toBe('https://registry-1.docker.io/v2/library/alpine/manifests/3');
+    expect(d.allow && d.kind !== 'preflight' && d.mirror).toBe('127.0.0.1:5002');
+  });
+
+  it('"fallback": false leaves the mirror alone', () => {
+    const d = go('/proxy/127.0.0.1:5000/v2/x/manifests/1');
+    expect(d.allow && d.kind !== 'preflight' && d.upstream.host).toBe('127.0.0.1:5003');
+    expect(d.allow && d.kind !== 'preflight' && d.fallback).toBeUndefined();
+  });
+
+  it('an unmirrored registry has no fallback and no mirror', () => {
+    const d = go('/proxy/ghcr.io/v2/x/manifests/1');
+    expect(d.allow && d.kind !== 'preflight' && (d.fallback ?? d.mirror)).toBeUndefined();
+  });
+
+  it.each([
+    ['/proxy/mcr.microsoft.com/layers/abc.tar.gz', 'https://mcr.microsoft.com/layers/abc.tar.gz'],
+    ['/proxy/127.0.0.1:7000/blobs/sha256/ab', 'http://127.0.0.1:7000/blobs/sha256/ab'],
+    ['/proxy/127.0.0.1:7000/blobs', 'http://127.0.0.1:7000/blobs'],
+  ])('foreign layer %s → %s, without Authorization', (path, upstream) => {
+    const d = go(path);
+    expect(d.allow && d.kind).toBe('foreign');
+    expect(d.allow && d.kind !== 'preflight' && d.upstream.href).toBe(upstream);
+    expect(d.allow && d.kind !== 'preflight' && d.forwardAuthorization).toBe(false);
+  });
+
+  it.each([
+    '/proxy/mcr.microsoft.com/other/abc.tar.gz', // outside the prefix
+    '/proxy/127.0.0.1:7000/blobsmith/x', // a prefix is a path segment boundary
+    '/proxy/evil.example/layers/abc.tar.gz', // another host
+  ])('%s is refused', (path) => {
+    expect(go(path)).toMatchObject({ allow: false });
+  });
+
+  it('a loopback foreign source is refused while loopback is not allowed', () => {
+    expect(go('/proxy/127.0.0.1:7000/blobs/x', { ...withForeign, allowLoopback: false })).toMatchObject({ allow: false, status: 403 });
+  });
+});

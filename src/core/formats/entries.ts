@@ -4,6 +4,8 @@ import { ErrorCode, LongshoreError } from '../errors.ts';
 import { TarEntryType } from '../tar/header.ts';
 import { contentRef, planTar, type ContentRef, type TarPlanEntry } from '../tar/writer.ts';
 import { isLaterRef, laterRef, type ArchivePlan, type Format, type FormatEntry, type LaterRef, type PlanContext, type SinkImage } from './types.ts';
+import type { Descriptor } from '../image/model.ts';
+import { foreignLayerNeeded, foreignUrls } from '../image/foreign.ts';
 
 const enc = new TextEncoder();
 
@@ -23,6 +25,30 @@ export function bytesEntry(path: string, bytes: Uint8Array): FormatEntry {
 /** Compact JSON, as Go's encoding/json writes it (moby, ggcr): key order is the object's own. */
 export function jsonEntry(path: string, value: unknown): FormatEntry {
   return bytesEntry(path, enc.encode(JSON.stringify(value)));
+}
+
+/** Whether the store holds `key` (a PlanContext may answer a missing key with undefined or by throwing). */
+export async function isStored(ctx: PlanContext, key: string): Promise<boolean> {
+  try {
+    return typeof (await ctx.size(key)) === 'number';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether `d` is a foreign layer left out of the pull (its source refused by the proxy): named by
+ * the context, or (a plan made after the pull) missing from the store under `key`.
+ */
+export async function foreignLeftOut(ctx: PlanContext, d: Descriptor, key: string): Promise<boolean> {
+  if (foreignUrls(d).length === 0) return false;
+  if (ctx.absent?.(d.digest)) return true;
+  return !ctx.later?.(key) && !(await isStored(ctx, key));
+}
+
+/** For a format that needs a layer's bytes: a foreign layer left out fails with what to do. */
+export async function requireLayer(ctx: PlanContext, d: Descriptor, key: string, what: string, format: string): Promise<void> {
+  if (await foreignLeftOut(ctx, d, key)) throw foreignLayerNeeded(d, what, format);
 }
 
 /**

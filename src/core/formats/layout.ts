@@ -7,7 +7,7 @@ import { MediaType } from '../image/media-types.ts';
 import type { Descriptor, Image, ImageIndex } from '../image/model.ts';
 import type { Platform } from '../image/platform.ts';
 import type { PulledIndex } from '../pull.ts';
-import { bytesEntry, dirEntry, fileEntry, jsonEntry, storedRef } from './entries.ts';
+import { bytesEntry, dirEntry, fileEntry, foreignLeftOut, jsonEntry, storedRef } from './entries.ts';
 import type { FormatEntry, PlanContext } from './types.ts';
 
 /** containerd's name annotation (containerd images.AnnotationImageName): the full reference. */
@@ -34,9 +34,14 @@ export class LayoutBlobs {
     return path;
   }
 
-  /** A blob in the store, by its digest (a layer as the registry serves it). */
+  /**
+   * A blob in the store, by its digest (a layer as the registry serves it). A foreign layer left
+   * out of the pull is not written: image-layout.md lets `blobs` miss blobs an external store
+   * provides, and the manifest keeps its descriptor with `urls` (as crane writes it).
+   */
   async stored(d: Descriptor, what: string): Promise<string> {
     const path = blobPath(d.digest);
+    if (await foreignLeftOut(this.ctx, d, d.digest)) return path;
     if (!this.#entries.has(path)) {
       const ref = await storedRef(this.ctx, d.digest, d.size, what);
       this.#entries.set(path, fileEntry(path, ref, ref.size));

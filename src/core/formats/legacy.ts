@@ -10,7 +10,7 @@ import { sha256, digestHex } from '../digest.ts';
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { isForeignLayer } from '../image/media-types.ts';
 import type { HistoryEntry, Image } from '../image/model.ts';
-import { bytesEntry, checkImages, defineFormat, dirEntry, fileEntry, sortEntries, splitRepoTag, uncompressedRef } from './entries.ts';
+import { bytesEntry, checkImages, defineFormat, dirEntry, fileEntry, requireLayer, sortEntries, splitRepoTag, uncompressedRef } from './entries.ts';
 import { isLaterRef, repoTag, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 export { sortEntries, splitRepoTag };
@@ -57,6 +57,7 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
       if (image.config.variant) json['variant'] = image.config.variant;
       if (image.config.config) json['config'] = image.config.config;
     }
+    await requireLayer(ctx, d, layer.diffId, `uncompressed layer ${layer.index + 1}`, 'docker save (legacy)');
     const ref = await uncompressedRef(ctx, layer.diffId, `uncompressed layer ${layer.index + 1}`);
     entries.push(dirEntry(id));
     entries.push(bytesEntry(`${id}/VERSION`, enc.encode('1.0')));

@@ -9,7 +9,7 @@
 import { digestHex } from '../digest.ts';
 import { isForeignLayer, layerCompression } from '../image/media-types.ts';
 import type { Descriptor, Layer } from '../image/model.ts';
-import { bytesEntry, checkImages, defineFormat, fileEntry, jsonEntry, storedRef } from './entries.ts';
+import { bytesEntry, checkImages, defineFormat, fileEntry, jsonEntry, requireLayer, storedRef } from './entries.ts';
 import { repoTag, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 interface ManifestEntry {
@@ -57,6 +57,7 @@ export const tarballFormat: Format = defineFormat({
         if (layer.diffId && isForeignLayer(layer.descriptor.mediaType)) sources[layer.diffId] = layer.descriptor;
         if (written.has(name)) continue;
         written.add(name);
+        await requireLayer(ctx, layer.descriptor, layer.descriptor.digest, `layer ${layer.index + 1} of ${image.digest}`, this.label);
         const ref = await storedRef(ctx, layer.descriptor.digest, layer.descriptor.size, `layer ${layer.index + 1} of ${image.digest}`);
         entries.push(fileEntry(name, ref, ref.size));
       }

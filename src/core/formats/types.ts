@@ -30,6 +30,12 @@ export interface PlanContext {
    * being decompressed): the entry is left unsized (`LaterRef`) instead of asking `size`.
    */
   later?(key: string): boolean;
+  /**
+   * True for a foreign layer (by digest) this pull leaves out because its source is refused:
+   * docker/oci keep only its descriptor, formats that need its bytes fail (see image/foreign.ts).
+   * Without it, a foreign layer missing from the store counts as left out.
+   */
+  absent?(digest: string): boolean;
 }
 
 /** A stored blob whose size is known only once it is stored; the entry's header size is a placeholder until then. */

@@ -10,6 +10,7 @@ import { sha256, verifyingStream, isDigest } from '../digest.ts';
 import { MANIFEST_ACCEPT } from '../image/media-types.ts';
 import { MAX_MANIFEST_BYTES } from '../image/manifest.ts';
 import type { Descriptor } from '../image/model.ts';
+import { foreignUrls } from '../image/foreign.ts';
 import { Authenticator, type CredentialLookup, type SharedAuth } from './auth.ts';
 import { parseChallenges, pickChallenge, repositoryScope } from './challenge.ts';
 import { registryError, type RequestContext } from './errors.ts';
@@ -196,6 +197,8 @@ export class RegistryClient {
    * retries, Range checks and verification (blob-fetch.ts).
    */
   blobSender(ref: ImageReference, descriptor: Descriptor, label = `blob ${descriptor.digest}`): BlobSender {
+    const urls = foreignUrls(descriptor);
+    if (urls.length > 0) return this.#foreignSender(ref, urls, label);
     const path = `/v2/${ref.repository}/blobs/${descriptor.digest}`;
     const scope = repositoryScope(ref.repository);
     return {
@@ -206,6 +209,38 @@ export class RegistryClient {
         ...(signal ? { signal } : {}),
       }),
       fail: (response) => registryError(response, { what: label, registry: ref.registry, repository: ref.repository }),
+    };
+  }
+
+  /**
+   * A foreign layer's bytes from its `urls` (image-spec descriptor.md: "alternate" locations, tried
+   * in order), never with the registry's credentials; verified by digest like any blob.
+   */
+  #foreignSender(ref: ImageReference, urls: string[], label: string): BlobSender {
+    return {
+      retry: this.#retry,
+      send: async (range, signal) => {
+        const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {};
+        let last: Response | undefined;
+        let error: unknown;
+        for (const url of urls) {
+          try {
+            const response = await this.#send(url, { headers, retry: false }, signal);
+            if (response.ok) {
+              await last?.body?.cancel().catch(() => undefined);
+              return response;
+            }
+            await last?.body?.cancel().catch(() => undefined);
+            last = response;
+          } catch (err) {
+            if (signal?.aborted) throw err;
+            error = err;
+          }
+        }
+        if (last) return last;
+        throw error;
+      },
+      fail: (response) => registryError(response, { what: label, registry: new URL(urls[0]!).host, repository: ref.repository }),
     };
   }
 }

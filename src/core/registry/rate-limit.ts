@@ -24,7 +24,30 @@ export interface RetryWaitNotice {
   until: number;
 }
 
-export type RegistryNotice = RateLimitNotice | RetryWaitNotice;
+/**
+ * Which one answered for a registry that longshore's proxy mirrors (its X-Longshore-Served-By):
+ * the mirror, or the registry itself because the mirror was down, lacked the content or refused.
+ */
+export interface MirrorNotice {
+  type: 'mirror';
+  registry: string;
+  servedBy: 'mirror' | 'upstream';
+  /** The mirror's host (`127.0.0.1:5001`). */
+  mirror: string;
+  reason?: 'down' | 'missing' | 'unauthorized';
+}
+
+export type RegistryNotice = RateLimitNotice | RetryWaitNotice | MirrorNotice;
+
+/** The proxy's mirror headers (src/proxy/handler.ts), as a notice; undefined without them. */
+export function parseMirror(registry: string, headers: Headers): MirrorNotice | undefined {
+  const servedBy = headers.get('x-longshore-served-by');
+  const mirror = headers.get('x-longshore-mirror');
+  if ((servedBy !== 'mirror' && servedBy !== 'upstream') || !mirror) return undefined;
+  const reason = headers.get('x-longshore-mirror-fallback');
+  const known = reason === 'down' || reason === 'missing' || reason === 'unauthorized' ? reason : undefined;
+  return { type: 'mirror', registry, servedBy, mirror, ...(servedBy === 'upstream' && known ? { reason: known } : {}) };
+}
 
 /** One RateLimit-* value: the leading number, and the `w=` window of its policy if present. */
 function parsePolicy(value: string | null): { n: number; w?: number } | undefined {
@@ -58,6 +81,8 @@ export interface ObserveOptions {
 export function observeRegistry(transport: Transport, onNotice: (notice: RegistryNotice) => void, options: ObserveOptions = {}): Transport {
   const now = options.now ?? (() => Date.now());
   const maxDelay = options.maxDelayMs ?? defaultRetryPolicy.maxDelayMs;
+  // One mirror notice per change, not one per request.
+  const lastMirror = new Map<string, string>();
   return {
     ...transport,
     fetch: async (input, init) => {
@@ -65,6 +90,14 @@ export function observeRegistry(transport: Transport, onNotice: (notice: Registr
       const registry = registryOf(input);
       const limit = parseRateLimit(registry, response.headers);
       if (limit) onNotice(limit);
+      const mirror = parseMirror(registry, response.headers);
+      if (mirror) {
+        const key = `${mirror.servedBy} ${mirror.mirror} ${mirror.reason ?? ''}`;
+        if (lastMirror.get(registry) !== key) {
+          lastMirror.set(registry, key);
+          onNotice(mirror);
+        }
+      }
       if (response.status === 429 || response.status === 503) {
         const wait = retryAfterMs(response.headers.get('retry-after'), now());
         if (wait !== undefined) onNotice({ type: 'retry-wait', registry, status: response.status, until: now() + Math.min(wait, maxDelay) });

@@ -64,6 +64,8 @@ export class PullState {
   outcome = $state.raw<PullOutcome | undefined>(undefined);
   summary = $state.raw<ResolveSummary | undefined>(undefined);
   summaryError = $state.raw<ShownError | undefined>(undefined);
+  /** What the pull went on despite (a foreign layer whose source is not allowed). */
+  warnings = $state.raw<ShownError[]>([]);
   resolving = $state(false);
   startedAt = $state(0);
   elapsed = $state(0);
@@ -179,6 +181,8 @@ export class PullState {
     this.error = undefined;
     this.outcome = undefined;
     this.layers = [];
+    this.warnings = [];
+    this.rateLimit.mirrors = [];
     this.#samples.clear();
     this.startedAt = this.now();
     this.elapsed = 0;
@@ -260,6 +264,8 @@ export class PullState {
         }
         this.#samples.set(e.index, { t, done: e.done });
         rows[e.index] = { ...row, done: e.done, state: e.state, rate: e.state === 'downloading' ? rate : 0 };
+      } else if (e.type === 'warning') {
+        this.warnings = [...this.warnings, { code: e.code, message: e.message, hint: e.hint }];
       }
     }
     this.layers = rows;

@@ -1,10 +1,12 @@
 // What registries said about their limits during a pull: the latest RateLimit-Limit /
 // RateLimit-Remaining per registry, and the retry the client is waiting to send (Retry-After),
 // as a countdown. The clock is injected so it is tested without waiting.
-import type { RateLimitNotice, RegistryNotice } from '../../core/registry/rate-limit.ts';
+import type { MirrorNotice, RateLimitNotice, RegistryNotice } from '../../core/registry/rate-limit.ts';
 
 export class RateLimitState {
   limits = $state.raw<RateLimitNotice[]>([]);
+  /** Per mirrored registry, who served its requests so far (the proxy's X-Longshore-Served-By). */
+  mirrors = $state.raw<MirrorNotice[]>([]);
   /** Epoch ms when the awaited retry goes out; 0 when none is awaited. */
   waitUntil = $state(0);
   waitRegistry = $state('');
@@ -22,6 +24,8 @@ export class RateLimitState {
     this.now = this.clock();
     if (notice.type === 'rate-limit') {
       this.limits = [...this.limits.filter((l) => l.registry !== notice.registry), notice];
+    } else if (notice.type === 'mirror') {
+      this.mirrors = [...this.mirrors.filter((m) => m.registry !== notice.registry), notice];
     } else {
       this.waitUntil = notice.until;
       this.waitRegistry = notice.registry;
@@ -46,4 +50,11 @@ export function windowText(seconds: number | undefined): string {
   if (seconds % 3600 === 0) return ` per ${seconds / 3600} h`;
   if (seconds % 60 === 0) return ` per ${seconds / 60} min`;
   return ` per ${seconds} s`;
+}
+
+/** "served by mirror 127.0.0.1:5001" / "mirror 127.0.0.1:5001 down, served by the registry". */
+export function mirrorText(m: MirrorNotice): string {
+  if (m.servedBy === 'mirror') return `${m.registry}: served by mirror ${m.mirror}`;
+  const why = m.reason === 'down' ? 'down' : m.reason === 'missing' ? 'lacks it' : m.reason === 'unauthorized' ? 'refused access' : 'not used';
+  return `${m.registry}: mirror ${m.mirror} ${why}, served by the registry itself (upstream)`;
 }
