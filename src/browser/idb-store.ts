@@ -14,6 +14,26 @@ interface BlobRecord {
 
 export const SEGMENT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * WebKit refuses Blobs (and Files) in IndexedDB in an ephemeral session (a private window, a
+ * WebDriver session): the transaction aborts with `error` null. Segments then go in as
+ * ArrayBuffers, which it keeps. Decided by the first refused write, per worker.
+ */
+let blobsRefused = false;
+
+async function putSegment(key: string, blob: Blob, db: UseStore): Promise<void> {
+  if (!blobsRefused) {
+    try {
+      await set(key, blob, db);
+      return;
+    } catch (err) {
+      if (err !== null && err !== undefined) throw err;
+      blobsRefused = true;
+    }
+  }
+  await set(key, await blob.arrayBuffer(), db);
+}
+
 export class IdbBlobStore implements BlobStore {
   readonly #db: UseStore;
   readonly #segmentBytes: number;
@@ -55,7 +75,7 @@ export class IdbBlobStore implements BlobStore {
       pending = [];
       pendingBytes = 0;
       await writing;
-      writing = set(segKey, blob, this.#db);
+      writing = putSegment(segKey, blob, this.#db);
       writing.catch(() => undefined);
     };
     try {
@@ -80,8 +100,8 @@ export class IdbBlobStore implements BlobStore {
   async getBlob(key: string): Promise<Blob | undefined> {
     const record = await this.#record(key);
     if (!record) return undefined;
-    const got = await getMany<Blob | undefined>(record.segments, this.#db);
-    const parts = got.filter((p): p is Blob => p instanceof Blob);
+    const got = await getMany<Blob | ArrayBuffer | undefined>(record.segments, this.#db);
+    const parts = got.flatMap((p) => (p instanceof Blob ? [p] : p instanceof ArrayBuffer ? [new Blob([p])] : []));
     if (parts.length !== got.length) {
       // A segment went missing (storage evicted?): forget the record rather than serve a hole.
       await this.delete(key);
