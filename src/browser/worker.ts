@@ -8,6 +8,7 @@ import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
+import { describeRequest } from './watchdog.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -33,6 +34,15 @@ function layerPool(): LayerPool | undefined {
 
 function post(message: FromWorker): void {
   self.postMessage(message);
+}
+
+/** The worker's fetch, telling the page what request `id` now waits for. */
+function watchedFetch(id: number): typeof fetch {
+  return (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    post({ type: 'activity', id, detail: `waiting for ${describeRequest(url)}` });
+    return self.fetch(input, init);
+  };
 }
 
 function fail(id: number, err: unknown): void {
@@ -81,10 +91,11 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       jobs.get(msg.id)?.abort();
       return;
     case 'resolve': {
+      post({ type: 'activity', id: msg.id, detail: 'the pull worker is parsing the name' });
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       try {
-        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal }, msg.reference, msg.credentials);
+        const summary = await resolveJob({ config, fetch: watchedFetch(msg.id), signal: ac.signal }, msg.reference, msg.credentials);
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -94,18 +105,20 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       return;
     }
     case 'pull': {
+      post({ type: 'activity', id: msg.id, detail: 'the pull worker is checking the request' });
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       const progress = progressBatcher(msg.id);
       try {
         if (!swept) {
           swept = true;
+          post({ type: 'activity', id: msg.id, detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads" });
           await store.sweep().catch(() => 0);
         }
         const outcome = await pullJob({
           config,
           store,
-          fetch: self.fetch.bind(self),
+          fetch: watchedFetch(msg.id),
           signal: ac.signal,
           onPhase: (phase) => {
             progress.flush();
@@ -126,3 +139,5 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     }
   }
 };
+
+post({ type: 'ready' });

@@ -26,6 +26,10 @@ export const ErrorCode = {
   Format: 'FORMAT',
   Proxy: 'PROXY',
   Store: 'STORE',
+  /** A stage made no progress for longer than its bound (every wait has one). */
+  Stalled: 'STALLED',
+  /** A worker died or never started. */
+  Worker: 'WORKER',
   Internal: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

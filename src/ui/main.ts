@@ -5,5 +5,7 @@ import { loadAppConfig } from '../browser/app-config.ts';
 import './app.css';
 
 const config = await loadAppConfig();
-const bridge = new PullBridge({ proxyBase: config.proxyBase });
+// ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
+const stall = Number(new URLSearchParams(location.search).get('stallTimeout'));
+const bridge = new PullBridge({ proxyBase: config.proxyBase }, Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {});
 mount(App, { target: document.getElementById('app')!, props: { bridge } });
