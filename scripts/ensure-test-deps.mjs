@@ -12,6 +12,13 @@ const tools = {
   htpasswd: 'apache2-utils',
   openssl: 'openssl',
   zstd: 'zstd',
+  // e2e in Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver + MiniBrowser under Xvfb and D-Bus).
+  'firefox-esr': 'firefox-esr',
+  WebKitWebDriver: 'webkit2gtk-driver',
+  Xvfb: 'xvfb',
+  xauth: 'xauth',
+  'dbus-run-session': 'dbus',
+  epiphany: 'epiphany-browser',
 };
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
