@@ -60,3 +60,15 @@ forEachEngine((engine) => {
     for (const href of linked) expect((await fetch(`${frontUrl}${href}`)).status, href!).toBe(200);
   });
 });
+
+forEachEngine((engine) => {
+  it('says what this browser can do', async () => {
+    const page = await engine.open(`${frontUrl}/`);
+    await page.waitFor('[data-testid="browser-support"] li[data-capability="cache"]');
+    expect(await page.count('[data-testid="browser-support"] li')).toBe(6);
+    // WebKit under WebDriver is an ephemeral session: IndexedDB refuses Blobs there (see README).
+    expect(await page.attr('li[data-capability="cache"]', 'data-ok')).toBe(engine.name === 'webkit' ? 'false' : 'true');
+    expect(await page.attr('li[data-capability="workers"]', 'data-ok')).toBe('true');
+    expect(await page.text('li[data-capability="save"]')).toMatch(/Saves (while pulling|when the pull ends)/);
+  });
+});

@@ -60,6 +60,19 @@ export class E2EPage {
     return this.driver.press(key);
   }
 
+  type(text: string): Promise<void> {
+    return this.driver.type(text);
+  }
+
+  /** Press Tab until `selector` has focus (at most `limit` times); fails if it never does. */
+  async tabTo(selector: string, limit = 40): Promise<void> {
+    for (let i = 0; i < limit; i++) {
+      if (await this.evaluate((s: string) => document.activeElement?.matches(s) ?? false, selector)) return;
+      await this.press('Tab');
+    }
+    throw new Error(`${this.engine}: Tab never reached ${selector}`);
+  }
+
   setInputFiles(selector: string, path: string): Promise<void> {
     return this.driver.setInputFiles(selector, path);
   }
@@ -75,6 +88,13 @@ export class E2EPage {
   /** Click `selector` and return the download it starts. */
   downloadBy(selector: string, timeoutMs = 45_000): Promise<CaughtDownload> {
     return this.driver.download(() => this.click(selector), timeoutMs);
+  }
+
+  /** Run a classic script's source in the page (e.g. axe-core). */
+  async addScript(source: string): Promise<void> {
+    await this.evaluate((src: string) => {
+      (0, eval)(src);
+    }, source);
   }
 
   count(selector: string): Promise<number> {

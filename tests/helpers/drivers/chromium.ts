@@ -43,6 +43,10 @@ class ChromiumPage implements PageDriver {
     await this.page.keyboard.press(KEYS[key]);
   }
 
+  async type(text: string): Promise<void> {
+    await this.page.keyboard.type(text);
+  }
+
   async setInputFiles(selector: string, path: string): Promise<void> {
     await this.page.setInputFiles(selector, path);
   }

@@ -59,6 +59,10 @@ class FirefoxPage implements PageDriver {
     await this.page.keyboard.press(KEYS[key] as Parameters<Page['keyboard']['press']>[0]);
   }
 
+  async type(text: string): Promise<void> {
+    await this.page.keyboard.type(text);
+  }
+
   async setInputFiles(selector: string, path: string): Promise<void> {
     const handle = await this.page.$(selector);
     if (!handle) throw new Error(`no element matches ${selector}`);

@@ -25,6 +25,8 @@ export interface PageDriver {
   click(selector: string): Promise<void>;
   select(selector: string, value: string): Promise<void>;
   press(key: Key): Promise<void>;
+  /** Type text into whatever has focus. */
+  type(text: string): Promise<void>;
   setInputFiles(selector: string, path: string): Promise<void>;
   /** Run `trigger` and return the download it starts. */
   download(trigger: () => Promise<void>, timeoutMs: number): Promise<CaughtDownload>;

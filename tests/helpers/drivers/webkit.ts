@@ -90,6 +90,12 @@ class WebKitPage implements PageDriver {
     await this.session.cmd('DELETE', '/actions');
   }
 
+  async type(text: string): Promise<void> {
+    const actions = [...text].flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]);
+    await this.session.cmd('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions }] });
+    await this.session.cmd('DELETE', '/actions');
+  }
+
   async setInputFiles(selector: string, path: string): Promise<void> {
     const el = await this.session.element(selector);
     await this.session.cmd('POST', `/element/${el}/value`, { text: path });
