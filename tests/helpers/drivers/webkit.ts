@@ -68,6 +68,7 @@ class WebKitPage implements PageDriver {
       input.value = '';
       input.dispatchEvent(new Event('input', { bubbles: true }));
     }`, [selector]);
+    if (!value) return;
     const el = await this.session.element(selector);
     await this.session.cmd('POST', `/element/${el}/value`, { text: value });
   }
