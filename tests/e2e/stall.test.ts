@@ -74,13 +74,25 @@ forEachEngine((engine) => {
     expect(retried, `${await page.text(SEL.error)}`).toBe('download');
   });
 
-  it('fresh pages each answer a missing name and a pull (the reproduction of Firefox\'s silent hangs)', async () => {
-    for (let i = 0; i < Number(process.env["E2E_FRESH_PAGES"] ?? 6); i++) {
+  it('fresh pages each answer a missing name and a pull within the bound, never silently (the reproduction of Firefox\'s hangs)', async () => {
+    // Firefox ESR 153 leaves the pull worker's first IndexedDB request unanswered on about one
+    // fresh page in ten to twenty (root cause not found; see README "Browser support"). What
+    // must hold everywhere: every try ends within the watchdog's bound, with the right answer or
+    // a STALLED error naming what it waited for, and pressing Pull again then gives the right answer.
+    let stalls = 0;
+    for (let i = 0; i < Number(process.env['E2E_FRESH_PAGES'] ?? 6); i++) {
       const page = await open(engine);
-      expect(await pullOutcome(page, `${env.anon.host}/nope/missing-${i}:latest`, STALL_MS * 5)).toBe('error');
+      const name = `${env.anon.host}/nope/missing-${i}:latest`;
+      expect(await pullOutcome(page, name, STALL_MS * 5)).toBe('error');
+      if ((await page.attr(SEL.error, 'data-code')) === 'STALLED') {
+        stalls++;
+        expect(await page.text(SEL.error)).toMatch(/No progress for 3 s while resolving the manifest: waiting for /);
+        expect(await pullOutcome(page, name, STALL_MS * 5)).toBe('error');
+      }
       expect(await page.attr(SEL.error, 'data-code'), await page.text(SEL.error) ?? '').toBe('MANIFEST_UNKNOWN');
       expect(await pullOutcome(page, `${env.anon.host}/test/plain:latest`, 45_000), await page.text(SEL.error) ?? '').toBe('download');
       await engine.finish(page);
     }
+    console.log(`[stall e2e] ${engine.name}: ${stalls} stalled first tries of ${process.env['E2E_FRESH_PAGES'] ?? 6} fresh pages`);
   }, 180_000);
 });
