@@ -84,7 +84,7 @@ export class PullBridge {
         clearTimeout(this.#readyTimer);
         return;
       case 'activity':
-        return watch.activity(msg.id, msg.detail);
+        return watch.activity(msg.id, msg.detail, msg.boundMs);
       case 'phase':
         watch.stage(msg.id, PHASE_STAGE[msg.phase]);
         return rpc.hooks(msg.id)?.onPhase?.(msg.phase);
@@ -103,7 +103,22 @@ export class PullBridge {
     }
   }
 
-  #request<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks = {}): Promise<T> {
+  /**
+   * Send a request; when it stalls before any layer arrived, replace the worker and send it once
+   * more (nothing was stored yet, so this repeats no work): Firefox's occasional unanswered first
+   * IndexedDB request in a worker is answered in a fresh one. A second stall is the person's to see.
+   */
+  async #request<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks = {}): Promise<T> {
+    try {
+      return await this.#send<T>(stage, build, signal, hooks);
+    } catch (err) {
+      const e = err as LongshoreError;
+      if (e.code !== ErrorCode.Stalled || e.data['progressed'] !== false || signal?.aborted) throw err;
+      return this.#send<T>(stage, build, signal, hooks);
+    }
+  }
+
+  #send<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks): Promise<T> {
     const rpc = this.#live();
     const watch = this.#watch;
     let id = 0;

@@ -24,6 +24,9 @@ interface Watched {
   stage: string;
   detail: string;
   at: number;
+  /** The bound for the current wait (an activity may set a tighter one than stallMs). */
+  bound: number;
+  progressed: boolean;
   layers: Map<number, { label: string; done: number; size: number; state: string }>;
 }
 
@@ -41,8 +44,8 @@ export class StallWatch {
   constructor(readonly stallMs: number, readonly onStall: (id: number, error: LongshoreError) => void, readonly now: () => number = () => Date.now()) {}
 
   watch(id: number, stage: string): void {
-    this.#watched.set(id, { stage, detail: STAGE_DETAIL[stage] ?? 'waiting', at: this.now(), layers: new Map() });
-    this.#timer ??= setInterval(() => this.check(), Math.max(50, Math.min(1000, this.stallMs / 4)));
+    this.#watched.set(id, { stage, detail: STAGE_DETAIL[stage] ?? 'waiting', at: this.now(), bound: this.stallMs, progressed: false, layers: new Map() });
+    this.#timer ??= setInterval(() => this.check(), Math.max(50, Math.min(500, this.stallMs / 4)));
   }
 
   unwatch(id: number): void {
@@ -59,19 +62,23 @@ export class StallWatch {
     w.stage = stage;
     w.detail = STAGE_DETAIL[stage] ?? w.detail;
     w.at = this.now();
+    w.bound = this.stallMs;
   }
 
-  activity(id: number, detail: string): void {
+  activity(id: number, detail: string, boundMs?: number): void {
     const w = this.#watched.get(id);
     if (!w) return;
     w.detail = detail;
     w.at = this.now();
+    w.bound = Math.min(this.stallMs, boundMs ?? this.stallMs);
   }
 
   progress(id: number, events: PullEvent[]): void {
     const w = this.#watched.get(id);
     if (!w) return;
     w.at = this.now();
+    w.bound = this.stallMs;
+    w.progressed = true;
     for (const e of events) {
       if (e.type === 'plan') {
         w.layers.clear();
@@ -87,9 +94,9 @@ export class StallWatch {
   check(): void {
     const t = this.now();
     for (const [id, w] of this.#watched) {
-      if (t - w.at < this.stallMs) continue;
+      if (t - w.at < w.bound) continue;
       this.unwatch(id);
-      this.onStall(id, stalledError(w, this.stallMs));
+      this.onStall(id, stalledError(w, w.bound));
     }
   }
 
@@ -109,6 +116,7 @@ function stalledError(w: Watched, stallMs: number): LongshoreError {
   return new LongshoreError(ErrorCode.Stalled, `No progress for ${seconds} s while ${w.stage}: ${waitedFor}.`, {
     hint: 'The registry, the proxy or the browser stopped answering. Press Pull to try again (layers already stored are kept).',
     retryable: true,
-    data: { stage: w.stage, waitedFor, stallMs },
+    // `progressed`: whether any layer plan or bytes arrived (the bridge retries once when none did).
+    data: { stage: w.stage, waitedFor, stallMs, progressed: w.progressed },
   });
 }

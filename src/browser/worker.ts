@@ -13,6 +13,7 @@ import { describeRequest } from './watchdog.ts';
 declare const self: DedicatedWorkerGlobalScope;
 
 const PROGRESS_INTERVAL_MS = 100;
+const STORAGE_BOUND_MS = 10_000;
 const store = new IdbBlobStore();
 let config: WorkerConfig = { proxyBase: self.location.origin };
 const jobs = new Map<number, AbortController>();
@@ -112,7 +113,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       try {
         if (!swept) {
           swept = true;
-          post({ type: 'activity', id: msg.id, detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads" });
+          // A local database answers in milliseconds; Firefox sometimes never does (README, Browser support).
+          post({ type: 'activity', id: msg.id, detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads", boundMs: STORAGE_BOUND_MS });
           await store.sweep().catch(() => 0);
         }
         const outcome = await pullJob({

@@ -76,9 +76,10 @@ forEachEngine((engine) => {
 
   it('fresh pages each answer a missing name and a pull within the bound, never silently (the reproduction of Firefox\'s hangs)', async () => {
     // Firefox ESR 153 leaves the pull worker's first IndexedDB request unanswered on about one
-    // fresh page in ten to twenty (root cause not found; see README "Browser support"). What
-    // must hold everywhere: every try ends within the watchdog's bound, with the right answer or
-    // a STALLED error naming what it waited for, and pressing Pull again then gives the right answer.
+    // fresh page in ten to forty (root cause not found; see README "Browser support"); the bridge
+    // then asks a fresh worker once. What must hold everywhere: every try ends within the bound,
+    // with the right answer or a STALLED error naming what it waited for, after which Pull again
+    // gives the right answer.
     let stalls = 0;
     for (let i = 0; i < Number(process.env['E2E_FRESH_PAGES'] ?? 6); i++) {
       const page = await open(engine);
@@ -93,6 +94,6 @@ forEachEngine((engine) => {
       expect(await pullOutcome(page, `${env.anon.host}/test/plain:latest`, 45_000), await page.text(SEL.error) ?? '').toBe('download');
       await engine.finish(page);
     }
-    console.log(`[stall e2e] ${engine.name}: ${stalls} stalled first tries of ${process.env['E2E_FRESH_PAGES'] ?? 6} fresh pages`);
+    console.log(`[stall e2e] ${engine.name}: STALLED shown on ${stalls} first tries of ${process.env['E2E_FRESH_PAGES'] ?? 6} fresh pages`);
   }, 180_000);
 });

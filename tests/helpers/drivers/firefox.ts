@@ -84,13 +84,18 @@ class FirefoxPage implements PageDriver {
         const fresh = names.filter((n) => !before.has(n) && !n.endsWith('.part'));
         const partial = names.some((n) => !before.has(n) && n.endsWith('.part'));
         if (fresh.length === 1 && !partial) {
+          // Firefox may write under a temporary name first and rename it: a file that vanishes
+          // or still grows is not the download yet.
           const name = fresh[0]!;
-          const path = join(this.outDir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);
-          const { size } = await stat(join(this.downloadDir, name));
-          await new Promise((r) => setTimeout(r, 100));
-          if ((await stat(join(this.downloadDir, name))).size !== size) continue;
-          await rename(join(this.downloadDir, name), path);
-          return { name, path };
+          const size = await stat(join(this.downloadDir, name)).then((s) => s.size, () => -1);
+          await new Promise((r) => setTimeout(r, 200));
+          const again = await stat(join(this.downloadDir, name)).then((s) => s.size, () => -2);
+          const settled = (await readdir(this.downloadDir)).filter((n) => !before.has(n));
+          if (size >= 0 && again === size && settled.length === 1 && settled[0] === name) {
+            const path = join(this.outDir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);
+            await rename(join(this.downloadDir, name), path);
+            return { name, path };
+          }
         }
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -130,7 +135,8 @@ export async function firefoxEngine(dir: string): Promise<EngineDriver> {
       'browser.download.folderList': 2,
       'browser.download.useDownloadDir': true,
       'browser.download.always_ask_before_handling_new_types': false,
-      'browser.download.start_downloads_in_tmp_dir': false,
+      // Written elsewhere and moved here when complete: a file in the directory is a whole download.
+      'browser.download.start_downloads_in_tmp_dir': true,
       'browser.download.alwaysOpenPanel': false,
       'browser.download.manager.showWhenStarting': false,
       'browser.helperApps.neverAsk.saveToDisk': 'application/x-tar,application/octet-stream,application/gzip',
