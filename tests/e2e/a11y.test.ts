@@ -56,10 +56,11 @@ forEachEngine((engine) => {
     await page.waitFor('#image-name');
     await page.tabTo('#image-name');
     await page.type('test/fs:latest');
+    await page.tabTo('form.pull-form button[type="submit"]:not([disabled])');
     await page.press('Enter');
     await page.waitFor('[data-testid="download"]', { timeout: 45_000 });
-    // The finished pull is announced, and the keyboard can reach the download and the browse button.
-    await page.tabTo('[data-testid="download"]');
+    // Pressing Pull disabled it; when the pull ends the keyboard is on Download, the next step.
+    await expect.poll(() => page.focused()).toBe('download');
     const download = await page.driver.download(() => page.press('Enter'), 45_000);
     expect(download.name).toBe('test_fs_latest.tar');
     await page.tabTo('[data-testid="browse-pulled"]');
