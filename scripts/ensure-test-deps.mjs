@@ -12,6 +12,7 @@ const tools = {
   htpasswd: 'apache2-utils',
   openssl: 'openssl',
   zstd: 'zstd',
+  nginx: 'nginx',
   // e2e in Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver + MiniBrowser under Xvfb and D-Bus).
   'firefox-esr': 'firefox-esr',
   WebKitWebDriver: 'webkit2gtk-driver',

@@ -6,14 +6,20 @@
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
-import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, ToWorker, WorkerConfig } from './protocol.ts';
+import type { RegistryNotice } from '../core/registry/rate-limit.ts';
+import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, SaveProgress, ToWorker, WorkerConfig } from './protocol.ts';
 import { DEFAULT_READY_MS, DEFAULT_STALL_MS, StallWatch } from './watchdog.ts';
 import { WorkerRpc } from './worker-rpc.ts';
 
-interface Hooks {
+export interface PullHooks {
   onPhase?: (phase: Phase) => void;
   onProgress?: (events: PullEvent[]) => void;
+  onNotice?: (notice: RegistryNotice) => void;
+  onSaveProgress?: (progress: SaveProgress) => void;
+  /** The worker is ready to stream the archive as a download from `port` (see save/sw-client.ts). */
+  onSaveStream?: (port: MessagePort, fileName: string, size: number | undefined) => void;
 }
+type Hooks = PullHooks;
 
 export interface BridgeOptions {
   /** A request with no progress for this long fails (STALLED). */
@@ -91,6 +97,14 @@ export class PullBridge {
       case 'progress':
         watch.progress(msg.id, msg.events);
         return rpc.hooks(msg.id)?.onProgress?.(msg.events);
+      case 'notice':
+        return rpc.hooks(msg.id)?.onNotice?.(msg.notice);
+      case 'save-progress':
+        // Writing the archive is progress too (the streamed save copies stored layers after the last arrived).
+        watch.activity(msg.id, `writing the archive (${msg.progress.written} bytes so far)`);
+        return rpc.hooks(msg.id)?.onSaveProgress?.(msg.progress);
+      case 'save-stream':
+        return rpc.hooks(msg.id)?.onSaveStream?.(msg.port, msg.fileName, msg.size);
       case 'resolved':
         watch.unwatch(msg.id);
         return rpc.settle(msg.id, msg.summary);
@@ -139,6 +153,9 @@ export class PullBridge {
     const hooks: Hooks = {};
     if (options.onPhase) hooks.onPhase = options.onPhase;
     if (options.onProgress) hooks.onProgress = options.onProgress;
+    if (options.onNotice) hooks.onNotice = options.onNotice;
+    if (options.onSaveProgress) hooks.onSaveProgress = options.onSaveProgress;
+    if (options.onSaveStream) hooks.onSaveStream = options.onSaveStream;
     return this.#request('resolving the manifest', (id) => ({ type: 'pull', id, request }), options.signal, hooks);
   }
 

@@ -1,10 +1,21 @@
-// Verified blobs in IndexedDB (via idb-keyval), keyed by digest. Bytes arrive as a stream and are
-// persisted in large Blob segments while they pass: a Blob built in JS sits in browser RAM until
-// it is stored, so segments bound that, and nothing layer-sized is ever held in the JS heap.
-// A blob's record is written only after its stream ended cleanly (verified); on failure the
-// segments written so far are deleted, so the cache never holds partial or corrupted blobs.
-import { createStore, del, delMany, get, getMany, keys, set, type UseStore } from 'idb-keyval';
-import { drain, type BlobStore } from '../core/store/blob-store.ts';
+// Verified blobs in IndexedDB (via idb-keyval), keyed by digest, plus unfinished downloads kept
+// for a later resume. Bytes arrive as a stream and are persisted in large Blob segments while they
+// pass: a Blob built in JS sits in browser RAM until it is stored, so segments bound that, and
+// nothing layer-sized is ever held in the JS heap.
+//
+// Keys: `blob:<key>` a verified blob's record (size, segments), written only after its stream
+// ended cleanly; `part:<key>` an unfinished download (segments, bytes done, the SHA-256 state after
+// them), never visible through has/size/open; `seg:<key>:<id>:<n>` the segments of either.
+// A segment and the record that points at it are written in one transaction, so a partial's
+// bytes, offset and hasher state always agree, whenever the page goes away.
+//
+// Tabs and workers share the database: every writer of a key holds the Web Lock `<db>:<key>`
+// exclusively while it writes (a download, a put, a delete), readers hold it shared, and sweep()
+// only removes segments of keys whose lock is free, so one tab never deletes what another is
+// still writing or has just committed.
+import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
+import { ErrorCode, LongshoreError } from '../core/errors.ts';
+import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill } from '../core/store/blob-store.ts';
 
 interface BlobRecord {
   size: number;
@@ -12,39 +23,143 @@ interface BlobRecord {
   storedAt: number;
 }
 
+interface PartialRecord {
+  /** The blob's size from its descriptor. */
+  total: number;
+  /** Bytes in `segments`, all hashed into `state`. */
+  done: number;
+  state: Uint8Array | undefined;
+  segments: string[];
+  updatedAt: number;
+}
+
 export const SEGMENT_BYTES = 16 * 1024 * 1024;
+/** Segments of a spill (a range fetched ahead of the hash cursor): smaller, as several fill at once. */
+export const SPILL_SEGMENT_BYTES = 4 * 1024 * 1024;
+/** A partial download is made durable at least this often, so a reload on a slow link loses little. */
+export const CHECKPOINT_MS = 1000;
+
+export interface IdbBlobStoreOptions {
+  segmentBytes?: number;
+  checkpointMs?: number;
+  /** Web Locks (default navigator.locks where it exists); null: no cross-tab coordination. */
+  locks?: LockManager | null;
+}
+
+/** Turns an IndexedDB failure into a typed error: a full disk gets its own code and hint. */
+export function storageError(err: unknown, what: string): LongshoreError {
+  if (err instanceof LongshoreError) return err;
+  const name = (err as { name?: unknown } | null)?.name;
+  if (name === 'QuotaExceededError') {
+    return new LongshoreError(ErrorCode.QuotaExceeded, `The browser refused to store more (${what}): its storage quota is used up.`, {
+      hint: 'Free disk space, or clear longshore\'s cache (site data for this page), or turn off keeping a copy in this browser, then pull again.',
+      cause: err,
+    });
+  }
+  if (name === 'AbortError' && err instanceof DOMException) {
+    return new LongshoreError(ErrorCode.Store, `The browser aborted a storage write (${what}): ${err.message}`, { cause: err, retryable: true });
+  }
+  return LongshoreError.from(err);
+}
 
 /**
  * WebKit refuses Blobs (and Files) in IndexedDB in an ephemeral session (a private window, a
- * WebDriver session): the transaction aborts with `error` null. Segments then go in as
- * ArrayBuffers, which it keeps. Decided by the first refused write, per worker.
+ * WebDriver session): the transaction aborts with `error` null. Probed once per worker with a
+ * one-byte Blob; where refused, segments go in as ArrayBuffers, which it keeps.
  */
-let blobsRefused = false;
+let blobsAccepted: Promise<boolean> | undefined;
 
-async function putSegment(key: string, blob: Blob, db: UseStore): Promise<void> {
-  if (!blobsRefused) {
-    try {
-      await set(key, blob, db);
-      return;
-    } catch (err) {
-      if (err !== null && err !== undefined) throw err;
-      blobsRefused = true;
-    }
-  }
-  await set(key, await blob.arrayBuffer(), db);
+function acceptsBlobs(db: UseStore): Promise<boolean> {
+  blobsAccepted ??= set(PROBE_KEY, new Blob([new Uint8Array(1)]), db).then(
+    () => del(PROBE_KEY, db).then(() => true),
+    (err: unknown) => {
+      if (err !== null && err !== undefined) {
+        blobsAccepted = undefined;
+        throw err;
+      }
+      return false;
+    },
+  );
+  return blobsAccepted;
+}
+
+const PROBE_KEY = 'probe:blob';
+
+/** A stored segment as a Blob, whichever form it was kept in; undefined when missing. */
+function segmentBlob(value: unknown): Blob | undefined {
+  return value instanceof Blob ? value : value instanceof ArrayBuffer ? new Blob([value]) : undefined;
 }
 
 export class IdbBlobStore implements BlobStore {
   readonly #db: UseStore;
+  readonly #name: string;
   readonly #segmentBytes: number;
+  readonly #checkpointMs: number;
+  readonly #locks: LockManager | undefined;
 
-  constructor(dbName = 'longshore', segmentBytes = SEGMENT_BYTES) {
+  constructor(dbName = 'longshore', options: IdbBlobStoreOptions | number = {}) {
+    const o = typeof options === 'number' ? { segmentBytes: options } : options;
     this.#db = createStore(dbName, 'blobs');
-    this.#segmentBytes = segmentBytes;
+    this.#name = dbName;
+    this.#segmentBytes = o.segmentBytes ?? SEGMENT_BYTES;
+    this.#checkpointMs = o.checkpointMs ?? CHECKPOINT_MS;
+    const ambient = typeof navigator !== 'undefined' ? (navigator as { locks?: LockManager }).locks : undefined;
+    this.#locks = o.locks === null ? undefined : (o.locks ?? ambient);
   }
 
   #recordKey(key: string): string {
     return `blob:${key}`;
+  }
+
+  #partKey(key: string): string {
+    return `part:${key}`;
+  }
+
+  #segmentKey(key: string): string {
+    return `seg:${key}:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  #lockName(key: string): string {
+    return `longshore-store:${this.#name}:${key}`;
+  }
+
+  /** Runs `fn` holding `key`'s lock; with `ifAvailable`, `fn` gets false (and nothing waits) when it is taken. */
+  async #withLock<T>(key: string, mode: LockMode, fn: (held: boolean) => Promise<T>, options: { ifAvailable?: boolean; signal?: AbortSignal } = {}): Promise<T> {
+    if (!this.#locks) return fn(true);
+    const request: LockOptions = { mode, ...(options.ifAvailable ? { ifAvailable: true } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+    return this.#locks.request(this.#lockName(key), request, (lock) => fn(lock !== null)) as Promise<T>;
+  }
+
+  /** Takes `key`'s exclusive lock and keeps it until the returned function is called. */
+  async #hold(key: string, signal?: AbortSignal): Promise<() => void> {
+    const locks = this.#locks;
+    if (!locks) return () => undefined;
+    return new Promise<() => void>((resolve, reject) => {
+      locks.request(this.#lockName(key), { mode: 'exclusive', ...(signal ? { signal } : {}) }, () => new Promise<void>((release) => resolve(release))).catch(reject);
+    });
+  }
+
+  /** One read-write transaction over the object store (idb-keyval's store, raw). */
+  /** What a segment is stored as: the Blob itself, or its bytes where this browser refuses Blobs. */
+  async #segmentValue(blob: Blob): Promise<Blob | ArrayBuffer> {
+    return (await acceptsBlobs(this.#db)) ? blob : blob.arrayBuffer();
+  }
+
+  async #tx(what: string, body: (store: IDBObjectStore) => void): Promise<void> {
+    try {
+      await this.#db('readwrite', (store) => {
+        try {
+          body(store);
+        } catch (err) {
+          // A request that throws (QuotaExceededError, DataCloneError) must not let the others commit.
+          store.transaction.abort();
+          throw err;
+        }
+        return promisifyRequest(store.transaction);
+      });
+    } catch (err) {
+      throw storageError(err, what);
+    }
   }
 
   async #record(key: string): Promise<BlobRecord | undefined> {
@@ -60,7 +175,7 @@ export class IdbBlobStore implements BlobStore {
   }
 
   async put(key: string, stream: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<number> {
-    const id = `${key}:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const release = await this.#hold(key, signal);
     const segments: string[] = [];
     let pending: Uint8Array[] = [];
     let pendingBytes = 0;
@@ -69,13 +184,14 @@ export class IdbBlobStore implements BlobStore {
     let writing: Promise<void> = Promise.resolve();
     const flush = async () => {
       if (pendingBytes === 0) return;
-      const segKey = `seg:${id}:${segments.length}`;
+      const segKey = `${this.#segmentKey(key)}:${segments.length}`;
       segments.push(segKey);
       const blob = new Blob(pending as BlobPart[]);
       pending = [];
       pendingBytes = 0;
       await writing;
-      writing = putSegment(segKey, blob, this.#db);
+      const value = await this.#segmentValue(blob);
+      writing = this.#tx(`a segment of ${key}`, (s) => s.put(value, segKey));
       writing.catch(() => undefined);
     };
     try {
@@ -87,37 +203,174 @@ export class IdbBlobStore implements BlobStore {
       await flush();
       await writing;
       signal?.throwIfAborted();
-      await set(this.#recordKey(key), { size: total, segments, storedAt: Date.now() } satisfies BlobRecord, this.#db);
+      const old = await this.#record(key);
+      await this.#tx(`the record of ${key}`, (s) => {
+        s.put({ size: total, segments, storedAt: Date.now() } satisfies BlobRecord, this.#recordKey(key));
+        for (const seg of old?.segments ?? []) s.delete(seg);
+      });
       return total;
     } catch (err) {
       await writing.catch(() => undefined);
-      await delMany(segments, this.#db).catch(() => undefined);
-      throw err;
+      await this.#tx('cleanup', (s) => segments.forEach((seg) => s.delete(seg))).catch(() => undefined);
+      throw storageError(err, `blob ${key}`);
+    } finally {
+      release();
     }
+  }
+
+  /**
+   * The unfinished download of `key`, holding its lock until commit() or close(): a second pull of
+   * the same blob (another tab, another layer worker) waits here, then finds it committed.
+   */
+  async openPartial(key: string, size: number, signal?: AbortSignal): Promise<PartialBlob> {
+    const release = await this.#hold(key, signal);
+    try {
+      let record = await get<PartialRecord>(this.#partKey(key), this.#db);
+      if (record && (record.total !== size || record.done > size || (record.done > 0 && !record.state))) {
+        const stale = record;
+        await this.#tx(`the partial of ${key}`, (s) => {
+          s.delete(this.#partKey(key));
+          stale.segments.forEach((seg) => s.delete(seg));
+        });
+        record = undefined;
+      }
+      return new IdbPartial(this, key, record ?? { total: size, done: 0, state: undefined, segments: [], updatedAt: Date.now() }, release);
+    } catch (err) {
+      release();
+      throw storageError(err, `the partial of ${key}`);
+    }
+  }
+
+  /**
+   * A range of `key` fetched ahead of the hash cursor, in segments owned by `key` (so sweep()
+   * leaves them alone while the download holds the key's lock, and removes them after a crash).
+   */
+  async createSpill(key: string): Promise<Spill> {
+    const segments: string[] = [];
+    const limit = Math.min(this.#segmentBytes, SPILL_SEGMENT_BYTES);
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let size = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async () => {
+      if (!pendingBytes) return;
+      const segKey = `seg:${key}:spill${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}:${segments.length}`;
+      segments.push(segKey);
+      const blob = new Blob(pending as BlobPart[]);
+      pending = [];
+      pendingBytes = 0;
+      await writing;
+      const value = await this.#segmentValue(blob);
+      writing = this.#tx(`a range of ${key}`, (s) => s.put(value, segKey));
+      writing.catch(() => undefined);
+    };
+    return {
+      get size() {
+        return size;
+      },
+      write: async (chunk) => {
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength;
+        size += chunk.byteLength;
+        if (pendingBytes >= limit) await flush();
+      },
+      read: async () => {
+        await flush();
+        await writing;
+        const parts = (await getMany<unknown>(segments, this.#db)).map(segmentBlob);
+        if (parts.some((p) => !p)) throw new LongshoreError(ErrorCode.Store, `A stored range of ${key} went missing.`, { retryable: true });
+        return new Blob(parts as Blob[]).stream();
+      },
+      discard: async () => {
+        pending = [];
+        pendingBytes = 0;
+        await writing.catch(() => undefined);
+        const drop = segments.splice(0);
+        if (drop.length) await this.#tx('cleanup', (s) => drop.forEach((seg) => s.delete(seg)));
+      },
+    };
+  }
+
+  /** @internal for IdbPartial */
+  get segmentBytes(): number {
+    return this.#segmentBytes;
+  }
+
+  /** @internal for IdbPartial */
+  get checkpointMs(): number {
+    return this.#checkpointMs;
+  }
+
+  /** @internal for IdbPartial: a new segment and the partial's record pointing at it, in one transaction. */
+  async checkpoint(key: string, record: PartialRecord, segment: Blob | undefined): Promise<void> {
+    const segKey = segment ? `${this.#segmentKey(key)}:${record.segments.length}` : undefined;
+    const next: PartialRecord = { ...record, segments: segKey ? [...record.segments, segKey] : record.segments };
+    const value = segment && (await this.#segmentValue(segment));
+    await this.#tx(`a segment of ${key}`, (s) => {
+      if (segKey) s.put(value, segKey);
+      s.put(next, this.#partKey(key));
+    });
+    record.segments = next.segments;
+  }
+
+  /** @internal for IdbPartial: the partial becomes the blob, in one transaction. */
+  async promote(key: string, record: PartialRecord, last: Blob | undefined, size: number): Promise<void> {
+    const segKey = last ? `${this.#segmentKey(key)}:${record.segments.length}` : undefined;
+    const segments = segKey ? [...record.segments, segKey] : record.segments;
+    const old = await this.#record(key);
+    const value = last && (await this.#segmentValue(last));
+    await this.#tx(`the record of ${key}`, (s) => {
+      if (segKey) s.put(value, segKey);
+      s.put({ size, segments, storedAt: Date.now() } satisfies BlobRecord, this.#recordKey(key));
+      s.delete(this.#partKey(key));
+      for (const seg of old?.segments ?? []) if (!segments.includes(seg)) s.delete(seg);
+    });
+  }
+
+  /** @internal for IdbPartial: forget the partial and its segments. */
+  async dropPartial(key: string, segments: readonly string[]): Promise<void> {
+    await this.#tx(`the partial of ${key}`, (s) => {
+      s.delete(this.#partKey(key));
+      segments.forEach((seg) => s.delete(seg));
+    });
   }
 
   /** The stored bytes as one (disk-backed) Blob; undefined when absent. */
   async getBlob(key: string): Promise<Blob | undefined> {
-    const record = await this.#record(key);
-    if (!record) return undefined;
-    const got = await getMany<Blob | ArrayBuffer | undefined>(record.segments, this.#db);
-    const parts = got.flatMap((p) => (p instanceof Blob ? [p] : p instanceof ArrayBuffer ? [new Blob([p])] : []));
-    if (parts.length !== got.length) {
-      // A segment went missing (storage evicted?): forget the record rather than serve a hole.
-      await this.delete(key);
-      return undefined;
-    }
-    return parts.length === 1 ? parts[0]! : new Blob(parts);
+    const read = async (): Promise<{ record?: BlobRecord; parts?: Blob[] }> => {
+      const record = await this.#record(key);
+      if (!record) return {};
+      const got = (await getMany<unknown>(record.segments, this.#db)).map(segmentBlob);
+      const parts = got.filter((p): p is Blob => p !== undefined);
+      return parts.length === got.length ? { record, parts } : { record };
+    };
+    // Shared: a writer of this key (exclusive) cannot swap the record under the read.
+    const first = await this.#withLock(key, 'shared', read);
+    if (first.parts) return first.parts.length === 1 ? first.parts[0]! : new Blob(first.parts);
+    if (!first.record) return undefined;
+    // A segment went missing (storage evicted?): forget the record rather than serve a hole, but
+    // only if it is still the same broken record once nobody else writes this key.
+    await this.#withLock(key, 'exclusive', async () => {
+      const again = await read();
+      if (!again.record || again.parts || again.record.storedAt !== first.record!.storedAt) return;
+      await this.#deleteUnlocked(key, again.record);
+    });
+    return undefined;
   }
 
   async open(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
     return (await this.getBlob(key))?.stream();
   }
 
+  async #deleteUnlocked(key: string, record: BlobRecord | undefined): Promise<void> {
+    await this.#tx(`the record of ${key}`, (s) => {
+      for (const seg of record?.segments ?? []) s.delete(seg);
+      s.delete(this.#recordKey(key));
+    });
+  }
+
   async delete(key: string): Promise<void> {
-    const record = await this.#record(key);
-    if (record) await delMany(record.segments, this.#db);
-    await del(this.#recordKey(key), this.#db);
+    await this.#withLock(key, 'exclusive', async () => this.#deleteUnlocked(key, await this.#record(key)));
   }
 
   /** Every stored blob key and size (for the cache view and tests). */
@@ -127,13 +380,176 @@ export class IdbBlobStore implements BlobStore {
     return all.map((k, i) => ({ key: k.slice('blob:'.length), size: records[i]?.size ?? 0 }));
   }
 
-  /** Remove segments no record points to (left by a tab closed mid-download). */
+  /** Unfinished downloads with bytes kept: what a later pull of the same blob continues from. */
+  async listPartials(): Promise<PartialInfo[]> {
+    const all = (await keys(this.#db)).map(String).filter((k) => k.startsWith('part:'));
+    const records = await getMany<PartialRecord>(all, this.#db);
+    return all
+      .map((k, i) => ({ key: k.slice('part:'.length), record: records[i] }))
+      .filter((p): p is { key: string; record: PartialRecord } => p.record !== undefined && p.record.done > 0)
+      .map(({ key, record }) => ({ key, done: record.done, total: record.total, updatedAt: record.updatedAt }));
+  }
+
+  /** Drop one unfinished download; false when a pull is writing it right now (nothing dropped). */
+  async discardPartial(key: string): Promise<boolean> {
+    return this.#withLock(key, 'exclusive', async (held) => {
+      if (!held) return false;
+      const record = await get<PartialRecord>(this.#partKey(key), this.#db);
+      if (record) await this.dropPartial(key, record.segments);
+      return true;
+    }, { ifAvailable: true });
+  }
+
+  /** Drop every unfinished download not being written; returns how many were dropped. */
+  async discardPartials(): Promise<number> {
+    let n = 0;
+    for (const p of await this.listPartials()) if (await this.discardPartial(p.key)) n++;
+    return n;
+  }
+
+  /**
+   * Remove segments no record points to (left by a tab closed mid-put, or a write that failed
+   * half-way). A key whose lock is held is skipped: its writer's segments are not orphans yet.
+   */
   async sweep(): Promise<number> {
-    const all = (await keys(this.#db)).map(String);
-    const records = await getMany<BlobRecord>(all.filter((k) => k.startsWith('blob:')), this.#db);
-    const live = new Set(records.flatMap((r) => r?.segments ?? []));
-    const orphans = all.filter((k) => k.startsWith('seg:') && !live.has(k));
-    await delMany(orphans, this.#db);
-    return orphans.length;
+    const orphansOf = async (): Promise<Map<string, string[]>> => {
+      const all = (await keys(this.#db)).map(String);
+      const recordKeys = all.filter((k) => k.startsWith('blob:') || k.startsWith('part:'));
+      const records = await getMany<{ segments?: string[] }>(recordKeys, this.#db);
+      const live = new Set(records.flatMap((r) => r?.segments ?? []));
+      const byKey = new Map<string, string[]>();
+      for (const seg of all) {
+        if (!seg.startsWith('seg:') || live.has(seg)) continue;
+        const key = segmentOwner(seg);
+        byKey.set(key, [...(byKey.get(key) ?? []), seg]);
+      }
+      return byKey;
+    };
+    let removed = 0;
+    for (const key of (await orphansOf()).keys()) {
+      removed += await this.#withLock(key, 'exclusive', async (held) => {
+        if (!held) return 0;
+        // Read again under the lock: a writer may have committed between the scan and now.
+        const orphans = (await orphansOf()).get(key) ?? [];
+        if (orphans.length) await this.#tx('sweep', (s) => orphans.forEach((seg) => s.delete(seg)));
+        return orphans.length;
+      }, { ifAvailable: true });
+    }
+    return removed;
+  }
+}
+
+/** `seg:<key>:<id>:<n>` → `<key>` (keys contain ':' themselves: "sha256:…"). */
+function segmentOwner(segment: string): string {
+  const parts = segment.slice('seg:'.length).split(':');
+  return parts.slice(0, -2).join(':');
+}
+
+/** An unfinished download in IndexedDB: segments + bytes done + hasher state, checkpointed together. */
+class IdbPartial implements PartialBlob {
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #lastState: (() => Uint8Array) | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #failed: unknown;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #open = true;
+
+  constructor(
+    readonly store: IdbBlobStore,
+    readonly key: string,
+    readonly record: PartialRecord,
+    readonly release: () => void,
+  ) {}
+
+  get offset(): number {
+    return this.record.done + this.#pendingBytes;
+  }
+
+  get state(): Uint8Array | undefined {
+    return this.#pendingBytes ? this.#lastState?.() : this.record.state;
+  }
+
+  async write(chunk: Uint8Array, state: () => Uint8Array): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.byteLength;
+    this.#lastState = state;
+    if (this.#pendingBytes >= this.store.segmentBytes) await this.#checkpoint();
+    else this.#timer ??= setTimeout(() => void this.#checkpoint().catch(() => undefined), this.store.checkpointMs);
+  }
+
+  /** Persist the pending bytes with the hasher state after them; at most one write in flight. */
+  async #checkpoint(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (!this.#pendingBytes || !this.#lastState || !this.#open) return;
+    // Taken together, synchronously: the state is the hasher's after exactly these bytes.
+    const segment = new Blob(this.#pending as BlobPart[]);
+    const done = this.record.done + this.#pendingBytes;
+    const state = this.#lastState();
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const previous = this.#writing;
+    this.#writing = (async () => {
+      await previous;
+      await this.store.checkpoint(this.key, Object.assign(this.record, { done, state, updatedAt: Date.now() }), segment);
+    })();
+    this.#writing.catch((err: unknown) => {
+      this.#failed ??= err;
+    });
+    await previous;
+    if (this.#failed !== undefined) throw this.#failed;
+  }
+
+  async reset(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#writing.catch(() => undefined);
+    this.#failed = undefined;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const segments = this.record.segments;
+    Object.assign(this.record, { done: 0, state: undefined, segments: [], updatedAt: Date.now() });
+    await this.store.dropPartial(this.key, segments);
+  }
+
+  async commit(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      await this.#writing;
+      const last = this.#pendingBytes ? new Blob(this.#pending as BlobPart[]) : undefined;
+      const size = this.record.done + this.#pendingBytes;
+      await this.store.promote(this.key, this.record, last, size);
+      this.#pending = [];
+      this.#pendingBytes = 0;
+    } finally {
+      this.#finish();
+    }
+  }
+
+  async close(keep: boolean): Promise<void> {
+    try {
+      if (keep && this.#failed === undefined) {
+        await this.#checkpoint().catch(() => undefined);
+        await this.#writing.catch(() => undefined);
+      }
+      if (!keep || this.#failed !== undefined) {
+        if (this.#timer !== undefined) clearTimeout(this.#timer);
+        await this.#writing.catch(() => undefined);
+        // Whatever was written, including a segment a failed checkpoint may have left behind.
+        await this.store.dropPartial(this.key, this.record.segments);
+      }
+    } finally {
+      this.#finish();
+    }
+  }
+
+  #finish(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.release();
   }
 }

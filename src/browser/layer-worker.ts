@@ -4,7 +4,7 @@
 /// <reference lib="webworker" />
 import { AbortedError, LongshoreError } from '../core/errors.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
-import { storedBlobOpener, storeLayer } from '../core/pull.ts';
+import { DEFAULT_PARALLEL, storedBlobOpener, storeLayer } from '../core/pull.ts';
 import { parseReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { IdbBlobStore } from './idb-store.ts';
@@ -55,10 +55,10 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     const client = clientFor(msg);
     if (msg.auth) client.adoptAuth(msg.auth);
     const ref = parseReference(msg.job.reference);
-    const open = msg.job.fromStore
-      ? storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label)
-      : (signal?: AbortSignal) => client.openBlob(ref, msg.job.descriptor, { ...(signal ? { signal } : {}), label: msg.job.label });
-    await storeLayer(open, msg.job, { store, signal: ac.signal }, (n) => {
+    const from = msg.job.fromStore
+      ? { open: storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label) }
+      : client.blobSender(ref, msg.job.descriptor, msg.job.label);
+    await storeLayer(from, msg.job, { store, signal: ac.signal, parallel: msg.config.parallel ?? DEFAULT_PARALLEL }, (n) => {
       pending += n;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
     });

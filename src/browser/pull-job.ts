@@ -1,20 +1,41 @@
-// A whole pull as the worker runs it: resolve, fetch verified blobs into IndexedDB, plan the
-// chosen format and compose the archive Blob from header bytes and stored Blobs.
-import { ErrorCode, LongshoreError } from '../core/errors.ts';
-import { parseReference, downloadFileName, type ImageReference } from '../core/reference.ts';
+// A whole pull as the worker runs it: resolve every manifest and config first, plan the archive
+// (the compressed formats know every entry and its exact size from the descriptors; legacy learns
+// an uncompressed layer's size once it is decompressed), open the destination, then fetch the
+// layers into the store (in archive order) while the archive is written in that order: each blob
+// as soon as it has been verified and stored, layers that finish early waiting in the store for
+// their turn. Nothing unverified is written; any failure aborts the destination.
+import { AbortedError, ErrorCode, LongshoreError } from '../core/errors.ts';
+import { parseReference, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
-import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectablePlatforms } from '../core/image/platform.ts';
-import { pull, pullIndex, type PullOptions } from '../core/pull.ts';
-import { formatById } from '../core/formats/index.ts';
+import { DEFAULT_PLATFORM, configPlatformLabel, formatPlatform, parsePlatform, selectablePlatforms, type Platform } from '../core/image/platform.ts';
+import { chooseChild, everyLayer, pullLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, DEFAULT_PARALLEL, type PullOptions } from '../core/pull.ts';
+import { formatById, type Format } from '../core/formats/index.ts';
+import { ociFormat } from '../core/formats/oci.ts';
+import { blobOrder, blobUses, plannedSize, writeEntries } from '../core/formats/stream.ts';
 import { proxyRewrite } from '../core/http/transport.ts';
 import { inspectTargetOf } from '../core/listing/target.ts';
-import type { ArchivePlan, SinkImage } from '../core/formats/types.ts';
+import type { SinkImage } from '../core/formats/types.ts';
+import type { Image } from '../core/image/model.ts';
 import type { LayerPlan, PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
+import { observeRegistry, type RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { IdbBlobStore } from './idb-store.ts';
 import type { LayerPool } from './layer-pool.ts';
-import type { Phase, PullOutcome, PullRequest, ResolveSummary, WorkerConfig } from './protocol.ts';
+import type { JournalEntry, PullJournal } from './journal.ts';
+import type { Phase, PullOutcome, PullRequest, ResolveSummary, SaveProgress, WorkerConfig } from './protocol.ts';
+import type { TarDestination } from './save/destination.ts';
+import { openBlobDestination } from './save/blob-sink.ts';
+import { openFileDestination } from './save/file-sink.ts';
+import { openStreamDestination } from './save/stream-sink.ts';
+import { saveLayoutFolder } from './save/folder-sink.ts';
+import { archiveFileName } from './save/file-name.ts';
+import type { SaveTarget } from './save/types.ts';
+import { CachedSource } from '../core/image/cached-source.ts';
+import { verifiedStore } from '../core/store/verified-read.ts';
+import { recordAndEvict, type ImageCatalog } from './image-catalog.ts';
+
+export { archiveFileName };
 
 export interface JobContext {
   config: WorkerConfig;
@@ -23,21 +44,34 @@ export interface JobContext {
   signal: AbortSignal;
   onPhase: (phase: Phase) => void;
   onProgress: (event: PullEvent) => void;
+  /** Bytes written to the destination so far (called often; the caller throttles). */
+  onSaveProgress?: (progress: SaveProgress) => void;
+  /** A streamed download is ready to start: the page hands `port` to the service worker. */
+  onSaveStream?: (port: MessagePort, fileName: string, size: number | undefined) => void;
+  /** Where unfinished pulls are recorded (none: not recorded). */
+  journal?: PullJournal;
   /** Layer workers to spread layers over; without one, layers are fetched in this worker. */
   pool?: LayerPool;
+  /** The image catalog: offline answers from earlier pulls, and a record of each pull (image-catalog.ts). */
+  catalog?: ImageCatalog;
+  /** Rate limits and retry waits the registries report. */
+  onNotice?: (notice: RegistryNotice) => void;
 }
 
-function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch'>, credentials?: Record<string, Credentials>): RemoteSource {
+const JOURNAL_INTERVAL_MS = 1000;
+
+function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, credentials?: Record<string, Credentials>): RemoteSource {
+  const transport = { fetch: (input: string, init?: RequestInit) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) };
   const client = new RegistryClient({
-    transport: { fetch: (input, init) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) },
+    transport: ctx.onNotice ? observeRegistry(transport, ctx.onNotice) : transport,
     credentials: (host) => credentials?.[host],
   });
   return new RemoteSource(client);
 }
 
-export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice' | 'catalog'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
   const ref = parseReference(reference);
-  const resolved = await sourceFor(ctx, credentials).resolve(ref, ctx.signal);
+  const resolved = await (ctx.catalog ? new CachedSource(sourceFor(ctx, credentials), ctx.catalog) : sourceFor(ctx, credentials)).resolve(ref, ctx.signal);
   if (resolved.kind === 'index') {
     return {
       kind: 'index',
@@ -53,41 +87,100 @@ export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'sig
     reference: resolved.reference.canonical,
     digest: resolved.digest,
     mediaType: resolved.mediaType,
-    platforms: c.os && c.architecture ? [{ label: formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }), digest: resolved.digest }] : [],
+    platforms: [configPlatformLabel(c)].flatMap((label) => (label ? [{ label, digest: resolved.digest }] : [])),
   };
 }
 
-/** Compose the archive from header bytes and stored Blobs: no layer is read into JS memory. */
-export async function composeBlob(plan: ArchivePlan, store: IdbBlobStore): Promise<Blob> {
-  const parts: BlobPart[] = [];
-  for (const part of plan.parts) {
-    if (part instanceof Uint8Array) {
-      parts.push(part as BlobPart);
-      continue;
+/** One name resolved: what the archive holds for it, and the image-shaped list of layers to fetch. */
+interface Resolved {
+  sink: SinkImage;
+  layers: Image;
+}
+
+async function resolveAll(source: RemoteSource, refs: ImageReference[], request: PullRequest, platform: Platform, ctx: JobContext): Promise<Resolved[]> {
+  const out: Resolved[] = [];
+  for (const ref of refs) {
+    ctx.onProgress({ type: 'resolving', reference: ref.canonical });
+    if (request.allPlatforms) {
+      const resolved = await source.resolve(ref, ctx.signal);
+      if (resolved.kind === 'image') {
+        out.push({ sink: { image: resolved, reference: ref }, layers: resolved });
+      } else {
+        const tree = await resolveTree(resolved, ctx.config.concurrency ?? DEFAULT_CONCURRENCY, ctx.signal);
+        if (tree.children.length === 0) {
+          throw new LongshoreError(ErrorCode.UnsupportedManifest, `The index ${ref.canonical} lists no image manifests.`, { hint: 'The name points at an index without images (perhaps artifacts only).' });
+        }
+        out.push({ sink: { image: chooseChild(tree, platform), reference: ref, index: tree }, layers: everyLayer(tree.children) });
+      }
+    } else {
+      const { image } = await resolveImage(source, ref, platform, ctx.signal);
+      out.push({ sink: { image, reference: ref }, layers: image });
     }
-    const blob = await store.getBlob(part.key);
-    if (!blob) throw new LongshoreError(ErrorCode.Store, `Blob ${part.key} vanished from the browser cache while assembling.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true });
-    if (blob.size !== part.size) throw new LongshoreError(ErrorCode.Store, `Cached blob ${part.key} is ${blob.size} bytes, expected ${part.size}.`, { retryable: true });
-    parts.push(blob);
+    const image = out.at(-1)!.sink.image;
+    const c = image.config;
+    const p = c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
+    ctx.onProgress({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(p ? { platform: p } : {}) });
   }
-  const blob = new Blob(parts, { type: 'application/x-tar' });
-  if (blob.size !== plan.size) throw new LongshoreError(ErrorCode.Internal, `Assembled ${blob.size} bytes, planned ${plan.size}.`);
-  return blob;
+  return out;
 }
 
-/** One archive name for several images: the first image's name plus how many more. */
-export function archiveFileName(refs: ImageReference[]): string {
-  const first = downloadFileName(refs[0]!);
-  return refs.length === 1 ? first : first.replace(/\.tar$/, `+${refs.length - 1}.tar`);
+/**
+ * `image` with its layers in the order the archive needs them (so the file can start early);
+ * `original[i]` is the manifest position of reordered layer i.
+ */
+function inArchiveOrder(image: Image, order: Map<string, number>): { image: Image; original: number[] } {
+  const rank = (i: number) => {
+    const l = image.layers[i]!;
+    return Math.min(order.get(l.descriptor.digest) ?? Infinity, l.diffId ? order.get(l.diffId) ?? Infinity : Infinity);
+  };
+  const original = image.layers.map((_, i) => i).sort((a, b) => rank(a) - rank(b) || a - b);
+  const layers = original.map((o, i) => {
+    const l = image.layers[o]!;
+    return { descriptor: l.descriptor, index: i, diffId: l.diffId, open: (s?: AbortSignal) => l.open(s) };
+  });
+  return { image: { ...image, layers }, original };
 }
 
-export async function pullJob(ctx: JobContext, request: PullRequest): Promise<PullOutcome> {
+/** Hands out the size of each blob once the pull has verified and stored it; fails them all if the pull stops. */
+class BlobWaiter {
+  readonly #settled = new Set<string>();
+  readonly #waiting = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
+  #failure: unknown;
+
+  constructor(private readonly store: IdbBlobStore, signal: AbortSignal) {
+    signal.addEventListener('abort', () => {
+      this.#failure = signal.reason ?? new AbortedError();
+      for (const list of this.#waiting.values()) for (const w of list) w.reject(this.#failure);
+      this.#waiting.clear();
+    }, { once: true });
+  }
+
+  settle(key: string): void {
+    this.#settled.add(key);
+    for (const w of this.#waiting.get(key) ?? []) w.resolve();
+    this.#waiting.delete(key);
+  }
+
+  readonly wait = async (key: string): Promise<number> => {
+    if (this.#failure !== undefined) throw this.#failure;
+    if (!this.#settled.has(key)) {
+      await new Promise<void>((resolve, reject) => {
+        const list = this.#waiting.get(key) ?? [];
+        list.push({ resolve, reject });
+        this.#waiting.set(key, list);
+      });
+    }
+    const size = await this.store.size(key);
+    if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is not in the browser cache after it was pulled.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true, data: { key } });
+    return size;
+  };
+}
+
+function checkRequest(request: PullRequest, format: Format | undefined): Format {
   if (request.references.length === 0) throw new LongshoreError(ErrorCode.InvalidArgument, 'No image name given.', { hint: 'Type an image name, e.g. alpine:latest.' });
-  const refs = request.references.map((r) => parseReference(r));
-  const format = formatById(request.format);
   if (!format) throw new LongshoreError(ErrorCode.InvalidArgument, `Unknown output format "${request.format}".`, { hint: 'Choose one of the formats offered.' });
-  if (refs.length > 1 && !format.multiImage) {
-    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one image; ${refs.length} names were given.`, {
+  if (request.references.length > 1 && !format.multiImage) {
+    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one image; ${request.references.length} names were given.`, {
       hint: 'Choose a format that holds several images (docker, legacy, tarball), or pull one name at a time.',
     });
   }
@@ -96,67 +189,260 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       hint: 'Choose the oci format to keep every platform, or pick one platform.',
     });
   }
+  return format;
+}
+
+async function openDestination(save: SaveTarget, ctx: JobContext, fileName: string, size: number | undefined, signal: AbortSignal): Promise<TarDestination> {
+  switch (save.kind) {
+    case 'file':
+      return openFileDestination(save.handle, ctx.store);
+    case 'stream': {
+      if (!ctx.onSaveStream) throw new LongshoreError(ErrorCode.Internal, 'No page to start a streamed download.');
+      const channel = new MessageChannel();
+      const dest = openStreamDestination(channel.port1, { store: ctx.store, fileName, signal });
+      ctx.onSaveStream(channel.port2, fileName, size);
+      return dest;
+    }
+    case 'blob':
+      return openBlobDestination(ctx.store, size);
+    case 'folder':
+      throw new LongshoreError(ErrorCode.Internal, 'A folder is not a tar destination.');
+  }
+}
+
+export async function pullJob(ctx: JobContext, request: PullRequest): Promise<PullOutcome> {
+  const save: SaveTarget = request.save ?? { kind: 'blob' };
+  // A layout folder is the oci format unpacked; the format chosen for archives does not apply.
+  const format = checkRequest(request, save.kind === 'folder' ? ociFormat : formatById(request.format));
+  // The Blob offered at the end is made of the cached blobs: it needs the copy.
+  const keepCopy = save.kind === 'blob' || request.keepCopy !== false;
+  const refs = request.references.map((r) => parseReference(r));
   const platform = request.platform ? parsePlatform(request.platform) : DEFAULT_PLATFORM;
-  const source = sourceFor(ctx, request.credentials);
+  const source = ctx.catalog ? new CachedSource(sourceFor(ctx, request.credentials), ctx.catalog) : sourceFor(ctx, request.credentials);
+  const { store } = ctx;
+  // Trust: a cached blob is re-hashed (once per pull) before the archive or the pull relies on it;
+  // a damaged one is dropped, so the pull fetches it again.
+  const checked = verifiedStore(ctx.store, { signal: ctx.signal });
+  const fileName = save.kind === 'folder' ? save.handle.name : save.kind === 'file' ? save.handle.name : archiveFileName(refs);
+
   ctx.onPhase('resolving');
-  let downloading = false;
-  // Layers of every image in one list: image k's layer i shows as row offset(k) + i.
-  const rows: LayerPlan[] = [];
-  const images: SinkImage[] = [];
-  for (const ref of refs) {
-    const offset = rows.length;
-    const options: PullOptions = {
-      store: ctx.store,
-      platform,
-      signal: ctx.signal,
-      uncompressed: format.needsUncompressed,
-      // The archive needs one copy of each layer; writing the other to IndexedDB too cost legacy
-      // pulls a third more storage work (and memory) for a cache only other formats would use.
-      keepCompressed: !format.needsUncompressed,
-      ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
-      ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()) } : {}),
-      onProgress: (event) => {
-        if (event.type === 'plan') {
-          if (!downloading) {
-            downloading = true;
-            ctx.onPhase('downloading');
-          }
-          rows.splice(offset, rows.length - offset, ...event.layers.map((l) => ({ ...l, index: l.index + offset })));
-          ctx.onProgress({ type: 'plan', layers: rows.slice(), totalBytes: rows.reduce((n, l) => n + l.size, 0) });
-        } else if (event.type === 'layer') {
-          ctx.onProgress({ ...event, index: event.index + offset });
-        } else {
-          ctx.onProgress(event);
-        }
-      },
-    };
-    if (request.allPlatforms) {
-      const { image, index } = await pullIndex(source, ref, options);
-      images.push({ image, reference: ref, ...(index ? { index } : {}) });
-    } else {
-      images.push({ image: (await pull(source, ref, options)).image, reference: ref });
+  const resolved = await resolveAll(source, refs, request, platform, ctx);
+
+  // Plan: sizes of blobs stored already, else the descriptors'; an uncompressed layer still to be
+  // made is sized when it is written.
+  const descriptorSizes = new Map<string, number>();
+  const stored = new Map<string, number>();
+  for (const { layers } of resolved) {
+    for (const l of layers.layers) {
+      descriptorSizes.set(l.descriptor.digest, l.descriptor.size);
+      for (const key of [l.descriptor.digest, l.diffId]) {
+        if (key === undefined || stored.has(key)) continue;
+        const size = await checked.size(key);
+        if (size !== undefined) stored.set(key, size);
+      }
     }
   }
-  ctx.onPhase('assembling');
-  const plan = await format.plan(images, {
+  const entries = await format.entries(resolved.map((r) => r.sink), {
     size: async (key) => {
-      const size = await ctx.store.size(key);
+      const size = stored.get(key) ?? descriptorSizes.get(key);
       if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });
       return size;
     },
+    later: (key) => !stored.has(key) && !descriptorSizes.has(key),
   });
-  ctx.signal.throwIfAborted();
-  const blob = await composeBlob(plan, ctx.store);
-  const first = images[0]!.image;
+  const size = plannedSize(entries);
+  const order = blobOrder(entries);
+  const uses = blobUses(entries);
+  const previous = request.journalId ? await ctx.journal?.get(request.journalId).catch(() => undefined) : undefined;
+  // Blobs in the cache before this pull stay; those it stores only to copy them go after their
+  // last use (a resumed pull's own temporaries count as its own).
+  const resumedTemporary = new Set(previous?.temporary ?? []);
+  const preexisting = new Set(order.filter((k) => stored.has(k) && !resumedTemporary.has(k)));
+
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(new AbortedError());
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal.aborted) onAbort();
+  const waiter = new BlobWaiter(store, stop.signal);
+  for (const key of stored.keys()) waiter.settle(key);
+
+  // Journal: what was asked and how far it got, for Resume after a reload.
+  const rows: LayerPlan[] = [];
+  const done = new Map<number, number>();
+  const journalEntry: JournalEntry | undefined = request.journalId ? {
+    id: request.journalId,
+    references: request.references,
+    format: request.format,
+    ...(request.platform ? { platform: request.platform } : {}),
+    ...(request.allPlatforms ? { allPlatforms: true } : {}),
+    keepCopy,
+    save: save.kind,
+    bytesDone: 0,
+    bytesTotal: resolved.reduce((n, r) => n + r.layers.layers.reduce((m, l) => m + l.descriptor.size, 0), 0),
+    startedAt: previous?.startedAt ?? Date.now(),
+    updatedAt: Date.now(),
+    temporary: [...resumedTemporary],
+  } : undefined;
+  let journalAt = 0;
+  const journal = (force = false) => {
+    if (!journalEntry || !ctx.journal) return;
+    const now = Date.now();
+    if (!force && now - journalAt < JOURNAL_INTERVAL_MS) return;
+    journalAt = now;
+    journalEntry.bytesDone = [...done.values()].reduce((a, b) => a + b, 0);
+    journalEntry.updatedAt = now;
+    void ctx.journal.put({ ...journalEntry, temporary: [...journalEntry.temporary] }).catch(() => undefined);
+  };
+  journal(true);
+
+  let destination: TarDestination | undefined;
+  let written = 0;
+  let savedAt = 0;
+  const reportSave = (force = false) => {
+    const now = Date.now();
+    if (!force && now - savedAt < 200) return;
+    savedAt = now;
+    ctx.onSaveProgress?.({ written, total: size });
+  };
+  const onCopied = async (key: string) => {
+    const left = (uses.get(key) ?? 1) - 1;
+    uses.set(key, left);
+    if (keepCopy || left > 0 || preexisting.has(key)) return;
+    await store.delete(key);
+    if (journalEntry) journalEntry.temporary = journalEntry.temporary.filter((k) => k !== key);
+  };
+
+  const orderIndex = new Map(order.map((k, i) => [k, i]));
+  const pulling = async () => {
+    ctx.onPhase('downloading');
+    for (const { layers } of resolved) {
+      const offset = rows.length;
+      const { image, original } = inArchiveOrder(layers, orderIndex);
+      const keysOf = (i: number) => {
+        const l = layers.layers[original[i]!]!;
+        return l.diffId ? [l.descriptor.digest, l.diffId] : [l.descriptor.digest];
+      };
+      const options: PullOptions = {
+        store: checked,
+        platform,
+        signal: stop.signal,
+        uncompressed: format.needsUncompressed,
+        // The archive needs one copy of each layer; writing the other to IndexedDB too cost legacy
+        // pulls a third more storage work (and memory) for a cache only other formats would use.
+        keepCompressed: !format.needsUncompressed,
+        ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
+        // Big blobs as concurrent ranges here too when there is no layer pool (as the layer workers do).
+        parallel: ctx.config.parallel ?? DEFAULT_PARALLEL,
+        ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()) } : {}),
+        onProgress: (event) => {
+          if (event.type === 'plan') {
+            const mapped = event.layers.map((l) => ({ ...l, index: offset + original[l.index]! })).sort((a, b) => a.index - b.index);
+            rows.splice(offset, rows.length - offset, ...mapped);
+            ctx.onProgress({ type: 'plan', layers: rows.slice(), totalBytes: rows.reduce((n, l) => n + l.size, 0) });
+          } else if (event.type === 'layer') {
+            const index = offset + original[event.index]!;
+            done.set(index, event.done);
+            if (event.state === 'done' || event.state === 'cached') {
+              for (const key of keysOf(event.index)) {
+                if (event.state === 'done' && !keepCopy && !preexisting.has(key) && journalEntry && !journalEntry.temporary.includes(key)) journalEntry.temporary.push(key);
+                waiter.settle(key);
+              }
+              journal(true);
+            } else journal();
+            ctx.onProgress({ ...event, index });
+          } else {
+            ctx.onProgress(event);
+          }
+        },
+      };
+      await pullLayers(image, options);
+    }
+    ctx.onPhase('assembling');
+  };
+
+  const writing = async () => {
+    if (save.kind === 'folder') {
+      written = await saveLayoutFolder(save.handle, entries, waiter.wait, {
+        store,
+        signal: stop.signal,
+        onCopied,
+        onBytes: (n) => {
+          written += n;
+          reportSave();
+        },
+      });
+      return;
+    }
+    destination = await openDestination(save, ctx, fileName, size, stop.signal);
+    const dest = destination;
+    await writeEntries(entries, {
+      write: async (bytes) => {
+        await dest.write(bytes);
+        written += bytes.byteLength;
+        reportSave();
+      },
+      copy: async (key, n) => {
+        await dest.copy(key, n);
+        written += n;
+        reportSave();
+      },
+    }, waiter.wait, { signal: stop.signal, onCopied });
+  };
+
+  // Either side failing stops the other; the first failure is the one reported.
+  const guard = (p: Promise<void>) => p.catch((err: unknown) => {
+    if (!stop.signal.aborted) stop.abort(err);
+    throw err;
+  });
+  let blob: Blob | undefined;
+  try {
+    const settled = await Promise.allSettled([guard(pulling()), guard(writing())]);
+    if (settled.some((s) => s.status === 'rejected')) throw ctx.signal.aborted ? new AbortedError() : stop.signal.reason;
+    blob = await destination?.close();
+    reportSave(true);
+  } catch (err) {
+    if (!stop.signal.aborted) stop.abort(err);
+    await destination?.abort(err);
+    const e = ctx.signal.aborted ? new AbortedError() : LongshoreError.from(err);
+    await finishJournal(ctx, journalEntry, e, keepCopy);
+    throw e;
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+  await finishJournal(ctx, journalEntry, undefined, keepCopy);
+  if (ctx.catalog && source instanceof CachedSource && keepCopy) {
+    const images = resolved.map((r, k) => ({ typed: request.references[k]!, image: r.sink.image, ...(r.sink.index ? { index: r.sink.index } : {}) }));
+    // The archive is written; a catalog that cannot be written only costs offline use.
+    await recordAndEvict(ctx.catalog, source.seen, images, ctx.store, globalThis.navigator?.storage).catch(() => []);
+  }
+
+  const first = resolved[0]!.sink.image;
   const c = first.config;
   return {
-    blob,
-    fileName: archiveFileName(refs),
-    size: blob.size,
-    format: format.id,
-    reference: images.map((i) => i.image.reference.canonical).join(' '),
+    ...(blob ? { blob } : {}),
+    saved: { kind: save.kind, name: fileName, bytes: written },
+    fileName,
+    size: written,
+    format: save.kind === 'folder' ? ociFormat.id : format.id,
+    reference: resolved.map((r) => r.sink.image.reference.canonical).join(' '),
     digest: first.digest,
-    platform: c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined,
-    inspect: inspectTargetOf(first),
+    platform: configPlatformLabel(c),
+    ...(keepCopy ? { inspect: inspectTargetOf(first) } : {}),
+    ...(source instanceof CachedSource && source.seen.notes.length ? { cache: source.seen.notes } : {}),
   };
+}
+
+/** A pull that ended: done or cancelled, its record goes (with temporaries); failed, it stays for Resume. */
+async function finishJournal(ctx: JobContext, entry: JournalEntry | undefined, error: LongshoreError | undefined, keepCopy: boolean): Promise<void> {
+  if (!entry || !ctx.journal) return;
+  try {
+    if (error && error.code !== ErrorCode.Aborted) {
+      await ctx.journal.put({ ...entry, failed: error.message, updatedAt: Date.now() });
+      return;
+    }
+    if (!keepCopy) for (const key of entry.temporary) await ctx.store.delete(key).catch(() => undefined);
+    await ctx.journal.delete(entry.id);
+  } catch {
+    // The journal is a convenience; a pull never fails because of it.
+  }
 }

@@ -1,20 +1,26 @@
-// The pull worker: heavy work (fetching, hashing, decompression, IndexedDB, assembly) runs here,
-// off the UI thread. It speaks protocol.ts; progress is coalesced to a few messages a second.
+// The pull worker: heavy work (fetching, hashing, decompression, IndexedDB, writing the archive to
+// its destination) runs here, off the UI thread. It speaks protocol.ts; progress is coalesced to a
+// few messages a second.
 /// <reference lib="webworker" />
 import { LongshoreError, isAbortError, AbortedError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import { IdbBlobStore } from './idb-store.ts';
+import { PullJournal } from './journal.ts';
+import { ImageCatalog } from './image-catalog.ts';
 import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
 import { describeRequest } from './watchdog.ts';
+import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
 const PROGRESS_INTERVAL_MS = 100;
 const STORAGE_BOUND_MS = 10_000;
 const store = new IdbBlobStore();
+const journal = new PullJournal();
+const catalog = new ImageCatalog();
 let config: WorkerConfig = { proxyBase: self.location.origin };
 const jobs = new Map<number, AbortController>();
 let swept = false;
@@ -33,8 +39,8 @@ function layerPool(): LayerPool | undefined {
   return pool;
 }
 
-function post(message: FromWorker): void {
-  self.postMessage(message);
+function post(message: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(message, transfer);
 }
 
 /** The worker's fetch, telling the page what request `id` now waits for. */
@@ -96,7 +102,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       try {
-        const summary = await resolveJob({ config, fetch: watchedFetch(msg.id), signal: ac.signal }, msg.reference, msg.credentials);
+        const onNotice = (notice: RegistryNotice) => post({ type: 'notice', id: msg.id, notice });
+        const summary = await resolveJob({ config, fetch: watchedFetch(msg.id), signal: ac.signal, onNotice, catalog }, msg.reference, msg.credentials);
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -127,7 +134,12 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
             post({ type: 'phase', id: msg.id, phase });
           },
           onProgress: (event) => progress.push(event),
+          onNotice: (notice) => post({ type: 'notice', id: msg.id, notice }),
+          onSaveProgress: (p) => post({ type: 'save-progress', id: msg.id, progress: p }),
+          onSaveStream: (port, fileName, size) => post({ type: 'save-stream', id: msg.id, port, fileName, size }, [port]),
+          journal,
           ...(layerPool() ? { pool: layerPool()! } : {}),
+          catalog,
         }, msg.request);
         progress.flush();
         post({ type: 'done', id: msg.id, outcome });

@@ -1,8 +1,9 @@
 // Layer compression: sniffed from magic bytes (a media type can lie), decompressed as a stream.
-// gzip uses the platform's DecompressionStream (native, ~3x fflate's JS inflate in Chromium);
-// fflate's streaming Gunzip takes over where the platform has none.
+// gzip uses the platform's DecompressionStream (native, ~3x fflate's JS inflate in Chromium), one
+// decoder per member (gzip-members.ts); fflate's streaming Gunzip takes over where the platform has none.
 import { Gunzip } from 'fflate';
-import { ErrorCode, LongshoreError } from './errors.ts';
+import { ErrorCode, LongshoreError, TRUNCATED } from './errors.ts';
+import { nativeGunzipMembers } from './gzip-members.ts';
 import { pushDecoderStream } from './push-decoder.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -63,13 +64,13 @@ export interface DecompressOptions {
 export function fflateGunzipStream(): TransformStream<Uint8Array, Uint8Array> {
   return pushDecoderStream(
     (ondata) => new Gunzip(ondata),
-    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err, data: atEnd ? { ...TRUNCATED } : {} }),
   );
 }
 
 export function gunzipStream(options: DecompressOptions = {}): TransformStream<Uint8Array, Uint8Array> {
   if (!options.forceFflate && typeof DecompressionStream === 'function') {
-    return new DecompressionStream('gzip') as unknown as TransformStream<Uint8Array, Uint8Array>;
+    return nativeGunzipMembers(() => new DecompressionStream('gzip') as unknown as TransformStream<Uint8Array, Uint8Array>);
   }
   return fflateGunzipStream();
 }

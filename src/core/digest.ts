@@ -26,14 +26,31 @@ export interface Hasher {
   update(chunk: Uint8Array): void;
   /** The "sha256:<hex>" digest of everything fed so far; the hasher is spent afterwards. */
   digest(): string;
+  /**
+   * The hasher's internal state (hash-wasm's save()): stored beside the bytes it covers, so a
+   * download resumed later (another pull, another page) hashes only what is new.
+   */
+  save(): Uint8Array;
+  /** Back to the empty state. */
+  reset(): void;
 }
 
-export async function createHasher(): Promise<Hasher> {
+/** A SHA-256 hasher, fresh or continuing from a state `save()` returned. */
+export async function createHasher(state?: Uint8Array): Promise<Hasher> {
   const h = await createSHA256();
   h.init();
+  if (state) {
+    try {
+      h.load(state);
+    } catch (err) {
+      throw new LongshoreError(ErrorCode.Store, 'A saved SHA-256 state could not be loaded.', { cause: err, data: { bytes: state.byteLength } });
+    }
+  }
   return {
     update: (chunk) => void h.update(chunk),
     digest: () => `sha256:${h.digest('hex')}`,
+    save: () => h.save(),
+    reset: () => void h.init(),
   };
 }
 

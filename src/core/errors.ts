@@ -30,13 +30,48 @@ export const ErrorCode = {
   Stalled: 'STALLED',
   /** A worker died or never started. */
   Worker: 'WORKER',
+  /** The browser's storage quota (or the disk) is full. */
+  QuotaExceeded: 'QUOTA_EXCEEDED',
   Internal: 'INTERNAL',
+  // The rest of distribution-spec's "Error Codes", kept as the registry sent them.
+  BlobUploadInvalid: 'BLOB_UPLOAD_INVALID',
+  BlobUploadUnknown: 'BLOB_UPLOAD_UNKNOWN',
+  DigestInvalid: 'DIGEST_INVALID',
+  ManifestBlobUnknown: 'MANIFEST_BLOB_UNKNOWN',
+  ManifestInvalid: 'MANIFEST_INVALID',
+  ManifestUnverified: 'MANIFEST_UNVERIFIED',
+  NameInvalid: 'NAME_INVALID',
+  SizeInvalid: 'SIZE_INVALID',
+  TagInvalid: 'TAG_INVALID',
+  Unsupported: 'UNSUPPORTED',
+  /** 401 insufficient_scope with a fresh token: Docker Hub's answer for a missing or a private repository alike. */
+  NotFoundOrPrivate: 'NOT_FOUND_OR_PRIVATE',
+  /** An HTML page where a registry answer was expected (a corporate proxy, load balancer or captive portal). */
+  ErrorPage: 'ERROR_PAGE',
+  /** longshore's proxy refused the destination (src/proxy/handler.ts). */
+  ProxyDenied: 'PROXY_DENIED',
+  /** longshore's proxy could not connect to the registry: it is down, or the host is wrong. */
+  ProxyUnreachable: 'PROXY_UNREACHABLE',
+  /** The proxy's other refusals (src/proxy/handler.ts): a loop, its per-client limits, no free pooled connection, an upstream too slow or not speaking HTTP, its own failure. */
+  ProxyLoop: 'PROXY_LOOP',
+  ProxyRateLimited: 'PROXY_RATE_LIMITED',
+  ProxyBusy: 'PROXY_BUSY',
+  ProxyTimeout: 'PROXY_TIMEOUT',
+  ProxyBadUpstream: 'PROXY_BAD_UPSTREAM',
+  ProxyInternal: 'PROXY_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+const ERROR_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
+
+/** Whether `code` is one of ours (a registry or a worker may hand us any text). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && ERROR_CODES.has(code);
+}
+
 export interface ErrorJSON {
   name: 'LongshoreError';
-  code: string;
+  code: ErrorCode;
   message: string;
   hint?: string;
   retryable: boolean;
@@ -51,12 +86,12 @@ export interface ErrorOptions {
 }
 
 export class LongshoreError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly retryable: boolean;
   readonly data: Record<string, unknown>;
 
-  constructor(code: string, message: string, options: ErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LongshoreError';
     this.code = code;
@@ -73,7 +108,8 @@ export class LongshoreError extends Error {
   }
 
   static fromJSON(json: ErrorJSON): LongshoreError {
-    return new LongshoreError(json.code, json.message, { hint: json.hint, retryable: json.retryable, data: json.data });
+    const code = isErrorCode(json.code) ? json.code : ErrorCode.Internal;
+    return new LongshoreError(code, json.message, { hint: json.hint, retryable: json.retryable, data: json.data });
   }
 
   /** Wrap anything thrown into a LongshoreError, keeping ours as they are. */
@@ -111,6 +147,16 @@ export function isAbortError(err: unknown): boolean {
 function isErrorJSON(value: unknown): value is ErrorJSON {
   return typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'LongshoreError'
     && typeof (value as { code?: unknown }).code === 'string';
+}
+
+/**
+ * Data ended before its format says it should (a tar entry, a gzip or zstd stream): those errors
+ * carry `data.truncated`, so callers tell a short download from corrupt bytes without reading text.
+ */
+export const TRUNCATED = { truncated: true } as const;
+
+export function isTruncation(err: unknown): boolean {
+  return err instanceof LongshoreError && err.data['truncated'] === true;
 }
 
 /** Throw AbortedError when the signal has fired. */

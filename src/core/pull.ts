@@ -8,11 +8,12 @@ import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from './error
 import { decompress } from './compression.ts';
 import { zstdDecompressStream } from './zstd.ts';
 import { verifyingStream } from './digest.ts';
-import { abortableSleep } from './http/retry.ts';
+import { fetchBlob, type BlobSender, type ParallelOptions } from './http/blob-fetch.ts';
+import type { BlobSink } from './store/blob-store.ts';
 import type { ImageReference } from './reference.ts';
 import type { Descriptor, Image, ImageIndex, Layer } from './image/model.ts';
 import { isIndexMediaType } from './image/media-types.ts';
-import { DEFAULT_PLATFORM, formatPlatform, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
+import { DEFAULT_PLATFORM, configPlatformLabel, isAttestation, matchPlatform, type Platform } from './image/platform.ts';
 import type { RemoteSource } from './image/remote.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import type { LayerPlan, PullEvent } from './progress.ts';
@@ -43,13 +44,23 @@ export interface PullOptions {
    * none, so zstd layers fail with FORMAT (what happened before a default existed).
    */
   zstd?: (() => TransformStream<Uint8Array, Uint8Array>) | null;
-  /** Attempts per blob for retryable failures (default 3). */
-  attempts?: number;
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Big blobs as several concurrent range requests (parallel.ts); default one stream per blob.
+   * Needs a store with `createSpill` to hold ranges ahead of the hash cursor; layers that are
+   * decompressed as they arrive (legacy) always take one stream.
+   */
+  parallel?: Omit<ParallelOptions, 'spill'>;
+  /**
+   * How to reach a blob of the registry with single requests (resume, retries and ranges are the
+   * fetch engine's); `pull` and `pullIndex` set it from their source. Without it, layers stream
+   * through `Layer.open` with no resume.
+   */
+  sender?: (reference: ImageReference, descriptor: Descriptor, label: string) => BlobSender;
   /**
    * Runs one layer's fetch → verify → store elsewhere (the browser spreads layers over a pool of
    * Workers so hashing and decompression use every core); default: here, with `storeLayer`.
-   * Retries, progress and cancellation stay with the caller of `pull`.
+   * Retries and resume happen where the layer is fetched (blob-fetch.ts); progress and
+   * cancellation stay with the caller of `pull`.
    */
   layerRunner?: (job: LayerJob, onBytes: (n: number) => void, signal: AbortSignal) => Promise<void>;
 }
@@ -78,6 +89,14 @@ export interface PullResult {
 
 export const DEFAULT_CONCURRENCY = 4;
 
+/**
+ * What the browser uses for big blobs unless configured (WorkerConfig.parallel): blobs of 64 MiB
+ * and more as 4 concurrent ranges. Measured on loopback through a relay capping each connection
+ * (README, "Parallel ranges"): 4 ranges gave most of the gain; smaller blobs gain too little for
+ * the extra requests and the spilled bytes' second pass through storage.
+ */
+export const DEFAULT_PARALLEL = { connections: 4, threshold: 64 * 1024 * 1024 };
+
 /** Resolve `ref` to one image (choosing a platform in an index). */
 export async function resolveImage(source: RemoteSource, ref: ImageReference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal): Promise<PullResult> {
   const resolved = await source.resolve(ref, signal);
@@ -91,11 +110,9 @@ export async function pull(source: RemoteSource, ref: ImageReference, options: P
   emit({ type: 'resolving', reference: ref.canonical });
   const result = await resolveImage(source, ref, options.platform, signal);
   const { image } = result;
-  const platform = image.config.os && image.config.architecture
-    ? formatPlatform({ os: image.config.os, architecture: image.config.architecture, variant: image.config.variant })
-    : undefined;
+  const platform = configPlatformLabel(image.config);
   emit({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(platform ? { platform } : {}) });
-  await pullLayers(image, options, emit);
+  await pullLayers(image, withSender(options, source), emit);
   return result;
 }
 
@@ -130,9 +147,9 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
   const resolved = await source.resolve(ref, signal);
   if (resolved.kind === 'image') {
     const c = resolved.config;
-    const platform = c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
+    const platform = configPlatformLabel(c);
     emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType, ...(platform ? { platform } : {}) });
-    await pullLayers(resolved, options, emit);
+    await pullLayers(resolved, withSender(options, source), emit);
     return { image: resolved };
   }
   const tree = await resolveTree(resolved, options.concurrency ?? DEFAULT_CONCURRENCY, signal);
@@ -142,11 +159,11 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
     });
   }
   emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType });
-  await pullLayers(everyLayer(tree.children), options, emit);
+  await pullLayers(everyLayer(tree.children), withSender(options, source), emit);
   return { image: chooseChild(tree, options.platform ?? DEFAULT_PLATFORM), index: tree };
 }
 
-async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
+export async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal | undefined): Promise<PulledIndex> {
   const children: Image[] = [];
   const nested: ImageIndex[] = [];
   const seen = new Set<string>([root.digest]);
@@ -180,7 +197,7 @@ async function resolveTree(root: ImageIndex, limit: number, signal: AbortSignal 
  * The child for `platform`, following nested indexes (also those without a platform of their own,
  * which containerd's matcher would take for linux/amd64); else the first runnable child; else the first.
  */
-function chooseChild(tree: PulledIndex, platform: Platform): Image {
+export function chooseChild(tree: PulledIndex, platform: Platform): Image {
   const images = new Map(tree.children.map((c) => [c.digest, c]));
   const indexes = new Map(tree.nested.map((i) => [i.digest, i]));
   const pick = (index: ImageIndex): Image | undefined => {
@@ -203,7 +220,7 @@ function chooseChild(tree: PulledIndex, platform: Platform): Image {
 }
 
 /** One image-shaped job over every distinct layer of `children`, so one plan and one bounded pool cover them all. */
-function everyLayer(children: Image[]): Image {
+export function everyLayer(children: Image[]): Image {
   const seen = new Set<string>();
   const layers: Layer[] = [];
   for (const child of children) {
@@ -224,6 +241,13 @@ async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, 
   const hasCompressed = await store.has(d.digest);
   const needCompressed = (!decompressed || keepCompressed) && !hasCompressed;
   return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
+}
+
+/** Blobs through the source's registry client, when it has one (a synthetic source streams `Layer.open`). */
+function withSender(options: PullOptions, source: RemoteSource): PullOptions {
+  const client = (source as Partial<RemoteSource>).client;
+  if (options.sender || !client) return options;
+  return { ...options, sender: (ref, d, label) => client.blobSender(ref, d, label) };
 }
 
 /** Opens a stored blob for `storeLayer`, or says clearly that it went missing. */
@@ -265,11 +289,10 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
   const todo = plans.filter((p) => !p.cached);
   await mapLimit(todo, options.concurrency ?? DEFAULT_CONCURRENCY, signal, async (p) => {
     const layer = image.layers[p.index]!;
-    const attempts = options.attempts ?? 3;
     // A compressed blob already kept (say, by a docker-format pull) is decompressed from the
     // store; if that fails in any way, the layer is fetched from the registry as usual.
     let fromStore = p.needUncompressed && p.hasCompressed;
-    for (let attempt = 1; ; attempt++) {
+    for (;;) {
       let done = 0;
       try {
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'downloading', done: 0, total: p.size });
@@ -287,7 +310,12 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
           ...(fromStore ? { fromStore } : {}),
         };
         if (options.layerRunner) await options.layerRunner(job, onBytes, signal!);
-        else await storeLayer(fromStore ? storedBlobOpener(store, job.descriptor.digest, job.label) : (sig) => layer.open(sig), job, options, onBytes);
+        else {
+          const from: LayerSource = fromStore
+            ? { open: storedBlobOpener(store, job.descriptor.digest, job.label) }
+            : options.sender ? options.sender(image.reference, layer.descriptor, job.label) : { open: (sig) => layer.open(sig) };
+          await storeLayer(from, job, options, onBytes);
+        }
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'done', done: p.size, total: p.size });
         return;
       } catch (err) {
@@ -296,26 +324,142 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
         if (signal?.aborted) throw e; // another layer failed first; its error is the one reported
         if (fromStore) {
           fromStore = false;
-          attempt--;
           continue;
         }
-        if (!e.retryable || attempt >= attempts || e.code === ErrorCode.Aborted) {
-          emit({ type: 'layer', index: p.index, digest: p.digest, state: 'failed', done, total: p.size });
-          stop.abort();
-          throw e;
-        }
-        await (options.sleep ?? abortableSleep)(500 * 2 ** (attempt - 1), signal);
+        // No retry here: the fetch engine retried (and resumed) already, within its budget.
+        emit({ type: 'layer', index: p.index, digest: p.digest, state: 'failed', done, total: p.size });
+        stop.abort();
+        throw e;
       }
     }
   });
 }
 
+/** Where a layer's bytes come from: the registry (resumable single requests) or a verified stream. */
+export type LayerSource = BlobSender | { open: (signal?: AbortSignal) => Promise<ReadableStream<Uint8Array>> };
+
 /**
- * Fetch one layer (`open` gives its verified compressed bytes) and keep what the job asks for:
- * the blob under its digest, and/or its decompressed bytes under the diff_id once verified.
+ * Fetch one layer and keep what the job asks for: the blob under its digest, and/or its
+ * decompressed bytes under the diff_id once verified. From the registry, the compressed bytes go
+ * through the resumable fetch engine into the store's partial for that digest (continuing a
+ * download an earlier pull left unfinished); the diff_id copy is written as they pass.
  */
 export async function storeLayer(
-  open: (signal?: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
+  from: LayerSource,
+  job: Pick<LayerJob, 'descriptor' | 'diffId' | 'label' | 'needCompressed' | 'needUncompressed'>,
+  options: Pick<PullOptions, 'store' | 'signal' | 'zstd' | 'parallel'>,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  if ('open' in from) return storeStream(await from.open(options.signal), job, options, onBytes);
+  const { store, signal } = options;
+  const d = job.descriptor;
+  const expected = { digest: d.digest, size: d.size, label: job.label };
+  // Spills belong to the blob's key: the store's sweep leaves them alone while this download holds it.
+  const parallel = options.parallel && store.createSpill ? { ...options.parallel, spill: () => store.createSpill!(d.digest) } : undefined;
+  const fetchOptions = { ...(signal ? { signal } : {}), onBytes, ...(parallel ? { parallel } : {}) };
+  if (!job.needUncompressed) {
+    const sink = store.openPartial ? await store.openPartial(d.digest, d.size, signal) : streamSink((s) => store.put(d.digest, s, signal));
+    // Another pull (a tab, a layer worker) may have finished it while this one waited for the
+    // partial; a prefix still kept of it is of no use any more.
+    if (store.openPartial && await store.has(d.digest)) {
+      await sink.close(false);
+      onBytes(d.size);
+      return;
+    }
+    await fetchBlob(from, sink, expected, fetchOptions);
+    return;
+  }
+  // The decompressor must see the blob from byte 0, so a stored partial is not resumed here; a
+  // break within this pull still continues where it stopped (the sink keeps its place).
+  const branches = () => {
+    const list = [streamSink((s) => decompressInto(s, job, options))];
+    if (job.needCompressed) list.push(streamSink((s) => store.put(d.digest, s, signal)));
+    return list;
+  };
+  const { parallel: _oneStream, ...inOrder } = fetchOptions;
+  await fetchBlob(from, teeSink(branches), expected, inOrder);
+}
+
+/** The blob's bytes decompressed and kept under the job's diff_id once that digest matched. */
+async function decompressInto(stream: ReadableStream<Uint8Array>, job: Pick<LayerJob, 'diffId' | 'label'>, options: Pick<PullOptions, 'store' | 'signal' | 'zstd'>): Promise<number> {
+  const zstd = options.zstd === null ? undefined : (options.zstd ?? zstdDecompressStream);
+  const { stream: plain } = await decompress(stream, zstd ? { zstd } : {});
+  return options.store.put(job.diffId!, plain.pipeThrough(verifyingStream({ digest: job.diffId!, label: `uncompressed ${job.label}` })), options.signal);
+}
+
+/**
+ * A sink feeding a consumer of streams (store.put, a decompressor): what was written is kept only
+ * if the consumer finishes cleanly after commit(); reset() starts a new consumer from byte 0.
+ */
+export function streamSink(consume: (stream: ReadableStream<Uint8Array>) => Promise<unknown>): BlobSink {
+  let writer!: WritableStreamDefaultWriter<Uint8Array>;
+  let consumed!: Promise<unknown>;
+  let written = 0;
+  const begin = () => {
+    const pipe = new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 4 }, { highWaterMark: 4 });
+    writer = pipe.writable.getWriter();
+    consumed = consume(pipe.readable);
+    consumed.catch(() => undefined);
+    written = 0;
+  };
+  const stop = async (reason: unknown) => {
+    await writer.abort(reason).catch(() => undefined);
+    await consumed.catch(() => undefined);
+  };
+  begin();
+  return {
+    get offset() {
+      return written;
+    },
+    state: undefined,
+    async write(chunk) {
+      // The consumer's own failure (a diff_id mismatch, a full disk) is the one to report.
+      await Promise.race([writer.ready.catch(() => consumed), consumed.then(() => undefined)]);
+      written += chunk.byteLength;
+      void writer.write(chunk).catch(() => undefined);
+      await Promise.race([writer.ready.catch(() => consumed), consumed.then(() => undefined)]);
+    },
+    async reset() {
+      await stop(new AbortedError('restarted from byte 0'));
+      begin();
+    },
+    async commit() {
+      await writer.close().catch(() => undefined);
+      await consumed;
+    },
+    async close() {
+      await stop(new AbortedError());
+    },
+  };
+}
+
+/** One sink writing to several (the compressed copy and the decompressed one); all commit or none. */
+function teeSink(make: () => BlobSink[]): BlobSink {
+  let sinks = make();
+  const all = async (f: (s: BlobSink) => Promise<void>) => {
+    const settled = await Promise.allSettled(sinks.map(f));
+    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => LongshoreError.from(s.reason));
+    // Prefer the error that says what went wrong over the cancellations it caused elsewhere.
+    if (failures.length) throw failures.find((e) => e.code !== ErrorCode.Internal && e.code !== ErrorCode.Aborted) ?? failures[0]!;
+  };
+  return {
+    get offset() {
+      return sinks[0]!.offset;
+    },
+    state: undefined,
+    write: (chunk, state) => all((s) => s.write(chunk, state)),
+    async reset() {
+      await all((s) => s.close(false));
+      sinks = make();
+    },
+    commit: () => all((s) => s.commit()),
+    close: (keep) => all((s) => s.close(keep)),
+  };
+}
+
+/** A verified stream (a stored blob) → what the job keeps, as before the fetch engine existed. */
+async function storeStream(
+  source: ReadableStream<Uint8Array>,
   job: Pick<LayerJob, 'descriptor' | 'diffId' | 'label' | 'needCompressed' | 'needUncompressed'>,
   options: Pick<PullOptions, 'store' | 'signal' | 'zstd'>,
   onBytes: (n: number) => void,
@@ -323,12 +467,11 @@ export async function storeLayer(
   const { store, signal } = options;
   const { needCompressed, needUncompressed } = job;
   const d = job.descriptor;
-  const counted = (await open(signal)).pipeThrough(counter(onBytes));
+  const counted = source.pipeThrough(counter(onBytes));
   if (!needUncompressed) {
     await store.put(d.digest, counted, signal);
     return;
   }
-  const diffId = job.diffId!;
   // One failing branch (say, a diff_id mismatch) stops the copy into the others.
   const stop = new AbortController();
   const halt = <T>(p: Promise<T>): Promise<T> => p.catch((err: unknown) => {
@@ -338,12 +481,7 @@ export async function storeLayer(
   const branches = needCompressed ? 2 : 1;
   const pipes = Array.from({ length: branches }, () => new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 4 }, { highWaterMark: 4 }));
   const tasks: Promise<unknown>[] = [halt(fanOut(counted, pipes.map((p) => p.writable), stop.signal))];
-  const plain = pipes[0]!.readable;
-  tasks.push(halt((async () => {
-    const zstd = options.zstd === null ? undefined : (options.zstd ?? zstdDecompressStream);
-    const { stream } = await decompress(plain, zstd ? { zstd } : {});
-    await store.put(diffId, stream.pipeThrough(verifyingStream({ digest: diffId, label: `uncompressed ${job.label}` })), signal);
-  })()));
+  tasks.push(halt(decompressInto(pipes[0]!.readable, job, options)));
   if (needCompressed) tasks.push(halt(store.put(d.digest, pipes[1]!.readable, signal)));
   const settled = await Promise.allSettled(tasks);
   const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => LongshoreError.from(s.reason));

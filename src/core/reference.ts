@@ -39,6 +39,8 @@ const DOMAIN_COMPONENT = /^(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])$/;
 const IPV6_BODY = /^[0-9a-f:]+$/;
 const PORT = /^[0-9]+$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const IMAGE_ID = /^[a-f0-9]{64}$/i;
+const LOCALHOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*localhost\.?$/;
 
 export interface ImageReference {
   /** Registry for naming: 'docker.io', 'ghcr.io', 'localhost:5000', '[::1]:5000'. Lowercase. */
@@ -69,6 +71,31 @@ export type ParseReferenceResult =
   | { ok: false; error: InvalidReferenceError };
 
 export function parseReference(input: string): ImageReference {
+  const text = checkInput(input);
+  const { name, tag, digest } = splitSuffixes(text, input);
+  const { rawRegistry, rawRepository } = splitRegistry(name);
+
+  const registry = rawRegistry === undefined ? DOCKER_HUB_REGISTRY : normaliseRegistry(rawRegistry, input);
+  checkRepository(rawRepository, input, rawRegistry === undefined, (lower) =>
+    `${rawRegistry === undefined ? '' : `${rawRegistry}/`}${lower}${text.slice(name.length)}`);
+  const repository = registry === DOCKER_HUB_REGISTRY && !rawRepository.includes('/')
+    ? OFFICIAL_REPO_PREFIX + rawRepository
+    : rawRepository;
+
+  const fullName = `${registry}/${repository}`;
+  if (fullName.length > NAME_MAX_LENGTH) {
+    throw invalid(input, 'name', fullName,
+      `Image name ${quote(fullName)} is ${fullName.length} characters long; the limit is ${NAME_MAX_LENGTH}.`,
+      `Registries accept names (registry/repository) of at most ${NAME_MAX_LENGTH} characters; shorten the repository.`);
+  }
+  if (tag !== undefined) checkTag(tag, input);
+  if (digest !== undefined) checkDigest(digest, input);
+
+  return build(registry, repository, tag ?? (digest === undefined ? DEFAULT_TAG : undefined), digest);
+}
+
+/** The input as one trimmed word, refusing what is not a name at all (empty, spaces, a URL, an image ID). */
+function checkInput(input: string): string {
   if (typeof input !== 'string') {
     throw invalid(String(input), 'input', String(input), `Image reference must be a string, got ${typeof input}.`,
       'Pass the image name as text, e.g. "alpine:3.20".');
@@ -88,71 +115,65 @@ export function parseReference(input: string): ImageReference {
     throw invalid(input, 'input', scheme, `Image reference ${quote(text)} starts with the URL scheme ${quote(scheme)}.`,
       `Image references have no scheme: drop ${quote(scheme)} and use ${quote(text.slice(schemeEnd + 3))}.`);
   }
+  // distribution's ParseNormalizedNamed refuses these too: 64 hex characters are what
+  // `docker images` shows as an image ID, which names an image on one machine, not in a registry.
+  if (IMAGE_ID.test(text)) {
+    throw invalid(input, 'input', text, `${quote(text)} is a 64-character hex string, which is an image ID, not an image name.`,
+      'An image ID names an image on one machine; a registry needs its name, e.g. "alpine:3.20", or name@sha256:<digest> to pin its content.');
+  }
+  return text;
+}
 
-  // name[:tag][@digest]; the digest grammar has no "@", the tag none of ":" or "/".
-  let rest = text;
-  let digestText: string | undefined;
-  const at = rest.indexOf('@');
+/** name[:tag][@digest]; the digest grammar has no "@", the tag none of ":" or "/". */
+function splitSuffixes(text: string, input: string): { name: string; tag: string | undefined; digest: string | undefined } {
+  let name = text;
+  let digest: string | undefined;
+  const at = name.indexOf('@');
   if (at !== -1) {
-    if (rest.indexOf('@', at + 1) !== -1) {
-      throw invalid(input, 'digest', rest.slice(at), `Image reference ${quote(text)} contains more than one "@".`,
+    if (name.indexOf('@', at + 1) !== -1) {
+      throw invalid(input, 'digest', name.slice(at), `Image reference ${quote(text)} contains more than one "@".`,
         'Use at most one digest: name[:tag]@sha256:<64 hex characters>.');
     }
-    digestText = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (digestText === '') {
+    digest = name.slice(at + 1);
+    name = name.slice(0, at);
+    if (digest === '') {
       throw invalid(input, 'digest', '', `The digest after "@" is empty in ${quote(text)}.`,
         'Add a digest such as "@sha256:<64 hex characters>", or remove the trailing "@".');
     }
   }
-  if (rest.startsWith('[') && !rest.includes('/')) {
-    throw invalid(input, 'repository', rest, `${quote(rest)} is a registry address without a repository.`,
-      `Add the repository after a "/", e.g. ${quote(`${rest}/name:tag`)}.`);
+  if (name.startsWith('[') && !name.includes('/')) {
+    throw invalid(input, 'repository', name, `${quote(name)} is a registry address without a repository.`,
+      `Add the repository after a "/", e.g. ${quote(`${name}/name:tag`)}.`);
   }
-  let tagText: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon > rest.lastIndexOf('/')) {
-    tagText = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-    if (tagText === '') {
+  let tag: string | undefined;
+  const colon = name.lastIndexOf(':');
+  if (colon > name.lastIndexOf('/')) {
+    tag = name.slice(colon + 1);
+    name = name.slice(0, colon);
+    if (tag === '') {
       throw invalid(input, 'tag', '', `The tag after ":" is empty in ${quote(text)}.`,
-        `Add a tag such as ${quote(`${rest}:latest`)}, or remove the trailing ":".`);
+        `Add a tag such as ${quote(`${name}:latest`)}, or remove the trailing ":".`);
     }
   }
-  if (rest === '') {
+  if (name === '') {
     throw invalid(input, 'repository', '', `Image reference ${quote(text)} has no repository name.`,
       'Put the image name first, e.g. "alpine:3.20" or "ghcr.io/owner/repo@sha256:…".');
   }
+  return { name, tag, digest };
+}
 
-  // distribution's splitDockerDomain: the first component is a registry only if it looks like a host.
-  let rawRegistry: string | undefined;
-  let rawRepository = rest;
-  const slash = rest.indexOf('/');
+/** distribution's splitDockerDomain: the first component is a registry only if it looks like a host. */
+function splitRegistry(name: string): { rawRegistry: string | undefined; rawRepository: string } {
+  const slash = name.indexOf('/');
   if (slash !== -1) {
-    const first = rest.slice(0, slash);
-    if (first.includes('.') || first.includes(':') || first.startsWith('[') || first.toLowerCase() === 'localhost') {
-      rawRegistry = first;
-      rawRepository = rest.slice(slash + 1);
-    }
+    const first = name.slice(0, slash);
+    if (looksLikeHost(first)) return { rawRegistry: first, rawRepository: name.slice(slash + 1) };
   }
+  return { rawRegistry: undefined, rawRepository: name };
+}
 
-  const registry = rawRegistry === undefined ? DOCKER_HUB_REGISTRY : normaliseRegistry(rawRegistry, input);
-  checkRepository(rawRepository, input, (lower) =>
-    `${rawRegistry === undefined ? '' : `${rawRegistry}/`}${lower}${text.slice(rest.length)}`);
-  const repository = registry === DOCKER_HUB_REGISTRY && !rawRepository.includes('/')
-    ? OFFICIAL_REPO_PREFIX + rawRepository
-    : rawRepository;
-
-  const name = `${registry}/${repository}`;
-  if (name.length > NAME_MAX_LENGTH) {
-    throw invalid(input, 'name', name,
-      `Image name ${quote(name)} is ${name.length} characters long; the limit is ${NAME_MAX_LENGTH}.`,
-      `Registries accept names (registry/repository) of at most ${NAME_MAX_LENGTH} characters; shorten the repository.`);
-  }
-  if (tagText !== undefined) checkTag(tagText, input);
-  if (digestText !== undefined) checkDigest(digestText, input);
-
-  return build(registry, repository, tagText ?? (digestText === undefined ? DEFAULT_TAG : undefined), digestText);
+function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component.startsWith('[') || component.toLowerCase() === 'localhost';
 }
 
 export function tryParseReference(input: string): ParseReferenceResult {
@@ -168,15 +189,6 @@ export function tryParseReference(input: string): ParseReferenceResult {
 export function withDigest(ref: ImageReference, digest: string): ImageReference {
   checkDigest(digest, digest);
   return build(ref.registry, ref.repository, ref.tag, digest);
-}
-
-/**
- * The same repository at `tag`. Any digest is dropped: it identified the old tag's manifest,
- * and keeping it would make the new tag irrelevant for fetching.
- */
-export function withTag(ref: ImageReference, tag: string): ImageReference {
-  checkTag(tag, tag);
-  return build(ref.registry, ref.repository, tag, undefined);
 }
 
 /**
@@ -196,9 +208,10 @@ export function downloadFileName(ref: ImageReference, ext = '.tar'): string {
 }
 
 /**
- * True for loopback registry hosts, with or without a port: "localhost", 127.0.0.0/8 and
- * "[::1]" (also written out in full, or unbracketed without a port). Case-insensitive.
- * Callers use it to default to plain http, as Docker does for these hosts.
+ * True for loopback hosts, with or without a port, case-insensitive: "localhost" and any name
+ * under it ("foo.localhost": RFC 6761 §6.3 reserves them for loopback), 127.0.0.0/8, and "::1" or
+ * an IPv4-mapped 127.x address ("::ffff:127.0.0.1", RFC 4291 §2.5.5.2) in any spelling, bracketed
+ * or not (unbracketed only without a port). Callers default these to plain http, as Docker does.
  */
 export function isLoopbackHost(host: string): boolean {
   if (typeof host !== 'string') return false;
@@ -214,9 +227,9 @@ export function isLoopbackHost(host: string): boolean {
   if (colons > 1) return isIpv6Loopback(h);
   const [hostname = '', port] = h.split(':');
   if (port !== undefined && !isPort(port)) return false;
-  if (hostname === 'localhost') return true;
-  const m = IPV4.exec(hostname);
-  return m !== null && m.slice(1).every(isOctet) && m[1] === '127';
+  if (LOCALHOST_NAME.test(hostname)) return true;
+  const octets = ipv4Octets(hostname);
+  return octets !== undefined && octets[0] === 127;
 }
 
 function build(registry: string, repository: string, tag: string | undefined, digest: string | undefined): ImageReference {
@@ -280,7 +293,7 @@ function normaliseRegistry(raw: string, input: string): string {
   return registry === LEGACY_DOCKER_HUB_REGISTRY ? DOCKER_HUB_REGISTRY : registry;
 }
 
-function checkRepository(raw: string, input: string, suggest: (lowercased: string) => string): void {
+function checkRepository(raw: string, input: string, onDockerHub: boolean, suggest: (lowercased: string) => string): void {
   if (raw === '') {
     throw invalid(input, 'repository', '', `Image reference ${quote(input.trim())} has no repository after the registry.`,
       'Add the repository after the "/", e.g. "ghcr.io/owner/repo".');
@@ -298,6 +311,14 @@ function checkRepository(raw: string, input: string, suggest: (lowercased: strin
     }
   }
   if (lower !== raw) {
+    const first = raw.slice(0, raw.indexOf('/'));
+    // distribution reads "MYHOST/app" as registry MYHOST; we do not guess (it would send the
+    // pull to a host nobody named as one), but say how to name a single-label host.
+    if (onDockerHub && first !== '' && first !== first.toLowerCase()) {
+      throw invalid(input, 'repository', raw,
+        `Repository ${quote(raw)} contains uppercase letters; repository names must be lowercase, and ${quote(first)} is not read as a registry: a registry needs a "." or ":" in its name, or is "localhost".`,
+        `If ${quote(first)} is a registry, add its port (${quote(`${first.toLowerCase()}:443/${raw.slice(first.length + 1).toLowerCase()}`)}) or its full domain name; otherwise use lowercase: ${quote(suggest(lower))}.`);
+    }
     throw invalid(input, 'repository', raw, `Repository ${quote(raw)} contains uppercase letters; repository names must be lowercase.`,
       `Use lowercase: ${quote(suggest(lower))}.`);
   }
@@ -367,19 +388,44 @@ function isOctet(text: string): boolean {
   return (text === '0' || !text.startsWith('0')) && Number(text) <= 255;
 }
 
-// "::1" in any spelling: seven zero groups then 1 ("0:0:0:0:0:0:0:1", "0::1", …).
-function isIpv6Loopback(body: string): boolean {
-  if (!IPV6_BODY.test(body)) return false;
-  const halves = body.split('::');
-  if (halves.length > 2) return false;
+function ipv4Octets(text: string): number[] | undefined {
+  const m = IPV4.exec(text);
+  if (m === null || !m.slice(1).every(isOctet)) return undefined;
+  return m.slice(1).map(Number);
+}
+
+// The eight 16-bit groups of an IPv6 address ("::" shorthand, a dotted IPv4 tail: RFC 4291 §2.2).
+function ipv6Groups(body: string): number[] | undefined {
+  let text = body;
+  const tail: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  if (text.includes('.')) {
+    const octets = ipv4Octets(text.slice(lastColon + 1));
+    if (octets === undefined) return undefined;
+    tail.push((octets[0]! << 8) | octets[1]!, (octets[2]! << 8) | octets[3]!);
+    // Keep a "::" that ends right before the IPv4 part; drop a single ":".
+    const prefix = text.slice(0, lastColon + 1);
+    text = prefix.endsWith('::') ? prefix : prefix.slice(0, -1);
+  }
+  if (!IPV6_BODY.test(text)) return undefined;
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
   const groups = (s: string): string[] => (s === '' ? [] : s.split(':'));
   const head = groups(halves[0] ?? '');
-  const tail = halves.length === 2 ? groups(halves[1] ?? '') : [];
-  const given = head.length + tail.length;
-  if (halves.length === 2 ? given > 7 : given !== 8) return false;
-  const all = [...head, ...Array<string>(8 - given).fill('0'), ...tail];
-  if (all.some((g) => g === '' || g.length > 4)) return false;
-  return all.every((g, i) => parseInt(g, 16) === (i === 7 ? 1 : 0));
+  const rest = halves.length === 2 ? groups(halves[1] ?? '') : [];
+  const given = head.length + rest.length + tail.length;
+  if (halves.length === 2 ? given > 7 : given !== 8) return undefined;
+  const all = [...head, ...Array<string>(8 - given).fill('0'), ...rest];
+  if (all.some((g) => g === '' || g.length > 4)) return undefined;
+  return [...all.map((g) => parseInt(g, 16)), ...tail];
+}
+
+// ::1, or ::ffff:127.x.y.z (an IPv4-mapped loopback address).
+function isIpv6Loopback(body: string): boolean {
+  const g = ipv6Groups(body);
+  if (g === undefined) return false;
+  const zeros = (n: number): boolean => g.slice(0, n).every((x) => x === 0);
+  return (zeros(7) && g[7] === 1) || (zeros(5) && g[5] === 0xffff && g[6]! >> 8 === 127);
 }
 
 // Messages quote the offending text, cut short so a pasted novel does not become the message.

@@ -6,7 +6,7 @@
 // dictionaries are not supported (OCI layers never use them). Memory is one frame window (8 MiB at
 // the default level) plus the block being decoded.
 import { Decompress } from 'fzstd';
-import { ErrorCode, LongshoreError } from './errors.ts';
+import { ErrorCode, LongshoreError, TRUNCATED } from './errors.ts';
 import { pushDecoderStream } from './push-decoder.ts';
 
 function zstdError(err: unknown, truncated: boolean): LongshoreError {
@@ -14,6 +14,7 @@ function zstdError(err: unknown, truncated: boolean): LongshoreError {
   return new LongshoreError(ErrorCode.Format, `${truncated ? 'Truncated or invalid' : 'Invalid'} zstd data: ${message}`, {
     hint: 'The layer is not valid zstd. Choose a format that keeps layers compressed as they are (docker, oci, tarball).',
     cause: err,
+    data: truncated ? { ...TRUNCATED } : {},
   });
 }
 

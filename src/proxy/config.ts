@@ -18,10 +18,44 @@ export interface ProxyConfig {
   registries: RegistryEntry[];
   /** Registry host (or `docker.io`) → mirror origin (`http://127.0.0.1:5000`). */
   mirrors: Record<string, string>;
+  /** Mirror keys whose mirror is handed the client's Authorization (never by default). */
+  authorizedMirrors: string[];
   /** Token realms as origin + path (`https://auth.docker.io/token`), no query. */
   tokenRealms: string[];
   /** Loopback/private upstreams: `auto` = only while listening on loopback. */
   allowLoopback: boolean | 'auto';
+  /** Page origins allowed to read through the proxy besides its own (`*` = any page). */
+  allowedOrigins: string[];
+  /** Take the client address from the last `X-Forwarded-For` entry (behind nginx). */
+  trustForwardedFor: boolean;
+  timeouts: Timeouts;
+  limits: Limits;
+}
+
+/** Every upstream phase has a bound (milliseconds). */
+export interface Timeouts {
+  /** TCP (+ TLS) connection to the upstream. */
+  connectMs: number;
+  /** From sending the request to the upstream's status line and headers. */
+  headersMs: number;
+  /** Longest pause while relaying a body, whichever side stalls (upstream or client). */
+  bodyIdleMs: number;
+  /** Longest wait for a pooled upstream connection before answering 503. */
+  poolWaitMs: number;
+}
+
+/** Limits that keep one client or one registry from taking the whole proxy. 0 = no limit. */
+export interface Limits {
+  /** Open client connections to the server (node server only). */
+  maxConnections: number;
+  /** Upstream connections per upstream origin (the pool). */
+  upstreamSocketsPerOrigin: number;
+  /** Proxied requests one client may have in flight (until their bodies are relayed). */
+  clientStreams: number;
+  /** Sustained proxied requests per second per client (token bucket refill). */
+  clientRequestsPerSecond: number;
+  /** Requests a client may make at once above the sustained rate (bucket size). */
+  clientBurst: number;
 }
 
 /** What the browser client may know: `GET /config.json`. */
@@ -52,6 +86,7 @@ export const DEFAULT_CONFIG: Readonly<ProxyConfig> = deepFreeze({
     { host: 'public.ecr.aws', scheme: 'https' },
   ],
   mirrors: {},
+  authorizedMirrors: [],
   tokenRealms: [
     'https://auth.docker.io/token',
     'https://ghcr.io/token',
@@ -60,6 +95,10 @@ export const DEFAULT_CONFIG: Readonly<ProxyConfig> = deepFreeze({
     'https://public.ecr.aws/token',
   ],
   allowLoopback: 'auto',
+  allowedOrigins: [],
+  trustForwardedFor: false,
+  timeouts: { connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000, poolWaitMs: 5_000 },
+  limits: { maxConnections: 1024, upstreamSocketsPerOrigin: 64, clientStreams: 32, clientRequestsPerSecond: 50, clientBurst: 200 },
 } satisfies ProxyConfig);
 
 /** Docker Hub answers under several names; `docker.io` in a mirror key means all of them. */
@@ -87,6 +126,15 @@ export interface LoadOptions {
   env?: Env;
   /** Reads the LONGSHORE_CONFIG file; defaults to node:fs. */
   readFile?: (path: string) => Promise<string>;
+}
+
+/**
+ * The default with `over` merged over it (as a LONGSHORE_CONFIG file is), checked: for runtimes
+ * without files or environment variables (workerd passes the JSON as a binding).
+ */
+export function configFrom(over: unknown, source = 'config'): ProxyConfig {
+  if (!isObject(over)) throw new ProxyConfigError([`${source}: must be a JSON object`]);
+  return parseConfig(mergeRaw(toRaw(DEFAULT_CONFIG), over), source);
 }
 
 /** Default → file named by LONGSHORE_CONFIG → LONGSHORE_* variables; throws ProxyConfigError. */
@@ -117,107 +165,203 @@ export async function loadConfig(options: LoadOptions = {}): Promise<ProxyConfig
   return parseConfig(raw, path ? path : 'config');
 }
 
+type Problem = (message: string) => void;
+
+/** One parser per key: each reports its problems and returns the default when the value is bad. */
+const KEY_PARSERS: { [K in keyof ProxyConfig]: (raw: unknown, problem: Problem) => ProxyConfig[K] } = {
+  listen: parseListen,
+  registries: parseRegistries,
+  mirrors: (raw, problem) => parseMirrors(raw, problem).mirrors,
+  authorizedMirrors: (raw, problem) => {
+    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string')) return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
+    problem(`authorizedMirrors must be an array of mirror keys like ["docker.io"], got ${show(raw)}`);
+    return [];
+  },
+  tokenRealms: parseTokenRealms,
+  allowLoopback: (raw, problem) => {
+    if (raw === true || raw === false || raw === 'auto') return raw;
+    problem(`allowLoopback must be true, false or "auto", got ${show(raw)}`);
+    return 'auto';
+  },
+  allowedOrigins: parseAllowedOrigins,
+  trustForwardedFor: (raw, problem) => {
+    if (typeof raw === 'boolean') return raw;
+    problem(`trustForwardedFor must be true or false, got ${show(raw)}`);
+    return false;
+  },
+  timeouts: (raw, problem) => parseNumbers('timeouts', raw, DEFAULT_CONFIG.timeouts, 1, problem),
+  limits: (raw, problem) => parseNumbers('limits', raw, DEFAULT_CONFIG.limits, 0, problem),
+};
+
+/** Keys a config written before they existed may leave out. */
+const OPTIONAL_KEYS: ReadonlySet<string> = new Set(['authorizedMirrors', 'allowedOrigins', 'trustForwardedFor', 'timeouts', 'limits']);
+const KNOWN_KEYS = Object.keys(KEY_PARSERS);
+
 /**
- * Checks and normalises a whole config object (all keys present, as after merging over the
- * default). `source` prefixes the messages.
+ * Checks and normalises a whole config object (every key present, as after merging over the
+ * default; the newer keys may be left out). `source` prefixes the messages.
  */
 export function parseConfig(input: unknown, source = 'config'): ProxyConfig {
   const problems: string[] = [];
-  const at = (key: string) => `${source}: ${key}`;
+  const at = (message: string) => problems.push(`${source}: ${message}`);
   if (!isObject(input)) throw new ProxyConfigError([`${source}: must be a JSON object`]);
   for (const key of Object.keys(input)) {
     if (!KNOWN_KEYS.includes(key) && !key.startsWith('$') && !key.startsWith('//')) {
-      problems.push(at(`unknown key "${key}" (known: ${KNOWN_KEYS.join(', ')})`));
+      at(`unknown key "${key}" (known: ${KNOWN_KEYS.join(', ')})`);
     }
   }
-
-  const listen = { host: DEFAULT_CONFIG.listen.host, port: DEFAULT_CONFIG.listen.port };
-  const rawListen = input['listen'];
-  if (!isObject(rawListen)) {
-    problems.push(at('listen must be an object like {"host": "127.0.0.1", "port": 8080}'));
-  } else {
-    const host = rawListen['host'];
-    if (typeof host !== 'string' || !/^(\[[0-9a-f:.]+\]|[0-9a-f:.]*:[0-9a-f:.]*|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$/i.test(host)) {
-      problems.push(at(`listen.host must be a host name or IP address, got ${show(host)}`));
-    } else {
-      listen.host = host;
-    }
-    const port = rawListen['port'];
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-      problems.push(at(`listen.port must be an integer from 0 to 65535, got ${show(port)}`));
-    } else {
-      listen.port = port;
-    }
-  }
-
-  let allowLoopback: ProxyConfig['allowLoopback'] = 'auto';
-  const rawAllow = input['allowLoopback'];
-  if (rawAllow === true || rawAllow === false || rawAllow === 'auto') allowLoopback = rawAllow;
-  else problems.push(at(`allowLoopback must be true, false or "auto", got ${show(rawAllow)}`));
-
-  const registries: RegistryEntry[] = [];
-  const rawRegistries = input['registries'];
-  if (!Array.isArray(rawRegistries)) {
-    problems.push(at('registries must be an array of {"host": "…", "scheme": "https"} entries'));
-  } else {
-    rawRegistries.forEach((entry: unknown, i) => {
-      const parsed = parseRegistryEntry(entry, (msg) => problems.push(at(`registries[${i}]: ${msg}`)));
-      if (!parsed) return;
-      const existing = registries.findIndex((r) => r.host === parsed.host);
-      if (existing >= 0) registries[existing] = parsed;
-      else registries.push(parsed);
-    });
-  }
-
-  const mirrors: Record<string, string> = {};
-  const rawMirrors = input['mirrors'];
-  if (!isObject(rawMirrors)) {
-    problems.push(at('mirrors must be an object like {"docker.io": "http://127.0.0.1:5000"}'));
-  } else {
-    for (const [key, value] of Object.entries(rawMirrors)) {
-      const host = normaliseHost(key, 'https');
-      if (!host) {
-        problems.push(at(`mirrors: key ${show(key)} must be a registry host such as "docker.io" or "ghcr.io"`));
-        continue;
-      }
-      const origin = typeof value === 'string' ? parseOrigin(value) : undefined;
-      if (!origin) {
-        problems.push(at(`mirrors["${key}"] must be an http(s) URL with no path, like "http://127.0.0.1:5000", got ${show(value)}`));
-        continue;
-      }
-      mirrors[host] = origin;
-    }
-  }
-
-  const tokenRealms: string[] = [];
-  const rawRealms = input['tokenRealms'];
-  if (!Array.isArray(rawRealms)) {
-    problems.push(at('tokenRealms must be an array of URLs like "https://auth.docker.io/token"'));
-  } else {
-    rawRealms.forEach((realm: unknown, i) => {
-      const normalised = typeof realm === 'string' ? normaliseRealm(realm) : undefined;
-      if (!normalised) {
-        problems.push(at(`tokenRealms[${i}] must be an http(s) URL without query or credentials, got ${show(realm)}`));
-      } else if (!tokenRealms.includes(normalised)) {
-        tokenRealms.push(normalised);
-      }
-    });
-  }
-
-  const config: ProxyConfig = { listen, registries, mirrors, tokenRealms, allowLoopback };
-  if (problems.length === 0 && !loopbackAllowed(config)) {
-    // Fail loudly at start-up rather than refuse every request later.
-    const why = allowLoopback === false ? 'allowLoopback is false' : `the server listens on ${listen.host}, not on loopback`;
-    const check = (what: string, host: string) => {
-      const kind = classifyHost(new URL(`http://${host}`).hostname);
-      if (kind) problems.push(at(`${what} is a ${kind} address but ${why}; set allowLoopback: true (LONGSHORE_ALLOW_LOOPBACK=true) to allow it`));
-    };
-    for (const r of registries) check(`registry ${r.host}`, r.host);
-    for (const [key, origin] of Object.entries(mirrors)) check(`mirror ${key} → ${origin}`, new URL(origin).host);
-    for (const realm of tokenRealms) check(`token realm ${realm}`, new URL(realm).host);
-  }
+  const value = <K extends keyof ProxyConfig>(key: K): ProxyConfig[K] => {
+    const raw = input[key];
+    if (raw === undefined && OPTIONAL_KEYS.has(key)) return structuredClone(DEFAULT_CONFIG[key]) as ProxyConfig[K];
+    return KEY_PARSERS[key](raw, at);
+  };
+  const mirrors = value('mirrors');
+  const authorizedMirrors = [...new Set([...value('authorizedMirrors'), ...parseMirrors(input['mirrors'], () => undefined).authorized])];
+  for (const key of authorizedMirrors) if (!(key in mirrors)) at(`authorizedMirrors: ${show(key)} is not a mirror key`);
+  const config: ProxyConfig = {
+    listen: value('listen'),
+    registries: value('registries'),
+    mirrors,
+    authorizedMirrors,
+    tokenRealms: value('tokenRealms'),
+    allowLoopback: value('allowLoopback'),
+    allowedOrigins: value('allowedOrigins'),
+    trustForwardedFor: value('trustForwardedFor'),
+    timeouts: value('timeouts'),
+    limits: value('limits'),
+  };
+  if (problems.length === 0) checkLocalDestinations(config, at);
   if (problems.length > 0) throw new ProxyConfigError(problems);
   return config;
+}
+
+function parseListen(raw: unknown, problem: Problem): ProxyConfig['listen'] {
+  const listen = { ...DEFAULT_CONFIG.listen };
+  if (!isObject(raw)) {
+    problem('listen must be an object like {"host": "127.0.0.1", "port": 8080}');
+    return listen;
+  }
+  const host = raw['host'];
+  if (typeof host !== 'string' || !/^(\[[0-9a-f:.]+\]|[0-9a-f:.]*:[0-9a-f:.]*|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$/i.test(host)) {
+    problem(`listen.host must be a host name or IP address, got ${show(host)}`);
+  } else {
+    listen.host = host;
+  }
+  const port = raw['port'];
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    problem(`listen.port must be an integer from 0 to 65535, got ${show(port)}`);
+  } else {
+    listen.port = port;
+  }
+  return listen;
+}
+
+function parseRegistries(raw: unknown, problem: Problem): RegistryEntry[] {
+  const registries: RegistryEntry[] = [];
+  if (!Array.isArray(raw)) {
+    problem('registries must be an array of {"host": "…", "scheme": "https"} entries');
+    return registries;
+  }
+  raw.forEach((entry: unknown, i) => {
+    const parsed = parseRegistryEntry(entry, (msg) => problem(`registries[${i}]: ${msg}`));
+    if (!parsed) return;
+    const existing = registries.findIndex((r) => r.host === parsed.host);
+    if (existing >= 0) registries[existing] = parsed;
+    else registries.push(parsed);
+  });
+  return registries;
+}
+
+/** `{"docker.io": "http://m:5000"}` or `{"docker.io": {"url": "http://m:5000", "forwardAuthorization": true}}`. */
+function parseMirrors(raw: unknown, problem: Problem): { mirrors: Record<string, string>; authorized: string[] } {
+  const mirrors: Record<string, string> = {};
+  const authorized: string[] = [];
+  if (!isObject(raw)) {
+    problem('mirrors must be an object like {"docker.io": "http://127.0.0.1:5000"}');
+    return { mirrors, authorized };
+  }
+  for (const [key, value] of Object.entries(raw)) {
+    const host = normaliseHost(key, 'https');
+    if (!host) {
+      problem(`mirrors: key ${show(key)} must be a registry host such as "docker.io" or "ghcr.io"`);
+      continue;
+    }
+    const entry = isObject(value) ? value : { url: value };
+    for (const name of Object.keys(entry)) {
+      if (name !== 'url' && name !== 'forwardAuthorization') problem(`mirrors["${key}"]: unknown key "${name}" (known: url, forwardAuthorization)`);
+    }
+    const origin = typeof entry['url'] === 'string' ? parseOrigin(entry['url']) : undefined;
+    if (!origin) {
+      problem(`mirrors["${key}"] must be an http(s) URL with no path, like "http://127.0.0.1:5000", got ${show(entry['url'])}`);
+      continue;
+    }
+    const forward = entry['forwardAuthorization'] ?? false;
+    if (typeof forward !== 'boolean') problem(`mirrors["${key}"].forwardAuthorization must be true or false, got ${show(forward)}`);
+    mirrors[host] = origin;
+    if (forward === true) authorized.push(host);
+  }
+  return { mirrors, authorized };
+}
+
+function parseTokenRealms(raw: unknown, problem: Problem): string[] {
+  const tokenRealms: string[] = [];
+  if (!Array.isArray(raw)) {
+    problem('tokenRealms must be an array of URLs like "https://auth.docker.io/token"');
+    return tokenRealms;
+  }
+  raw.forEach((realm: unknown, i) => {
+    const normalised = typeof realm === 'string' ? normaliseRealm(realm) : undefined;
+    if (!normalised) problem(`tokenRealms[${i}] must be an http(s) URL without query or credentials, got ${show(realm)}`);
+    else if (!tokenRealms.includes(normalised)) tokenRealms.push(normalised);
+  });
+  return tokenRealms;
+}
+
+/** Origins as a browser sends them (`https://app.example`, `http://127.0.0.1:8080`), or `*`. */
+function parseAllowedOrigins(raw: unknown, problem: Problem): string[] {
+  const origins: string[] = [];
+  if (!Array.isArray(raw)) {
+    problem('allowedOrigins must be an array of origins like "https://app.example"');
+    return origins;
+  }
+  raw.forEach((item: unknown, i) => {
+    const origin = item === '*' ? '*' : typeof item === 'string' ? parseOrigin(item) : undefined;
+    if (!origin) problem(`allowedOrigins[${i}] must be "*" or an http(s) origin with no path, like "https://app.example", got ${show(item)}`);
+    else if (!origins.includes(origin)) origins.push(origin);
+  });
+  return origins;
+}
+
+/** An object of non-negative integers, each key known from `defaults`; missing keys keep theirs. */
+function parseNumbers<T extends object>(name: string, raw: unknown, defaults: Readonly<T>, min: number, problem: Problem): T {
+  const out = { ...defaults } as Record<string, number>;
+  if (!isObject(raw)) {
+    problem(`${name} must be an object like ${JSON.stringify(defaults)}`);
+    return out as T;
+  }
+  for (const [key, value] of Object.entries(raw)) {
+    if (!(key in defaults)) {
+      problem(`${name}: unknown key "${key}" (known: ${Object.keys(defaults).join(', ')})`);
+    } else if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+      problem(`${name}.${key} must be an integer${min > 0 ? ` of at least ${min}` : ' (0 = no limit)'}, got ${show(value)}`);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out as T;
+}
+
+/** Fail loudly at start-up rather than refuse every request later. */
+function checkLocalDestinations(config: ProxyConfig, problem: Problem): void {
+  if (loopbackAllowed(config)) return;
+  const why = config.allowLoopback === false ? 'allowLoopback is false' : `the server listens on ${config.listen.host}, not on loopback`;
+  const check = (what: string, host: string) => {
+    const kind = classifyHost(new URL(`http://${host}`).hostname);
+    if (kind) problem(`${what} is a ${kind} address but ${why}; set allowLoopback: true (LONGSHORE_ALLOW_LOOPBACK=true) to allow it`);
+  };
+  for (const r of config.registries) check(`registry ${r.host}`, r.host);
+  for (const [key, origin] of Object.entries(config.mirrors)) check(`mirror ${key} → ${origin}`, new URL(origin).host);
+  for (const realm of config.tokenRealms) check(`token realm ${realm}`, new URL(realm).host);
 }
 
 /** Whether loopback/private upstreams may be reached under this config. */
@@ -279,8 +423,6 @@ export function parseJsonc(text: string): unknown {
   // Trailing commas are the other habit of hand-written config.
   return JSON.parse(out.replace(/,(\s*[\]}])/g, '$1'));
 }
-
-const KNOWN_KEYS = ['listen', 'registries', 'mirrors', 'tokenRealms', 'allowLoopback'];
 
 function parseRegistryEntry(entry: unknown, problem: (msg: string) => void): RegistryEntry | undefined {
   if (typeof entry === 'string') {
@@ -384,8 +526,44 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): R
     else if (allow === 'auto') out['allowLoopback'] = 'auto';
     else problems.push(`LONGSHORE_ALLOW_LOOPBACK must be true, false or auto, got ${show(allow)}`);
   }
+
+  const origins = env['LONGSHORE_ALLOWED_ORIGINS'];
+  if (origins) {
+    // Added to the configured list.
+    const list = Array.isArray(out['allowedOrigins']) ? [...(out['allowedOrigins'] as unknown[])] : [];
+    out['allowedOrigins'] = [...list, ...origins.split(',').map((s) => s.trim()).filter(Boolean)];
+  }
+
+  const trust = env['LONGSHORE_TRUST_FORWARDED_FOR'];
+  if (trust !== undefined && trust !== '') {
+    if (trust === 'true' || trust === 'false') out['trustForwardedFor'] = trust === 'true';
+    else problems.push(`LONGSHORE_TRUST_FORWARDED_FOR must be true or false, got ${show(trust)}`);
+  }
+
+  for (const [variable, [section, key]] of Object.entries(NUMBER_VARIABLES)) {
+    const text = env[variable];
+    if (text === undefined || text === '') continue;
+    if (!/^\d+$/.test(text.trim())) {
+      problems.push(`${variable} must be a whole number, got ${show(text)}`);
+      continue;
+    }
+    out[section] = { ...(isObject(out[section]) ? out[section] : {}), [key]: Number(text.trim()) };
+  }
   return out;
 }
+
+/** The numeric settings each variable sets: `[config section, key]`. */
+export const NUMBER_VARIABLES: Readonly<Record<string, readonly ['timeouts' | 'limits', string]>> = {
+  LONGSHORE_CONNECT_TIMEOUT_MS: ['timeouts', 'connectMs'],
+  LONGSHORE_HEADERS_TIMEOUT_MS: ['timeouts', 'headersMs'],
+  LONGSHORE_BODY_IDLE_TIMEOUT_MS: ['timeouts', 'bodyIdleMs'],
+  LONGSHORE_POOL_WAIT_MS: ['timeouts', 'poolWaitMs'],
+  LONGSHORE_MAX_CONNECTIONS: ['limits', 'maxConnections'],
+  LONGSHORE_UPSTREAM_SOCKETS: ['limits', 'upstreamSocketsPerOrigin'],
+  LONGSHORE_CLIENT_STREAMS: ['limits', 'clientStreams'],
+  LONGSHORE_CLIENT_RATE: ['limits', 'clientRequestsPerSecond'],
+  LONGSHORE_CLIENT_BURST: ['limits', 'clientBurst'],
+};
 
 /** Objects merge key by key (listen, mirrors); arrays and scalars replace. */
 function mergeRaw(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {

@@ -18,7 +18,10 @@ export function classifyHost(host: string): NonPublicKind | undefined {
   return v4 === undefined ? undefined : classifyIPv4(v4);
 }
 
-/** True for hosts that name the local machine itself (used for the listen address). */
+/**
+ * True for hosts that name the local machine itself: `localhost` and every `*.localhost` name
+ * (RFC 6761 6.3: they resolve to loopback), 127.0.0.0/8, ::1 and the IPv4-mapped forms of those.
+ */
 export function isLoopbackHost(host: string): boolean {
   return classifyHost(host) === 'loopback';
 }
@@ -50,8 +53,11 @@ const IPV4_RANGES: ReadonlyArray<readonly [number, number, NonPublicKind]> = [
   [ip4(169, 254, 0, 0), 16, 'link-local'], // includes cloud metadata 169.254.169.254
   [ip4(172, 16, 0, 0), 12, 'private'],
   [ip4(192, 0, 0, 0), 24, 'reserved'], // IETF protocol assignments
+  [ip4(192, 0, 2, 0), 24, 'reserved'], // documentation (RFC 5737)
   [ip4(192, 168, 0, 0), 16, 'private'],
   [ip4(198, 18, 0, 0), 15, 'reserved'], // benchmarking
+  [ip4(198, 51, 100, 0), 24, 'reserved'], // documentation
+  [ip4(203, 0, 113, 0), 24, 'reserved'], // documentation
   [ip4(224, 0, 0, 0), 4, 'reserved'], // multicast
   [ip4(240, 0, 0, 0), 4, 'reserved'], // reserved + broadcast
 ];
@@ -113,17 +119,30 @@ function classifyIPv6(text: string): NonPublicKind | undefined {
   if (!g) return 'reserved';
   const [g0, g1, g2, g3, g4, g5, g6, g7] = g as [number, number, number, number, number, number, number, number];
   const embeddedV4 = g6 * 65536 + g7;
-  if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0) {
+  const zeroHigh64 = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0;
+  if (zeroHigh64 && g4 === 0) {
     if (g5 === 0 && g6 === 0 && g7 === 0) return 'unspecified'; // ::
     if (g5 === 0 && g6 === 0 && g7 === 1) return 'loopback'; // ::1
-    if (g5 === 0xffff || g5 === 0) return classifyIPv4(embeddedV4) ?? (g5 === 0 ? 'reserved' : undefined); // mapped / compatible
+    // IPv4-mapped ::ffff:0:0/96 (RFC 4291 2.5.5.2) reaches the IPv4 host on a dual-stack socket;
+    // IPv4-compatible ::/96 (deprecated, 2.5.5.1) is refused when it is not a public address.
+    if (g5 === 0xffff) return classifyIPv4(embeddedV4);
+    if (g5 === 0) return classifyIPv4(embeddedV4) ?? 'reserved';
   }
-  // NAT64 well-known prefix 64:ff9b::/96 carries an IPv4 address.
+  // IPv4-translated ::ffff:0:0:0/96 (RFC 2765 SIIT), e.g. [::ffff:0:7f00:1].
+  if (zeroHigh64 && g4 === 0xffff && g5 === 0) return classifyIPv4(embeddedV4) ?? 'reserved';
+  if (zeroHigh64) return 'reserved'; // the rest of ::/64 is unassigned
+  // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) carries an IPv4 address.
   if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) return classifyIPv4(embeddedV4);
+  if (g0 === 0x64 && g1 === 0xff9b && g2 === 1) return 'private'; // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+  if (g0 === 0x100 && g1 === 0 && g2 === 0 && g3 === 0) return 'reserved'; // discard-only 100::/64 (RFC 6666)
+  // Teredo 2001::/32 hides an IPv4 address (XOR-ed); its target cannot be judged, so refuse.
+  if (g0 === 0x2001 && g1 === 0) return 'reserved';
+  if (g0 === 0x2001 && g1 === 0xdb8) return 'reserved'; // documentation (RFC 3849)
   // 6to4 2002::/16 carries an IPv4 address in groups 1-2.
   if (g0 === 0x2002) return classifyIPv4(g1 * 65536 + g2);
   if ((g0 & 0xfe00) === 0xfc00) return 'private'; // unique local fc00::/7
   if ((g0 & 0xffc0) === 0xfe80) return 'link-local'; // fe80::/10
+  if ((g0 & 0xffc0) === 0xfec0) return 'private'; // site-local fec0::/10 (deprecated, RFC 3879)
   if ((g0 & 0xff00) === 0xff00) return 'reserved'; // multicast
   return undefined;
 }

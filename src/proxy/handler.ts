@@ -1,15 +1,51 @@
 // The pump behind policy.ts: a Fetch API handler (Request → Response) for `/proxy/HOST/PATH`,
-// so the same code runs as Vite middleware, in the node server and on an edge runtime. It asks
-// the policy, forwards an allow-list of headers, follows redirects itself (never handing
-// Authorization to another origin), streams the body back untouched and adds CORS headers.
+// so the same code runs as Vite middleware, in the node server and on workerd. It admits the
+// request (CORS allow-list, per-client limits), asks the policy, forwards an allow-list of
+// headers, follows redirects itself (never handing Authorization to another origin), relays the
+// body untouched under an idle bound, and never throws: every failure becomes a
+// distribution-style error (`{ errors: [{ code, message, detail }] }`).
 import { PROXY_PATH, loopbackAllowed, publicConfig, type ProxyConfig } from './config.ts';
 import { classifyAddress, classifyHost } from './destination.ts';
-import { decide, decideRedirect, learnableRealm } from './policy.ts';
+import { ClientLimits } from './limits.ts';
+import { describeTarget, type RequestLogEntry } from './log.ts';
+import { ProxyMetrics } from './metrics.ts';
+import {
+  PROXY_DENIED,
+  PROXY_LOOP,
+  VIA_VALUE,
+  corsAccess,
+  decide,
+  decideRedirect,
+  learnableRealm,
+  mayLearnFrom,
+  selfAuthorities,
+  type CorsAccess,
+  type Forward,
+} from './policy.ts';
+import { webRelay, type Relay } from './relay.ts';
+import {
+  PROXY_BAD_UPSTREAM,
+  PROXY_UNREACHABLE,
+  UpstreamError,
+  classifyFailure,
+  failureResponse,
+} from './upstream-error.ts';
 
-export type ProxyHandler = (request: Request) => Promise<Response | undefined>;
+export { PROXY_DENIED, PROXY_LOOP, PROXY_UNREACHABLE, PROXY_BAD_UPSTREAM };
+export { PROXY_BUSY, PROXY_TIMEOUT } from './upstream-error.ts';
+export const PROXY_RATE_LIMITED = 'PROXY_RATE_LIMITED';
+export const PROXY_INTERNAL = 'PROXY_INTERNAL';
+
+/** What the runtime knows about a request that a Fetch Request does not carry. */
+export interface RequestContext {
+  /** The client's address (socket peer, or the trusted X-Forwarded-For hop). */
+  client?: string;
+}
+
+export type ProxyHandler = (request: Request, context?: RequestContext) => Promise<Response | undefined>;
 
 export interface ProxyDeps {
-  /** Defaults to globalThis.fetch (undici in node: keep-alive pooled connections). */
+  /** Defaults to globalThis.fetch (undici in node, the runtime's own on workerd). */
   fetch?: typeof fetch;
   /**
    * Resolves a host name to addresses so names that point at loopback/private addresses are
@@ -20,11 +56,19 @@ export interface ProxyDeps {
   lookup?: (hostname: string) => Promise<readonly string[]>;
   /** How many learned realms to keep (oldest forgotten first). Default 64. */
   maxLearnedRealms?: number;
+  /**
+   * Whether `fetch` bounds the pool wait, connect and headers phases itself (node-fetch.ts
+   * does). Otherwise the handler bounds connect + headers together by timeouts.headersMs.
+   */
+  fetchBounded?: boolean;
+  /** Relays bodies; default webRelay. node-fetch.ts has one that keeps socket-to-socket piping. */
+  relay?: Relay;
+  /** One entry per request, when its body has ended. Default: none. */
+  log?: (entry: RequestLogEntry) => void;
+  /** Shared with the /metrics route (createAppHandler passes one). */
+  metrics?: ProxyMetrics;
+  now?: () => number;
 }
-
-/** Error codes in the distribution-style envelope `{ errors: [{ code, message, detail }] }`. */
-export const PROXY_DENIED = 'PROXY_DENIED';
-export const PROXY_UNREACHABLE = 'PROXY_UNREACHABLE';
 
 /** Registry redirects (blob → CDN) followed by the proxy, at most this many in a row. */
 export const MAX_REDIRECTS = 5;
@@ -59,7 +103,20 @@ export const RELAYED_RESPONSE_HEADERS = [
   'retry-after',
   'etag',
   'link', // distribution-spec pagination of tags/list and _catalog
+  'ratelimit-limit', // Docker Hub's pull limits (IETF RateLimit header fields draft), shown in the page
+  'ratelimit-remaining',
 ] as const;
+
+/**
+ * On every answer: upstream bytes are served on the app's own origin, so the browser must
+ * never sniff them into HTML or run them (an upstream `text/html` with script), nor let another
+ * site embed them (CORP; CORS reads by allowed origins are not affected).
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "sandbox; default-src 'none'",
+  'cross-origin-resource-policy': 'same-origin',
+};
 
 const PREFLIGHT_HEADERS = 'Authorization, Accept, Range, If-None-Match, If-Modified-Since, If-Range, If-Match';
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -67,74 +124,154 @@ const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 const LOOKUP_TTL_MS = 30_000;
 const LOOKUP_CACHE_SIZE = 256;
 
+/** One request on its way through: what the log line and the metrics are made of. */
+interface Exchange {
+  request: Request;
+  url: URL;
+  origin: string | null;
+  cors: CorsAccess;
+  client: string;
+  started: number;
+  kind: string;
+  upstreamHost: string;
+  /** Where this proxy is reachable (policy.selfAuthorities), for loop checks. */
+  self: readonly string[];
+  /** Frees the client's stream slot (taken once admitted, held until the body has ended). */
+  release?: () => void;
+}
+
 export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): ProxyHandler {
   const fetchUpstream = deps.fetch ?? globalThis.fetch.bind(globalThis);
   const learned = new BoundedSet(deps.maxLearnedRealms ?? 64);
   const checkResolved = deps.lookup && !loopbackAllowed(config) ? cachedLookupCheck(deps.lookup) : undefined;
+  const relay = deps.relay ?? webRelay;
+  const metrics = deps.metrics ?? new ProxyMetrics();
+  const now = deps.now ?? Date.now;
+  const limits = new ClientLimits(config.limits, now);
 
-  return async (request) => {
-    const url = new URL(request.url);
-    if (url.pathname !== PROXY_PATH && !url.pathname.startsWith(`${PROXY_PATH}/`)) return undefined;
-    const origin = request.headers.get('origin');
+  /** Logs and counts a request that ends here, with no body to relay. */
+  const finish = (x: Exchange, response: Response, failure?: string): Response => {
+    x.release?.();
+    metrics.request(x.kind, response.status);
+    if (failure) metrics.error(failure);
+    log(x, response.status, 0, failure);
+    return response;
+  };
 
+  const log = (x: Exchange, status: number, bytes: number, failure?: string) => {
+    if (!deps.log) return;
+    const { registry, path } = describeTarget(x.url.pathname, x.url.search);
+    const entry: RequestLogEntry = {
+      time: new Date(x.started).toISOString(),
+      client: x.client,
+      method: x.request.method,
+      registry,
+      path,
+      status,
+      bytes,
+      ms: Math.max(0, now() - x.started),
+    };
+    if (failure) entry.error = failure;
+    deps.log(entry);
+  };
+
+  const refuse = (x: Exchange, status: number, code: string, message: string, failure: string, extra?: Record<string, string>) =>
+    finish(x, refusal(status, code, message, x.cors === 'allowed' ? x.origin : null, extra), failure);
+
+  /** The request's admission: CORS allow-list, rate, policy. A Response when it ends here. */
+  const admit = (x: Exchange): Response | Forward => {
+    if (x.cors === 'denied') {
+      x.kind = 'refused';
+      return refuse(x, 403, PROXY_DENIED, `origin ${x.origin} may not use this proxy; add it to allowedOrigins to allow it`, 'origin');
+    }
+    const wait = limits.take(x.client);
+    if (wait !== undefined) {
+      x.kind = 'refused';
+      return refuse(x, 429, PROXY_RATE_LIMITED, `too many requests from ${x.client}; retry after ${wait} s`, 'rate-limited', { 'retry-after': String(wait) });
+    }
     const decision = decide(
-      { method: request.method, path: url.pathname, query: url.search, headers: request.headers },
+      { method: x.request.method, path: x.url.pathname, query: x.url.search, headers: x.request.headers, self: x.self },
       config,
       learned.view,
     );
-    if (!decision.allow) return refusal(decision.status, PROXY_DENIED, decision.reason, origin);
-    if (decision.kind === 'preflight') return preflight(origin);
+    if (!decision.allow) {
+      x.kind = 'refused';
+      return refuse(x, decision.status, decision.code, decision.reason, decision.code === PROXY_LOOP ? 'loop' : 'denied');
+    }
+    if (decision.kind === 'preflight') {
+      x.kind = 'preflight';
+      return finish(x, preflight(x.origin, x.request.headers));
+    }
+    x.kind = decision.kind;
+    // A slot from now until the body has been relayed: waiting on a slow upstream counts too.
+    x.release = limits.open(x.client);
+    if (!x.release) {
+      const message = `${x.client} has ${config.limits.clientStreams} requests open through the proxy already; retry when one ends`;
+      return refuse(x, 429, PROXY_RATE_LIMITED, message, 'client-streams', { 'retry-after': '1' });
+    }
+    return decision;
+  };
 
+  /** Sends the request upstream, following redirects; the final response or a refusal. */
+  const forward = async (x: Exchange, decision: Forward): Promise<{ upstream: Response; redirected: boolean } | Response> => {
     const headers = new Headers();
     for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = request.headers.get(name);
+      const value = x.request.headers.get(name);
       if (value !== null) headers.set(name, value);
     }
-    // Blobs are compressed already and digests cover the exact bytes: ask for them as they are.
-    // (fetch itself adds it to a Range request, per the Fetch standard.)
+    if (!decision.forwardAuthorization) headers.delete('authorization');
+    // Blobs are compressed already and digests cover the exact bytes: ask for them as they are,
+    // and refuse (never decode) anything else (see respond). (fetch itself adds it to a Range
+    // request, per the Fetch standard.)
     if (!headers.has('range')) headers.set('accept-encoding', 'identity');
+    headers.set('via', VIA_VALUE);
+    // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers.
+    const bound = config.timeouts.headersMs;
 
     let target = decision.upstream;
     const home = target.origin;
-    let upstream: Response;
     for (let hop = 0; ; hop++) {
+      x.upstreamHost = target.host;
       const refused = await checkResolved?.(target.hostname);
-      if (refused) {
-        const status = hop === 0 ? 403 : 502;
-        return refusal(status, PROXY_DENIED, `${target.host} ${refused}`, origin);
-      }
+      if (refused) return refuse(x, hop === 0 ? 403 : 502, PROXY_DENIED, `${target.host} ${refused}`, 'denied');
+      const sent = now();
+      let upstream: Response;
       try {
-        upstream = await fetchUpstream(target, {
-          method: request.method,
-          headers,
-          redirect: 'manual',
-          signal: request.signal,
-        });
+        const send = (signal: AbortSignal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal });
+        upstream = await (deps.fetchBounded ? send(x.request.signal) : withBound(bound, x.request.signal, send, target.host));
       } catch (err) {
-        return refusal(502, PROXY_UNREACHABLE, `upstream ${target.host} is unreachable: ${describe(err)}`, origin);
+        if (x.request.signal.aborted) return finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone');
+        const failure = classifyFailure(err, target.host);
+        const { status, code } = failureResponse(failure.kind);
+        return refuse(x, status, code, failure.message, failure.kind, failure.kind === 'pool-busy' ? { 'retry-after': '1' } : undefined);
       }
+      metrics.upstreamLatency((now() - sent) / 1000);
       const location = upstream.headers.get('location');
-      if (!REDIRECT_STATUSES.has(upstream.status) || location === null) break;
+      if (!REDIRECT_STATUSES.has(upstream.status) || location === null) return { upstream, redirected: hop > 0 };
       await upstream.body?.cancel().catch(() => undefined);
       if (hop >= MAX_REDIRECTS) {
-        return refusal(502, PROXY_DENIED, `upstream ${decision.upstream.host} redirected more than ${MAX_REDIRECTS} times`, origin);
+        return refuse(x, 502, PROXY_BAD_UPSTREAM, `upstream ${decision.upstream.host} redirected more than ${MAX_REDIRECTS} times`, 'redirects');
       }
-      const next = decideRedirect(target, location, config);
-      if (!next.allow) return refusal(next.status, PROXY_DENIED, next.reason, origin);
+      const next = decideRedirect(target, location, config, x.self);
+      if (!next.allow) return refuse(x, next.status, next.code, next.reason, next.code === PROXY_LOOP ? 'loop' : 'denied');
       target = next.upstream;
       // Credentials belong to the registry (or realm) the client addressed, never to its CDN.
       if (target.origin !== home) headers.delete('authorization');
     }
+  };
 
-    if (upstream.status < 200 || upstream.status > 599) {
-      // e.g. an opaque redirect, where a runtime will not show the proxy a manual redirect.
-      return refusal(502, PROXY_UNREACHABLE, `upstream ${target.host} gave an unusable response (status ${upstream.status}, ${upstream.type})`, origin);
+  /** Turns the upstream's answer into the client's, relaying the body under the idle bound. */
+  const respond = async (x: Exchange, decision: Forward, upstream: Response, redirected: boolean): Promise<Response> => {
+    const bad = unusable(upstream, x.upstreamHost);
+    if (bad) {
+      await upstream.body?.cancel().catch(() => undefined);
+      const { status, code } = failureResponse(bad.kind);
+      return refuse(x, status, code, bad.message, bad.kind);
     }
-    if (decision.kind === 'registry') {
+    if (mayLearnFrom(decision.kind, redirected)) {
       const realm = learnableRealm(upstream.headers.get('www-authenticate'), config);
       if (realm) learned.add(realm);
     }
-
     const out = new Headers();
     for (const name of RELAYED_RESPONSE_HEADERS) {
       const value = upstream.headers.get(name);
@@ -142,19 +279,97 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     }
     const challenge = upstream.headers.get('www-authenticate');
     if (challenge !== null) out.set(CHALLENGE_HEADER, challenge);
-    // fetch decodes a Content-Encoding it did not ask for; the length no longer matches.
-    if (upstream.headers.has('content-encoding')) out.delete('content-length');
     // The client keeps verified blobs itself, and a tag's manifest must be fresh.
     out.set('cache-control', 'no-store');
-    cors(out, origin);
-    const bodyless = request.method === 'HEAD' || NULL_BODY_STATUSES.has(upstream.status);
-    if (bodyless) await upstream.body?.cancel().catch(() => undefined);
-    return new Response(bodyless ? null : upstream.body, {
-      status: upstream.status,
-      statusText: upstream.statusText,
-      headers: out,
+    out.set('via', VIA_VALUE);
+    secure(out);
+    cors(out, x.cors === 'allowed' ? x.origin : null);
+    const status = upstream.status;
+    const bodyless = x.request.method === 'HEAD' || NULL_BODY_STATUSES.has(status) || upstream.body === null;
+    metrics.request(x.kind, status);
+    if (bodyless) {
+      await upstream.body?.cancel().catch(() => undefined);
+      x.release?.();
+      log(x, status, 0);
+      return new Response(null, { status, headers: out });
+    }
+    metrics.openStreams++;
+    const body = relay(upstream.body, {
+      idleMs: config.timeouts.bodyIdleMs,
+      host: x.upstreamHost,
+      onEnd: (bytes, failure) => {
+        x.release?.();
+        metrics.openStreams--;
+        metrics.bytes(bytes);
+        if (failure) metrics.error(failure);
+        log(x, status, bytes, failure);
+      },
     });
+    return new Response(body, { status, headers: out });
   };
+
+  return async (request, context = {}) => {
+    const url = new URL(request.url);
+    if (url.pathname !== PROXY_PATH && !url.pathname.startsWith(`${PROXY_PATH}/`)) return undefined;
+    const origin = request.headers.get('origin');
+    const x: Exchange = {
+      request,
+      url,
+      origin,
+      cors: corsAccess(origin, url, config.allowedOrigins),
+      client: context.client ?? 'unknown',
+      started: now(),
+      kind: 'refused',
+      upstreamHost: '',
+      self: selfAuthorities(url, config.listen),
+    };
+    try {
+      const admitted = admit(x);
+      if (admitted instanceof Response) return admitted;
+      const forwarded = await forward(x, admitted);
+      if (forwarded instanceof Response) return forwarded;
+      return await respond(x, admitted, forwarded.upstream, forwarded.redirected);
+    } catch (err) {
+      // A bug, not an upstream's doing: answer anyway, and say what broke.
+      return refuse(x, 500, PROXY_INTERNAL, `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`, 'internal');
+    }
+  };
+}
+
+/** Why an upstream response cannot be relayed as it is, or undefined when it can. */
+function unusable(upstream: Response, host: string): UpstreamError | undefined {
+  if (upstream.status < 200 || upstream.status > 599) {
+    // e.g. an opaque redirect, where a runtime will not show the proxy a manual redirect.
+    return new UpstreamError('bad-status', `upstream ${host} gave an unusable response (status ${upstream.status}, ${upstream.type})`);
+  }
+  const encoding = upstream.headers.get('content-encoding');
+  if (encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
+    // Decoding would change the bytes digests cover, and one small gzip body can expand to GiBs.
+    return new UpstreamError('encoding', `upstream ${host} sent Content-Encoding: ${encoding.slice(0, 40)} although the proxy asked for identity; the proxy does not decode`);
+  }
+  return undefined;
+}
+
+/** Runs `run` with a signal that fires when the client goes away or after `ms`. */
+async function withBound<T>(ms: number, outer: AbortSignal, run: (signal: AbortSignal) => Promise<T>, host: string): Promise<T> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(outer.reason);
+  outer.addEventListener('abort', onAbort, { once: true });
+  if (outer.aborted) onAbort();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new UpstreamError('headers-timeout', `upstream ${host} did not answer within ${ms} ms`);
+      controller.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    return await Promise.race([run(controller.signal), timeout]);
+  } finally {
+    clearTimeout(timer);
+    outer.removeEventListener('abort', onAbort);
+  }
 }
 
 /** Where the browser client reads the public part of the config. */
@@ -171,45 +386,71 @@ export function createConfigRoute(config: ProxyConfig): ProxyHandler {
   };
 }
 
-/** The proxy and the config route together: what serve.ts and the Vite plugin mount. */
-export function createAppHandler(config: ProxyConfig, deps: ProxyDeps = {}): ProxyHandler {
-  const proxy = createProxyHandler(config, deps);
+export const HEALTH_PATH = '/healthz';
+export const METRICS_PATH = '/metrics';
+
+export interface AppOptions {
+  /** Extra Prometheus lines for /metrics (node adds process memory). */
+  metricsExtra?: () => string[];
+}
+
+/** The proxy, the config route, /healthz and /metrics: what serve.ts, Vite and workerd mount. */
+export function createAppHandler(config: ProxyConfig, deps: ProxyDeps = {}, options: AppOptions = {}): ProxyHandler {
+  const metrics = deps.metrics ?? new ProxyMetrics();
+  const proxy = createProxyHandler(config, { ...deps, metrics });
   const configRoute = createConfigRoute(config);
-  return async (request) => (await proxy(request)) ?? configRoute(request);
+  return async (request, context) => {
+    const proxied = await proxy(request, context);
+    if (proxied) return proxied;
+    const { pathname } = new URL(request.url);
+    if ((pathname === HEALTH_PATH || pathname === METRICS_PATH) && (request.method === 'GET' || request.method === 'HEAD')) {
+      const metricsPage = pathname === METRICS_PATH;
+      const body = metricsPage ? metrics.render(options.metricsExtra?.() ?? []) : '{"status":"ok"}\n';
+      const type = metricsPage ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json; charset=utf-8';
+      return new Response(request.method === 'HEAD' ? null : body, { headers: { 'content-type': type, 'cache-control': 'no-store' } });
+    }
+    return configRoute(request);
+  };
 }
 
 /** A refusal in the distribution error envelope, so the client shows the message. */
-export function refusal(status: number, code: string, message: string, origin: string | null): Response {
-  const headers = new Headers({ 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+export function refusal(status: number, code: string, message: string, origin: string | null, extra?: Record<string, string>): Response {
+  const headers = new Headers({ 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', via: VIA_VALUE, ...extra });
   if (status === 405) headers.set('allow', 'GET, HEAD, OPTIONS');
+  secure(headers);
   cors(headers, origin);
   const body = JSON.stringify({ errors: [{ code, message, detail: { proxy: true } }] });
   return new Response(body, { status, headers });
 }
 
-function preflight(origin: string | null): Response {
+/**
+ * Answers a CORS preflight from an allowed origin, including Private Network Access's
+ * `Access-Control-Request-Private-Network` (a public page reaching a loopback/private server).
+ */
+function preflight(origin: string | null, request: Headers): Response {
   const headers = new Headers({
     'access-control-allow-methods': 'GET, HEAD, OPTIONS',
     'access-control-allow-headers': PREFLIGHT_HEADERS,
     'access-control-max-age': '600',
   });
   cors(headers, origin);
+  if (origin !== null && request.get('access-control-request-private-network') === 'true') {
+    headers.set('access-control-allow-private-network', 'true');
+  }
   headers.append('vary', 'Access-Control-Request-Headers');
   return new Response(null, { status: 204, headers });
 }
 
+/** CORS headers for an allowed origin; nothing for none (same-origin or not a browser). */
 function cors(headers: Headers, origin: string | null): void {
-  headers.set('access-control-allow-origin', origin ?? '*');
+  headers.append('vary', 'Origin');
+  if (origin === null) return;
+  headers.set('access-control-allow-origin', origin);
   headers.set('access-control-expose-headers', [...RELAYED_RESPONSE_HEADERS, CHALLENGE_HEADER].join(', '));
-  if (origin !== null) headers.append('vary', 'Origin');
 }
 
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  if (err.name === 'AbortError') return 'the request was cancelled';
-  const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
-  const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
-  return detail ? `${err.message} (${detail})` : err.message;
+function secure(headers: Headers): void {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value);
 }
 
 /** Insertion-ordered set that forgets its oldest entry past `limit`; `view` is read-only. */

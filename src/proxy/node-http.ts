@@ -4,8 +4,8 @@
 // Vite plugin (connect middleware).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PROXY_PATH } from './config.ts';
-import { PROXY_DENIED, refusal, type ProxyHandler } from './handler.ts';
-import { nodeSourceOf } from './node-fetch.ts';
+import { PROXY_DENIED, PROXY_INTERNAL, refusal, type ProxyHandler } from './handler.ts';
+import { countPiped, markFailure, nodeSourceOf } from './node-fetch.ts';
 
 export type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
@@ -46,6 +46,8 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
     res.end();
     return;
   }
+  // The client sees the status at once, even if the first body byte is slow to come.
+  res.flushHeaders();
   const source = nodeSourceOf(body);
   if (source) {
     // Relayed as it came: socket to socket (see node-fetch.ts).
@@ -53,9 +55,13 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
       source.once('error', (err) => res.destroy(err));
       source.once('aborted', () => res.destroy(new Error('upstream aborted')));
       res.once('close', () => {
-        if (!source.complete) source.destroy();
+        if (!source.complete) {
+          markFailure(source, 'client-gone');
+          source.destroy();
+        }
         resolve();
       });
+      countPiped(source);
       source.pipe(res);
     });
     return;
@@ -89,8 +95,25 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
   }
 }
 
+export interface MiddlewareOptions {
+  /** Take the client from the last X-Forwarded-For hop (only behind a proxy that sets it). */
+  trustForwardedFor?: boolean;
+}
+
+/** The client's address: the socket peer, or what a trusted reverse proxy in front says. */
+export function clientOf(req: IncomingMessage, trustForwardedFor = false): string {
+  if (trustForwardedFor) {
+    const header = req.headers['x-forwarded-for'];
+    const value = Array.isArray(header) ? header.join(',') : header;
+    // nginx's $proxy_add_x_forwarded_for appends the peer it saw: the last hop is the one to trust.
+    const last = value?.split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+    if (last) return last.slice(0, 64);
+  }
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
 /** Connect-style middleware (Vite, node:http) around a Fetch handler; `next()` when it declines. */
-export function nodeMiddleware(handler: ProxyHandler): Middleware {
+export function nodeMiddleware(handler: ProxyHandler, options: MiddlewareOptions = {}): Middleware {
   return (req, res, next) => {
     let request: Request;
     try {
@@ -104,10 +127,11 @@ export function nodeMiddleware(handler: ProxyHandler): Middleware {
       }
       return;
     }
-    handler(request)
+    handler(request, { client: clientOf(req, options.trustForwardedFor) })
       .then((response) => (response ? sendFetchResponse(res, response) : next()))
       .catch((err: unknown) => {
         if (res.headersSent) res.destroy();
+        else if (isProxyPath(req.url)) void sendFetchResponse(res, refusal(500, PROXY_INTERNAL, `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`, null)).catch(() => res.destroy());
         else next(err);
       });
   };

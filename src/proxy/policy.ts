@@ -16,6 +16,11 @@ import { classifyHost, isLoopbackHost } from './destination.ts';
 
 export interface ProxyRequest {
   method: string;
+  /**
+   * Addresses (`hostname:port`, port always written) that reach this proxy itself: the request's
+   * own Host and the listen address (see selfAuthorities). A target among them is a loop.
+   */
+  self?: readonly string[];
   /** URL pathname, e.g. `/proxy/ghcr.io/v2/foo/manifests/latest`. */
   path: string;
   /** URL search, with or without the leading `?` (may be empty). */
@@ -29,6 +34,8 @@ export interface Forward {
   allow: true;
   kind: UpstreamKind;
   upstream: URL;
+  /** Whether the client's Authorization may go to this upstream (not to a mirror, by default). */
+  forwardAuthorization: boolean;
 }
 
 /** A CORS preflight: answered by the proxy itself, nothing goes upstream. */
@@ -39,9 +46,23 @@ export interface Preflight {
 
 export interface Denial {
   allow: false;
-  status: 403 | 404 | 405 | 502;
+  status: 403 | 404 | 405 | 502 | 508;
+  /** The distribution-style error code the refusal carries. */
+  code: typeof PROXY_DENIED | typeof PROXY_LOOP;
   reason: string;
 }
+
+/** Error codes in the distribution-style envelope `{ errors: [{ code, message, detail }] }`. */
+export const PROXY_DENIED = 'PROXY_DENIED';
+/** A request that went through this proxy already (our Via), or a target that is the proxy itself. */
+export const PROXY_LOOP = 'PROXY_LOOP';
+
+/** How this proxy names itself in `Via` (RFC 9110 7.6.3): `Via: 1.1 longshore`. */
+export const VIA_PSEUDONYM = 'longshore';
+export const VIA_VALUE = `1.1 ${VIA_PSEUDONYM}`;
+
+/** A realm longer than this is not learned (a challenge is attacker-controlled text). */
+export const MAX_REALM_LENGTH = 512;
 
 export type Decision = Forward | Preflight | Denial;
 
@@ -67,6 +88,10 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
     return deny(405, `method ${method} is not allowed through the proxy (only GET and HEAD)`);
   }
 
+  if (carriesOurVia(header(request.headers, 'via'))) {
+    return deny(508, `the request already went through this proxy (Via: ${VIA_PSEUDONYM}); a registry or redirect points back at it`, PROXY_LOOP);
+  }
+
   const prefix = `${PROXY_PATH}/`;
   if (!request.path.startsWith(prefix)) return deny(404, `${request.path} is not a proxy path (expected ${prefix}HOST/PATH)`);
   const rest = request.path.slice(prefix.length);
@@ -78,8 +103,9 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   }
   const query = request.query === '' || request.query.startsWith('?') ? request.query : `?${request.query}`;
 
+  const self = request.self ?? [];
   const realm = matchRealm(authority, path, config, learned);
-  if (realm) return checked(new URL(`${realm}${query}`), 'realm', config);
+  if (realm) return checked(new URL(`${realm}${query}`), 'realm', config, self);
 
   // An unlisted loopback host counts as a registry only for API paths: anything else there
   // (a token realm, say) stays refused until configured or learned.
@@ -90,11 +116,17 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   }
   const apiPath = distributionPath(path);
   if (typeof apiPath !== 'string') return deny(404, `${path} on ${authority} is not a distribution API path: ${apiPath.reason}`);
-  return checked(new URL(`${origin}${apiPath}${query}`), 'registry', config);
+  const mirrored = mirrorKey(authority, config);
+  const forward = checked(new URL(`${origin}${apiPath}${query}`), 'registry', config, self);
+  if (forward.allow && mirrored !== undefined && !config.authorizedMirrors.includes(mirrored)) forward.forwardAuthorization = false;
+  return forward;
 }
 
-/** Decides whether the proxy may follow a redirect from `from` to `location`. */
-export function decideRedirect(from: URL, location: string, config: ProxyConfig): Forward | Denial {
+/**
+ * Decides whether the proxy may follow a redirect from `from` to `location`. `self` as in
+ * ProxyRequest: a redirect back to the proxy is a loop.
+ */
+export function decideRedirect(from: URL, location: string, config: ProxyConfig, self: readonly string[] = []): Forward | Denial {
   let target: URL;
   try {
     target = new URL(location, from);
@@ -106,9 +138,71 @@ export function decideRedirect(from: URL, location: string, config: ProxyConfig)
   }
   if (target.username || target.password) return deny(502, `${from.host} redirected to a URL with credentials in it`);
   target.hash = '';
+  if (self.includes(authorityOf(target))) return deny(508, `${from.host} redirected to ${target.host}, which is this proxy itself`, PROXY_LOOP);
   const refused = destinationRefusal(target.hostname, config);
   if (refused) return deny(502, `${from.host} redirected to ${target.host}, which ${refused}`);
-  return { allow: true, kind: 'redirect', upstream: target };
+  // Authorization stays with the origin that was addressed (the handler drops it on a change).
+  return { allow: true, kind: 'redirect', upstream: target, forwardAuthorization: true };
+}
+
+/**
+ * Whether a challenge may teach the proxy a realm: only an allowed registry's own answer (not a
+ * redirect target's, not a realm's), so the proxy's reach grows only with what a configured
+ * registry names.
+ */
+export function mayLearnFrom(kind: UpstreamKind | 'preflight', redirected: boolean): boolean {
+  return kind === 'registry' && !redirected;
+}
+
+/** `hostname:port` with the port always written, the form `self` holds. */
+export function authorityOf(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+}
+
+/**
+ * The addresses that reach this proxy: the Host the request came to (`requestUrl`), the listen
+ * address, and when listening on loopback or every interface the loopback names too. Requests
+ * and redirects to them are loops; the Via check catches the ones this cannot know.
+ */
+export function selfAuthorities(requestUrl: URL, listen: ProxyConfig['listen']): string[] {
+  const out = new Set<string>([authorityOf(requestUrl)]);
+  const port = listen.port === 0 ? undefined : String(listen.port);
+  if (port) {
+    const host = listen.host.includes(':') && !listen.host.startsWith('[') ? `[${listen.host}]` : listen.host;
+    out.add(authorityOf(new URL(`http://${host}:${port}`)));
+    if (isLoopbackHost(host) || ['0.0.0.0', '[::]'].includes(host)) {
+      for (const name of ['127.0.0.1', 'localhost', '[::1]', '0.0.0.0', '[::]']) out.add(`${name}:${port}`);
+    }
+  }
+  return [...out];
+}
+
+/** Whether a Via header already lists this proxy (RFC 9110 7.6.3: `proto received-by [comment]`). */
+export function carriesOurVia(via: string | undefined | null): boolean {
+  if (!via) return false;
+  return via.split(',').some((hop) => hop.trim().split(/\s+/)[1]?.toLowerCase() === VIA_PSEUDONYM);
+}
+
+export type CorsAccess = 'none' | 'allowed' | 'denied';
+
+/**
+ * Whether the page at `origin` may read proxy answers (Fetch standard "CORS protocol"). `none`:
+ * no Origin header (a same-origin GET or a non-browser client): no CORS headers are needed.
+ * The app's own origin (same host and port as the request, either scheme, since a TLS
+ * terminator in front changes it) is always allowed; others only when listed.
+ */
+export function corsAccess(origin: string | null | undefined, requestUrl: URL, allowedOrigins: readonly string[]): CorsAccess {
+  if (origin === null || origin === undefined) return 'none';
+  if (allowedOrigins.includes('*')) return 'allowed';
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return 'denied'; // "null" (sandboxed frames, file:) and anything unreadable
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'denied';
+  if (url.host === requestUrl.host) return 'allowed';
+  return allowedOrigins.includes(url.origin) ? 'allowed' : 'denied';
 }
 
 /**
@@ -116,10 +210,10 @@ export function decideRedirect(from: URL, location: string, config: ProxyConfig)
  * when it may be learned: an http(s) URL whose host passes the destination check.
  */
 export function learnableRealm(wwwAuthenticate: string | null | undefined, config: ProxyConfig): string | undefined {
-  if (!wwwAuthenticate) return undefined;
+  if (!wwwAuthenticate || wwwAuthenticate.length > 8 * MAX_REALM_LENGTH) return undefined;
   const match = /(?:^|,)\s*Bearer\s+(?:[^]*?[\s,])?realm\s*=\s*(?:"([^"]*)"|([^\s,]+))/i.exec(wwwAuthenticate);
   const value = match?.[1] ?? match?.[2];
-  if (!value) return undefined;
+  if (!value || value.length > MAX_REALM_LENGTH) return undefined;
   let url: URL;
   try {
     url = new URL(value);
@@ -176,6 +270,12 @@ export function distributionPath(path: string): string | { reason: string } {
   return { reason: 'expected /v2/<name>/manifests/<reference>, /v2/<name>/blobs/<digest> or /v2/<name>/tags/list' };
 }
 
+/** The mirror key that serves `authority`, if a mirror does. */
+function mirrorKey(authority: string, config: ProxyConfig): string | undefined {
+  const hubGroup = DOCKER_HUB_ALIASES.includes(authority) ? DOCKER_HUB_ALIASES : [authority];
+  return hubGroup.find((key) => config.mirrors[key] !== undefined);
+}
+
 /** The upstream origin serving the distribution API for `authority`, mirrors first. */
 export function registryOrigin(authority: string, config: ProxyConfig, implicitLoopback = true): string | undefined {
   const hubGroup = DOCKER_HUB_ALIASES.includes(authority) ? DOCKER_HUB_ALIASES : [authority];
@@ -209,14 +309,15 @@ function matchRealm(authority: string, path: string, config: ProxyConfig, learne
   return config.tokenRealms.find(matches) ?? [...learned].find(matches);
 }
 
-function checked(upstream: URL, kind: UpstreamKind, config: ProxyConfig): Forward | Denial {
+function checked(upstream: URL, kind: UpstreamKind, config: ProxyConfig, self: readonly string[]): Forward | Denial {
+  if (self.includes(authorityOf(upstream))) return deny(508, `${upstream.host} is this proxy itself`, PROXY_LOOP);
   const refused = destinationRefusal(upstream.hostname, config);
   if (refused) return deny(403, `${upstream.host} ${refused}`);
-  return { allow: true, kind, upstream };
+  return { allow: true, kind, upstream, forwardAuthorization: true };
 }
 
-function deny(status: Denial['status'], reason: string): Denial {
-  return { allow: false, status, reason };
+function deny(status: Denial['status'], reason: string, code: Denial['code'] = PROXY_DENIED): Denial {
+  return { allow: false, status, code, reason };
 }
 
 function header(headers: ProxyRequest['headers'], name: string): string | undefined {

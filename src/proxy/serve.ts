@@ -11,14 +11,17 @@ import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, ProxyConfigError, type ProxyConfig } from './config.ts';
 import { createAppHandler, type ProxyDeps } from './handler.ts';
+import { batched, jsonLines, type RequestLogEntry } from './log.ts';
 import { nodeMiddleware } from './node-http.ts';
-import { createNodeFetch } from './node-fetch.ts';
+import { createNodeFetch, nodeRelay } from './node-fetch.ts';
 
 export interface ServeOptions {
   /** Directory of the built app (`dist/`). */
   staticDir: string;
   /** Passed to the proxy handler; `lookup` defaults to node's DNS resolver. */
   deps?: ProxyDeps;
+  /** Where the per-request JSON lines go; default nowhere (`npm start` writes them to stdout). */
+  log?: (entry: RequestLogEntry) => void;
 }
 
 export interface RunningServer {
@@ -56,10 +59,14 @@ export async function startServer(config: ProxyConfig, options: ServeOptions): P
   const staticDir = resolve(options.staticDir);
   const deps: ProxyDeps = {
     lookup: async (hostname) => (await lookup(hostname, { all: true })).map((a) => a.address),
-    fetch: createNodeFetch(),
+    fetch: createNodeFetch(config),
+    relay: nodeRelay,
+    fetchBounded: true,
+    ...(options.log ? { log: options.log } : {}),
     ...options.deps,
   };
-  const app = nodeMiddleware(createAppHandler(config, deps));
+  const handler = createAppHandler(config, deps, { metricsExtra: processMetrics });
+  const app = nodeMiddleware(handler, { trustForwardedFor: config.trustForwardedFor });
   const server = createServer((req, res) => {
     app(req, res, (err) => {
       if (err) {
@@ -73,6 +80,8 @@ export async function startServer(config: ProxyConfig, options: ServeOptions): P
       });
     });
   });
+  // A cap on client connections: past it node closes new sockets at once.
+  if (config.limits.maxConnections > 0) server.maxConnections = config.limits.maxConnections;
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => {
@@ -136,6 +145,27 @@ async function serveStatic(req: IncomingMessage, res: ServerResponse, root: stri
   stream.pipe(res);
 }
 
+function processMetrics(): string[] {
+  return [
+    '# HELP process_resident_memory_bytes Resident memory size in bytes.',
+    '# TYPE process_resident_memory_bytes gauge',
+    `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+  ];
+}
+
+/**
+ * The last line of defence: log and keep serving. Every known path is handled where it happens
+ * (see node-fetch.ts, handler.ts); reaching this is a bug to fix, not a way to run.
+ */
+export function installSafetyNet(): void {
+  const report = (event: string) => (err: unknown) => {
+    const error = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', event, error })}\n`);
+  };
+  process.on('uncaughtException', report('uncaughtException'));
+  process.on('unhandledRejection', report('unhandledRejection'));
+}
+
 function notFound(res: ServerResponse): void {
   res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
   res.end('Not found\n');
@@ -154,10 +184,16 @@ async function main(): Promise<void> {
   if (!(await stat(join(staticDir, 'index.html')).catch(() => undefined))) {
     console.warn(`warning: ${staticDir} has no index.html; run "npm run build" first (the proxy works regardless).`);
   }
-  const running = await startServer(config, { staticDir });
+  installSafetyNet();
+  const out = batched((text) => process.stdout.write(text));
+  const running = await startServer(config, { staticDir, log: jsonLines(out.write) });
   console.log(`longshore listening on ${running.url}`);
   const stop = () => {
-    running.close().then(() => process.exit(0), () => process.exit(1));
+    const exit = (code: number) => () => {
+      out.flush(); // the lines of requests cut by closing, too
+      process.exit(code);
+    };
+    running.close().then(exit(0), exit(1));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -4,7 +4,7 @@ import { lookup } from 'node:dns/promises';
 import type { Plugin, PreviewServer, ViteDevServer } from 'vite';
 import { loadConfig, parseConfig, type ProxyConfig } from './config.ts';
 import { createAppHandler } from './handler.ts';
-import { createNodeFetch } from './node-fetch.ts';
+import { createNodeFetch, nodeRelay } from './node-fetch.ts';
 import { nodeMiddleware } from './node-http.ts';
 
 export interface LongshoreProxyOptions {
@@ -22,9 +22,11 @@ export function longshoreProxy(options: LongshoreProxyOptions = {}): Plugin {
     const config = parseConfig({ ...base, listen: { ...base.listen, host: listenHost } }, 'vite');
     const handler = createAppHandler(config, {
       lookup: async (name) => (await lookup(name, { all: true })).map((a) => a.address),
-      fetch: createNodeFetch(),
+      fetch: createNodeFetch(config),
+      relay: nodeRelay,
+      fetchBounded: true,
     });
-    server.middlewares.use(nodeMiddleware(handler));
+    server.middlewares.use(nodeMiddleware(handler, { trustForwardedFor: config.trustForwardedFor }));
   };
   return {
     name: 'longshore-proxy',

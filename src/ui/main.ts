@@ -3,10 +3,30 @@ import App from './App.svelte';
 import { PullBridge } from '../browser/bridge.ts';
 import { loadAppConfig } from '../browser/app-config.ts';
 import { detectCapabilities } from '../browser/capabilities.ts';
+import { createTagService } from '../browser/tag-service.ts';
+import { browserSaver } from '../browser/save/choose.ts';
+import { PullJournal } from '../browser/journal.ts';
+import { IdbBlobStore } from '../browser/idb-store.ts';
+import { UnfinishedPulls } from './state/unfinished.svelte.ts';
+import { ImageCatalog, browserStorageService } from '../browser/image-catalog.ts';
 import './app.css';
 
 const config = await loadAppConfig();
 // ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
 const stall = Number(new URLSearchParams(location.search).get('stallTimeout'));
 const bridge = new PullBridge({ proxyBase: config.proxyBase }, Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {});
-mount(App, { target: document.getElementById('app')!, props: { bridge, capabilities: detectCapabilities() } });
+const store = new IdbBlobStore();
+const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
+  for (const key of keys) await store.delete(key);
+});
+mount(App, {
+  target: document.getElementById('app')!,
+  props: {
+    bridge,
+    saver: browserSaver(),
+    unfinished,
+    tagService: createTagService(config.proxyBase),
+    storageService: browserStorageService(new ImageCatalog(), store),
+    capabilities: detectCapabilities(),
+  },
+});

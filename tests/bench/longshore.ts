@@ -1,5 +1,6 @@
-// Drives the real page the way a person does (type a name, pick a format, press Pull, press
-// Download) in Debian's headless Chromium, and times it: Pull click → Download button shown, and
+// Drives the real page the way a person does (type a name, pick a format and where to save, press
+// Pull, and for the Blob path press Download) in Debian's headless Chromium, and times it: Pull
+// click → the file starts (the streamed download begins; for the Blob path, the Download button),
 // Pull click → file saved. The page's status changes are stamped in the page, so the time spent
 // resolving, downloading and assembling can be told apart.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -78,9 +79,23 @@ export async function pageFormats(page: Page): Promise<{ ids: string[]; selected
   return { ids, selected: await select.inputValue() };
 }
 
+/**
+ * `stream`: the service worker's download while the pull runs; `blob`: the Download button when it
+ * ends; `file`: the File System Access path (Chromium's default), the picker answered by a file in
+ * the origin private file system (not copied out: its size is checked, its bytes are not).
+ */
+export type BenchSave = 'stream' | 'blob' | 'file';
+
+/** The picker, answered from the origin private file system (a string: see STAMP_PHASES). */
+const OPFS_PICKER = `(() => {
+  window.showSaveFilePicker = async (o) => (await navigator.storage.getDirectory()).getFileHandle((o && o.suggestedName) || 'archive.tar', { create: true });
+})()`;
+
 export interface PullTiming {
-  /** Pull click → Download button in the page (archive composed). */
+  /** Pull click → the page says the pull is done (Blob path: the Download button). */
   buttonSeconds: number;
+  /** Pull click → the file starts: the streamed download begins (Blob path: the Download click). */
+  firstByteSeconds: number;
   /** Pull click → Chromium finished writing the download. */
   downloadedSeconds: number;
   /** Pull click → file fully written by saveAs (Playwright's copy of the download). */
@@ -88,7 +103,10 @@ export interface PullTiming {
   /** Seconds after the click at which the page first showed each status (resolving, downloading, …). */
   phases: Record<string, number>;
   fileName: string;
-  file: string;
+  /** The saved archive on disk; undefined for `file` (it stays in the browser's private file system). */
+  file: string | undefined;
+  /** Its size as the page reads it back (`file`). */
+  bytes?: number;
 }
 
 declare global {
@@ -107,6 +125,7 @@ const STAMP_PHASES = `(() => {
   new MutationObserver(() => {
     const status = document.querySelector('[data-testid="status"]')?.getAttribute('data-status');
     if (status && !(status in state.phases)) state.phases[status] = (performance.now() - state.t0) / 1000;
+    if (!('written' in state.phases) && document.querySelector('[data-testid="save-progress"]')) state.phases.written = (performance.now() - state.t0) / 1000;
   }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
 })()`;
 
@@ -168,14 +187,24 @@ export async function typeName(page: Page, name: string, fail: (message: string)
  * Types the name, waits for the page's own look-up of it to finish (as a person would see the
  * platform before pressing Pull), selects the format, then times Pull → Download → saved.
  */
-export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>): Promise<PullTiming> {
+export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>, save: BenchSave = 'stream'): Promise<PullTiming> {
   await typeName(page, name, (message) => new PullFailedError(message));
   await page.getByLabel('Format').selectOption(format);
+  await page.getByLabel('Save to').selectOption(save);
+  if (save === 'file') await page.evaluate(OPFS_PICKER);
   await page.evaluate(STAMP_PHASES);
   await beforeClick?.();
   const started = performance.now();
+  let firstByteSeconds = Number.NaN;
+  const streamed = save === 'stream'
+    ? page.waitForEvent('download', { timeout: timeoutMs }).then((d) => {
+      firstByteSeconds = (performance.now() - started) / 1000;
+      return d;
+    })
+    : undefined;
+  streamed?.catch(() => undefined);
   await page.getByRole('button', { name: 'Pull', exact: true }).click();
-  const button = page.getByTestId('download');
+  const button = page.getByTestId(save === 'blob' ? 'download' : 'saved');
   const error = page.getByTestId('error');
   const watchdog = new AbortController();
   const outcome = await Promise.race([
@@ -191,7 +220,20 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
     throw new PullFailedError(`pull of ${name} (${format}) made no progress for ${STALL_MS / 1000} s, no error shown; page state: ${outcome.state}` + (problems.length ? `; ${problems.slice(-5).join('; ')}` : ''));
   }
   const buttonSeconds = (performance.now() - started) / 1000;
-  const [download] = await Promise.all([page.waitForEvent('download', { timeout: timeoutMs }), button.click()]);
+  if (save === 'file') {
+    // Saved means the writable was closed: the file is final.
+    const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
+    const fileName = (await page.getByTestId('saved').locator('code').textContent()) ?? '';
+    const bytes = await page.evaluate(async (n) => (await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile()).size, fileName);
+    await page.evaluate(async (n) => (await navigator.storage.getDirectory()).removeEntry(n), fileName);
+    return { buttonSeconds, firstByteSeconds: phases['written'] ?? Number.NaN, downloadedSeconds: buttonSeconds, savedSeconds: buttonSeconds, phases, fileName, file: undefined, bytes };
+  }
+  let download;
+  if (streamed) download = await streamed;
+  else {
+    firstByteSeconds = buttonSeconds;
+    [download] = await Promise.all([page.waitForEvent('download', { timeout: timeoutMs }), button.click()]);
+  }
   // path() resolves when Chromium has written the whole file; saveAs then copies it (a cost a
   // person's download does not have, reported apart).
   if ((await download.path()) === null) throw new PullFailedError(`download of ${name} (${format}) failed: ${await download.failure()}`);
@@ -204,5 +246,5 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
   // Playwright keeps its own copy until the context closes; a large image would fill the disk.
   await download.delete();
   const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
-  return { buttonSeconds, downloadedSeconds, savedSeconds, phases, fileName: download.suggestedFilename(), file };
+  return { buttonSeconds, firstByteSeconds, downloadedSeconds, savedSeconds, phases, fileName: download.suggestedFilename(), file };
 }

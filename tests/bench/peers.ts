@@ -1,12 +1,22 @@
-// The native peers: `skopeo copy docker://… oci-archive:` (layers kept compressed) and
-// `… docker-archive:` (layers decompressed, like `docker save`), timed from spawn to exit, with
-// the peak RSS of the skopeo process sampled from /proc.
+// The native peers: `skopeo copy docker://… oci-archive:` (layers kept compressed),
+// `… docker-archive:` (layers decompressed, like `docker save`) and `… oci:` (a layout directory:
+// skopeo's fastest destination, the only one that fetches layers in parallel), timed from spawn to
+// exit, with the peak RSS of the skopeo process sampled from /proc.
 import { spawn } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { descendants, Peaks, startSampling, treeMemory } from './proc.ts';
 
-export type PeerArchive = 'oci-archive' | 'docker-archive';
-export const PEER_ARCHIVES: readonly PeerArchive[] = ['oci-archive', 'docker-archive'];
+export type PeerArchive = 'oci-archive' | 'docker-archive' | 'oci';
+export const PEER_ARCHIVES: readonly PeerArchive[] = ['oci-archive', 'docker-archive', 'oci'];
+
+/** Bytes under a layout directory's blobs (what it holds of the image). */
+async function layoutBytes(dir: string): Promise<number> {
+  const blobs = join(dir, 'blobs/sha256');
+  let n = 0;
+  for (const name of await readdir(blobs)) n += (await stat(join(blobs, name))).size;
+  return n;
+}
 
 /** The peer cannot do this at all (not a broken run): skopeo 1.9 will not put zstd layers in a docker-archive. */
 export class PeerUnsupportedError extends Error {
@@ -23,7 +33,7 @@ export interface PeerRun {
 
 export async function skopeoPull(reference: string, archive: PeerArchive, file: string, env: NodeJS.ProcessEnv): Promise<PeerRun> {
   // docker-archive gets the name as its RepoTags, as longshore's archives carry it.
-  const destination = archive === 'docker-archive' ? `docker-archive:${file}:${reference}` : `oci-archive:${file}`;
+  const destination = archive === 'docker-archive' ? `docker-archive:${file}:${reference}` : archive === 'oci' ? `oci:${file}:latest` : `oci-archive:${file}`;
   const args = ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, destination];
   const peaks = new Peaks();
   const started = performance.now();
@@ -43,5 +53,5 @@ export async function skopeoPull(reference: string, archive: PeerArchive, file: 
   const why = UNSUPPORTED.find((re) => re.test(stderr));
   if (code !== 0 && why) throw new PeerUnsupportedError(`skopeo ${archive}: ${why.source}`);
   if (code !== 0) throw new Error(`skopeo ${args.join(' ')} failed (${code}): ${stderr.trim().slice(-2000)}`);
-  return { seconds, outputBytes: (await stat(file)).size, peakRss: peaks.values['rss'] };
+  return { seconds, outputBytes: archive === 'oci' ? await layoutBytes(file) : (await stat(file)).size, peakRss: peaks.values['rss'] };
 }

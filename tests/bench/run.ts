@@ -13,7 +13,8 @@ import { run } from '../helpers/command.ts';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { chromiumMemory, HeapProbe } from './chromium-metrics.ts';
 import { benchImages, parseSize, pushImage, VARIANTS, type BenchImage, type Variant } from './image.ts';
-import { openApp, pageFormats, pullAndSave, Sessions, type SessionMode } from './longshore.ts';
+import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
+import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
 import { Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
@@ -33,6 +34,12 @@ const USAGE = `npm run bench -- [options]
   --no-listing               skip the layer-listing measurement (100,000-entry layer; runs after the pull rounds by default)
   --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
   --listing-from a,b         where the listed layer comes from: pulled (pulled in the page, the default), archive (local oci-archive), or both
+  --save stream|file|blob    longshore saves with the service worker's streamed download (default), the picked file
+                             (File System Access, answered from the origin private file system; size checked only)
+                             or the Blob offered when the pull ends
+  --link rate=20MB/s,rtt=40ms[,cut=50MB]
+                             put the shaping relay between the registry and both pullers: rate cap per connection, added
+                             round-trip time per request, each large blob's first response cut after N bytes
   --help`;
 
 const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
@@ -50,6 +57,8 @@ interface Options {
   /** run: after the pull rounds; skip: --no-listing; only: --listing-only. */
   listing: 'run' | 'skip' | 'only';
   listingFrom: ListingSource[];
+  save: BenchSave;
+  link: LinkShape | undefined;
 }
 
 function options(): Options {
@@ -65,6 +74,8 @@ function options(): Options {
       'no-listing': { type: 'boolean', default: false },
       'listing-only': { type: 'boolean', default: false },
       'listing-from': { type: 'string', default: 'pulled' },
+      save: { type: 'string', default: 'stream' },
+      link: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -92,6 +103,8 @@ function options(): Options {
     profile: values.profile,
     listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
     listingFrom: [...new Set(listingFrom)] as ListingSource[],
+    save: ['blob', 'stream', 'file'].includes(values.save) ? values.save as BenchSave : (() => { throw new Error(`--save: stream, file or blob, got ${values.save}`); })(),
+    link: values.link ? parseLink(values.link) : undefined,
   };
 }
 
@@ -159,6 +172,9 @@ interface Context {
   timeoutMs: number;
   /** Formats whose cold pull was traced already (--profile traces one each). */
   profiled: Map<string, ThreadBusy[]>;
+  /** The shaping relay both pullers go through (--link). */
+  relay: Relay | undefined;
+  images: Partial<Record<Variant, BenchImage>>;
 }
 
 interface LongshoreRunResult {
@@ -172,6 +188,7 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
   const beforeClick = async (): Promise<void> => {
     mark = await c.counter.mark();
+    c.relay?.reset();
     peaks.see('chromiumRssAtStart', chromiumMemory({ pss: false }).rss);
   };
   const heapSamples = { page: 0, worker: 0, workerMissed: 0 };
@@ -198,7 +215,7 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   const trace = c.opts.profile && cache === 'cold' && !c.profiled.has(profileKey) ? await PullTrace.start(page) : undefined;
   let timing;
   try {
-    timing = await pullAndSave(page, reference, format, c.scratch, c.timeoutMs, beforeClick);
+    timing = await pullAndSave(page, reference, format, c.scratch, c.timeoutMs, beforeClick, c.opts.save);
   } finally {
     await sampler.stop();
   }
@@ -207,13 +224,18 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     c.profiled.set(profileKey, threads);
     for (const line of traceLines(`${profileKey} cold`, timing.downloadedSeconds, threads)) log(line);
   }
-  const seen = await c.counter.since(mark);
   const layerHexes = image.layers.map((l) => l.digest.slice(7));
   const isLayer = (text: string) => layerHexes.some((hex) => text.includes(hex));
+  // Through the relay, blobs come from the anonymous registry itself (no redirect): the relay counts them.
+  const seen = c.relay
+    ? { staticUrls: [...c.relay.blobs.entries()].flatMap(([d, st]) => Array.from({ length: st.requests }, () => `/blobs/${d}`)), registryLines: [] as string[] }
+    : await c.counter.since(mark);
   const layerRequests = seen.staticUrls.filter(isLayer).length + seen.registryLines.filter(isLayer).length;
   const otherBlobRequests = seen.staticUrls.length + seen.registryLines.length - layerRequests;
-  // Each layer should cost one registry GET (answered 307) and one static GET when cold, nothing when warm.
-  const expected = cache === 'cold' ? 2 * image.layers.length : 0;
+  const relayStats = c.relay ? relayFigures(c.relay, image) : undefined;
+  // Each layer should cost one registry GET (answered 307) and one static GET when cold, nothing
+  // when warm; through the relay one GET each, plus one per cut.
+  const expected = cache === 'cold' ? (c.relay ? image.layers.length + (relayStats?.cuts ?? 0) : 2 * image.layers.length) : 0;
   const unexpected = layerRequests === expected ? undefined : [...seen.registryLines.map((l) => l.slice(0, 400)), ...seen.staticUrls];
   try {
     if (cache === 'cold') {
@@ -224,14 +246,15 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
     }
     const key = `${image.variant}/${format}`;
     const thorough = !c.verified.has(key);
-    await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    if (timing.file) await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    else if (!timing.bytes) throw new Error(`the picked file ${timing.fileName} is empty`);
     c.verified.add(key);
-    const outputBytes = (await stat(timing.file)).size;
+    const outputBytes = timing.file ? (await stat(timing.file)).size : timing.bytes ?? 0;
     return {
-      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(unexpected ? { requestLog: unexpected } : {}) },
+      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, ...(Number.isNaN(timing.firstByteSeconds) ? {} : { 'file-starts': timing.firstByteSeconds }), downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(relayStats ? { relay: relayStats } : {}), ...(unexpected ? { requestLog: unexpected } : {}) },
     };
   } finally {
-    await rm(timing.file, { force: true });
+    if (timing.file) await rm(timing.file, { force: true });
   }
 }
 
@@ -261,13 +284,42 @@ async function longshoreRuns(c: Context, image: BenchImage, reference: string, f
   }
 }
 
+/** The link the relay shaped, and per scenario the layer bytes fetched through it (medians). */
+function linkLines(opts: Options, all: Scenario[]): string[] {
+  if (!opts.link) return [];
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const lines = [`Link (shaping relay between the registry and both pullers): ${describeLink(opts.link)}; longshore saves with ${opts.save === 'stream' ? 'the streamed download' : 'the Blob at the end'}.`];
+  for (const s of all) {
+    const r = s.samples.map((x) => x.relay).filter((x) => x !== undefined);
+    if (r.length === 0) continue;
+    lines.push(`${s.variant} ${s.tool} ${s.what}${s.cache ? ` ${s.cache}` : ''}: layer bytes fetched ${(median(r.map((x) => x.layerBytes)) / 1e6).toFixed(1)} MB, after cuts ${(median(r.map((x) => x.afterCut)) / 1e6).toFixed(1)} MB (${median(r.map((x) => x.cuts))} cut)`);
+  }
+  return lines;
+}
+
+/** What the relay served for the image's layers in one run. */
+function relayFigures(relay: Relay, image: BenchImage): NonNullable<Sample['relay']> {
+  const layers = image.layers.map((l) => relay.blobs.get(l.digest)).filter((s) => s !== undefined);
+  return {
+    layerBytes: layers.reduce((n, s) => n + s.bytes, 0),
+    afterCut: layers.reduce((n, s) => n + s.afterCut, 0),
+    cuts: layers.filter((s) => s.cut).length,
+  };
+}
+
 async function peerRun(c: Context, reference: string, archive: PeerArchive): Promise<Sample> {
   const file = join(c.scratch, `skopeo-${archive}-${Date.now()}.tar`);
   try {
-    const result = await skopeoPull(reference, archive, file, c.skopeoEnv);
-    return { seconds: result.seconds, outputBytes: result.outputBytes, peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {} };
+    c.relay?.reset();
+    const result = await skopeoPull(reference, archive, file, c.skopeoEnv).catch((err: unknown) => {
+      // skopeo 1.9 does not retry a blob whose connection was cut: it cannot finish through --link cut=.
+      if (c.relay?.shape.cutAfter && /unexpected EOF/.test(String(err))) throw new PeerUnsupportedError(`skopeo ${archive}: a cut blob is not retried (unexpected EOF)`);
+      throw err;
+    });
+    const image = Object.values(c.images)[0];
+    return { seconds: result.seconds, outputBytes: result.outputBytes, peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {}, ...(c.relay && image ? { relay: relayFigures(c.relay, image) } : {}) };
   } finally {
-    await rm(file, { force: true });
+    await rm(file, { force: true, recursive: true });
   }
 }
 
@@ -344,6 +396,7 @@ async function listingOnly(opts: Options): Promise<void> {
   const harness = opts.listingFrom.includes('pulled') ? await startHarness({ storageDir }) : undefined;
   const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
   let proxy: ProxyProcess | undefined;
+  let relay: Relay | undefined;
   const sessions = new Sessions(opts.mode);
   try {
     const setup = await prepareListing(opts, harness, { ...process.env, ...harness?.env.skopeoEnv });
@@ -398,6 +451,7 @@ async function main(): Promise<void> {
   phase('harness');
   const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
   let proxy: ProxyProcess | undefined;
+  let relay: Relay | undefined;
   const sessions = new Sessions(opts.mode);
   try {
     const env = harness.env;
@@ -410,8 +464,15 @@ async function main(): Promise<void> {
       await pushImage(images[variant], references[variant], skopeoEnv, env.token.credentials);
     }
     const listingSetup = listingImageReady ? await prepareListing(opts, harness, skopeoEnv) : undefined;
+    if (opts.link) {
+      // The registries share one storage: the relay serves the pushed image from the anonymous one
+      // (no token, no redirect), so every blob byte passes through the shaped link.
+      relay = await startRelay(env.anon.url, opts.link);
+      for (const variant of opts.variants) references[variant] = `${relay.host}/${repository}:${variant}`;
+      log(`shaping relay at ${relay.host}: ${describeLink(opts.link)}`);
+    }
     phase('push');
-    proxy = await startProxyProcess({ registryHosts: [env.token.host], tokenRealms: [env.tokenServer.realm], dir: scratch, staticDir: APP_DIR });
+    proxy = await startProxyProcess({ registryHosts: [env.token.host, ...(relay ? [relay.host] : [])], tokenRealms: [env.tokenServer.realm], dir: scratch, staticDir: APP_DIR });
     log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
 
     // What the built page offers, default first.
@@ -439,6 +500,8 @@ async function main(): Promise<void> {
       configRaw,
       verified: new Set(),
       profiled: new Map(),
+      relay,
+      images,
       timeoutMs: Math.max(10 * 60_000, (first.compressedBytes / 1e6) * 1000),
     };
 
@@ -539,7 +602,7 @@ async function main(): Promise<void> {
       for (const l of listing.summaries) console.log(listingLine(l));
     }
     const failures = [...failureLines(all), ...(proxyFailure ? [proxyFailure] : []), ...(listing?.failures ?? [])];
-    const notes = unsupportedLines(all);
+    const notes = [...unsupportedLines(all), ...linkLines(opts, all)];
     for (const line of notes) console.log(`  ${line}`);
     for (const line of failures) console.log(`  ${line}`);
     const md = markdown({
@@ -552,8 +615,10 @@ async function main(): Promise<void> {
       mode: opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)',
       summaries,
       failures,
-      notes,
+      // The phases (file-starts: when the streamed download began) belong with the figures.
+      notes: [...notes, ...phaseLines(summaries).map((l) => `phases: ${l}`)],
       proxyCost,
+      ...(opts.link ? { served: 'served by distribution 2.8 (anonymous, no redirect) through the shaping relay below, on 127.0.0.1' } : {}),
       ...(listing ? { listings: listing.summaries } : {}),
     });
     console.log('');
@@ -586,6 +651,7 @@ async function main(): Promise<void> {
   } finally {
     await sessions.close().catch(() => undefined);
     await proxy?.close().catch(() => undefined);
+    await relay?.close();
     await harness.stop().catch(() => undefined);
     await rm(scratch, { recursive: true, force: true });
   }

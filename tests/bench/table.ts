@@ -22,6 +22,8 @@ export interface Sample {
   otherBlobRequests?: number;
   /** The blob requests themselves, kept when their count was not the expected one. */
   requestLog?: string[];
+  /** Through the shaping relay (--link): layer body bytes it served, those after a cut, and how many layers were cut. */
+  relay?: { layerBytes: number; afterCut: number; cuts: number };
 }
 
 export interface Scenario {
@@ -377,6 +379,8 @@ export function listingOnlyMarkdown(machine: Machine, rounds: number, mode: stri
 export interface MarkdownInput {
   machine: Machine;
   imageLabel: string;
+  /** Who serves the image (default: the token registry with blob redirects). */
+  served?: string;
   layers: number;
   compressed: Record<string, number>;
   uncompressed: number;
@@ -397,7 +401,7 @@ export function markdown(m: MarkdownInput): string {
     `### Benchmark, ${m.machine.date.slice(0, 10)}`,
     '',
     `Image: ${m.imageLabel} preset, ${m.layers} layers of files from /usr/lib and /usr/share (${sizes}; ${(m.uncompressed / 1e6).toFixed(0)} MB uncompressed), ` +
-      `served by distribution 2.8 with token auth and blob redirects, on 127.0.0.1. ${m.rounds} interleaved round(s); ` +
+      `${m.served ?? 'served by distribution 2.8 with token auth and blob redirects, on 127.0.0.1'}. ${m.rounds} interleaved round(s); ` +
       `longshore in headless Chromium (${m.mode} profile), cold = empty IndexedDB, warm = second pull in the same profile.`,
     '',
     `Machine: ${m.machine.nproc} CPUs (${m.machine.cpu}), ${m.machine.memTotal} RAM; ${m.machine.chromium}; node ${m.machine.node}; skopeo ${m.machine.skopeo}; ` +

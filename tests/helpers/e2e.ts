@@ -169,7 +169,7 @@ export interface EngineHandle {
   /** A temporary directory for this file's downloads and scratch files. */
   readonly dir: string;
   /** A fresh page at `url` (own storage). Closed and checked for page errors after the test. */
-  open(url?: string, options?: { width?: number; height?: number }): Promise<E2EPage>;
+  open(url?: string, options?: { width?: number; height?: number; userAgent?: string }): Promise<E2EPage>;
   /** Close a page now and fail if it saw an error (pages left open are checked after the test). */
   finish(page: E2EPage): Promise<void>;
 }

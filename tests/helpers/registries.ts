@@ -216,7 +216,7 @@ export async function startRegistries(options: StartRegistriesOptions = {}): Pro
     ]);
     const [privateKeyPem, certificatePem] = await Promise.all([readFile(keyFile, 'utf8'), readFile(certFile, 'utf8')]);
     [tokenServer, staticServer] = await Promise.all([
-      startTokenServer({ issuer: TOKEN_ISSUER, privateKeyPem, certificatePem, username: tokenCredentials.username, password: tokenCredentials.password }),
+      startTokenServer({ issuer: TOKEN_ISSUER, privateKeyPem, certificatePem, username: tokenCredentials.username, password: tokenCredentials.password, storageDir }),
       startStaticServer({ root: storageDir, rejectAuthorization: options.staticRejectsAuthorization ?? true }),
     ]);
 

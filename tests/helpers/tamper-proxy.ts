@@ -16,8 +16,21 @@ export interface TamperRules {
   stallBlob?: { digest: string; afterBytes: number };
   /** Flip one byte in the middle of every manifest body (headers such as Docker-Content-Digest kept). */
   corruptManifests?: boolean;
-  /** Answer the next `count` manifest requests with `status` (and `Retry-After`) instead of forwarding them. */
-  failManifests?: { status: number; count: number; retryAfter?: string };
+  /**
+   * Answer the next `count` manifest requests with `status` (and `Retry-After`) instead of forwarding them;
+   * `html`: with a text/html error page, as a corporate proxy or a load balancer in front of a registry sends.
+   */
+  failManifests?: { status: number; count: number; retryAfter?: string; html?: boolean };
+  /** Extra headers on every forwarded manifest response (Docker Hub's RateLimit-Limit / RateLimit-Remaining). */
+  manifestHeaders?: Record<string, string>;
+  /** Rewrites the realm="…" of the upstream's WWW-Authenticate, to send clients to another token service path. */
+  challengeRealm?: string;
+  /**
+   * Pages tags/list as distribution v3, Docker Hub or ghcr.io do (distribution 2.8 sends every tag at once,
+   * unsorted): tags sorted, at most `n` after `last`, and `Link: <…?n=…&last=…>; rel="next"` while more remain.
+   * `maxPage` caps `n` like a registry that sends fewer than asked.
+   */
+  paginateTags?: { maxPage?: number };
 }
 
 export interface TamperRecord {
@@ -25,6 +38,8 @@ export interface TamperRecord {
   path: string;
   /** What the proxy did: 'forward', 'corrupt', 'truncate', 'stall', 'fail'. */
   action: string;
+  /** The Authorization header the client sent, if any (to prove where credentials went). */
+  authorization?: string;
 }
 
 export interface TamperProxy {
@@ -39,6 +54,7 @@ export interface TamperProxy {
 
 const BLOB_PATH = /^\/v2\/.+\/blobs\/(sha256:[a-f0-9]{64})$/;
 const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
+const TAGS_PATH = /^(\/v2\/.+\/tags\/list)(?:\?(.*))?$/;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'content-length'];
 
 function withoutLength(headers: IncomingHttpHeaders): IncomingHttpHeaders {
@@ -83,19 +99,49 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
     const blob = BLOB_PATH.exec(path)?.[1];
     const isManifest = MANIFEST_PATH.test(path);
     const record: TamperRecord = { method: req.method ?? 'GET', path, action: 'forward' };
+    if (req.headers.authorization) record.authorization = req.headers.authorization;
     requests.push(record);
 
     const fail = proxy.rules.failManifests;
     if (isManifest && fail && fail.count > 0) {
       fail.count--;
       record.action = 'fail';
-      const body = fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
+      const body = fail.html ? `<!DOCTYPE html><html><head><title>${fail.status} Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p><hr><address>nginx</address></body></html>`
+        : fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
       res.writeHead(fail.status, {
-        'content-type': fail.status === 429 ? 'application/json' : 'text/plain',
+        'content-type': fail.html ? 'text/html; charset=utf-8' : fail.status === 429 ? 'application/json' : 'text/plain',
         'content-length': Buffer.byteLength(body),
         ...(fail.retryAfter ? { 'retry-after': fail.retryAfter } : {}),
       });
       res.end(body);
+      return;
+    }
+
+    const tagsPath = TAGS_PATH.exec(path);
+    if (tagsPath && proxy.rules.paginateTags && req.method === 'GET') {
+      record.action = 'paginate';
+      const query = new URLSearchParams(tagsPath[2] ?? '');
+      const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: 'GET', path: tagsPath[1], headers: { ...req.headers, host: upstream.host } }, async (upRes) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of upRes as AsyncIterable<Buffer>) chunks.push(chunk);
+        const body = Buffer.concat(chunks);
+        if (upRes.statusCode !== 200) {
+          res.writeHead(upRes.statusCode ?? 502, withoutLength(upRes.headers)).end(body);
+          return;
+        }
+        const all = ((JSON.parse(body.toString('utf8')) as { name: string; tags: string[] | null }).tags ?? []).slice().sort();
+        const name = (JSON.parse(body.toString('utf8')) as { name: string }).name;
+        const last = query.get('last');
+        const asked = Number(query.get('n') ?? all.length);
+        const n = Math.min(asked, proxy.rules.paginateTags?.maxPage ?? asked);
+        const from = last === null ? 0 : all.findIndex((t) => t > last);
+        const page = from < 0 ? [] : all.slice(from, from + n);
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (from >= 0 && from + n < all.length) headers['link'] = `<${tagsPath[1]}?n=${asked}&last=${encodeURIComponent(page.at(-1)!)}>; rel="next"`;
+        res.writeHead(200, headers).end(JSON.stringify({ name, tags: page }));
+      });
+      up.on('error', () => res.writeHead(502).end());
+      up.end();
       return;
     }
 
@@ -133,7 +179,10 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
             res.writeHead(status, up.headers);
             await pumpFlipping(up, res, Math.floor(length / 2));
           } else {
-            res.writeHead(status, up.headers);
+            const headers = isManifest ? { ...up.headers, ...proxy.rules.manifestHeaders } : { ...up.headers };
+            const realm = proxy.rules.challengeRealm;
+            if (realm && typeof headers['www-authenticate'] === 'string') headers['www-authenticate'] = headers['www-authenticate'].replace(/realm="[^"]*"/, `realm="${realm}"`);
+            res.writeHead(status, headers);
             up.pipe(res);
           }
         };

@@ -4,6 +4,8 @@
 import { createSign, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface TokenRequestRecord {
   seq: number;
@@ -17,6 +19,8 @@ export interface TokenRequestRecord {
   authorizationScheme: string | null;
   /** The Basic user name, when one was sent. */
   username: string | null;
+  /** The caller's User-Agent (an e2e test gives its browser context a unique one to find its own requests). */
+  userAgent: string | null;
   status: number;
   /** Access granted, as put in the token. */
   granted: AccessEntry[];
@@ -38,6 +42,8 @@ export interface TokenServerOptions {
   password?: string;
   /** Repositories starting with this need credentials; default 'private/'. */
   privatePrefix?: string;
+  /** The registries' storage root: lets HUB_TOKEN_PATH see which repositories exist. */
+  storageDir?: string;
   expiresIn?: number;
 }
 
@@ -48,6 +54,12 @@ export interface TokenServerOptions {
  */
 export const TOKEN_PATH = '/token';
 export const ACCESS_TOKEN_ONLY_PATH = '/access-token-only/token';
+/**
+ * Answers like auth.docker.io for a repository that does not exist: a token is issued, granting
+ * nothing for a pull-only scope, so the registry then answers 401 error="insufficient_scope", just
+ * as it does for a private repository (Docker Hub does not tell the two apart).
+ */
+export const HUB_TOKEN_PATH = '/hub/token';
 export const HARNESS_LOG_PATH = '/__harness/requests';
 
 export interface TokenServer {
@@ -109,6 +121,8 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   let accessTokenOnly = false;
   // Refresh tokens handed out by the OAuth2 password grant, mapped to their user.
   const refreshTokens = new Map<string, string>();
+  const repositoryExists = (name: string): boolean =>
+    options.storageDir !== undefined && existsSync(join(options.storageDir, 'docker/registry/v2/repositories', name, '_manifests'));
 
   const grant = (scopes: string[], user: string | null): AccessEntry[] => {
     const granted: AccessEntry[] = [];
@@ -151,6 +165,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       hasAuthorization: authorization !== null,
       authorizationScheme: authorization?.split(' ')[0] ?? null,
       username: null,
+      userAgent: req.headers['user-agent'] ?? null,
       status: 0,
       granted: [],
     };
@@ -161,7 +176,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     };
 
     const onlyAccessToken = url.pathname === ACCESS_TOKEN_ONLY_PATH || accessTokenOnly;
-    if (url.pathname !== TOKEN_PATH && url.pathname !== ACCESS_TOKEN_ONLY_PATH) {
+    if (url.pathname !== TOKEN_PATH && url.pathname !== ACCESS_TOKEN_ONLY_PATH && url.pathname !== HUB_TOKEN_PATH) {
       reply(404, { details: 'not found' });
       return;
     }
@@ -226,6 +241,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     const service = url.searchParams.get('service') ?? '';
     const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
     record.granted = grant(scopes, user);
+    if (url.pathname === HUB_TOKEN_PATH) record.granted = record.granted.filter((g) => g.actions.includes('push') || repositoryExists(g.name));
     const token = sign(service, user, record.granted);
     const issuedAt = new Date().toISOString();
     reply(200, onlyAccessToken ? { access_token: token, expires_in: expiresIn, issued_at: issuedAt } : { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt });

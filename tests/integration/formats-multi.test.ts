@@ -214,7 +214,7 @@ describe.concurrent('determinism: two pulls into fresh stores give the same byte
   it('files are root-owned, dated 1970-01-01, mode 0644 (dirs 0755), in every format', async () => {
     for (const f of formats) {
       const { file } = await write(f, [await pulled(fixtureRef(env, env.anon, 'v2s2'))]);
-      for (const line of (await runText('tar', ['-tvf', file])).trim().split('\n')) {
+      for (const line of (await runText('tar', ['--utc', '-tvf', file])).trim().split('\n')) {
         expect(line).toMatch(/^(-rw-r--r--|drwxr-xr-x) 0\/0 .* 1970-01-01 00:00 /);
       }
     }

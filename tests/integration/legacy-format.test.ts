@@ -72,7 +72,7 @@ describe('legacy docker-save format', () => {
     }
     const repositories = JSON.parse(await runText('tar', ['-xOf', file, 'repositories'])) as Record<string, Record<string, string>>;
     expect(repositories).toEqual({ [name.slice(0, name.lastIndexOf(':'))]: { latest: parent } });
-    const verbose = await runText('tar', ['-tvf', file]);
+    const verbose = await runText('tar', ['--utc', '-tvf', file]);
     for (const line of verbose.trim().split('\n')) expect(line).toMatch(/ 0\/0 .* 1970-01-01 /);
   });
 

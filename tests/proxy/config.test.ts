@@ -200,3 +200,77 @@ describe('parseJsonc', () => {
     expect(parseJsonc('{"a": "http://x/*y*/", // c\n "b": [1,2,],}')).toEqual({ a: 'http://x/*y*/', b: [1, 2] });
   });
 });
+
+describe('limits, timeouts, origins', () => {
+  it('default to documented values', async () => {
+    const config = await loadConfig({ env: {}, readFile: noFile });
+    expect(config.timeouts).toEqual({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000, poolWaitMs: 5_000 });
+    expect(config.limits).toEqual({ maxConnections: 1024, upstreamSocketsPerOrigin: 64, clientStreams: 32, clientRequestsPerSecond: 50, clientBurst: 200 });
+    expect(config.allowedOrigins).toEqual([]);
+    expect(config.trustForwardedFor).toBe(false);
+    expect(config.authorizedMirrors).toEqual([]);
+  });
+
+  it('are read from the file (missing keys keep their default) and from LONGSHORE_* variables', async () => {
+    const config = await loadConfig({
+      env: {
+        LONGSHORE_CONFIG: '/etc/longshore.json',
+        LONGSHORE_BODY_IDLE_TIMEOUT_MS: '5000',
+        LONGSHORE_CLIENT_STREAMS: '0',
+        LONGSHORE_ALLOWED_ORIGINS: 'https://b.example',
+        LONGSHORE_TRUST_FORWARDED_FOR: 'true',
+      },
+      readFile: async () => JSON.stringify({
+        timeouts: { headersMs: 2000 },
+        limits: { maxConnections: 10 },
+        allowedOrigins: ['https://a.example/', '*'],
+        mirrors: { 'docker.io': { url: 'http://127.0.0.1:5001', forwardAuthorization: true } },
+      }),
+    });
+    expect(config.timeouts).toEqual({ connectMs: 10_000, headersMs: 2000, bodyIdleMs: 5000, poolWaitMs: 5_000 });
+    expect(config.limits).toMatchObject({ maxConnections: 10, clientStreams: 0 });
+    expect(config.allowedOrigins).toEqual(['https://a.example', '*', 'https://b.example']);
+    expect(config.trustForwardedFor).toBe(true);
+    expect(config.mirrors).toEqual({ 'docker.io': 'http://127.0.0.1:5001' });
+    expect(config.authorizedMirrors).toEqual(['docker.io']);
+  });
+
+  it('reports bad values with the key', async () => {
+    const problems = await problemsOf(loadConfig({
+      env: { LONGSHORE_CONFIG: 'x.json', LONGSHORE_POOL_WAIT_MS: 'soon', LONGSHORE_TRUST_FORWARDED_FOR: 'yes' },
+      readFile: async () => JSON.stringify({
+        timeouts: { headersMs: 0, idleMs: 5 },
+        limits: { clientStreams: -1 },
+        allowedOrigins: ['https://a.example/path', 7],
+        mirrors: { 'docker.io': { url: 'http://m.example', forwardAuthorization: 'yes' } },
+      }),
+    }));
+    expect(problems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/LONGSHORE_POOL_WAIT_MS must be a whole number/),
+      expect.stringMatching(/LONGSHORE_TRUST_FORWARDED_FOR must be true or false/),
+    ]));
+    const fileProblems = await problemsOf(loadConfig({
+      env: { LONGSHORE_CONFIG: 'x.json' },
+      readFile: async () => JSON.stringify({
+        timeouts: { headersMs: 0, idleMs: 5 },
+        limits: { clientStreams: -1 },
+        allowedOrigins: ['https://a.example/path', 7],
+        mirrors: { 'docker.io': { url: 'http://m.example', forwardAuthorization: 'yes' } },
+      }),
+    }));
+    expect(fileProblems).toEqual(expect.arrayContaining([
+      expect.stringMatching(/timeouts\.headersMs must be an integer of at least 1, got 0/),
+      expect.stringMatching(/timeouts: unknown key "idleMs"/),
+      expect.stringMatching(/limits\.clientStreams must be an integer \(0 = no limit\), got -1/),
+      expect.stringMatching(/allowedOrigins\[0\] must be "\*" or an http\(s\) origin/),
+      expect.stringMatching(/allowedOrigins\[1\]/),
+      expect.stringMatching(/mirrors\["docker.io"\]\.forwardAuthorization must be true or false/),
+    ]));
+  });
+
+  it('a config written before these keys existed still parses', () => {
+    const config = parseConfig({ listen: { host: '127.0.0.1', port: 0 }, registries: [], mirrors: {}, tokenRealms: [], allowLoopback: true });
+    expect(config.limits).toEqual(DEFAULT_CONFIG.limits);
+  });
+});
+

@@ -80,7 +80,10 @@ beforeAll(async () => {
         return;
       }
       if (url.startsWith('/v2/private/manifests/')) {
-        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': DIGEST, etag: `"${DIGEST}"` });
+        res.writeHead(200, {
+          'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': DIGEST, etag: `"${DIGEST}"`,
+          'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600',
+        });
         res.end('{"schemaVersion":2}');
         return;
       }
@@ -126,6 +129,7 @@ beforeAll(async () => {
     ...structuredClone(DEFAULT_CONFIG),
     registries: [...DEFAULT_CONFIG.registries, { host: registry.host, scheme: 'http' }],
     mirrors: { 'docker.io': mirror.origin },
+    allowedOrigins: ['http://app.example'],
   });
   handler = createProxyHandler(config);
 });
@@ -176,11 +180,15 @@ describe('proxy handler', () => {
     expect(withOrigin.headers.get('access-control-allow-origin')).toBe('http://app.example');
     expect(withOrigin.headers.get('vary')).toMatch(/Origin/);
     const exposed = withOrigin.headers.get('access-control-expose-headers')!.split(/,\s*/);
-    expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link']));
+    expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link', 'ratelimit-limit', 'ratelimit-remaining']));
     expect(withOrigin.headers.get('access-control-allow-credentials')).toBeNull();
 
+    // No Origin (same-origin GET, or not a browser): no CORS headers needed, none sent.
     const without = await call(proxied(`${registry.host}/v2/`));
-    expect(without.headers.get('access-control-allow-origin')).toBe('*');
+    expect(without.headers.get('access-control-allow-origin')).toBeNull();
+    // The app's own origin needs no listing.
+    const own = await call(proxied(`${registry.host}/v2/`, { headers: { origin: 'http://longshore.test' } }));
+    expect(own.headers.get('access-control-allow-origin')).toBe('http://longshore.test');
 
     const before = registry.requests.length;
     const preflight = await call(proxied(`${registry.host}/v2/private/manifests/latest`, {
@@ -193,6 +201,32 @@ describe('proxy handler', () => {
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Range/);
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Accept/);
+    expect(preflight.headers.get('access-control-allow-private-network')).toBeNull();
+    expect(registry.requests.length).toBe(before);
+  });
+
+  it('answers Private Network Access preflights for allowed origins only', async () => {
+    const pna = (origin: string) => call(proxied(`${registry.host}/v2/private/manifests/latest`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-private-network': 'true' },
+    }));
+    const allowed = await pna('http://app.example');
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-private-network')).toBe('true');
+    const other = await pna('https://some-site.example');
+    expect(other.status).toBe(403);
+    expect(other.headers.get('access-control-allow-private-network')).toBeNull();
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('gives pages of other origins no CORS access and sends nothing upstream for them', async () => {
+    const before = registry.requests.length;
+    for (const origin of ['https://some-site.example', 'null', 'http://app.example.evil.test', 'http://longshore.test.evil.test']) {
+      const response = await call(proxied(`${registry.host}/v2/private/manifests/latest`, { headers: { origin } }));
+      expect(response.status, origin).toBe(403);
+      expect(response.headers.get('access-control-allow-origin'), origin).toBeNull();
+      expect((await envelope(response)).message).toMatch(/allowedOrigins/);
+    }
     expect(registry.requests.length).toBe(before);
   });
 
@@ -218,6 +252,7 @@ describe('proxy handler', () => {
       'if-none-match': '"e"',
       'user-agent': 'longshore-test',
       'accept-encoding': 'identity',
+      via: '1.1 longshore',
     });
     for (const name of ['cookie', 'origin', 'referer', 'x-forwarded-for']) expect(seen).not.toHaveProperty(name);
   });
@@ -252,6 +287,9 @@ describe('proxy handler', () => {
     const manifest = await call(proxied(`${registry.host}/v2/private/manifests/latest`, { headers: { authorization: TOKEN } }));
     expect(manifest.status).toBe(200);
     expect(manifest.headers.get('docker-content-digest')).toBe(DIGEST);
+    // Docker Hub's pull limits reach the page (README, "Rate limits").
+    expect(manifest.headers.get('ratelimit-limit')).toBe('100;w=21600');
+    expect(manifest.headers.get('ratelimit-remaining')).toBe('76;w=21600');
     expect(await manifest.text()).toBe('{"schemaVersion":2}');
 
     // Learned, not configured: a fresh handler knows nothing of it.
@@ -303,6 +341,7 @@ describe('proxy handler', () => {
     const unknown = await call(proxied('evil.example/v2/', { headers: { origin: 'http://app.example' } }));
     expect(unknown.status).toBe(403);
     expect(unknown.headers.get('access-control-allow-origin')).toBe('http://app.example');
+    expect(unknown.headers.get('x-content-type-options')).toBe('nosniff');
     const denied = await envelope(unknown);
     expect(denied.code).toBe('PROXY_DENIED');
     expect(denied.message).toMatch(/evil\.example is not a configured registry/);
@@ -398,14 +437,87 @@ describe('proxy handler with injected fetch', () => {
     expect((await envelope(response)).message).toMatch(/registry\.example gave an unusable response/);
   });
 
-  it('drops a Content-Length that no longer matches a body fetch decoded', async () => {
+  it('refuses a Content-Encoding it did not ask for instead of decoding it', async () => {
+    let cancelled = false;
     const h = createProxyHandler(publicConfig, {
-      fetch: async () => new Response('decoded', { headers: { 'content-encoding': 'gzip', 'content-length': '3' } }),
+      fetch: async () => new Response(new ReadableStream({ cancel: () => void (cancelled = true) }), { headers: { 'content-encoding': 'gzip', 'content-length': '3' } }),
     });
     const response = await call(proxied('registry.example/v2/'), h);
-    expect(response.headers.get('content-length')).toBeNull();
-    expect(response.headers.get('content-encoding')).toBeNull();
-    expect(await response.text()).toBe('decoded');
+    expect(response.status).toBe(502);
+    const error = await envelope(response);
+    expect(error.code).toBe('PROXY_BAD_UPSTREAM');
+    expect(error.message).toMatch(/Content-Encoding: gzip/);
+    expect(cancelled).toBe(true);
+  });
+
+  it('never forwards Authorization to a mirror unless the config says so', async () => {
+    const seen: (string | null)[] = [];
+    const fetchSpy: typeof fetch = async (_input, init) => {
+      seen.push(new Headers(init?.headers).get('authorization'));
+      return new Response('{}');
+    };
+    const mirrored = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': 'https://mirror.example' } });
+    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
+    const trusted = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': { url: 'https://mirror.example', forwardAuthorization: true } } });
+    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(trusted, { fetch: fetchSpy }));
+    await call(proxied('registry.example/v2/', { headers: { authorization: 'Bearer r-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
+    expect(seen).toEqual([null, 'Bearer hub-token', 'Bearer r-token']);
+  });
+
+  it('learns realms only from a registry\'s own challenge, not from a redirect target\'s', async () => {
+    const h = createProxyHandler(publicConfig, {
+      fetch: async (input) => {
+        const url = new URL(String(input));
+        if (url.hostname === 'registry.example') return new Response(null, { status: 307, headers: { location: 'https://cdn.example/blob' } });
+        if (url.hostname === 'cdn.example') return new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://cdn.example/token"' } });
+        return new Response('{"token":"t"}');
+      },
+    });
+    expect((await call(proxied(`registry.example/v2/x/blobs/${DIGEST}`), h)).status).toBe(401);
+    expect((await call(proxied('cdn.example/token'), h)).status).toBe(403);
+  });
+
+  it('does not learn a realm longer than the bound', async () => {
+    const long = `https://auth.example/${'a'.repeat(600)}`;
+    const h = createProxyHandler(publicConfig, {
+      fetch: async (input) => {
+        const url = new URL(String(input));
+        if (url.hostname === 'registry.example') return new Response(null, { status: 401, headers: { 'www-authenticate': `Bearer realm="${long}"` } });
+        return new Response('{"token":"t"}');
+      },
+    });
+    expect((await call(proxied('registry.example/v2/'), h)).status).toBe(401);
+    expect((await call(proxied(long.replace('https://', '')), h)).status).toBe(403);
+  });
+
+  it('marks every proxied answer nosniff and sandboxed, and adds Via', async () => {
+    const h = createProxyHandler(publicConfig, {
+      fetch: async () => new Response('<script>alert(document.cookie)</script>', { headers: { 'content-type': 'text/html' } }),
+    });
+    const response = await call(proxied('registry.example/v2/x/manifests/latest'), h);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('content-security-policy')).toBe("sandbox; default-src 'none'");
+    expect(response.headers.get('via')).toBe('1.1 longshore');
+  });
+
+  it('refuses requests that already went through this proxy, and redirects back to it', async () => {
+    let upstreamCalls = 0;
+    const h = createProxyHandler(publicConfig, {
+      fetch: async () => {
+        upstreamCalls++;
+        return new Response(null, { status: 302, headers: { location: `http://longshore.test/proxy/registry.example/v2/x/blobs/${DIGEST}` } });
+      },
+    });
+    const viaUs = await call(proxied('registry.example/v2/', { headers: { via: '1.1 nginx, 1.1 longshore' } }), h);
+    expect(viaUs.status).toBe(508);
+    expect((await envelope(viaUs)).code).toBe('PROXY_LOOP');
+    expect(upstreamCalls).toBe(0);
+    const loop = await call(proxied(`registry.example/v2/x/blobs/${DIGEST}`), h);
+    expect(loop.status).toBe(508);
+    expect((await envelope(loop)).message).toMatch(/this proxy itself/);
+    expect(upstreamCalls).toBe(1);
   });
 });
 
@@ -414,5 +526,78 @@ describe('challenge header contract', () => {
     const { CHALLENGE_HEADER } = await import('../../src/proxy/handler.ts');
     const { PROXY_CHALLENGE_HEADER } = await import('../../src/core/http/transport.ts');
     expect(CHALLENGE_HEADER).toBe(PROXY_CHALLENGE_HEADER);
+  });
+});
+
+describe('per-client limits', () => {
+  const limited = (limits: Partial<ProxyConfig['limits']>) => parseConfig({
+    ...structuredClone(DEFAULT_CONFIG),
+    listen: { host: '0.0.0.0', port: 8080 },
+    registries: [{ host: 'registry.example', scheme: 'https' }],
+    limits: { ...DEFAULT_CONFIG.limits, ...limits },
+  });
+
+  it('answers 429 with Retry-After past the request rate, per client, and refills with time', async () => {
+    let clock = 1_000_000;
+    const h = createProxyHandler(limited({ clientRequestsPerSecond: 2, clientBurst: 3 }), { fetch: async () => new Response('{}'), now: () => clock });
+    const statuses = async (client: string, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await h(proxied('registry.example/v2/'), { client }))!.status);
+      return out;
+    };
+    expect(await statuses('10.0.0.1', 4)).toEqual([200, 200, 200, 429]);
+    const refused = (await h(proxied('registry.example/v2/'), { client: '10.0.0.1' }))!;
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect((await envelope(refused)).code).toBe('PROXY_RATE_LIMITED');
+    expect(await statuses('10.0.0.2', 1)).toEqual([200]); // another client is not affected
+    clock += 1000; // two tokens back
+    expect(await statuses('10.0.0.1', 3)).toEqual([200, 200, 429]);
+  });
+
+  it('answers 429 past the open streams of one client, and frees a slot when a body ends', async () => {
+    const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
+      fetch: async () => new Response(new ReadableStream({ pull: (c) => c.enqueue(new Uint8Array(1)) }, { highWaterMark: 0 })),
+    });
+    const open = [await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }), await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' })];
+    expect(open.map((r) => r!.status)).toEqual([200, 200]);
+    const third = (await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!;
+    expect(third.status).toBe(429);
+    expect(third.headers.get('retry-after')).toBe('1');
+    expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'b' }))!.status).toBe(200);
+    await open[0]!.body!.cancel();
+    expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!.status).toBe(200);
+  });
+
+  it('counts requests still waiting on the upstream among a client\'s open streams', async () => {
+    const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
+      fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
+    });
+    const aborts = [new AbortController(), new AbortController()];
+    const waiting = aborts.map((a) => h(new Request('http://longshore.test/proxy/registry.example/v2/', { signal: a.signal }), { client: 'a' }));
+    const third = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
+    expect(third.status).toBe(429);
+    expect((await envelope(third)).message).toMatch(/2 requests open/);
+    for (const a of aborts) a.abort();
+    await Promise.all(waiting);
+  });
+
+  it('cuts a body that makes no progress for the idle bound (web relay, as on workerd)', async () => {
+    const config = parseConfig({ ...structuredClone(limited({})), timeouts: { ...DEFAULT_CONFIG.timeouts, bodyIdleMs: 200 } });
+    const entries: { error?: string }[] = [];
+    const h = createProxyHandler(config, {
+      fetch: async () => new Response(new ReadableStream({ start: (c) => c.enqueue(new Uint8Array(10)) })), // then nothing, ever
+      log: (entry) => entries.push(entry),
+    });
+    const response = (await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!;
+    await expect(response.arrayBuffer()).rejects.toThrow(/made no progress for 200 ms/);
+    expect(entries).toMatchObject([{ error: 'body-timeout', bytes: 10, status: 200 }]);
+  });
+
+  it('bounds the wait for response headers when the runtime\'s fetch has no timeouts', async () => {
+    const config = parseConfig({ ...structuredClone(limited({})), timeouts: { connectMs: 50, headersMs: 50, bodyIdleMs: 1000, poolWaitMs: 50 } });
+    const h = createProxyHandler(config, { fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))) });
+    const response = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
+    expect(response.status).toBe(504);
+    expect((await envelope(response)).code).toBe('PROXY_TIMEOUT');
   });
 });

@@ -64,9 +64,12 @@ describe('node fetch fast path', () => {
     await expect(res.arrayBuffer()).rejects.toThrow();
   });
 
-  it('decodes a body the upstream encoded despite Accept-Encoding: identity', async () => {
+  it('refuses a body the upstream encoded despite Accept-Encoding: identity, without decoding it', async () => {
     const res = await fetch(blobUrl(d('c')));
-    expect(new Uint8Array(await res.arrayBuffer())).toEqual(SMALL);
+    expect(res.status).toBe(502);
+    const body = (await res.json()) as { errors: { code: string; message: string }[] };
+    expect(body.errors[0]!.code).toBe('PROXY_BAD_UPSTREAM');
+    expect(body.errors[0]!.message).toMatch(/Content-Encoding: gzip/);
   });
 
   it('is readable as a web stream too, and then no longer offered for piping', async () => {
@@ -84,8 +87,8 @@ describe('node fetch fast path', () => {
     expect(n).toBe(BIG.length);
   });
 
-  it('rejects like fetch when nothing listens', async () => {
+  it('rejects with a typed error when nothing listens', async () => {
     const nodeFetch = createNodeFetch();
-    await expect(nodeFetch('http://127.0.0.1:1/v2/')).rejects.toBeInstanceOf(TypeError);
+    await expect(nodeFetch('http://127.0.0.1:1/v2/')).rejects.toMatchObject({ name: 'UpstreamError', kind: 'unreachable' });
   });
 });

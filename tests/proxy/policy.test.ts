@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, parseConfig, type ProxyConfig } from '../../src/proxy/config.ts';
 import { classifyHost } from '../../src/proxy/destination.ts';
-import { decide, decideRedirect, distributionPath, learnableRealm } from '../../src/proxy/policy.ts';
+import {
+  carriesOurVia,
+  corsAccess,
+  decide,
+  decideRedirect,
+  distributionPath,
+  learnableRealm,
+  mayLearnFrom,
+  selfAuthorities,
+} from '../../src/proxy/policy.ts';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -27,7 +36,7 @@ const loopbackDenied: ProxyConfig = { ...local, allowLoopback: false };
 const noneLearned: ReadonlySet<string> = new Set();
 const learned: ReadonlySet<string> = new Set(['https://auth.learned.example/oauth/token', 'http://127.0.0.1:9000/token']);
 
-type Expect = { kind: 'registry' | 'realm' | 'preflight'; upstream?: string } | { status: number; reason?: RegExp };
+type Expect = { kind: 'registry' | 'realm' | 'preflight'; upstream?: string; forwardAuthorization?: boolean } | { status: number; reason?: RegExp };
 
 interface Row {
   what: string;
@@ -37,6 +46,7 @@ interface Row {
   headers?: Record<string, string>;
   config?: ProxyConfig;
   learned?: ReadonlySet<string>;
+  self?: string[];
   expect: Expect;
 }
 
@@ -99,12 +109,27 @@ const rows: Row[] = [
   { what: 'mirror for another host', path: `/proxy/quay.io/v2/foo/blobs/${DIGEST}`, expect: { kind: 'registry', upstream: `https://quay-mirror.example/v2/foo/blobs/${DIGEST}` } },
   { what: 'mirror does not capture realms', path: '/proxy/quay.io/v2/auth', expect: { kind: 'realm', upstream: 'https://quay.io/v2/auth' } },
   { what: 'loopback mirror, allowLoopback false', path: '/proxy/docker.io/v2/', config: loopbackDenied, expect: { status: 403 } },
+  // mirrors get no Authorization unless configured
+  { what: 'a mirror is not handed Authorization', path: '/proxy/docker.io/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/', forwardAuthorization: false } },
+  { what: 'a mirror configured with forwardAuthorization is', path: '/proxy/docker.io/v2/', config: { ...local, authorizedMirrors: ['docker.io'] }, expect: { kind: 'registry', forwardAuthorization: true } },
+  { what: 'a registry is handed Authorization', path: '/proxy/ghcr.io/v2/', expect: { kind: 'registry', forwardAuthorization: true } },
+  { what: 'a realm is handed Authorization', path: '/proxy/auth.docker.io/token', expect: { kind: 'realm', forwardAuthorization: true } },
+  // loops
+  { what: 'a request carrying our Via', path: '/proxy/ghcr.io/v2/', headers: { via: '1.1 longshore' }, expect: { status: 508, reason: /already went through this proxy/ } },
+  { what: 'our Via among others, any case', path: '/proxy/ghcr.io/v2/', headers: { Via: 'HTTP/1.1 cache (x), 1.1 LongShore' }, expect: { status: 508 } },
+  { what: 'another proxy\'s Via is fine', path: '/proxy/ghcr.io/v2/', headers: { via: '1.1 longshore-cache, 1.0 fred' }, expect: { kind: 'registry' } },
+  { what: 'the proxy itself as a registry', path: '/proxy/127.0.0.1:8080/v2/', self: ['127.0.0.1:8080'], expect: { status: 508, reason: /this proxy itself/ } },
+  { what: 'the proxy itself under another loopback name', path: '/proxy/localhost:8080/v2/', self: selfAuthorities(new URL('http://127.0.0.1:8080/'), { host: '127.0.0.1', port: 8080 }), expect: { status: 508 } },
+  { what: 'another loopback port is not the proxy', path: '/proxy/localhost:8081/v2/', self: ['127.0.0.1:8080', 'localhost:8080'], expect: { kind: 'registry' } },
+  // more loopback and non-public literal forms
+  { what: 'foo.localhost is loopback (RFC 6761)', path: '/proxy/foo.localhost:5000/v2/', config: publicListen, expect: { status: 403 } },
+  { what: 'IPv4-translated loopback', path: '/proxy/[::ffff:0:7f00:1]:5000/v2/', config: publicListen, expect: { status: 403 } },
 ];
 
 describe('decide', () => {
   it.each(rows)('$what', (row) => {
     const decision = decide(
-      { method: row.method ?? 'GET', path: row.path, query: row.query ?? '', headers: row.headers ?? {} },
+      { method: row.method ?? 'GET', path: row.path, query: row.query ?? '', headers: row.headers ?? {}, self: row.self ?? [] },
       row.config ?? local,
       row.learned ?? noneLearned,
     );
@@ -117,6 +142,9 @@ describe('decide', () => {
       expect(decision).toMatchObject({ allow: true, kind: row.expect.kind });
       if (row.expect.upstream && decision.allow && decision.kind !== 'preflight') {
         expect(decision.upstream.href).toBe(row.expect.upstream);
+      }
+      if (row.expect.forwardAuthorization !== undefined && decision.allow && decision.kind !== 'preflight') {
+        expect(decision.forwardAuthorization).toBe(row.expect.forwardAuthorization);
       }
     }
   });
@@ -142,6 +170,9 @@ describe('decideRedirect', () => {
     ['decimal IPv4 loopback', 'http://2130706433/', publicListen, /loopback/],
     ['localhost subdomain', 'http://foo.localhost/', publicListen, /loopback/],
     ['URL with credentials', 'https://u:p@cdn.example/x', publicListen, /credentials/],
+    ['IPv4-translated loopback', 'http://[::ffff:0:7f00:1]/', publicListen, /loopback/],
+    ['IPv4-compatible private', 'http://[::10.0.0.1]/', publicListen, /private/],
+    ['NAT64 metadata address', 'http://[64:ff9b::a9fe:a9fe]/', publicListen, /link-local/],
   ])('refuses %s', (_what, location, config, reason) => {
     const d = decideRedirect(from, location, config);
     expect(d.allow).toBe(false);
@@ -149,6 +180,16 @@ describe('decideRedirect', () => {
       expect(d.status).toBe(502);
       expect(d.reason).toMatch(reason);
     }
+  });
+
+  const self = selfAuthorities(new URL('http://127.0.0.1:8080/proxy/x'), { host: '127.0.0.1', port: 8080 });
+  it.each([
+    ['its own /proxy URL', 'http://127.0.0.1:8080/proxy/ghcr.io/v2/'],
+    ['its own URL by another loopback name', 'http://localhost:8080/proxy/ghcr.io/v2/'],
+    ['its own URL over IPv6 loopback', 'http://[::1]:8080/anything'],
+  ])('refuses a redirect to %s as a loop', (_what, location) => {
+    const d = decideRedirect(from, location, local, self);
+    expect(d).toMatchObject({ allow: false, status: 508, code: 'PROXY_LOOP' });
   });
 });
 
@@ -162,8 +203,58 @@ describe('learnableRealm', () => {
     ['Bearer realm="http://127.0.0.1:9000/token"', publicListen, undefined],
     ['Bearer realm="http://127.0.0.1:9000/token"', local, 'http://127.0.0.1:9000/token'],
     ['', publicListen, undefined],
+    [`Bearer realm="https://r.example/${'a'.repeat(600)}"`, publicListen, undefined],
+    ['Bearer realm="http://[::ffff:0:7f00:1]/token"', publicListen, undefined],
   ])('%s', (header, config, expected) => {
     expect(learnableRealm(header, config)).toBe(expected);
+  });
+
+  it.each([
+    ['registry', false, true],
+    ['registry', true, false], // a redirect target's challenge
+    ['realm', false, false],
+    ['redirect', false, false],
+  ] as const)('kind %s, redirected %s → may learn: %s', (kind, redirected, expected) => {
+    expect(mayLearnFrom(kind, redirected)).toBe(expected);
+  });
+});
+
+describe('corsAccess', () => {
+  const request = new URL('http://127.0.0.1:8080/proxy/ghcr.io/v2/');
+  it.each([
+    [null, [], 'none'],
+    ['http://127.0.0.1:8080', [], 'allowed'],
+    ['https://127.0.0.1:8080', [], 'allowed'], // behind a TLS terminator the scheme differs
+    ['http://127.0.0.1:9090', [], 'denied'],
+    ['http://localhost:8080', [], 'denied'], // another origin, though the same machine
+    ['https://evil.example', [], 'denied'],
+    ['https://app.example', ['https://app.example'], 'allowed'],
+    ['https://app.example:8443', ['https://app.example'], 'denied'],
+    ['http://app.example', ['https://app.example'], 'denied'],
+    ['null', [], 'denied'],
+    ['null', ['*'], 'allowed'],
+    ['https://anyone.example', ['*'], 'allowed'],
+    ['not a url', [], 'denied'],
+  ] as const)('%s with %j → %s', (origin, allowed, expected) => {
+    expect(corsAccess(origin, request, allowed)).toBe(expected);
+  });
+});
+
+describe('carriesOurVia', () => {
+  it.each([
+    [null, false], ['', false], ['1.1 longshore', true], ['1.0 fred, 1.1 longshore', true], ['HTTP/1.1 LONGSHORE (comment)', true],
+    ['1.1 longshore.example', false], ['1.1 nginx', false], ['longshore', false],
+  ] as const)('%s → %s', (via, expected) => {
+    expect(carriesOurVia(via)).toBe(expected);
+  });
+});
+
+describe('selfAuthorities', () => {
+  it('names the request host, the listen address and, on loopback or wildcard, the loopback names', () => {
+    expect(selfAuthorities(new URL('https://longshore.example/proxy/x'), { host: '0.0.0.0', port: 8080 })).toEqual(expect.arrayContaining([
+      'longshore.example:443', '0.0.0.0:8080', '127.0.0.1:8080', 'localhost:8080', '[::1]:8080',
+    ]));
+    expect(selfAuthorities(new URL('http://10.0.0.2:8080/proxy/x'), { host: '10.0.0.2', port: 8080 })).toEqual(['10.0.0.2:8080']);
   });
 });
 
@@ -183,6 +274,14 @@ describe('classifyHost', () => {
     ['[fd00::1]', 'private'], ['[fe80::1]', 'link-local'], ['[::ffff:7f00:1]', 'loopback'], ['[::ffff:8.8.8.8]', undefined],
     ['[64:ff9b::a00:1]', 'private'], ['[2002:7f00:1::]', 'loopback'], ['[2606:4700::1111]', undefined],
     ['8.8.8.8', undefined], ['ghcr.io', undefined], ['224.0.0.1', 'reserved'],
+    // RFC 6761: every *.localhost name is loopback
+    ['foo.localhost', 'loopback'], ['a.b.localhost.', 'loopback'], ['LOCALHOST', 'loopback'], ['localhost.example', undefined], ['notlocalhost', undefined],
+    // IPv4 inside IPv6, every written form
+    ['[::ffff:0:7f00:1]', 'loopback'], ['[::ffff:0:127.0.0.1]', 'loopback'], ['[::ffff:0:a00:1]', 'private'], ['[0:0:0:0:0:ffff:7f00:1]', 'loopback'],
+    ['[::ffff:127.0.0.1]', 'loopback'], ['[::ffff:a9fe:a9fe]', 'link-local'], ['[::127.0.0.1]', 'loopback'], ['[::8.8.8.8]', 'reserved'],
+    ['[::ffff:0:808:808]', 'reserved'], ['[::1:0:0:1]', 'reserved'], ['[64:ff9b:1::a00:1]', 'private'], ['[2001:0:4136:e378::1]', 'reserved'],
+    ['[2001:db8::1]', 'reserved'], ['[fec0::1]', 'private'], ['[100::1]', 'reserved'], ['[::1%25eth0]', 'loopback'],
+    ['192.0.2.1', 'reserved'], ['203.0.113.9', 'reserved'],
   ])('%s → %s', (host, kind) => {
     expect(classifyHost(host)).toBe(kind);
   });

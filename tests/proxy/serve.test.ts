@@ -62,6 +62,7 @@ beforeAll(async () => {
     listen: { host: '127.0.0.1', port: 0 },
     registries: [{ host: registry.host, scheme: 'http' }],
     mirrors: { 'docker.io': registry.origin },
+    allowedOrigins: ['http://elsewhere.example'],
   });
   server = await startServer(config, { staticDir: dir });
 });
@@ -162,3 +163,36 @@ function rawMethod(url: string, method: string, path: string): Promise<number> {
     req.end();
   });
 }
+
+describe('connection cap', () => {
+  it('closes connections past limits.maxConnections at once, and serves again when one is gone', async () => {
+    const { connect } = await import('node:net');
+    const capped = await startServer(parseConfig({
+      ...structuredClone(DEFAULT_CONFIG),
+      listen: { host: '127.0.0.1', port: 0 },
+      limits: { ...DEFAULT_CONFIG.limits, maxConnections: 2 },
+    }), { staticDir: dir });
+    try {
+      const { port } = new URL(capped.url);
+      const open = () => new Promise<import('node:net').Socket>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1', () => resolve(socket));
+        socket.on('error', reject);
+      });
+      const closedSoon = (socket: import('node:net').Socket) => new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 1000);
+        socket.once('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      const held = [await open(), await open()];
+      const third = await open();
+      expect(await closedSoon(third)).toBe(true);
+      held[0]!.destroy();
+      await expect.poll(async () => (await fetch(new URL('healthz', capped.url)).then((r) => r.status, () => 0))).toBe(200);
+      held[1]!.destroy();
+    } finally {
+      await capped.close();
+    }
+  });
+});

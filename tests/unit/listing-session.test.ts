@@ -1,7 +1,7 @@
 // The inspector's state and the worker's session together, without a DOM or a Worker: a bridge
 // that calls an InspectSession directly, over layers crafted with the project's tar writer.
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TarEntryType, tarBytes, type TarEntryHeader } from '../../src/core/tar/index.ts';
 import { InspectSession } from '../../src/browser/inspect-session.ts';
 import type { InspectBridgeLike } from '../../src/browser/inspect-bridge.ts';
@@ -60,7 +60,8 @@ function fakeBridge(): InspectBridgeLike & { sessions: Map<number, InspectSessio
   };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 20));
+/** Waits until `check` passes (the state applies worker answers asynchronously); no fixed sleep. */
+const until = (check: () => void) => vi.waitFor(check, { timeout: 10_000, interval: 5 });
 
 describe('InspectorState over an InspectSession', () => {
   it('opens a target, lists layers, merges, explains whiteouts and downloads a hardlink\'s content', async () => {
@@ -69,36 +70,33 @@ describe('InspectorState over an InspectSession', () => {
     const state = new InspectorState(() => bridge, (blob, name) => void blob.text().then((text) => saved.push({ name, text })));
     await state.openTarget(TARGET);
     await bridge.sessions.get(state.opened!.session)!.settled();
-    await settle();
-    expect(state.status?.layers.map((l) => l.state)).toEqual(['complete', 'complete']);
-    expect(state.status?.merged.state).toBe('ready');
+    await until(() => {
+      expect(state.status?.layers.map((l) => l.state)).toEqual(['complete', 'complete']);
+      expect(state.status?.merged.state).toBe('ready');
+    });
     expect(state.status?.layers[1]!.changes).toMatchObject({ changed: 1, deleted: 1 });
 
     state.showWindow(0, 20);
-    await settle();
-    expect(state.rows.map((r) => r.path)).toEqual(['etc']);
+    await until(() => expect(state.rows.map((r) => r.path)).toEqual(['etc']));
     state.toggle('etc');
-    await settle();
-    expect(state.rows.map((r) => r.path)).toEqual(['etc', 'etc/a', 'etc/b', 'etc/gone']);
+    await until(() => expect(state.rows.map((r) => r.path)).toEqual(['etc', 'etc/a', 'etc/b', 'etc/gone']));
 
     state.select(1);
     state.setMode('flat');
-    await settle();
+    await until(() => expect(state.rows.some((r) => r.path === 'etc/.wh.gone')).toBe(true));
     const whiteout = state.rows.find((r) => r.path === 'etc/.wh.gone')!;
     expect(whiteout.item?.whiteoutEffect).toMatchObject({ target: 'etc/gone', removed: 1, fromLayers: [0] });
 
     state.select('merged');
     state.setFilter('etc/');
-    await settle();
-    expect(state.rows.map((r) => `${r.path}@${r.item?.layer}`)).toEqual(['etc/a@1', 'etc/b@0']);
+    await until(() => expect(state.rows.map((r) => `${r.path}@${r.item?.layer}`)).toEqual(['etc/a@1', 'etc/b@0']));
     await state.download(state.rows[1]!);
     state.toggleSort('size');
-    await settle();
     expect(state.sort).toBe('size');
     expect(state.descending).toBe(true);
 
     await state.exportMerged();
-    await settle();
+    await until(() => expect(saved).toHaveLength(2));
     expect(saved[0]).toEqual({ name: 'b', text: 'A-old' });
     expect(saved[1]!.name).toBe('app-rootfs.tar');
     expect(saved[1]!.text).toContain('A-new');

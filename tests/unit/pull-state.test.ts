@@ -20,7 +20,7 @@ function scriptedBridge(run: (req: PullRequest, hooks: { signal?: AbortSignal; o
   };
 }
 
-const outcome: PullOutcome = { blob: new Blob(['x']), fileName: 'alpine_latest.tar', size: 1, format: 'legacy', reference: 'docker.io/library/alpine:latest', digest: digest('d'), platform: 'linux/amd64' };
+const outcome: PullOutcome = { blob: new Blob(['x']), saved: { kind: 'blob', name: 'alpine_latest.tar', bytes: 1 }, fileName: 'alpine_latest.tar', size: 1, format: 'legacy', reference: 'docker.io/library/alpine:latest', digest: digest('d'), platform: 'linux/amd64' };
 
 describe('PullState', () => {
   it('validates the name as you type', () => {
@@ -118,8 +118,7 @@ describe('PullState', () => {
     s.name = '127.0.0.1:5000/private/x';
     await s.pull();
     expect(bridge.requests[0]!.credentials).toBeUndefined();
-    s.username = 'bob';
-    s.password = 'builder';
+    s.credentials.update('127.0.0.1:5000', { username: 'bob', password: 'builder' });
     await s.pull();
     expect(bridge.requests[1]!.credentials).toEqual({ '127.0.0.1:5000': { username: 'bob', password: 'builder' } });
   });

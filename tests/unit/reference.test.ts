@@ -6,7 +6,6 @@ import {
   parseReference,
   tryParseReference,
   withDigest,
-  withTag,
   type ImageReference,
   type ReferencePart,
 } from '../../src/core/reference.ts';
@@ -136,6 +135,116 @@ const invalidCases: Array<[string, ReferencePart, RegExp]> = [
   [`ghcr.io/${'b'.repeat(248)}`, 'name', /256 characters long; the limit is 255/],
 ];
 
+// distribution/reference's own tables (reference_test.go TestReferenceParse, normalize_test.go
+// TestValidateReferenceName, TestValidateRemoteName, TestParseRepositoryInfo, TestParseAnyReference),
+// the cases above do not already cover, as ParseNormalizedNamed reads them:
+// input → [registry, repository, tag, digest, familiar].
+const FFF = `sha256:${'f'.repeat(64)}`;
+const distributionValid: Array<[string, [string, string, string | undefined, string | undefined, string]]> = [
+  ['test_com', [HUB, 'library/test_com', 'latest', undefined, 'test_com:latest']],
+  ['test.com:tag', [HUB, 'library/test.com', 'tag', undefined, 'test.com:tag']],
+  ['test.com:5000', [HUB, 'library/test.com', '5000', undefined, 'test.com:5000']],
+  ['test.com/repo:tag', ['test.com', 'repo', 'tag', undefined, 'test.com/repo:tag']],
+  ['test:5000/repo', ['test:5000', 'repo', 'latest', undefined, 'test:5000/repo:latest']],
+  [`test:5000/repo@${FFF}`, ['test:5000', 'repo', undefined, FFF, `test:5000/repo@${FFF}`]],
+  [`test:5000/repo:tag@${FFF}`, ['test:5000', 'repo', 'tag', FFF, `test:5000/repo:tag@${FFF}`]],
+  ['lowercase:Uppercase', [HUB, 'library/lowercase', 'Uppercase', undefined, 'lowercase:Uppercase']],
+  ['sub-dom1.foo.com/bar/baz/quux:some-long-tag', ['sub-dom1.foo.com', 'bar/baz/quux', 'some-long-tag', undefined, 'sub-dom1.foo.com/bar/baz/quux:some-long-tag']],
+  ['b.gcr.io/test.example.com/my-app:test.example.com', ['b.gcr.io', 'test.example.com/my-app', 'test.example.com', undefined, 'b.gcr.io/test.example.com/my-app:test.example.com']],
+  ['xn--n3h.com/myimage:xn--n3h.com', ['xn--n3h.com', 'myimage', 'xn--n3h.com', undefined, 'xn--n3h.com/myimage:xn--n3h.com']],
+  ['xn--n3h.com:18080/foo', ['xn--n3h.com:18080', 'foo', 'latest', undefined, 'xn--n3h.com:18080/foo:latest']],
+  ['test-com:8080/foo', ['test-com:8080', 'foo', 'latest', undefined, 'test-com:8080/foo:latest']],
+  ['foo_bar.com:8080', [HUB, 'library/foo_bar.com', '8080', undefined, 'foo_bar.com:8080']],
+  ['foo/foo_bar.com:8080', [HUB, 'foo/foo_bar.com', '8080', undefined, 'foo/foo_bar.com:8080']],
+  ['192.168.1.1', [HUB, 'library/192.168.1.1', 'latest', undefined, '192.168.1.1:latest']],
+  ['192.168.1.1:5000', [HUB, 'library/192.168.1.1', '5000', undefined, '192.168.1.1:5000']],
+  ['192.168.1.1/repo', ['192.168.1.1', 'repo', 'latest', undefined, '192.168.1.1/repo:latest']],
+  ['192.168.1.1:5000/repo:5050', ['192.168.1.1:5000', 'repo', '5050', undefined, '192.168.1.1:5000/repo:5050']],
+  ['192.168.0.1:8/debian', ['192.168.0.1:8', 'debian', 'latest', undefined, '192.168.0.1:8/debian:latest']],
+  ['[2001:db8::1]/repo', ['[2001:db8::1]', 'repo', 'latest', undefined, '[2001:db8::1]/repo:latest']],
+  ['[2001:db8:1:2:3:4:5:6]/repo:tag', ['[2001:db8:1:2:3:4:5:6]', 'repo', 'tag', undefined, '[2001:db8:1:2:3:4:5:6]/repo:tag']],
+  [`[2001:db8::1]:5000/repo:tag@${FFF}`, ['[2001:db8::1]:5000', 'repo', 'tag', FFF, `[2001:db8::1]:5000/repo:tag@${FFF}`]],
+  ['[2001:db8::]:5000/repo', ['[2001:db8::]:5000', 'repo', 'latest', undefined, '[2001:db8::]:5000/repo:latest']],
+  ['[fc00::1]:5000/docker/docker', ['[fc00::1]:5000', 'docker/docker', 'latest', undefined, '[fc00::1]:5000/docker/docker:latest']],
+  ['127.0.0.1:8000/private/moonbase', ['127.0.0.1:8000', 'private/moonbase', 'latest', undefined, '127.0.0.1:8000/private/moonbase:latest']],
+  ['example.com:8000/privatebasee', ['example.com:8000', 'privatebasee', 'latest', undefined, 'example.com:8000/privatebasee:latest']],
+  ['library/ubuntu-12.04-base', [HUB, 'library/ubuntu-12.04-base', 'latest', undefined, 'ubuntu-12.04-base:latest']],
+  ['store/foo/bar', [HUB, 'store/foo/bar', 'latest', undefined, 'store/foo/bar:latest']],
+  ['other/library', [HUB, 'other/library', 'latest', undefined, 'other/library:latest']],
+  ['thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev', [HUB, 'library/thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev', 'latest', undefined, 'thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev:latest']],
+  // With a registry, 64 hex characters are a repository like any other.
+  [`docker.io/${'1a3f5e7d'.repeat(8)}`, [HUB, `library/${'1a3f5e7d'.repeat(8)}`, 'latest', undefined, `${'1a3f5e7d'.repeat(8)}:latest`]],
+  // 63 hex characters are not an image ID.
+  ['dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9', [HUB, 'library/dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9', 'latest', undefined, 'dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9:latest']],
+  ['docker---rules/docker', [HUB, 'docker---rules/docker', 'latest', undefined, 'docker---rules/docker:latest']],
+  ['d/docker', [HUB, 'd/docker', 'latest', undefined, 'd/docker:latest']],
+  ['dock__er/docker', [HUB, 'dock__er/docker', 'latest', undefined, 'dock__er/docker:latest']],
+];
+
+const distributionInvalid: Array<[string, ReferencePart, RegExp]> = [
+  ['1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a', 'input', /image ID/],
+  [`@${FFF}`, 'repository', /no repository/],
+  ['repo@sha256:ffffffffffffffffffffffffffffffffff', 'digest', /34 hex characters/],
+  [`validname@invaliddigest:${'f'.repeat(64)}`, 'digest', /"invaliddigest" is not supported/],
+  ['Uppercase:tag', 'repository', /lowercase/],
+  ['test:5000/Uppercase/lowercase:tag', 'repository', /lowercase/],
+  [`${'a/'.repeat(128)}a:tag`, 'name', /the limit is 255/],
+  ['aa/asdf$$^/aa', 'repository', /"\$" is not allowed/],
+  ['[2001:db8::1]:tag', 'repository', /registry address without a repository/],
+  ['[fe80::1%eth0]:5000/repo', 'registry', /bracketed IPv6/],
+  ['[fe80::1%@invalidzone]:5000/repo', 'repository', /registry address without a repository/],
+  ['[2001:db8:3:4::192.0.2.33]:5000/debian', 'registry', /bracketed IPv6/],
+  ['fc00::1:5000/debian', 'registry', /invalid port/],
+  ['docker///docker', 'repository', /empty path component/],
+  ['-docker.io/docker/docker', 'registry', /not a valid host/],
+  ['docker.io/docker/Docker', 'repository', /lowercase/],
+  ['docker-/docker', 'repository', /start and end/],
+  ['-docker-/docker', 'repository', /start and end/],
+  ['____/____', 'repository', /start and end/],
+  // With a ".", the first component is a registry (splitDockerDomain), and not a valid host.
+  ['dock_.er/docker', 'registry', /"dock_.er" is not a valid host/],
+  ['dock-.er/docker', 'registry', /"dock-.er" is not a valid host/],
+  ['docker/', 'repository', /empty path component/],
+  [`${Array(4).fill('this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255').join('_')}/docker`, 'name', /the limit is 255/],
+  // distribution takes an uppercase first component for a registry; we refuse it and say why.
+  ['Docker/docker', 'repository', /"Docker" is not read as a registry: a registry needs a "\." or ":" in its name, or is "localhost"/],
+  ['DOCKER/docker', 'repository', /not read as a registry/],
+];
+
+describe('parseReference: distribution\'s tables', () => {
+  it.each(distributionValid)('%s', (input, [registry, repository, tag, digest, familiar]) => {
+    const ref = parseReference(input);
+    expect({ registry: ref.registry, repository: ref.repository, tag: ref.tag, digest: ref.digest, familiar: ref.familiar }).toEqual({ registry, repository, tag, digest, familiar });
+    expect(parseReference(ref.familiar)).toEqual(ref);
+  });
+
+  it.each(distributionInvalid)('%j is rejected (%s)', (input, part, message) => {
+    const err = expectInvalid(() => parseReference(input));
+    expect(err.message).toMatch(message);
+    expect(err.data).toMatchObject({ part });
+  });
+
+  it('a bare image ID is refused with a hint to use a name or a digest', () => {
+    const id = 'dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9c';
+    for (const input of [id, id.toUpperCase(), `  ${id}  `]) {
+      const err = expectInvalid(() => parseReference(input));
+      expect(err.code).toBe(ErrorCode.InvalidReference);
+      expect(err.message).toMatch(/is a 64-character hex string, which is an image ID/);
+      expect(err.hint).toMatch(/name@sha256:/);
+    }
+  });
+
+  it('an uppercase single-label host is explained: how to name it as a registry, or the lowercase name', () => {
+    const err = expectInvalid(() => parseReference('MYHOST/app:v1'));
+    expect(err.message).toMatch(/"MYHOST" is not read as a registry/);
+    expect(err.hint).toContain('"myhost:443/app"');
+    expect(err.hint).toContain('"myhost/app:v1"');
+    // An uppercase component after a real registry, or a lowercase first one, is only about case.
+    expect(expectInvalid(() => parseReference('ghcr.io/Owner/repo')).message).not.toMatch(/registry/);
+    expect(expectInvalid(() => parseReference('owner/Repo')).message).not.toMatch(/registry/);
+  });
+});
+
 function expectInvalid(fn: () => unknown): InvalidReferenceError {
   try {
     fn();
@@ -232,7 +341,7 @@ describe('tryParseReference', () => {
   });
 });
 
-describe('withDigest / withTag', () => {
+describe('withDigest', () => {
   it('withDigest pins the digest and keeps the tag', () => {
     const ref = withDigest(parseReference('ghcr.io/o/r:v1'), D);
     expect(ref.tag).toBe('v1');
@@ -256,23 +365,9 @@ describe('withDigest / withTag', () => {
     expect(expectInvalid(() => withDigest(parseReference('alpine'), `sha256:${HEX.slice(1)}`)).message).toMatch(/63 hex/);
   });
 
-  it('withTag sets the tag and drops the digest', () => {
-    const ref = withTag(parseReference(`alpine:3@${D}`), '3.20');
-    expect(ref.tag).toBe('3.20');
-    expect(ref.digest).toBeUndefined();
-    expect(ref.identifier).toBe('3.20');
-    expect(ref.canonical).toBe('docker.io/library/alpine:3.20');
-    expect(ref.familiar).toBe('alpine:3.20');
-  });
-
-  it('withTag rejects a bad tag', () => {
-    expect(expectInvalid(() => withTag(parseReference('alpine'), '.bad')).message).toMatch(/"\.bad"/);
-    expect(expectInvalid(() => withTag(parseReference('alpine'), '')).data).toMatchObject({ part: 'tag' });
-  });
-
   it('works on a structured-cloned reference', () => {
     const cloned = structuredClone(parseReference('user/app:1')) as ImageReference;
-    expect(withTag(cloned, '2').canonical).toBe('docker.io/user/app:2');
+    expect(withDigest(cloned, D).canonical).toBe(`docker.io/user/app:1@${D}`);
   });
 });
 
@@ -321,7 +416,27 @@ describe('isLoopbackHost', () => {
     ['127.0.0.01', false],
     ['127.0.0', false],
     ['localhost.example.com', false],
-    ['foo.localhost', false],
+    // RFC 6761 §6.3: every name under .localhost is loopback.
+    ['foo.localhost', true],
+    ['registry.test.localhost:5000', true],
+    ['FOO.LOCALHOST', true],
+    ['localhost.', true],
+    ['.localhost', false],
+    ['foo..localhost', false],
+    ['notlocalhost', false],
+    ['localhost.evil.com', false],
+    // IPv4-mapped loopback (RFC 4291 §2.5.5.2), dotted or in hex.
+    ['[::ffff:127.0.0.1]', true],
+    ['[::ffff:127.1.2.3]:5000', true],
+    ['[::ffff:7f00:1]', true],
+    ['[0:0:0:0:0:ffff:127.0.0.1]', true],
+    ['::ffff:127.0.0.1', true],
+    ['[::ffff:10.0.0.1]', false],
+    ['[::ffff:128.0.0.1]', false],
+    ['[::ffff:127.0.0.256]', false],
+    ['[::127.0.0.1]', false],
+    ['[::fffe:127.0.0.1]', false],
+    ['[1::ffff:127.0.0.1]', false],
     ['localhost:99999', false],
     ['localhost:', false],
     ['[::2]', false],

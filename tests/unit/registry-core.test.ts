@@ -5,7 +5,7 @@ import { fetchWithRetry, retryAfterMs, defaultRetryPolicy } from '../../src/core
 import { parseManifest } from '../../src/core/image/manifest.ts';
 import { matchPlatform, parsePlatform, formatPlatform, selectablePlatforms } from '../../src/core/image/platform.ts';
 import { sha256, verifyingStream } from '../../src/core/digest.ts';
-import { parseReference } from '../../src/core/reference.ts';
+import { parseReference, type ImageReference } from '../../src/core/reference.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
 import { registryError } from '../../src/core/registry/errors.ts';
 import type { Descriptor } from '../../src/core/image/model.ts';
@@ -67,10 +67,11 @@ describe('retry', () => {
       calls++;
       if (calls === 1) throw new TypeError('fetch failed');
       return new Response('no', { status: 503 });
-    }, { ...defaultRetryPolicy, retries: 3, sleep: async (ms) => void waits.push(ms) });
+    }, { ...defaultRetryPolicy, retries: 3, random: () => 0.5, sleep: async (ms) => void waits.push(ms) });
     expect(res.status).toBe(503);
     expect(calls).toBe(4);
-    expect(waits).toEqual([500, 1000, 2000]);
+    // Equal jitter: half of 500·2^i fixed, half random (here the middle of it).
+    expect(waits).toEqual([375, 750, 1500]);
   });
 
   it('does not retry a 404', async () => {
@@ -245,11 +246,11 @@ describe('registry client auth (scripted fetch; the real registries are in tests
     ]);
     const client = new RegistryClient({ transport: { fetch }, retry: { now: () => now, sleep: async () => {} } });
     const ref = parseReference('reg.example/a/b:x');
-    expect(await client.listTags(ref)).toEqual(['x']);
-    expect(await client.listTags(ref)).toEqual(['x']);
+    expect(await getJson(client, ref)).toEqual({ tags: ['x'] });
+    expect(await getJson(client, ref)).toEqual({ tags: ['x'] });
     expect(tokens).toBe(1);
     now = 95_000; // past expires_in minus the safety margin
-    expect(await client.listTags(ref)).toEqual(['x']);
+    expect(await getJson(client, ref)).toEqual({ tags: ['x'] });
     expect(tokens).toBe(2);
     const tokenReq = log.find((l) => l.url.startsWith('https://auth.example'))!;
     expect(new URL(tokenReq.url).searchParams.getAll('scope')).toEqual(['repository:a/b:pull']);
@@ -264,7 +265,7 @@ describe('registry client auth (scripted fetch; the real registries are in tests
         : undefined,
     ]);
     const client = new RegistryClient({ transport: { fetch }, retry: { sleep: async () => {} } });
-    await expect(client.listTags(parseReference('reg.example/a/b'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    await expect(client.getManifest(parseReference('reg.example/a/b'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     expect(log.filter((l) => l.url.startsWith('https://reg.example')).length).toBe(2);
   });
 
@@ -297,7 +298,7 @@ describe('registry client auth (scripted fetch; the real registries are in tests
         : undefined,
     ]);
     const client = new RegistryClient({ transport: { fetch }, credentials: () => ({ username: 'u', password: 'p' }) });
-    await client.listTags(parseReference('reg.example/a'));
+    await getJson(client, parseReference('reg.example/a'));
     expect(log.find((l) => l.url.startsWith('http://auth.example'))!.auth).toBeNull();
   });
 
@@ -317,6 +318,12 @@ describe('registry client auth (scripted fetch; the real registries are in tests
   });
 });
 
+/** An authenticated GET of the repository's tag list, through the client's challenge handling. */
+async function getJson(client: RegistryClient, ref: ImageReference): Promise<unknown> {
+  const response = await client.request(ref.apiHost, `/v2/${ref.repository}/tags/list`, `repository:${ref.repository}:pull`);
+  return response.json();
+}
+
 describe('registry error mapping', () => {
   const ctx = { what: 'manifest r.example/a:b', registry: 'r.example', repository: 'a' };
   it.each([
@@ -325,6 +332,12 @@ describe('registry error mapping', () => {
     [429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, 'TOOMANYREQUESTS', true],
     [403, { errors: [{ code: 'PROXY_DENIED', message: 'evil is not configured' }] }, 'PROXY_DENIED', false],
     [502, { errors: [{ code: 'PROXY_UNREACHABLE', message: 'r.example unreachable' }] }, 'PROXY_UNREACHABLE', true],
+    [508, { errors: [{ code: 'PROXY_LOOP', message: 'loop' }] }, 'PROXY_LOOP', false],
+    [429, { errors: [{ code: 'PROXY_RATE_LIMITED', message: 'too many' }] }, 'PROXY_RATE_LIMITED', true],
+    [503, { errors: [{ code: 'PROXY_BUSY', message: 'no connection' }] }, 'PROXY_BUSY', true],
+    [504, { errors: [{ code: 'PROXY_TIMEOUT', message: 'slow' }] }, 'PROXY_TIMEOUT', true],
+    [502, { errors: [{ code: 'PROXY_BAD_UPSTREAM', message: 'status 600' }] }, 'PROXY_BAD_UPSTREAM', true],
+    [500, { errors: [{ code: 'PROXY_INTERNAL', message: 'bug' }] }, 'PROXY_INTERNAL', true],
     [400, { errors: [{ code: 'SOMETHING_NEW', message: '?' }] }, 'REGISTRY', false],
     [404, 'plain text', 'MANIFEST_UNKNOWN', false],
     [500, '', 'HTTP', true],

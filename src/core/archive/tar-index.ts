@@ -1,7 +1,8 @@
 // Index an outer archive's entries (name, type, content offset and size) by reading headers only:
 // bodies are skipped by arithmetic, so indexing costs one small read per entry whatever the sizes.
-import { ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
-import { BLOCK_SIZE, TarEntryType, applyPax, decodeHeader, isZeroBlock, paddingFor, parsePax, type TarEntryHeader } from '../tar/header.ts';
+import { ErrorCode, LongshoreError, TRUNCATED, throwIfAborted } from '../errors.ts';
+import { BLOCK_SIZE, TarEntryType, decodeHeader, isZeroBlock, paddingFor, parsePax, type TarEntryHeader } from '../tar/header.ts';
+import { ExtendedHeaders, type MetadataKind } from '../tar/extended.ts';
 import { cleanPath } from '../listing/entry.ts';
 import type { RandomAccess } from './random-access.ts';
 
@@ -41,20 +42,22 @@ function formatError(message: string, data: Record<string, unknown> = {}): Longs
   return new LongshoreError(ErrorCode.Format, message, { hint: 'The file is not a complete tar archive of an image.', data });
 }
 
+function cString(data: Uint8Array): string {
+  const nul = data.indexOf(0);
+  return new TextDecoder().decode(nul < 0 ? data : data.subarray(0, nul));
+}
+
 export async function indexTar(source: RandomAccess, options: IndexTarOptions = {}): Promise<IndexedEntry[]> {
   const maxEntries = options.maxEntries ?? 1_000_000;
   const maxPax = options.maxPaxBytes ?? 1024 * 1024;
   const ahead = new ReadAhead(source);
   const out: IndexedEntry[] = [];
   let pos = 0;
-  let pax: Record<string, string> = {};
-  let globalPax: Record<string, string> = {};
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  const meta = async (header: TarEntryHeader, at: number): Promise<Uint8Array> => {
-    if (header.size > maxPax) throw formatError(`An extended header at byte ${at} is ${header.size} bytes, over the ${maxPax}-byte limit.`, { offset: at });
+  const extended = new ExtendedHeaders(maxPax);
+  const meta = async (header: TarEntryHeader, at: number, what: MetadataKind): Promise<Uint8Array> => {
+    extended.admit(header.size, at, what);
     const data = await ahead.read(at + BLOCK_SIZE, header.size);
-    if (data.length < header.size) throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at });
+    if (data.length < header.size) throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at, ...TRUNCATED });
     return data.slice();
   };
   while (pos + BLOCK_SIZE <= source.size) {
@@ -67,34 +70,27 @@ export async function indexTar(source: RandomAccess, options: IndexTarOptions = 
     const next = pos + BLOCK_SIZE + header.size + paddingFor(header.size);
     switch (header.type) {
       case TarEntryType.PaxExtended:
-        pax = { ...pax, ...parsePax(await meta(header, pos)) };
+        extended.local(parsePax(await meta(header, pos, 'PAX extended header')));
         pos = next;
         continue;
       case TarEntryType.PaxGlobal:
-        globalPax = { ...globalPax, ...parsePax(await meta(header, pos)) };
+        extended.global(parsePax(await meta(header, pos, 'PAX global header')), pos);
         pos = next;
         continue;
       case TarEntryType.GnuLongName:
-      case TarEntryType.GnuLongLink: {
-        const data = await meta(header, pos);
-        const nul = data.indexOf(0);
-        const text = new TextDecoder().decode(nul < 0 ? data : data.subarray(0, nul));
-        if (header.type === TarEntryType.GnuLongName) longName = text;
-        else longLink = text;
+        extended.longName(cString(await meta(header, pos, 'GNU long name')));
         pos = next;
         continue;
-      }
+      case TarEntryType.GnuLongLink:
+        extended.longLink(cString(await meta(header, pos, 'GNU long link name')));
+        pos = next;
+        continue;
     }
-    const records = { ...globalPax, ...pax };
-    if (Object.keys(records).length) applyPax(header, records, pos);
-    if (longName !== undefined) header.path = longName;
-    if (longLink !== undefined) header.linkname = longLink;
-    pax = {};
-    longName = longLink = undefined;
+    extended.applyTo(header, pos);
     const hasBody = header.type === TarEntryType.File;
     const size = hasBody ? header.size : 0;
     const end = pos + BLOCK_SIZE + size;
-    if (end > source.size) throw formatError(`The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`, { path: header.path });
+    if (end > source.size) throw formatError(`The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`, { path: header.path, ...TRUNCATED });
     const clean = cleanPath(header.path);
     if (clean.ok) out.push({ path: clean.path, header, offset: pos + BLOCK_SIZE, size });
     if (out.length > maxEntries) throw formatError(`The archive has more than ${maxEntries} entries.`);

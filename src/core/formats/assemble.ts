@@ -1,5 +1,5 @@
 // Turn an archive plan into one byte stream, opening stored blobs as their turn comes (Node, CLI,
-// tests). The browser composes a Blob from stored Blobs instead (src/browser/download.ts).
+// tests). The browser writes a plan while the pull runs instead (stream.ts, src/browser/save/).
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import type { BlobStore } from '../store/blob-store.ts';
 import type { ArchivePlan } from './types.ts';

@@ -21,10 +21,9 @@
 import { digestHex } from '../digest.ts';
 import { isForeignLayer } from '../image/media-types.ts';
 import type { Descriptor } from '../image/model.ts';
-import { planTar, type TarPlanEntry } from '../tar/writer.ts';
-import { checkImages, jsonEntry, sortEntries, splitRepoTag } from './entries.ts';
+import { checkImages, defineFormat, jsonEntry, sortEntries, splitRepoTag } from './entries.ts';
 import { IMAGE_NAME_ANNOTATION, LayoutBlobs, REF_NAME_ANNOTATION, configPlatform, layoutDescriptor, layoutFiles } from './layout.ts';
-import { qualifiedTag, repoTag, tagFor, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
+import { qualifiedTag, repoTag, tagFor, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 interface ManifestEntry {
   Config: string;
@@ -33,14 +32,14 @@ interface ManifestEntry {
   LayerSources?: Record<string, Descriptor>;
 }
 
-export const dockerFormat: Format = {
+export const dockerFormat: Format = defineFormat({
   id: 'docker',
   label: 'docker save (Docker 25+)',
   description: 'What docker save writes today: the registry’s compressed layers as they are, image digest kept; loads in Docker, Podman and skopeo.',
   needsUncompressed: false,
   multiImage: true,
   allPlatforms: false,
-  async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+  async entries(images: SinkImage[], ctx: PlanContext): Promise<FormatEntry[]> {
     checkImages(this, images);
     const blobs = new LayoutBlobs(ctx);
     const descriptors: Descriptor[] = [];
@@ -73,8 +72,8 @@ export const dockerFormat: Format = {
         (repositories[repo] ??= {})[t] = digestHex(top.descriptor.digest);
       }
     }
-    const entries: TarPlanEntry[] = [...blobs.entries(), ...layoutFiles(descriptors), jsonEntry('manifest.json', [...manifest.values()])];
+    const entries: FormatEntry[] = [...blobs.entries(), ...layoutFiles(descriptors), jsonEntry('manifest.json', [...manifest.values()])];
     if (Object.keys(repositories).length) entries.push(jsonEntry('repositories', repositories));
-    return planTar(sortEntries(entries));
+    return sortEntries(entries);
   },
-};
+});

@@ -2,25 +2,26 @@
 // stored blobs, all root-owned with mtime 0, so the same images always give the same bytes.
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { TarEntryType } from '../tar/header.ts';
-import { contentRef, type ContentRef, type TarPlanEntry } from '../tar/writer.ts';
-import type { Format, PlanContext, SinkImage } from './types.ts';
+import { contentRef, planTar, type ContentRef, type TarPlanEntry } from '../tar/writer.ts';
+import { isLaterRef, laterRef, type ArchivePlan, type Format, type FormatEntry, type LaterRef, type PlanContext, type SinkImage } from './types.ts';
 
 const enc = new TextEncoder();
 
-export function fileEntry(path: string, content: TarPlanEntry['content'], size: number): TarPlanEntry {
+/** A regular file; for a `LaterRef` the header's size is a placeholder (0) until the blob is stored. */
+export function fileEntry(path: string, content: FormatEntry['content'], size: number): FormatEntry {
   return { header: { path, type: TarEntryType.File, size, mode: 0o644, uid: 0, gid: 0, mtime: 0 }, content };
 }
 
-export function dirEntry(path: string): TarPlanEntry {
+export function dirEntry(path: string): FormatEntry {
   return { header: { path: `${path.replace(/\/+$/, '')}/`, type: TarEntryType.Directory, size: 0, mode: 0o755, uid: 0, gid: 0, mtime: 0 } };
 }
 
-export function bytesEntry(path: string, bytes: Uint8Array): TarPlanEntry {
+export function bytesEntry(path: string, bytes: Uint8Array): FormatEntry {
   return fileEntry(path, bytes, bytes.byteLength);
 }
 
 /** Compact JSON, as Go's encoding/json writes it (moby, ggcr): key order is the object's own. */
-export function jsonEntry(path: string, value: unknown): TarPlanEntry {
+export function jsonEntry(path: string, value: unknown): FormatEntry {
   return bytesEntry(path, enc.encode(JSON.stringify(value)));
 }
 
@@ -42,8 +43,36 @@ export async function storedRef(ctx: PlanContext, key: string, expected: number 
   return contentRef(key, size);
 }
 
+/**
+ * A blob kept by its own digest whose size only the stored bytes tell (an uncompressed layer):
+ * while a pull still produces it (`ctx.later`), a `LaterRef`; else a sized reference.
+ */
+export async function uncompressedRef(ctx: PlanContext, key: string, what: string): Promise<ContentRef | LaterRef> {
+  return ctx.later?.(key) ? laterRef(key) : storedRef(ctx, key, undefined, what);
+}
+
+/** Entries whose every content is sized, as the tar writer takes them; a `LaterRef` left means the caller planned too early. */
+export function sizedEntries(entries: readonly FormatEntry[]): TarPlanEntry[] {
+  return entries.map((e) => {
+    if (isLaterRef(e.content)) {
+      throw new LongshoreError(ErrorCode.Internal, `The size of ${e.header.path} (${e.content.key}) is not known yet.`, { data: { path: e.header.path, key: e.content.key } });
+    }
+    return e as TarPlanEntry;
+  });
+}
+
+/** A format from its entry list: `plan` is the tar of `entries`, every content sized. */
+export function defineFormat(format: Omit<Format, 'plan'>): Format {
+  return {
+    ...format,
+    async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+      return planTar(sizedEntries(await format.entries.call(this, images, ctx)));
+    },
+  };
+}
+
 /** Sorted by path, each path once (the first wins): the order `docker save` and `tar --sort=name` give. */
-export function sortEntries(entries: TarPlanEntry[]): TarPlanEntry[] {
+export function sortEntries<T extends { header: { path: string } }>(entries: T[]): T[] {
   const seen = new Set<string>();
   return entries
     .filter((e) => (seen.has(e.header.path) ? false : (seen.add(e.header.path), true)))
@@ -51,7 +80,7 @@ export function sortEntries(entries: TarPlanEntry[]): TarPlanEntry[] {
 }
 
 /** The arguments check every format's plan starts with. */
-export function checkImages(format: Format, images: readonly SinkImage[]): void {
+export function checkImages(format: Pick<Format, 'id' | 'multiImage'>, images: readonly SinkImage[]): void {
   if (!Array.isArray(images) || images.length === 0) {
     throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.id} format needs at least one image.`, { data: { format: format.id } });
   }

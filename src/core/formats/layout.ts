@@ -6,10 +6,9 @@ import { digestHex } from '../digest.ts';
 import { MediaType } from '../image/media-types.ts';
 import type { Descriptor, Image, ImageIndex } from '../image/model.ts';
 import type { Platform } from '../image/platform.ts';
-import type { TarPlanEntry } from '../tar/writer.ts';
 import type { PulledIndex } from '../pull.ts';
 import { bytesEntry, dirEntry, fileEntry, jsonEntry, storedRef } from './entries.ts';
-import type { PlanContext } from './types.ts';
+import type { FormatEntry, PlanContext } from './types.ts';
 
 /** containerd's name annotation (containerd images.AnnotationImageName): the full reference. */
 export const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -24,7 +23,7 @@ export function blobPath(digest: string): string {
 
 /** The blobs of a layout, each once whatever number of images share it. */
 export class LayoutBlobs {
-  readonly #entries = new Map<string, TarPlanEntry>();
+  readonly #entries = new Map<string, FormatEntry>();
 
   constructor(private readonly ctx: PlanContext) {}
 
@@ -62,7 +61,7 @@ export class LayoutBlobs {
   }
 
   /** `blobs/`, `blobs/sha256/` and every blob (unsorted; formats sort the whole archive). */
-  entries(): TarPlanEntry[] {
+  entries(): FormatEntry[] {
     return [dirEntry('blobs'), dirEntry('blobs/sha256'), ...this.#entries.values()];
   }
 }
@@ -96,7 +95,7 @@ export function configPlatform(image: Image): Platform | undefined {
 }
 
 /** `oci-layout` and `index.json` listing `manifests`. */
-export function layoutFiles(manifests: Descriptor[]): TarPlanEntry[] {
+export function layoutFiles(manifests: Descriptor[]): FormatEntry[] {
   return [
     jsonEntry('oci-layout', { imageLayoutVersion: LAYOUT_VERSION }),
     jsonEntry('index.json', { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }),

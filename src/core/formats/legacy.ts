@@ -9,10 +9,9 @@
 import { sha256, digestHex } from '../digest.ts';
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { isForeignLayer } from '../image/media-types.ts';
-import { planTar, type TarPlanEntry } from '../tar/writer.ts';
 import type { HistoryEntry, Image } from '../image/model.ts';
-import { bytesEntry, checkImages, dirEntry, fileEntry, sortEntries, splitRepoTag, storedRef } from './entries.ts';
-import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
+import { bytesEntry, checkImages, defineFormat, dirEntry, fileEntry, sortEntries, splitRepoTag, uncompressedRef } from './entries.ts';
+import { isLaterRef, repoTag, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 export { sortEntries, splitRepoTag };
 
@@ -31,8 +30,8 @@ function layerHistory(image: Image): HistoryEntry[] {
   return h.length === image.layers.length ? h : image.layers.map(() => ({}));
 }
 
-export async function legacyImageEntries(image: Image, tags: string[], ctx: PlanContext): Promise<{ entries: TarPlanEntry[]; manifest: Record<string, unknown>; topId: string }> {
-  const entries: TarPlanEntry[] = [];
+export async function legacyImageEntries(image: Image, tags: string[], ctx: PlanContext): Promise<{ entries: FormatEntry[]; manifest: Record<string, unknown>; topId: string }> {
+  const entries: FormatEntry[] = [];
   const configName = `${digestHex(image.manifest.config.digest)}.json`;
   entries.push(bytesEntry(configName, image.configBytes));
   const history = layerHistory(image);
@@ -58,11 +57,11 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
       if (image.config.variant) json['variant'] = image.config.variant;
       if (image.config.config) json['config'] = image.config.config;
     }
-    const ref = await storedRef(ctx, layer.diffId, undefined, `uncompressed layer ${layer.index + 1}`);
+    const ref = await uncompressedRef(ctx, layer.diffId, `uncompressed layer ${layer.index + 1}`);
     entries.push(dirEntry(id));
     entries.push(bytesEntry(`${id}/VERSION`, enc.encode('1.0')));
     entries.push(bytesEntry(`${id}/json`, enc.encode(JSON.stringify(json))));
-    entries.push(fileEntry(`${id}/layer.tar`, ref, ref.size));
+    entries.push(fileEntry(`${id}/layer.tar`, ref, isLaterRef(ref) ? 0 : ref.size));
     layerPaths.push(`${id}/layer.tar`);
     parent = id;
   }
@@ -71,16 +70,16 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
   return { entries, manifest, topId: parent };
 }
 
-export const legacyFormat: Format = {
+export const legacyFormat: Format = defineFormat({
   id: 'legacy',
   label: 'docker save (legacy)',
   description: 'The classic docker save layout of Docker 24 and older, with uncompressed layers: loads in any Docker version and in Podman, but the image digest changes.',
   needsUncompressed: true,
   multiImage: true,
   allPlatforms: false,
-  async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+  async entries(images: SinkImage[], ctx: PlanContext): Promise<FormatEntry[]> {
     checkImages(this, images);
-    const entries: TarPlanEntry[] = [];
+    const entries: FormatEntry[] = [];
     const manifests: Record<string, unknown>[] = [];
     const repositories: Record<string, Record<string, string>> = {};
     for (const { image, reference } of images) {
@@ -93,6 +92,6 @@ export const legacyFormat: Format = {
     }
     entries.push(bytesEntry('manifest.json', enc.encode(JSON.stringify(manifests))));
     entries.push(bytesEntry('repositories', enc.encode(JSON.stringify(repositories))));
-    return planTar(sortEntries(entries));
+    return sortEntries(entries);
   },
-};
+});

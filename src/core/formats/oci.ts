@@ -15,19 +15,18 @@
 // Docker media types are kept as the registry serves them (crane does the same; umoci 0.4 cannot
 // unpack those, skopeo and podman can).
 import type { Descriptor } from '../image/model.ts';
-import { planTar } from '../tar/writer.ts';
-import { checkImages, sortEntries } from './entries.ts';
+import { checkImages, defineFormat, sortEntries } from './entries.ts';
 import { IMAGE_NAME_ANNOTATION, LayoutBlobs, REF_NAME_ANNOTATION, indexPlatform, layoutDescriptor, layoutFiles } from './layout.ts';
-import { qualifiedTag, tagFor, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
+import { qualifiedTag, tagFor, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
-export const ociFormat: Format = {
+export const ociFormat: Format = defineFormat({
   id: 'oci',
   label: 'OCI image layout',
   description: 'An OCI image layout in a tar (oci-archive), digests kept, optionally with every platform; for skopeo, podman, umoci and crane.',
   needsUncompressed: false,
   multiImage: false,
   allPlatforms: true,
-  async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+  async entries(images: SinkImage[], ctx: PlanContext): Promise<FormatEntry[]> {
     checkImages(this, images);
     const { image, reference, index } = images[0]!;
     const blobs = new LayoutBlobs(ctx);
@@ -41,6 +40,6 @@ export const ociFormat: Format = {
       await blobs.image(image);
       descriptor = layoutDescriptor(image, annotations, indexPlatform(image));
     }
-    return planTar(sortEntries([...blobs.entries(), ...layoutFiles([descriptor])]));
+    return sortEntries([...blobs.entries(), ...layoutFiles([descriptor])]);
   },
-};
+});

@@ -9,9 +9,8 @@
 import { digestHex } from '../digest.ts';
 import { isForeignLayer, layerCompression } from '../image/media-types.ts';
 import type { Descriptor, Layer } from '../image/model.ts';
-import { planTar, type TarPlanEntry } from '../tar/writer.ts';
-import { bytesEntry, checkImages, fileEntry, jsonEntry, storedRef } from './entries.ts';
-import { repoTag, type ArchivePlan, type Format, type PlanContext, type SinkImage } from './types.ts';
+import { bytesEntry, checkImages, defineFormat, fileEntry, jsonEntry, storedRef } from './entries.ts';
+import { repoTag, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 interface ManifestEntry {
   Config: string;
@@ -26,16 +25,16 @@ export function layerFileName(layer: Layer): string {
   return `${digestHex(layer.descriptor.digest)}${EXTENSIONS[layerCompression(layer.descriptor.mediaType)]}`;
 }
 
-export const tarballFormat: Format = {
+export const tarballFormat: Format = defineFormat({
   id: 'tarball',
   label: 'crane tarball',
   description: 'The tarball crane pull writes by default: config and compressed layers as they are, plus manifest.json; loads in Docker and Podman.',
   needsUncompressed: false,
   multiImage: true,
   allPlatforms: false,
-  async plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan> {
+  async entries(images: SinkImage[], ctx: PlanContext): Promise<FormatEntry[]> {
     checkImages(this, images);
-    const entries: TarPlanEntry[] = [];
+    const entries: FormatEntry[] = [];
     const written = new Set<string>();
     const manifest = new Map<string, ManifestEntry>();
     for (const { image, reference } of images) {
@@ -65,6 +64,6 @@ export const tarballFormat: Format = {
       manifest.set(image.digest, entry);
     }
     entries.push(jsonEntry('manifest.json', [...manifest.values()]));
-    return planTar(entries);
+    return entries;
   },
-};
+});

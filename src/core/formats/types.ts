@@ -1,7 +1,11 @@
-// What every output format (a sink) takes and gives. A format *plans* an archive: header bytes
-// plus references to stored blobs, with its exact size, so the browser can compose a Blob from
-// stored Blobs and Node can stream it, without layers passing through JS memory.
-import type { ArchivePart } from '../tar/writer.ts';
+// What every output format (a sink) takes and gives. A format lists its archive's entries in
+// order (header + inline bytes or a reference to a stored blob); `plan` turns them into header
+// bytes plus references with the exact size, so the browser can write the archive from stored
+// blobs and Node can stream it, without layers passing through JS memory. While a pull is still
+// running, an uncompressed layer's size is not known yet: such an entry holds a `LaterRef` and
+// its header is encoded when its turn comes (see stream.ts).
+import type { ArchivePart, ContentRef, TarPlanEntry } from '../tar/writer.ts';
+import type { TarEntryHeader } from '../tar/header.ts';
 import type { Image } from '../image/model.ts';
 import type { ImageReference } from '../reference.ts';
 import type { PulledIndex } from '../pull.ts';
@@ -21,7 +25,34 @@ export interface SinkImage {
 export interface PlanContext {
   /** Size of a stored blob (compressed by digest, or uncompressed by diff_id). */
   size(key: string): Promise<number>;
+  /**
+   * True for a blob the running pull will store but whose size only its bytes tell (a layer still
+   * being decompressed): the entry is left unsized (`LaterRef`) instead of asking `size`.
+   */
+  later?(key: string): boolean;
 }
+
+/** A stored blob whose size is known only once it is stored; the entry's header size is a placeholder until then. */
+export interface LaterRef {
+  readonly kind: 'later';
+  readonly key: string;
+}
+
+/** A tar entry as a format lists it: like the tar writer's, but its content may still be unsized. */
+export interface FormatEntry {
+  header: TarEntryHeader;
+  content?: TarPlanEntry['content'] | LaterRef;
+}
+
+export function laterRef(key: string): LaterRef {
+  return { kind: 'later', key };
+}
+
+export function isLaterRef(value: unknown): value is LaterRef {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'later';
+}
+
+export type { ContentRef };
 
 export interface ArchivePlan {
   parts: ArchivePart[];
@@ -39,6 +70,9 @@ export interface Format {
   readonly multiImage: boolean;
   /** Can hold a whole index (every platform) when `SinkImage.index` is given. */
   readonly allPlatforms: boolean;
+  /** The archive's entries in the order they are written. */
+  entries(images: SinkImage[], ctx: PlanContext): Promise<FormatEntry[]>;
+  /** The entries as header bytes and stored-blob references, exact size known (every entry sized). */
   plan(images: SinkImage[], ctx: PlanContext): Promise<ArchivePlan>;
 }
 

@@ -1,5 +1,7 @@
-// Retry with exponential backoff for transient registry answers: 429 (honouring Retry-After),
-// 5xx and network failures. Clock and sleep are injected so tests need no real waiting.
+// Retry with jittered exponential backoff for transient registry answers: 429 (honouring
+// Retry-After), 5xx and network failures. This is the only retry layer: manifests and tokens go
+// through fetchWithRetry, blobs through the resumable fetch (blob-fetch.ts), never both. Clock,
+// sleep and randomness are injected so tests need no real waiting.
 import { AbortedError, throwIfAborted } from '../errors.ts';
 
 export interface RetryPolicy {
@@ -9,6 +11,8 @@ export interface RetryPolicy {
   maxDelayMs: number;
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   now: () => number;
+  /** Uniform in [0, 1): spreads the waits of clients that failed together (default Math.random). */
+  random: () => number;
 }
 
 export const defaultRetryPolicy: RetryPolicy = {
@@ -17,6 +21,7 @@ export const defaultRetryPolicy: RetryPolicy = {
   maxDelayMs: 30_000,
   sleep: abortableSleep,
   now: () => Date.now(),
+  random: () => Math.random(),
 };
 
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -35,7 +40,8 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
 }
 
 export function isRetryableStatus(status: number): boolean {
-  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505);
+  // 508: longshore's proxy found a loop (a registry redirecting to the proxy itself); it will not fix itself.
+  return status === 429 || status === 408 || (status >= 500 && status !== 501 && status !== 505 && status !== 508);
 }
 
 /** Delay asked for by a Retry-After header (seconds or HTTP date), in ms; undefined if absent. */
@@ -47,8 +53,20 @@ export function retryAfterMs(header: string | null, now: number): number | undef
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-export function backoffMs(attempt: number, policy: RetryPolicy): number {
-  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+/**
+ * Wait before retry number `attempt + 1`: exponential, capped, with "equal jitter" (half fixed,
+ * half random), so tabs and layer workers that failed at the same moment do not come back in step
+ * (AWS Architecture Blog, "Exponential Backoff And Jitter").
+ */
+export function backoffMs(attempt: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs' | 'random'>): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+  return Math.round(ceiling / 2 + (ceiling / 2) * policy.random());
+}
+
+/** The wait a retryable answer asks for: its Retry-After (capped at maxDelayMs), else the backoff. */
+export function retryDelayMs(response: Response | undefined, attempt: number, policy: RetryPolicy): number {
+  const asked = response ? retryAfterMs(response.headers.get('retry-after'), policy.now()) : undefined;
+  return Math.min(asked ?? backoffMs(attempt, policy), policy.maxDelayMs);
 }
 
 /**
@@ -73,8 +91,8 @@ export async function fetchWithRetry(
       continue;
     }
     if (!isRetryableStatus(response.status) || i >= policy.retries) return response;
-    const wait = retryAfterMs(response.headers.get('retry-after'), policy.now()) ?? backoffMs(i, policy);
+    const wait = retryDelayMs(response, i, policy);
     await response.body?.cancel().catch(() => undefined);
-    await policy.sleep(Math.min(wait, policy.maxDelayMs), signal);
+    await policy.sleep(wait, signal);
   }
 }

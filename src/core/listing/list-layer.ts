@@ -3,7 +3,7 @@
 // decompressed bytes (a gzip bomb stops at the cap), truncation and malformed headers keep the
 // entries read so far and say what went wrong.
 import { decompress, type Compression } from '../compression.ts';
-import { AbortedError, ErrorCode, LongshoreError, isAbortError, throwIfAborted } from '../errors.ts';
+import { AbortedError, ErrorCode, LongshoreError, isAbortError, isTruncation, throwIfAborted } from '../errors.ts';
 import { readTar } from '../tar/reader.ts';
 import { countEntry, emptyTotals, entryFromHeader, type LayerTotals, type ListingEntry, type ListingIssue } from './entry.ts';
 
@@ -126,9 +126,8 @@ export async function listLayer(blob: ReadableStream<Uint8Array>, options: ListL
     const error = err instanceof ListingLimitError ? err : LongshoreError.from(err);
     listing.status = error instanceof ListingLimitError ? 'limited' : 'failed';
     listing.error = error;
-    const truncated = /truncated/i.test(error.message);
     addIssue(listing, {
-      code: error instanceof ListingLimitError ? 'limit' : truncated ? 'truncated' : 'read-error',
+      code: error instanceof ListingLimitError ? 'limit' : isTruncation(error) ? 'truncated' : 'read-error',
       path: '',
       message: error.message,
     }, limits.maxIssues);

@@ -114,117 +114,146 @@ function sameAttributes(a: ListingEntry, b: ListingEntry): boolean {
   return a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
 }
 
+/** One layer being applied: the tree so far and where this layer's bookkeeping goes. */
+interface LayerPass {
+  root: Node;
+  layer: number;
+  changes: LayerChanges;
+  effects: Map<number, WhiteoutEffect>;
+  links: Map<number, EntrySource>;
+  issues: ListingIssue[];
+}
+
+const newTally = () => ({ removed: 0, removedBytes: 0, fromLayers: new Set<number>() });
+
 /** Apply layers (bottom first) and return the final filesystem with per-layer bookkeeping. */
 export function mergeLayers(layers: readonly (readonly ListingEntry[])[]): MergedFilesystem {
   const root: Node = implicitDir('', -1);
-  const changes: LayerChanges[] = [];
-  const whiteouts: Map<number, WhiteoutEffect>[] = [];
-  const hardlinkSources: Map<number, EntrySource>[] = [];
-  const issues: ListingIssue[] = [];
-
+  const merged: MergedFilesystem = { entries: [], changes: [], whiteouts: [], hardlinkSources: [], issues: [] };
   layers.forEach((entries, layer) => {
-    const c = emptyChanges();
-    const effects = new Map<number, WhiteoutEffect>();
-    const links = new Map<number, EntrySource>();
-    changes.push(c);
-    whiteouts.push(effects);
-    hardlinkSources.push(links);
-
-    // Pass 1: whiteouts and opaque markers, against the lower layers only.
-    for (const e of entries) {
-      if (e.kind !== EntryKind.Whiteout && e.kind !== EntryKind.Opaque) continue;
-      const acc = { removed: 0, removedBytes: 0, fromLayers: new Set<number>() };
-      const target = e.whiteout ?? '';
-      if (e.kind === EntryKind.Whiteout) {
-        const at = lookup(root, target);
-        if (at?.node) {
-          tally(at.node, acc);
-          at.parent.children!.delete(at.name);
-        }
-      } else {
-        const dir = target === '' ? root : lookup(root, target)?.node;
-        if (dir?.children) {
-          for (const child of dir.children.values()) tally(child, acc);
-          dir.children.clear();
-        }
-      }
-      c.deleted += acc.removed;
-      c.removedBytes += acc.removedBytes;
-      effects.set(e.ordinal, { ordinal: e.ordinal, kind: e.kind, target, removed: acc.removed, removedBytes: acc.removedBytes, fromLayers: [...acc.fromLayers].sort((a, b) => a - b) });
-    }
-
-    // Pass 2: everything else, in tar order.
-    for (const e of entries) {
-      if (e.kind === EntryKind.Whiteout || e.kind === EntryKind.Opaque) continue;
-      if (e.path === '') {
-        // The root directory's own entry ('./'): it has attributes, but nothing replaces the root.
-        root.entry = e;
-        root.layer = layer;
-        continue;
-      }
-      const parts = e.path.split('/');
-      let dir = root;
-      for (let i = 0; i < parts.length - 1; i++) {
-        const name = parts[i]!;
-        let next = dir.children!.get(name);
-        if (!next || !isDir(next)) {
-          if (next) {
-            const acc = { removed: 0, removedBytes: 0, fromLayers: new Set<number>() };
-            tally(next, acc);
-            c.deleted += acc.removed;
-            c.removedBytes += acc.removedBytes;
-          }
-          next = implicitDir(name, layer);
-          dir.children!.set(name, next);
-        }
-        dir = next;
-      }
-      const name = parts[parts.length - 1]!;
-      const existing = dir.children!.get(name);
-      const lower = existing !== undefined && existing.layer !== layer && existing.entry !== undefined;
-      const node: Node = existing && isDir(existing) && e.kind === EntryKind.Dir ? existing : { name, layer, overrides: [] };
-      if (existing) {
-        if (existing.entry && existing.layer !== layer) node.overrides = [...existing.overrides, existing.layer];
-        else node.overrides = existing.overrides;
-        if (node !== existing) {
-          // Replaced whole: the old entry and, for a directory, everything under it.
-          const acc = { removed: 0, removedBytes: 0, fromLayers: new Set<number>() };
-          tally(existing, acc);
-          if (lower) {
-            c.changed++;
-            c.changedBytes += e.size;
-            c.removedBytes += acc.removedBytes;
-            c.deleted += acc.removed - 1;
-          }
-        } else if (lower) {
-          if (sameAttributes(existing.entry!, e)) c.unchangedDirs++;
-          else c.changed++;
-        } else if (!existing.entry) {
-          c.added++;
-        }
-      } else {
-        c.added++;
-        c.addedBytes += e.size;
-      }
-      node.entry = e;
-      node.layer = layer;
-      if (e.kind === EntryKind.Dir) node.children ??= new Map();
-      else delete node.children;
-      delete node.linkSource;
-      if (e.kind === EntryKind.Hardlink) {
-        const target = lookup(root, e.linkTarget ?? '')?.node;
-        const usable = target?.entry && !isDir(target) && target !== node && (target.entry.kind !== EntryKind.Hardlink || target.linkSource);
-        if (target?.entry && usable) {
-          node.linkSource = target.linkSource ?? { layer: target.layer, ordinal: target.entry.ordinal, path: target.entry.path };
-          links.set(e.ordinal, node.linkSource);
-        } else {
-          issues.push({ code: 'dangling-hardlink', path: e.path, ordinal: e.ordinal, message: `Layer ${layer + 1}: hardlink /${e.path} points at /${e.linkTarget}, which is not a file at that point.` });
-        }
-      }
-      dir.children!.set(name, node);
-    }
+    const pass: LayerPass = { root, layer, changes: emptyChanges(), effects: new Map(), links: new Map(), issues: merged.issues };
+    merged.changes.push(pass.changes);
+    merged.whiteouts.push(pass.effects);
+    merged.hardlinkSources.push(pass.links);
+    // Whiteouts and opaque markers first, against the lower layers only; then the rest in tar order.
+    for (const e of entries) if (isMarker(e)) applyMarker(pass, e);
+    for (const e of entries) if (!isMarker(e)) applyEntry(pass, e);
   });
+  merged.entries = flatten(root);
+  return merged;
+}
 
+function isMarker(e: ListingEntry): boolean {
+  return e.kind === EntryKind.Whiteout || e.kind === EntryKind.Opaque;
+}
+
+/** A whiteout deletes its target; an opaque marker empties its directory. */
+function applyMarker(pass: LayerPass, e: ListingEntry): void {
+  const acc = newTally();
+  const target = e.whiteout ?? '';
+  if (e.kind === EntryKind.Whiteout) {
+    const at = lookup(pass.root, target);
+    if (at?.node) {
+      tally(at.node, acc);
+      at.parent.children!.delete(at.name);
+    }
+  } else {
+    const dir = target === '' ? pass.root : lookup(pass.root, target)?.node;
+    if (dir?.children) {
+      for (const child of dir.children.values()) tally(child, acc);
+      dir.children.clear();
+    }
+  }
+  pass.changes.deleted += acc.removed;
+  pass.changes.removedBytes += acc.removedBytes;
+  pass.effects.set(e.ordinal, { ordinal: e.ordinal, kind: e.kind as WhiteoutEffect['kind'], target, removed: acc.removed, removedBytes: acc.removedBytes, fromLayers: [...acc.fromLayers].sort((a, b) => a - b) });
+}
+
+/** The directory an entry goes in, made (implied) where missing; a non-directory in the way is replaced. */
+function parentDir(pass: LayerPass, parts: readonly string[]): Node {
+  let dir = pass.root;
+  for (const name of parts.slice(0, -1)) {
+    let next = dir.children!.get(name);
+    if (!next || !isDir(next)) {
+      if (next) {
+        const acc = newTally();
+        tally(next, acc);
+        pass.changes.deleted += acc.removed;
+        pass.changes.removedBytes += acc.removedBytes;
+      }
+      next = implicitDir(name, pass.layer);
+      dir.children!.set(name, next);
+    }
+    dir = next;
+  }
+  return dir;
+}
+
+function applyEntry(pass: LayerPass, e: ListingEntry): void {
+  if (e.path === '') {
+    // The root directory's own entry ('./'): it has attributes, but nothing replaces the root.
+    pass.root.entry = e;
+    pass.root.layer = pass.layer;
+    return;
+  }
+  const parts = e.path.split('/');
+  const dir = parentDir(pass, parts);
+  const name = parts[parts.length - 1]!;
+  const existing = dir.children!.get(name);
+  // A directory over a directory keeps its children; anything else replaces the path whole.
+  const node: Node = existing && isDir(existing) && e.kind === EntryKind.Dir ? existing : { name, layer: pass.layer, overrides: [] };
+  countChange(pass, e, existing, node);
+  node.entry = e;
+  node.layer = pass.layer;
+  if (e.kind === EntryKind.Dir) node.children ??= new Map();
+  else delete node.children;
+  delete node.linkSource;
+  if (e.kind === EntryKind.Hardlink) resolveHardlink(pass, e, node);
+  dir.children!.set(name, node);
+}
+
+/** The layer's added / changed / deleted bookkeeping for `e` landing on `existing`. */
+function countChange(pass: LayerPass, e: ListingEntry, existing: Node | undefined, node: Node): void {
+  const c = pass.changes;
+  if (!existing) {
+    c.added++;
+    c.addedBytes += e.size;
+    return;
+  }
+  const lower = existing.layer !== pass.layer && existing.entry !== undefined;
+  node.overrides = lower ? [...existing.overrides, existing.layer] : existing.overrides;
+  if (node !== existing) {
+    // Replaced whole: the old entry and, for a directory, everything under it.
+    const acc = newTally();
+    tally(existing, acc);
+    if (lower) {
+      c.changed++;
+      c.changedBytes += e.size;
+      c.removedBytes += acc.removedBytes;
+      c.deleted += acc.removed - 1;
+    }
+  } else if (lower) {
+    if (sameAttributes(existing.entry!, e)) c.unchangedDirs++;
+    else c.changed++;
+  } else if (!existing.entry) {
+    c.added++;
+  }
+}
+
+/** A hardlink shares the content of the file its target is at this point (followed through chains). */
+function resolveHardlink(pass: LayerPass, e: ListingEntry, node: Node): void {
+  const target = lookup(pass.root, e.linkTarget ?? '')?.node;
+  const usable = target?.entry && !isDir(target) && target !== node && (target.entry.kind !== EntryKind.Hardlink || target.linkSource);
+  if (target?.entry && usable) {
+    node.linkSource = target.linkSource ?? { layer: target.layer, ordinal: target.entry.ordinal, path: target.entry.path };
+    pass.links.set(e.ordinal, node.linkSource);
+    return;
+  }
+  pass.issues.push({ code: 'dangling-hardlink', path: e.path, ordinal: e.ordinal, message: `Layer ${pass.layer + 1}: hardlink /${e.path} points at /${e.linkTarget}, which is not a file at that point.` });
+}
+
+/** Every path of the tree in path order (depth first, names by code unit). */
+function flatten(root: Node): MergedEntry[] {
   const out: MergedEntry[] = [];
   const walk = (dir: Node, prefix: string) => {
     const names = [...dir.children!.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -240,5 +269,5 @@ export function mergeLayers(layers: readonly (readonly ListingEntry[])[]): Merge
     }
   };
   walk(root, '');
-  return { entries: out, changes, whiteouts, hardlinkSources, issues };
+  return out;
 }

@@ -1,7 +1,7 @@
 // What the inspector is given about an image: its name, its config (for env, entrypoint, history)
 // and its layers. A pulled image and an opened archive both become one of these.
 import type { HistoryEntry, Image, ImageConfig } from '../image/model.ts';
-import { formatPlatform } from '../image/platform.ts';
+import { configPlatformLabel } from '../image/platform.ts';
 
 export interface InspectLayer {
   /** Digest of the layer blob (as served, usually compressed); the store key, or after a legacy pull the diff_id is. */
@@ -35,7 +35,8 @@ export function inspectTargetOf(image: Image): InspectTarget {
     config: c,
     layers: image.layers.map((l) => ({ digest: l.descriptor.digest, mediaType: l.descriptor.mediaType, size: l.descriptor.size, diffId: l.diffId })),
   };
-  if (c.os && c.architecture) target.platform = formatPlatform({ os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) });
+  const platform = configPlatformLabel(c);
+  if (platform) target.platform = platform;
   return target;
 }
 

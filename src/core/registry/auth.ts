@@ -33,6 +33,17 @@ const TOKEN_BODY_LIMIT = 1024 * 1024;
 /** distribution's token spec: a token without expires_in lives 60 seconds. */
 const DEFAULT_TOKEN_SECONDS = 60;
 
+/** longshore's proxy refusing the realm itself (src/proxy/handler.ts envelope), not the token service answering. */
+function proxyRefused(body: Uint8Array | undefined): boolean {
+  if (!body) return false;
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(body)) as { errors?: { code?: unknown; detail?: { proxy?: unknown } }[] };
+    return parsed.errors?.some((e) => e.code === ErrorCode.ProxyDenied && e.detail?.proxy === true) ?? false;
+  } catch {
+    return false;
+  }
+}
+
 export function basicHeader(credentials: Credentials): string {
   const bytes = new TextEncoder().encode(`${credentials.username}:${credentials.password}`);
   let binary = '';
@@ -132,9 +143,15 @@ export class Authenticator {
     const fetched = this.transport.rewrite ? this.transport.rewrite(url) : url;
     const response = await fetchWithRetry(() => this.transport.fetch(fetched, { headers, signal }), this.retry, signal);
     const body = await readCapped(response.body && guardBody(response.body, `a token for ${registry}`, signal), TOKEN_BODY_LIMIT);
+    if (!response.ok && proxyRefused(body)) {
+      throw new LongshoreError(ErrorCode.ProxyDenied, `longshore's proxy is not allowed to reach ${registry}'s token service ${realmUrl.origin}${realmUrl.pathname}.`, {
+        hint: `Add "${realmUrl.origin}${realmUrl.pathname}" to the "tokenRealms" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`,
+        data: { registry, realm: realmUrl.origin + realmUrl.pathname, status: response.status },
+      });
+    }
     if (!response.ok) {
       const denied = response.status === 401 || response.status === 403;
-      throw new LongshoreError(denied ? 'UNAUTHORIZED' : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {
+      throw new LongshoreError(denied ? ErrorCode.Unauthorized : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {
         hint: denied
           ? creds ? `The credentials for ${registry} were rejected. Check the user name and password (or access token).` : `${registry} requires sign-in for this repository. Add credentials, or check the repository name.`
           : 'The registry\'s token service failed; try again later.',

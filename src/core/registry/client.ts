@@ -4,6 +4,7 @@
 import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
 import { challengeOf, guardBody, readCapped, type Transport } from '../http/transport.ts';
 import { defaultRetryPolicy, fetchWithRetry, type RetryPolicy } from '../http/retry.ts';
+import type { BlobSender } from '../http/blob-fetch.ts';
 import { isLoopbackHost, type ImageReference } from '../reference.ts';
 import { sha256, verifyingStream, isDigest } from '../digest.ts';
 import { MANIFEST_ACCEPT } from '../image/media-types.ts';
@@ -67,31 +68,18 @@ export class RegistryClient {
     return `${this.#scheme(apiHost)}://${apiHost}`;
   }
 
-  /** GET /v2/: true when the registry answers the API at all (200 or an auth challenge). */
-  async ping(apiHost: string, signal?: AbortSignal): Promise<{ status: number; challenge: string | null }> {
-    const response = await this.#send(`${this.baseUrl(apiHost)}/v2/`, {}, signal);
-    await response.body?.cancel().catch(() => undefined);
-    if (response.status !== 200 && response.status !== 401) {
-      throw new LongshoreError(ErrorCode.Http, `${apiHost} does not answer the registry API (GET /v2/ gave ${response.status}).`, {
-        hint: 'Check the registry host name; it may not be an OCI/Docker registry.',
-        data: { status: response.status, registry: apiHost },
-      });
-    }
-    return { status: response.status, challenge: challengeOf(response) };
-  }
-
   /**
    * An authenticated request against `apiHost`. On 401 (or insufficient_scope) the challenge is
    * answered once with a fresh token or credentials and the request retried; a second refusal is
    * returned to the caller as it is.
    */
-  async request(apiHost: string, path: string, scope: string, init: { method?: string; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+  async request(apiHost: string, path: string, scope: string, init: { method?: string; headers?: Record<string, string>; signal?: AbortSignal; retry?: boolean } = {}): Promise<Response> {
     const url = `${this.baseUrl(apiHost)}${path}`;
     let authorization = this.#auth.cached(apiHost, scope);
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { ...init.headers };
       if (authorization) headers['authorization'] = authorization;
-      const response = await this.#send(url, { method: init.method ?? 'GET', headers }, init.signal);
+      const response = await this.#send(url, { method: init.method ?? 'GET', headers, retry: init.retry ?? true }, init.signal);
       const header = challengeOf(response);
       const refused = response.status === 401 || (response.status === 403 && /insufficient_scope/.test(header ?? ''));
       if (!refused || attempt > 0) return response;
@@ -105,8 +93,13 @@ export class RegistryClient {
     }
   }
 
-  /** Fetch with retries, following redirects by hand; Authorization is dropped on a change of origin. */
-  async #send(url: string, init: { method?: string; headers?: Record<string, string> }, signal?: AbortSignal): Promise<Response> {
+  /**
+   * Fetch (with retries unless `retry` is false: blobs retry in blob-fetch.ts, one layer only),
+   * following redirects by hand; Authorization is dropped on a change of origin, every other
+   * header (Range included) goes along to the redirect target.
+   */
+  async #send(url: string, init: { method?: string; headers?: Record<string, string>; retry?: boolean }, signal?: AbortSignal): Promise<Response> {
+    const policy = init.retry === false ? { ...this.#retry, retries: 0 } : this.#retry;
     let current = url;
     let headers = { ...init.headers };
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -116,7 +109,7 @@ export class RegistryClient {
       if (signal) reqInit.signal = signal;
       let response: Response;
       try {
-        response = await fetchWithRetry(() => this.#transport.fetch(target, reqInit), this.#retry, signal);
+        response = await fetchWithRetry(() => this.#transport.fetch(target, reqInit), policy, signal);
       } catch (err) {
         if (signal?.aborted) throw new AbortedError();
         if (err instanceof LongshoreError) throw err;
@@ -198,11 +191,21 @@ export class RegistryClient {
     return guardBody(response.body, `the ${label}`, options.signal).pipeThrough(verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes));
   }
 
-  async listTags(ref: ImageReference, signal?: AbortSignal): Promise<string[]> {
-    const response = await this.request(ref.apiHost, `/v2/${ref.repository}/tags/list`, repositoryScope(ref.repository), signal ? { signal } : {});
-    if (!response.ok) throw await registryError(response, { what: `tags of ${ref.name}`, registry: ref.registry, repository: ref.repository });
-    const bytes = await readCapped(response.body, MAX_MANIFEST_BYTES);
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { tags?: string[] | null };
-    return parsed.tags ?? [];
+  /**
+   * Single requests for one blob (or a range of it), for the resumable fetch engine, which owns
+   * retries, Range checks and verification (blob-fetch.ts).
+   */
+  blobSender(ref: ImageReference, descriptor: Descriptor, label = `blob ${descriptor.digest}`): BlobSender {
+    const path = `/v2/${ref.repository}/blobs/${descriptor.digest}`;
+    const scope = repositoryScope(ref.repository);
+    return {
+      retry: this.#retry,
+      send: (range, signal) => this.request(ref.apiHost, path, scope, {
+        headers: range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {},
+        retry: false,
+        ...(signal ? { signal } : {}),
+      }),
+      fail: (response) => registryError(response, { what: label, registry: ref.registry, repository: ref.repository }),
+    };
   }
 }

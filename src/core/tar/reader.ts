@@ -1,10 +1,9 @@
 // Streaming tar reader: entries one after another, each body streamed from the input, so an
 // archive of any size is read in constant memory. Understands ustar, PAX ('x', 'g') and GNU ('L', 'K').
-import { AbortedError, throwIfAborted } from '../errors.ts';
+import { AbortedError, TRUNCATED, throwIfAborted } from '../errors.ts';
 import {
   BLOCK_SIZE,
   TarEntryType,
-  applyPax,
   decodeHeader,
   isZeroBlock,
   paddingFor,
@@ -12,10 +11,14 @@ import {
   tarError,
   type TarEntryHeader,
 } from './header.ts';
+import { ExtendedHeaders, type MetadataKind } from './extended.ts';
 
 export interface ReadTarOptions {
   signal?: AbortSignal;
-  /** Largest PAX or GNU long-name header data accepted, in bytes (default 1 MiB). */
+  /**
+   * Largest PAX or GNU long-name header data accepted, in bytes (default 1 MiB): for each header,
+   * and for all of them between two entries together.
+   */
   maxPaxBytes?: number;
 }
 
@@ -71,18 +74,14 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
   let completed = false;
   let current: StreamedEntry | undefined;
   try {
-    let globalPax: Record<string, string> = {};
-    let localPax: Record<string, string> = {};
-    let longName: string | undefined;
-    let longLink: string | undefined;
-    let pendingMeta = false;
+    const meta = new ExtendedHeaders(maxPaxBytes);
 
     for (;;) {
       const offset = source.position;
       const block = await source.readExact(BLOCK_SIZE);
       if (block.length === 0) break;
       if (block.length < BLOCK_SIZE) {
-        throw tarError(`Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`, { offset, received: block.length });
+        throw tarError(`Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`, { offset, received: block.length, ...TRUNCATED });
       }
       const raw = decodeHeader(block, offset);
       if (raw === null) {
@@ -92,40 +91,21 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
 
       switch (raw.type) {
         case TarEntryType.PaxExtended:
-          localPax = { ...localPax, ...parsePax(await readMeta(source, raw, offset, maxPaxBytes, 'PAX extended header')) };
-          pendingMeta = true;
+          meta.local(parsePax(await readMeta(source, raw, offset, meta, 'PAX extended header')));
           continue;
-        case TarEntryType.PaxGlobal: {
-          // An empty value in a global header removes the key (pax spec, "pax Extended Header").
-          const records = parsePax(await readMeta(source, raw, offset, maxPaxBytes, 'PAX global header'));
-          const next: Record<string, string> = Object.assign(Object.create(null), globalPax);
-          for (const [key, value] of Object.entries(records)) {
-            if (value === '') delete next[key];
-            else next[key] = value;
-          }
-          globalPax = next;
+        case TarEntryType.PaxGlobal:
+          meta.global(parsePax(await readMeta(source, raw, offset, meta, 'PAX global header')), offset);
           continue;
-        }
         case TarEntryType.GnuLongName:
-          longName = cString(await readMeta(source, raw, offset, maxPaxBytes, 'GNU long name'));
-          pendingMeta = true;
+          meta.longName(cString(await readMeta(source, raw, offset, meta, 'GNU long name')));
           continue;
         case TarEntryType.GnuLongLink:
-          longLink = cString(await readMeta(source, raw, offset, maxPaxBytes, 'GNU long link name'));
-          pendingMeta = true;
+          meta.longLink(cString(await readMeta(source, raw, offset, meta, 'GNU long link name')));
           continue;
       }
 
       const header = raw;
-      const effective = { ...globalPax, ...localPax };
-      if (Object.keys(effective).length > 0) applyPax(header, effective, offset);
-      // GNU long names win over PAX, as in Go's archive/tar.
-      if (longName !== undefined) header.path = longName;
-      if (longLink !== undefined) header.linkname = longLink;
-      localPax = {};
-      longName = undefined;
-      longLink = undefined;
-      pendingMeta = false;
+      meta.applyTo(header, offset);
       if (HEADER_ONLY.has(header.type)) header.size = 0;
 
       current = new StreamedEntry(header, source, offset);
@@ -133,8 +113,8 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
       await current.advance();
       current = undefined;
     }
-    if (pendingMeta) {
-      throw tarError(`Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`, { offset: source.position });
+    if (meta.pending) {
+      throw tarError(`Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`, { offset: source.position, ...TRUNCATED });
     }
     await source.drain();
     completed = true;
@@ -153,14 +133,11 @@ async function endOfArchive(source: ByteSource, offset: number): Promise<void> {
   throw tarError(`Tar archive has a lone zero block at byte offset ${offset} followed by more data.`, { offset });
 }
 
-async function readMeta(source: ByteSource, raw: TarEntryHeader, offset: number, limit: number, what: string): Promise<Uint8Array> {
-  if (raw.size > limit) {
-    throw tarError(`Tar ${what} at byte offset ${offset} is ${raw.size} bytes, over the limit of ${limit} bytes (maxPaxBytes).`,
-      { offset, size: raw.size, limit }, 'The archive has an unusually large extended header; raise maxPaxBytes if it is trusted.');
-  }
+async function readMeta(source: ByteSource, raw: TarEntryHeader, offset: number, meta: ExtendedHeaders, what: MetadataKind): Promise<Uint8Array> {
+  meta.admit(raw.size, offset, what);
   const data = await source.readExact(raw.size);
   if (data.length < raw.size) {
-    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, { offset, expected: raw.size, received: data.length });
+    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, { offset, expected: raw.size, received: data.length, ...TRUNCATED });
   }
   await source.skip(paddingFor(raw.size));
   return data;
@@ -288,7 +265,7 @@ class StreamedEntry implements TarEntry {
     const received = this.header.size - this.#remaining;
     return tarError(
       `Tar archive is truncated: entry "${this.header.path}" (header at byte offset ${this.#offset}) has ${received} of ${this.header.size} content bytes.`,
-      { path: this.header.path, offset: this.#offset, expected: this.header.size, received },
+      { path: this.header.path, offset: this.#offset, expected: this.header.size, received, ...TRUNCATED },
       'The download or the stored blob is incomplete.',
     );
   }

@@ -6,14 +6,22 @@ import { InvalidReferenceError } from '../../core/errors.ts';
 import { DEFAULT_FORMAT, formatById } from '../../core/formats/index.ts';
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { PullEvent, LayerState } from '../../core/progress.ts';
-import type { Phase, PullOutcome, PullRequest, ResolveSummary } from '../../browser/protocol.ts';
+import type { PullOutcome, PullRequest, ResolveSummary, SaveProgress } from '../../browser/protocol.ts';
+import type { PullHooks } from '../../browser/bridge.ts';
+import type { Saver, SavePath } from '../../browser/save/choose.ts';
+import type { SaveKind } from '../../browser/save/types.ts';
+import type { JournalEntry } from '../../browser/journal.ts';
+import { archiveFileName } from '../../browser/save/file-name.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
+import { CredentialsState } from './credentials.svelte.ts';
+import { RateLimitState } from './rate-limit.svelte.ts';
+import type { RegistryNotice } from '../../core/registry/rate-limit.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
 export interface BridgeLike {
   resolve(reference: string, options?: { signal?: AbortSignal; credentials?: Record<string, Credentials> }): Promise<ResolveSummary>;
-  pull(request: PullRequest, options?: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (events: PullEvent[]) => void }): Promise<PullOutcome>;
+  pull(request: PullRequest, options?: { signal?: AbortSignal } & PullHooks): Promise<PullOutcome>;
 }
 
 export interface LayerRow {
@@ -41,8 +49,14 @@ export class PullState {
   format = $state(DEFAULT_FORMAT.id);
   /** Keep every platform of an index (formats that can: oci). */
   allPlatforms = $state(false);
-  username = $state('');
-  password = $state('');
+  /** Where the archive goes (see browser/save/choose.ts); the first path offered by default. */
+  saveKind = $state<SaveKind>('blob');
+  /** Keep the pulled blobs in this browser's cache (off: they only pass through it). */
+  keepCopy = $state(true);
+  /** The path the current pull saves with (after any fallback), and how far it got. */
+  savePath = $state.raw<SavePath | undefined>(undefined);
+  saveProgress = $state.raw<SaveProgress | undefined>(undefined);
+  saveNote = $state<string | undefined>(undefined);
 
   status = $state<Status>('idle');
   layers = $state.raw<LayerRow[]>([]);
@@ -53,11 +67,15 @@ export class PullState {
   resolving = $state(false);
   startedAt = $state(0);
   elapsed = $state(0);
+  /** Rate limits the registries report, and the countdown to a retry they asked for. */
+  readonly rateLimit = new RateLimitState();
 
   /** Several names may be given at once, separated by spaces or commas (crane pull IMAGE… TARBALL). */
   readonly names = $derived(this.name.split(/[\s,]+/).filter(Boolean));
   readonly parsedAll = $derived(this.names.map((n) => tryParseReference(n)));
   readonly refs = $derived(this.parsedAll.flatMap((p): ImageReference[] => (p.ok ? [p.ref] : [])));
+  /** Each registry host the names reach, once: one sign-in per registry. */
+  readonly registries = $derived([...new Set(this.refs.map((r) => r.registry))]);
   /** The first name's result; with several names, an error names which one is wrong. */
   readonly parsed = $derived.by(() => {
     const bad = this.parsedAll.findIndex((p) => !p.ok);
@@ -83,17 +101,26 @@ export class PullState {
   readonly percent = $derived(this.totalBytes > 0 ? Math.min(100, (this.doneBytes / this.totalBytes) * 100) : 0);
   readonly rate = $derived(this.elapsed > 0 ? (this.doneBytes - this.cachedBytes) / this.elapsed : 0);
   readonly eta = $derived(this.rate > 0 ? (this.totalBytes - this.doneBytes) / this.rate : Number.NaN);
+  readonly savePaths: SavePath[];
 
   #pullAbort: AbortController | undefined;
   #resolveAbort: AbortController | undefined;
   #samples = new Map<number, { t: number; done: number }>();
 
-  constructor(private readonly bridge: BridgeLike, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly bridge: BridgeLike,
+    private readonly now: () => number = () => performance.now(),
+    readonly credentials: CredentialsState = new CredentialsState(),
+    private readonly saver?: Saver,
+  ) {
+    this.savePaths = saver?.paths ?? [];
+    this.saveKind = this.savePaths[0]?.kind ?? 'blob';
+  }
 
+  /** Each registry gets only the pair typed for it (never one pair for every registry named). */
   #credentials(): Record<string, Credentials> | undefined {
-    if (!this.username || !this.parsed?.ok) return undefined;
-    const creds = { username: this.username, password: this.password };
-    return Object.fromEntries(this.refs.flatMap((ref) => [[ref.registry, creds], [ref.apiHost, creds]]));
+    if (!this.parsed?.ok) return undefined;
+    return this.credentials.forRegistries(this.registries);
   }
 
   /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */
@@ -121,9 +148,31 @@ export class PullState {
     }
   }
 
-  async pull(): Promise<void> {
+  get chosenSavePath(): SavePath | undefined {
+    return this.savePaths.find((p) => p.kind === this.saveKind);
+  }
+
+  /** Pull again what an unfinished pull asked for (stored bytes are not fetched again). */
+  resume(entry: JournalEntry): Promise<void> {
+    this.name = entry.references.join(' ');
+    this.format = entry.format;
+    if (entry.platform) this.platform = entry.platform;
+    this.allPlatforms = entry.allPlatforms ?? false;
+    this.keepCopy = entry.keepCopy;
+    if (this.savePaths.some((p) => p.kind === entry.save)) this.saveKind = entry.save;
+    return this.pull(entry.id);
+  }
+
+  async pull(journalId?: string): Promise<void> {
     if (!this.parsed?.ok || this.busy) return;
+    // Before any await: a file or folder picker needs the click's user gesture.
+    const preparing = this.saver?.prepare(this.saveKind, archiveFileName(this.refs));
     this.#resolveAbort?.abort();
+    const prepared = preparing ? await preparing : undefined;
+    if (preparing && !prepared) return;
+    this.savePath = prepared?.path;
+    this.saveNote = prepared?.note;
+    this.saveProgress = undefined;
     const ac = new AbortController();
     this.#pullAbort = ac;
     this.status = 'resolving';
@@ -140,16 +189,26 @@ export class PullState {
           references: this.refs.map((r) => r.canonical),
           platform: this.platform,
           format: this.format,
-          ...(this.allPlatforms && this.formatInfo.allPlatforms ? { allPlatforms: true } : {}),
+          ...(this.allPlatforms && (this.formatInfo.allPlatforms || prepared?.target.kind === 'folder') ? { allPlatforms: true } : {}),
           ...(credentials ? { credentials } : {}),
+          ...(prepared ? { save: prepared.target } : {}),
+          keepCopy: this.keepCopy,
+          journalId: journalId ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`,
         },
         {
+          ...prepared?.hooks,
           signal: ac.signal,
+          onSaveProgress: (progress) => {
+            if (!ac.signal.aborted) this.saveProgress = progress;
+          },
           onPhase: (phase) => {
             if (!ac.signal.aborted) this.status = phase;
           },
           onProgress: (events) => {
             if (!ac.signal.aborted) this.apply(events);
+          },
+          onNotice: (notice) => {
+            if (!ac.signal.aborted) this.rateLimit.apply(notice);
           },
         },
       );
@@ -168,6 +227,8 @@ export class PullState {
         this.outcome = undefined;
       }
     } finally {
+      this.rateLimit.endWait();
+      prepared?.dispose();
       if (this.#pullAbort === ac) this.#pullAbort = undefined;
     }
   }

@@ -81,7 +81,7 @@ export async function chromiumEngine(dir: string): Promise<EngineDriver> {
   return {
     name: 'chromium',
     async newPage(options = {}) {
-      const context = await browser.newContext({ acceptDownloads: true, viewport: { width: options.width ?? 1280, height: options.height ?? 900 } });
+      const context = await browser.newContext({ acceptDownloads: true, viewport: { width: options.width ?? 1280, height: options.height ?? 900 }, ...(options.userAgent ? { userAgent: options.userAgent } : {}) });
       await context.addInitScript(ERROR_TRAP);
       return new ChromiumPage(await context.newPage(), dir);
     },

@@ -40,6 +40,6 @@ export interface PageDriver {
 export interface EngineDriver {
   readonly name: EngineName;
   /** A fresh page with its own storage (IndexedDB starts empty). */
-  newPage(options?: { width?: number; height?: number }): Promise<PageDriver>;
+  newPage(options?: { width?: number; height?: number; /** Chromium only: the other drivers keep their own. */ userAgent?: string }): Promise<PageDriver>;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
-// Hand a finished archive to the user: a Blob download through an object URL. The Blob is
-// composed of IndexedDB-backed parts, so the browser streams it to disk without a JS copy.
+// Hand a finished archive Blob to the user (the last-fallback destination): a download through an
+// object URL. The Blob is composed of IndexedDB-backed parts, so the browser streams it to disk
+// without a JS copy.
 
 export function saveBlob(blob: Blob, fileName: string): void {
   const url = URL.createObjectURL(blob);

@@ -1,0 +1,36 @@
+// The pull worker's side of saving: a destination takes the archive in order (core ArchiveSink),
+// becomes final only on close() and leaves nothing finished-looking on abort(). One module per
+// destination; the page chooses which (choose.ts), the worker opens it here.
+import { ErrorCode, LongshoreError } from '../../core/errors.ts';
+import type { ArchiveSink } from '../../core/formats/stream.ts';
+
+export interface TarDestination extends ArchiveSink {
+  /** Everything was written and verified: make the file final. A Blob destination returns its Blob. */
+  close(): Promise<Blob | undefined>;
+  /** Discard what was written (the pull failed or was cancelled). Never throws. */
+  abort(reason: unknown): Promise<void>;
+}
+
+/** Stored verified blobs as the destinations read them: whole (disk-backed Blob) or as a stream. */
+export interface StoredBlobs {
+  getBlob(key: string): Promise<Blob | undefined>;
+}
+
+export async function storedBlob(store: StoredBlobs, key: string, size: number): Promise<Blob> {
+  const blob = await store.getBlob(key);
+  if (!blob) throw new LongshoreError(ErrorCode.Store, `Blob ${key} vanished from the browser cache while saving.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true, data: { key } });
+  if (blob.size !== size) throw new LongshoreError(ErrorCode.Store, `Cached blob ${key} is ${blob.size} bytes, expected ${size}.`, { retryable: true, data: { key } });
+  return blob;
+}
+
+/** A DOMException from a file system call as a LongshoreError saying which destination failed. */
+export function saveError(err: unknown, what: string): LongshoreError {
+  if (err instanceof LongshoreError) return err;
+  const name = err instanceof Error ? err.name : '';
+  const message = err instanceof Error ? err.message : String(err);
+  if (name === 'AbortError') return new LongshoreError(ErrorCode.Aborted, `Saving ${what} was cancelled.`);
+  const hint = name === 'QuotaExceededError' ? 'The disk is full, or the browser’s storage quota is used up. Free space and pull again.'
+    : name === 'NotAllowedError' ? 'The browser no longer allows writing there. Pull again and choose the destination again.'
+      : 'Pull again; if it keeps failing, choose another destination.';
+  return new LongshoreError(ErrorCode.Store, `Writing ${what} failed: ${name ? `${name}: ` : ''}${message}`, { hint, cause: err });
+}

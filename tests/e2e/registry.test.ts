@@ -1,0 +1,331 @@
+// Registries as people meet them, through the page in Debian's Chromium: sign-ins per registry
+// (kept in the tab, or remembered on this device by choice), and a cancelled download that leaves
+// no segment behind. Judged at the registries: request logs, skopeo, IndexedDB's own contents.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startAppServer } from '../helpers/app-server.ts';
+import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
+import { readRequestLog, requestLogMark } from '../helpers/harness.ts';
+import { copyImage, copyManifest, pushImage, pushManyTags } from '../helpers/registry-api.ts';
+import { cacheContents } from '../helpers/idb-cache.ts';
+import { freePort, run } from '../helpers/command.ts';
+import { reproducibleTarOptions } from '../helpers/images.ts';
+import { HUB_TOKEN_PATH, type TokenRequestRecord } from '../helpers/token-server.ts';
+import type { RunningServer } from '../../src/proxy/serve.ts';
+
+const env = inject('registryEnv');
+let browser: Browser;
+let server: RunningServer;
+/** In front of the token registry, recording every Authorization header it is sent. */
+let tokenFront: TamperProxy;
+/** In front of the anonymous registry, for failures a healthy registry never has. */
+let anonFront: TamperProxy;
+/** The token registry with its challenge naming the token server's Docker Hub-like realm. */
+let hubFront: TamperProxy;
+/** A configured registry host nothing listens on. */
+let downHost: string;
+
+beforeAll(async () => {
+  tokenFront = await startTamperProxy(env.token.url);
+  anonFront = await startTamperProxy(env.anon.url);
+  hubFront = await startTamperProxy(env.token.url, { challengeRealm: `${env.tokenServer.origin}${HUB_TOKEN_PATH}` });
+  downHost = `127.0.0.1:${await freePort()}`;
+  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host, hubFront.host, downHost], { tokenRealms: [env.tokenServer.realm] });
+  browser = await launchChromium();
+});
+
+/** An uncaught error in the page fails the test that caused it. */
+const pageErrors: string[] = [];
+afterEach(() => {
+  expect(pageErrors.splice(0), 'uncaught errors in the page').toEqual([]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await tokenFront?.close();
+  await anonFront?.close();
+  await hubFront?.close();
+});
+
+async function openApp(context?: BrowserContext): Promise<Page> {
+  const ctx = context ?? (await browser.newContext({ acceptDownloads: true }));
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(server.url);
+  await page.getByLabel('Image', { exact: true }).waitFor();
+  // These tests take the download the Download button offers when the pull ends (the streamed
+  // paths are tests/e2e/save.test.ts).
+  await page.getByLabel('Save to').selectOption('blob');
+  return page;
+}
+
+/** Presses Pull and waits for the download button or the error banner; returns the error code, if any. */
+async function pullOutcome(page: Page): Promise<string | undefined> {
+  await page.getByRole('button', { name: 'Pull' }).click();
+  const error = page.getByTestId('error');
+  const done = await Promise.race([
+    page.getByTestId('download').waitFor({ timeout: 45_000 }).then(() => 'ready' as const),
+    error.waitFor({ timeout: 45_000 }).then(() => 'failed' as const),
+  ]);
+  return done === 'failed' ? (await error.getAttribute('data-code')) ?? 'NO_CODE' : undefined;
+}
+
+const basicOf = (c: { username: string; password: string }) => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+
+describe('sign-in per registry', () => {
+  it('a pull across two registries asks per registry and sends each pair only to its own registry and realm', async () => {
+    // A private repository only this test touches (the registries share storage), so the token
+    // server's log can be filtered to this test's requests by scope.
+    const repo = `private/e2e-${randomUUID().slice(0, 8)}`;
+    await copyImage(env.anon.url, env.fixtures.private.repository, 'latest', repo, 'latest');
+    const basicName = `${env.basic.host}/${env.fixtures.plain.path}`;
+    const tokenName = `${tokenFront.host}/${repo}:latest`;
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${basicName} ${tokenName}`);
+    await page.getByText('Sign in (private repositories)').click();
+    // One pair per registry, each labelled with its registry.
+    await page.getByLabel(`User name for ${env.basic.host}`).fill(env.basic.credentials.username);
+    await page.getByLabel(`Password or token for ${env.basic.host}`).fill(env.basic.credentials.password);
+    await page.getByLabel(`User name for ${tokenFront.host}`).fill(env.token.credentials.username);
+    await page.getByLabel(`Password or token for ${tokenFront.host}`).fill(env.token.credentials.password);
+    const mark = await requestLogMark(env.tokenServer.requestLogUrl);
+    const seen = tokenFront.requests.length;
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    // The token registry was only ever sent Bearer tokens: never bob's (nor alice's) Basic.
+    const sentToToken = tokenFront.requests.slice(seen).filter((r) => r.path.includes(repo));
+    expect(sentToToken.length).toBeGreaterThan(0);
+    for (const r of sentToToken) if (r.authorization) expect(r.authorization).toMatch(/^Bearer /);
+    // Its realm got alice's pair, for this repository, and nothing of bob's.
+    const tokens = (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, mark)).filter((t) => (t.query['scope'] ?? []).some((s) => s.includes(repo)));
+    expect(tokens.length).toBeGreaterThan(0);
+    for (const t of tokens) expect([t.authorizationScheme, t.username, t.status]).toEqual(['Basic', env.token.credentials.username, 200]);
+    expect(tokenFront.requests.some((r) => r.authorization === basicOf(env.basic.credentials))).toBe(false);
+    await page.context().close();
+  });
+
+  it('htpasswd: a wrong then right password; kept in the tab only, unless remembered; forgotten one by one', async () => {
+    const context = await browser.newContext({ acceptDownloads: true });
+    const page = await openApp(context);
+    const name = `${env.basic.host}/${env.fixtures.plain.path}`;
+    const user = page.getByLabel(`User name for ${env.basic.host}`);
+    const password = page.getByLabel(`Password or token for ${env.basic.host}`);
+    const signIn = async () => {
+      await page.getByLabel('Image', { exact: true }).fill(name);
+      // A reload offers the default save path again; these pulls end at the Download button.
+      await page.getByLabel('Save to').selectOption('blob');
+      await page.getByText('Sign in (private repositories)').click();
+    };
+    await signIn();
+    await user.fill(env.basic.credentials.username);
+    await password.fill('not-the-password');
+    expect(await pullOutcome(page)).toBe('UNAUTHORIZED');
+    await password.fill(env.basic.credentials.password);
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    // Not remembered: a reload forgets it.
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe('');
+    expect(await page.getByTestId('remembered').count()).toBe(0);
+
+    await user.fill(env.basic.credentials.username);
+    await password.fill(env.basic.credentials.password);
+    await page.getByLabel('Remember on this device').check();
+    await expect.poll(() => page.getByRole('note').textContent()).toMatch(/unencrypted/);
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe(env.basic.credentials.username);
+    expect(await password.inputValue()).toBe(env.basic.credentials.password);
+    expect(await page.getByTestId('remembered').textContent()).toContain(env.basic.host);
+    expect(await pullOutcome(page)).toBeUndefined();
+
+    await page.getByRole('button', { name: `Forget ${env.basic.host}` }).click();
+    expect(await user.inputValue()).toBe('');
+    await page.reload();
+    await signIn();
+    expect(await user.inputValue()).toBe('');
+    expect(await page.getByTestId('remembered').count()).toBe(0);
+    expect(await pullOutcome(page)).toBe('UNAUTHORIZED');
+    await context.close();
+  });
+});
+
+const MiB = 1024 * 1024;
+/** src/browser/idb-store.ts SEGMENT_BYTES: a blob is written to IndexedDB in pieces of this size. */
+const SEGMENT = 16 * MiB;
+
+/** A one-file layer tar (GNU tar, reproducible options) of `size` random bytes. */
+async function randomLayer(size: number): Promise<Uint8Array> {
+  const dir = await mkdtemp(join(tmpdir(), 'longshore-layer-'));
+  try {
+    await writeFile(join(dir, 'random.bin'), randomBytes(size));
+    return new Uint8Array(await run('tar', ['-c', ...reproducibleTarOptions(), '-f', '-', '-C', dir, 'random.bin']));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('the cache', () => {
+  it('cancel mid-layer, a layer larger than two segments: no segment is left without its record', async () => {
+    const repo = `test/big-${randomUUID().slice(0, 8)}`;
+    const image = await pushImage(env.anon.url, repo, 'latest', [await randomLayer(2 * SEGMENT + 8 * MiB)]);
+    // The layer stops after one whole segment and a half: the store has written a segment and waits.
+    anonFront.rules.stallBlob = { digest: image.layers[0]!, afterBytes: SEGMENT + SEGMENT / 2 };
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${repo}:latest`);
+    await page.getByRole('button', { name: 'Pull' }).click();
+    await expect.poll(async () => (await cacheContents(page)).keys.filter((k) => k.startsWith('seg:')).length, { timeout: 45_000 }).toBeGreaterThan(0);
+    expect((await cacheContents(page)).keys).not.toContain(`blob:${image.layers[0]}`);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(() => page.getByTestId('status').getAttribute('data-status')).toBe('cancelled');
+    // The worker deletes the segments it wrote once its stream fails; wait for that, bounded.
+    await expect.poll(async () => (await cacheContents(page)).orphans, { timeout: 20_000 }).toEqual([]);
+    const { keys } = await cacheContents(page);
+    expect(keys).not.toContain(`blob:${image.layers[0]}`);
+    // What arrived is kept as an unfinished download (a `part:` record owning every segment left),
+    // so pulling again continues from there (README, "Resume, retries and the cache").
+    const segments = keys.filter((k) => k.startsWith('seg:'));
+    if (segments.length) expect(keys).toContain(`part:${image.layers[0]}`);
+    await page.context().close();
+  });
+});
+
+describe('errors people understand', () => {
+  async function failure(page: Page, name: string): Promise<{ code: string | null; text: string }> {
+    await page.getByLabel('Image', { exact: true }).fill(name);
+    expect(await pullOutcome(page)).toBeDefined();
+    const error = page.getByTestId('error');
+    return { code: await error.getAttribute('data-code'), text: (await error.textContent()) ?? '' };
+  }
+
+  it('a missing repository on a Docker Hub-like registry, an HTML 502, a registry that is down, a host the proxy refuses', async () => {
+    const page = await openApp();
+    const missing = await failure(page, `${hubFront.host}/library/no-such-image:latest`);
+    expect(missing.code).toBe('NOT_FOUND_OR_PRIVATE');
+    expect(missing.text).toMatch(/not found, or private/);
+    expect(missing.text).toMatch(/sign in/);
+
+    anonFront.rules.failManifests = { status: 502, count: 1_000, html: true };
+    try {
+      const page502 = await failure(page, `${anonFront.host}/${env.fixtures.oci.path}`);
+      expect(page502.code).toBe('ERROR_PAGE');
+      expect(page502.text).toContain('502 Bad Gateway');
+      expect(page502.text).not.toMatch(/<\/?[a-z]/i);
+    } finally {
+      anonFront.rules.failManifests = undefined;
+    }
+
+    const down = await failure(page, `${downHost}/test/oci:latest`);
+    expect(down.code).toBe('PROXY_UNREACHABLE');
+    expect(down.text).toContain(`${downHost} did not answer`);
+
+    const refused = await failure(page, `${env.token.host}/test/oci:latest`);
+    expect(refused.code).toBe('PROXY_DENIED');
+    expect(refused.text).toContain(`LONGSHORE_REGISTRIES=http://${env.token.host}`);
+    await page.context().close();
+  });
+});
+
+describe('rate limits', () => {
+  it('429 twice with Retry-After: the page counts down, then completes by itself', async () => {
+    const page = await openApp();
+    await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${env.fixtures.oci.path}`);
+    // Let the name's look-up pass first: the two 429s are for the pull.
+    await expect.poll(() => page.getByTestId('name-help').textContent(), { timeout: 20_000 }).toMatch(/single image|multi-platform/);
+    const failed = anonFront.requests.filter((r) => r.action === 'fail').length;
+    anonFront.rules.failManifests = { status: 429, count: 2, retryAfter: '2' };
+    try {
+      await page.getByRole('button', { name: 'Pull' }).click();
+      const wait = page.getByTestId('rate-wait');
+      await wait.waitFor({ timeout: 20_000 });
+      expect(await wait.textContent()).toMatch(new RegExp(`${anonFront.host} is rate-limiting this pull: retrying in [12] s`));
+      await page.getByTestId('download').waitFor({ timeout: 45_000 });
+      expect(await wait.count()).toBe(0);
+      expect(anonFront.requests.filter((r) => r.action === 'fail').length - failed).toBe(2);
+    } finally {
+      anonFront.rules.failManifests = undefined;
+    }
+    await page.context().close();
+  });
+});
+
+describe('deep links', () => {
+  it('a link fills the same pull without starting it; a click pulls it; Back returns to the previous name', async () => {
+    const name = `${env.anon.host}/${env.fixtures.multi.path}`;
+    const page = await openApp();
+    const link = new URL(`/?${new URLSearchParams({ image: name, platform: 'linux/arm64', format: 'oci' })}`, server.url).toString();
+    await page.goto(link);
+    const image = page.getByLabel('Image', { exact: true });
+    await page.getByLabel('Save to').selectOption('blob');
+    await expect.poll(() => image.inputValue()).toBe(name);
+    expect(await page.getByLabel('Format').inputValue()).toBe('oci');
+    // The look-up runs (to offer the index's platforms) and keeps the linked one chosen.
+    await expect.poll(() => page.getByTestId('name-help').textContent(), { timeout: 20_000 }).toMatch(/multi-platform index/);
+    expect(await page.getByLabel('Platform', { exact: true }).inputValue()).toBe('linux/arm64');
+    // Nothing was pulled: no download, an idle page, an empty cache.
+    expect(await page.getByTestId('status').getAttribute('data-status')).toBe('idle');
+    expect(await page.getByTestId('download').count()).toBe(0);
+    expect((await cacheContents(page)).keys.filter((k) => k.startsWith('blob:'))).toEqual([]);
+
+    expect(await pullOutcome(page)).toBeUndefined();
+    const child = env.fixtures.multi.children!.find((c) => c.platform.architecture === 'arm64')!;
+    expect(await page.getByTestId('result').textContent()).toContain('linux/arm64');
+    const childLayers = (JSON.parse(child.manifest.raw) as { layers: { digest: string }[] }).layers;
+    for (const l of childLayers) expect((await cacheContents(page)).keys).toContain(`blob:${l.digest}`);
+
+    // A new name is a new history entry; Back restores the linked pull.
+    const other = `${env.anon.host}/${env.fixtures.oci.path}`;
+    await image.fill(other);
+    await expect.poll(() => new URL(page.url()).searchParams.get('image')).toBe(other);
+    await page.goBack();
+    await expect.poll(() => image.inputValue()).toBe(name);
+    expect(new URL(page.url()).searchParams.get('platform')).toBe('linux/arm64');
+    await page.goForward();
+    await expect.poll(() => image.inputValue()).toBe(other);
+    await page.context().close();
+  });
+});
+
+describe('tags', () => {
+  it('browses 2,500 tags (paged by n and Link), filters as you type, picks one: HEAD digest and platforms before pulling', async () => {
+    const repo = `test/tags-${randomUUID().slice(0, 8)}`;
+    const { tags } = await pushManyTags(env.anon.url, repo, 2500);
+    const indexDigest = await copyManifest(env.anon.url, env.fixtures.multi.repository, env.fixtures.multi.tag, repo, 'multi');
+    anonFront.rules.paginateTags = { maxPage: 1000 };
+    try {
+      const page = await openApp();
+      await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${repo}`);
+      await page.getByTestId('browse-tags').click();
+      const counted = page.getByTestId('tag-count');
+      await expect.poll(() => counted.textContent(), { timeout: 30_000 }).toBe(`${(tags.length + 1).toLocaleString('en')} tags`);
+      expect(anonFront.requests.filter((r) => r.path.startsWith(`/v2/${repo}/tags/list`) && r.path.includes('last='))).toHaveLength(2);
+      expect(await page.getByTestId('tag-list').getByRole('button').count()).toBe(200);
+
+      await page.getByLabel('Filter tags').fill('v12');
+      await expect.poll(() => counted.textContent()).toBe(`100 of ${(tags.length + 1).toLocaleString('en')} tags match`);
+      expect(await page.getByTestId('tag-list').getByRole('button').first().textContent()).toBe('v1200');
+      await page.getByLabel('Filter tags').fill('mul');
+      await page.getByTestId('tag-list').getByRole('button', { name: 'multi' }).click();
+
+      const name = `${anonFront.host}/${repo}:multi`;
+      expect(await page.getByLabel('Image', { exact: true }).inputValue()).toBe(name);
+      await expect.poll(() => page.getByTestId('tag-digest').getAttribute('data-digest'), { timeout: 20_000 }).toBe(indexDigest);
+      expect(anonFront.requests.some((r) => r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/multi`)).toBe(true);
+      await expect.poll(() => page.getByTestId('tag-picked').textContent(), { timeout: 20_000 }).toContain('platforms: linux/amd64, linux/arm64, linux/arm/v7');
+      expect(await page.getByTestId('status').getAttribute('data-status')).toBe('idle');
+
+      expect(await pullOutcome(page)).toBeUndefined();
+      expect(await page.getByTestId('result').textContent()).toContain(`${repo}:multi`);
+      await page.context().close();
+    } finally {
+      anonFront.rules.paginateTags = undefined;
+    }
+  });
+});
