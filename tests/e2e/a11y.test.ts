@@ -29,6 +29,8 @@ forEachEngine((engine) => {
   it('axe finds no violation on the empty, typing, pulling, error, ready and browsing states', async () => {
     const page = await engine.open(server.url);
     await page.waitFor('#image-name');
+    // The Download-button path (streamed saves: tests/e2e/save.test.ts).
+    await page.select('#save-to', 'blob');
     await expectClean(page, 'empty');
     await page.fill('#image-name', 'Alpine');
     await expect.poll(() => page.text('[data-testid="name-help"]')).toMatch(/lowercase/);
@@ -54,6 +56,8 @@ forEachEngine((engine) => {
   it('pulls and browses by keyboard alone', async () => {
     const page = await engine.open(server.url);
     await page.waitFor('#image-name');
+    // The Download-button path (streamed saves: tests/e2e/save.test.ts).
+    await page.select('#save-to', 'blob');
     await page.tabTo('#image-name');
     await page.type('test/fs:latest');
     await page.tabTo('form.pull-form button[type="submit"]:not([disabled])');

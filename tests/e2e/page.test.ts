@@ -43,6 +43,8 @@ forEachEngine((engine) => {
     answered.length = 0;
     const page = await engine.open(`${frontUrl}/`, { width: 1400, height: 1000 });
     await page.waitFor('#image-name');
+    // The Download-button path (streamed saves: tests/e2e/save.test.ts).
+    await page.select('#save-to', 'blob');
     await page.fill('#image-name', 'test/v2s2:latest');
     await page.click('form.pull-form button[type="submit"]');
     await page.waitForAny(['[data-testid="download"]', '[data-testid="error"]'], 45_000);

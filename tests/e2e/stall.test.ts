@@ -40,6 +40,8 @@ async function pullOutcome(page: E2EPage, name: string, timeout: number): Promis
 async function open(engine: EngineHandle): Promise<E2EPage> {
   const page = await engine.open(`${server.url}/?stallTimeout=${STALL_MS}`);
   await page.waitFor(SEL.name);
+  // The Download-button path (streamed saves: tests/e2e/save.test.ts).
+  await page.select('#save-to', 'blob');
   return page;
 }
 
