@@ -13,6 +13,13 @@ const tools = {
   openssl: 'openssl',
   zstd: 'zstd',
   nginx: 'nginx',
+  // e2e in Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver + MiniBrowser under Xvfb and D-Bus).
+  'firefox-esr': 'firefox-esr',
+  WebKitWebDriver: 'webkit2gtk-driver',
+  Xvfb: 'xvfb',
+  xauth: 'xauth',
+  'dbus-run-session': 'dbus',
+  epiphany: 'epiphany-browser',
 };
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;

@@ -1,9 +1,14 @@
 // The page's one way into the pull worker: start-up, requests with AbortSignal cancellation, and
-// progress callbacks. Errors come back as LongshoreError (rebuilt from their JSON form).
+// progress callbacks. Errors come back as LongshoreError (rebuilt from their JSON form). Nothing
+// is waited on without a bound: the worker must say it is ready within `readyMs`, and a request
+// with no progress for `stallMs` fails with its stage (watchdog.ts); a worker that died, never
+// started or stalled is replaced by a fresh one for the next request.
+import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import type { PullEvent } from '../core/progress.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, SaveProgress, ToWorker, WorkerConfig } from './protocol.ts';
+import { DEFAULT_READY_MS, DEFAULT_STALL_MS, StallWatch } from './watchdog.ts';
 import { WorkerRpc } from './worker-rpc.ts';
 
 export interface PullHooks {
@@ -16,40 +21,132 @@ export interface PullHooks {
 }
 type Hooks = PullHooks;
 
+export interface BridgeOptions {
+  /** A request with no progress for this long fails (STALLED). */
+  stallMs?: number;
+  /** The worker must post 'ready' within this long of being created. */
+  readyMs?: number;
+  factory?: () => Worker;
+}
+
 const cancel = (id: number): ToWorker => ({ type: 'cancel', id });
+const PHASE_STAGE: Record<Phase, string> = { resolving: 'resolving the manifest', downloading: 'downloading layers', assembling: 'assembling the archive' };
 
 export class PullBridge {
-  readonly #rpc: WorkerRpc<ToWorker, Hooks>;
+  #rpc!: WorkerRpc<ToWorker, Hooks>;
+  #watch!: StallWatch;
+  #readyTimer: ReturnType<typeof setTimeout> | undefined;
+  #ready = false;
+  readonly #factory: () => Worker;
+  readonly #stallMs: number;
+  readonly #readyMs: number;
 
-  constructor(config: WorkerConfig, worker?: Worker) {
-    this.#rpc = new WorkerRpc(worker ?? new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'longshore-pull' }), 'pull');
-    this.#rpc.worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
-    this.#rpc.send({ type: 'init', config });
+  constructor(readonly config: WorkerConfig, options: BridgeOptions | Worker = {}) {
+    const opts: BridgeOptions = typeof Worker !== 'undefined' && options instanceof Worker ? { factory: () => options } : (options as BridgeOptions);
+    this.#factory = opts.factory ?? (() => new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'longshore-pull' }));
+    this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
+    this.#readyMs = opts.readyMs ?? DEFAULT_READY_MS;
+    this.#spawn();
   }
 
-  #receive(msg: FromWorker): void {
+  #spawn(): void {
+    const rpc = new WorkerRpc<ToWorker, Hooks>(this.#factory(), 'pull');
+    const watch = new StallWatch(this.#stallMs, (_id, error) => this.#replace(rpc, error));
+    this.#rpc = rpc;
+    this.#watch = watch;
+    this.#ready = false;
+    rpc.worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(rpc, watch, e.data);
+    this.#readyTimer = setTimeout(() => {
+      this.#replace(rpc, new LongshoreError(ErrorCode.Worker, `The pull worker did not start within ${Math.round(this.#readyMs / 1000)} s.`, {
+        hint: 'Try again; if it keeps happening, reload the page. This browser may not run module workers (see "What this browser can do").',
+        retryable: true,
+      }));
+    }, this.#readyMs);
+    rpc.send({ type: 'init', config: this.config });
+  }
+
+  /** Fail everything `rpc` had pending with `error` and stop it; the next request gets a new worker. */
+  #replace(rpc: WorkerRpc<ToWorker, Hooks>, error: LongshoreError): void {
+    if (rpc !== this.#rpc) return;
+    clearTimeout(this.#readyTimer);
+    this.#watch.stop();
+    rpc.failAll(error);
+  }
+
+  #live(): WorkerRpc<ToWorker, Hooks> {
+    if (this.#rpc.dead) {
+      clearTimeout(this.#readyTimer);
+      this.#watch.stop();
+      this.#spawn();
+    }
+    return this.#rpc;
+  }
+
+  #receive(rpc: WorkerRpc<ToWorker, Hooks>, watch: StallWatch, msg: FromWorker): void {
+    if (rpc.dead) return;
     switch (msg.type) {
+      case 'ready':
+        this.#ready = true;
+        clearTimeout(this.#readyTimer);
+        return;
+      case 'activity':
+        return watch.activity(msg.id, msg.detail, msg.boundMs);
       case 'phase':
-        return this.#rpc.hooks(msg.id)?.onPhase?.(msg.phase);
+        watch.stage(msg.id, PHASE_STAGE[msg.phase]);
+        return rpc.hooks(msg.id)?.onPhase?.(msg.phase);
       case 'progress':
-        return this.#rpc.hooks(msg.id)?.onProgress?.(msg.events);
+        watch.progress(msg.id, msg.events);
+        return rpc.hooks(msg.id)?.onProgress?.(msg.events);
       case 'notice':
-        return this.#rpc.hooks(msg.id)?.onNotice?.(msg.notice);
+        return rpc.hooks(msg.id)?.onNotice?.(msg.notice);
       case 'save-progress':
-        return this.#rpc.hooks(msg.id)?.onSaveProgress?.(msg.progress);
+        // Writing the archive is progress too (the streamed save copies stored layers after the last arrived).
+        watch.activity(msg.id, `writing the archive (${msg.progress.written} bytes so far)`);
+        return rpc.hooks(msg.id)?.onSaveProgress?.(msg.progress);
       case 'save-stream':
-        return this.#rpc.hooks(msg.id)?.onSaveStream?.(msg.port, msg.fileName, msg.size);
+        return rpc.hooks(msg.id)?.onSaveStream?.(msg.port, msg.fileName, msg.size);
       case 'resolved':
-        return this.#rpc.settle(msg.id, msg.summary);
+        watch.unwatch(msg.id);
+        return rpc.settle(msg.id, msg.summary);
       case 'done':
-        return this.#rpc.settle(msg.id, msg.outcome);
+        watch.unwatch(msg.id);
+        return rpc.settle(msg.id, msg.outcome);
       case 'error':
-        return this.#rpc.fail(msg.id, msg.error);
+        watch.unwatch(msg.id);
+        return rpc.fail(msg.id, msg.error);
     }
   }
 
+  /**
+   * Send a request; when it stalls before any layer arrived, replace the worker and send it once
+   * more (nothing was stored yet, so this repeats no work): Firefox's occasional unanswered first
+   * IndexedDB request in a worker is answered in a fresh one. A second stall is the person's to see.
+   */
+  async #request<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks = {}): Promise<T> {
+    try {
+      return await this.#send<T>(stage, build, signal, hooks);
+    } catch (err) {
+      const e = err as LongshoreError;
+      if (e.code !== ErrorCode.Stalled || e.data['progressed'] !== false || signal?.aborted) throw err;
+      return this.#send<T>(stage, build, signal, hooks);
+    }
+  }
+
+  #send<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks): Promise<T> {
+    const rpc = this.#live();
+    const watch = this.#watch;
+    let id = 0;
+    const promise = rpc.start<T>((n) => {
+      id = n;
+      watch.watch(n, stage);
+      if (!this.#ready) watch.activity(n, 'waiting for the pull worker to start (it has not said it is ready)');
+      return build(n);
+    }, cancel, signal, hooks);
+    return promise.finally(() => watch.unwatch(id));
+  }
+
   resolve(reference: string, options: { signal?: AbortSignal; credentials?: Record<string, Credentials> } = {}): Promise<ResolveSummary> {
-    return this.#rpc.start((id) => ({ type: 'resolve', id, reference, ...(options.credentials ? { credentials: options.credentials } : {}) }), cancel, options.signal);
+    return this.#request('looking up the name', (id) => ({ type: 'resolve', id, reference, ...(options.credentials ? { credentials: options.credentials } : {}) }), options.signal);
   }
 
   pull(request: PullRequest, options: { signal?: AbortSignal } & Hooks = {}): Promise<PullOutcome> {
@@ -59,10 +156,12 @@ export class PullBridge {
     if (options.onNotice) hooks.onNotice = options.onNotice;
     if (options.onSaveProgress) hooks.onSaveProgress = options.onSaveProgress;
     if (options.onSaveStream) hooks.onSaveStream = options.onSaveStream;
-    return this.#rpc.start((id) => ({ type: 'pull', id, request }), cancel, options.signal, hooks);
+    return this.#request('resolving the manifest', (id) => ({ type: 'pull', id, request }), options.signal, hooks);
   }
 
   terminate(): void {
+    clearTimeout(this.#readyTimer);
+    this.#watch.stop();
     this.#rpc.terminate();
   }
 }

@@ -13,7 +13,7 @@
 // exclusively while it writes (a download, a put, a delete), readers hold it shared, and sweep()
 // only removes segments of keys whose lock is free, so one tab never deletes what another is
 // still writing or has just committed.
-import { createStore, get, getMany, keys, promisifyRequest, type UseStore } from 'idb-keyval';
+import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill } from '../core/store/blob-store.ts';
 
@@ -60,6 +60,34 @@ export function storageError(err: unknown, what: string): LongshoreError {
     return new LongshoreError(ErrorCode.Store, `The browser aborted a storage write (${what}): ${err.message}`, { cause: err, retryable: true });
   }
   return LongshoreError.from(err);
+}
+
+/**
+ * WebKit refuses Blobs (and Files) in IndexedDB in an ephemeral session (a private window, a
+ * WebDriver session): the transaction aborts with `error` null. Probed once per worker with a
+ * one-byte Blob; where refused, segments go in as ArrayBuffers, which it keeps.
+ */
+let blobsAccepted: Promise<boolean> | undefined;
+
+function acceptsBlobs(db: UseStore): Promise<boolean> {
+  blobsAccepted ??= set(PROBE_KEY, new Blob([new Uint8Array(1)]), db).then(
+    () => del(PROBE_KEY, db).then(() => true),
+    (err: unknown) => {
+      if (err !== null && err !== undefined) {
+        blobsAccepted = undefined;
+        throw err;
+      }
+      return false;
+    },
+  );
+  return blobsAccepted;
+}
+
+const PROBE_KEY = 'probe:blob';
+
+/** A stored segment as a Blob, whichever form it was kept in; undefined when missing. */
+function segmentBlob(value: unknown): Blob | undefined {
+  return value instanceof Blob ? value : value instanceof ArrayBuffer ? new Blob([value]) : undefined;
 }
 
 export class IdbBlobStore implements BlobStore {
@@ -112,6 +140,11 @@ export class IdbBlobStore implements BlobStore {
   }
 
   /** One read-write transaction over the object store (idb-keyval's store, raw). */
+  /** What a segment is stored as: the Blob itself, or its bytes where this browser refuses Blobs. */
+  async #segmentValue(blob: Blob): Promise<Blob | ArrayBuffer> {
+    return (await acceptsBlobs(this.#db)) ? blob : blob.arrayBuffer();
+  }
+
   async #tx(what: string, body: (store: IDBObjectStore) => void): Promise<void> {
     try {
       await this.#db('readwrite', (store) => {
@@ -157,7 +190,8 @@ export class IdbBlobStore implements BlobStore {
       pending = [];
       pendingBytes = 0;
       await writing;
-      writing = this.#tx(`a segment of ${key}`, (s) => s.put(blob, segKey));
+      const value = await this.#segmentValue(blob);
+      writing = this.#tx(`a segment of ${key}`, (s) => s.put(value, segKey));
       writing.catch(() => undefined);
     };
     try {
@@ -226,7 +260,8 @@ export class IdbBlobStore implements BlobStore {
       pending = [];
       pendingBytes = 0;
       await writing;
-      writing = this.#tx(`a range of ${key}`, (s) => s.put(blob, segKey));
+      const value = await this.#segmentValue(blob);
+      writing = this.#tx(`a range of ${key}`, (s) => s.put(value, segKey));
       writing.catch(() => undefined);
     };
     return {
@@ -242,8 +277,8 @@ export class IdbBlobStore implements BlobStore {
       read: async () => {
         await flush();
         await writing;
-        const parts = await getMany<Blob | undefined>(segments, this.#db);
-        if (parts.some((p) => !(p instanceof Blob))) throw new LongshoreError(ErrorCode.Store, `A stored range of ${key} went missing.`, { retryable: true });
+        const parts = (await getMany<unknown>(segments, this.#db)).map(segmentBlob);
+        if (parts.some((p) => !p)) throw new LongshoreError(ErrorCode.Store, `A stored range of ${key} went missing.`, { retryable: true });
         return new Blob(parts as Blob[]).stream();
       },
       discard: async () => {
@@ -270,8 +305,9 @@ export class IdbBlobStore implements BlobStore {
   async checkpoint(key: string, record: PartialRecord, segment: Blob | undefined): Promise<void> {
     const segKey = segment ? `${this.#segmentKey(key)}:${record.segments.length}` : undefined;
     const next: PartialRecord = { ...record, segments: segKey ? [...record.segments, segKey] : record.segments };
+    const value = segment && (await this.#segmentValue(segment));
     await this.#tx(`a segment of ${key}`, (s) => {
-      if (segKey) s.put(segment, segKey);
+      if (segKey) s.put(value, segKey);
       s.put(next, this.#partKey(key));
     });
     record.segments = next.segments;
@@ -282,8 +318,9 @@ export class IdbBlobStore implements BlobStore {
     const segKey = last ? `${this.#segmentKey(key)}:${record.segments.length}` : undefined;
     const segments = segKey ? [...record.segments, segKey] : record.segments;
     const old = await this.#record(key);
+    const value = last && (await this.#segmentValue(last));
     await this.#tx(`the record of ${key}`, (s) => {
-      if (segKey) s.put(last, segKey);
+      if (segKey) s.put(value, segKey);
       s.put({ size, segments, storedAt: Date.now() } satisfies BlobRecord, this.#recordKey(key));
       s.delete(this.#partKey(key));
       for (const seg of old?.segments ?? []) if (!segments.includes(seg)) s.delete(seg);
@@ -303,8 +340,8 @@ export class IdbBlobStore implements BlobStore {
     const read = async (): Promise<{ record?: BlobRecord; parts?: Blob[] }> => {
       const record = await this.#record(key);
       if (!record) return {};
-      const got = await getMany<Blob | undefined>(record.segments, this.#db);
-      const parts = got.filter((p): p is Blob => p instanceof Blob);
+      const got = (await getMany<unknown>(record.segments, this.#db)).map(segmentBlob);
+      const parts = got.filter((p): p is Blob => p !== undefined);
       return parts.length === got.length ? { record, parts } : { record };
     };
     // Shared: a writer of this key (exclusive) cannot swap the record under the read.

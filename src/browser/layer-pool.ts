@@ -15,18 +15,22 @@ const cancel = (id: number): ToLayerWorker => ({ type: 'cancel', id });
 
 export class LayerPool {
   readonly #members: { rpc: WorkerRpc<ToLayerWorker, Hooks>; busy: number }[];
+  readonly #factory: () => Worker;
 
   constructor(size: number, factory: () => Worker = () => new Worker(new URL('./layer-worker.ts', import.meta.url), { type: 'module', name: 'longshore-layer' })) {
-    this.#members = Array.from({ length: Math.max(1, size) }, () => {
-      const rpc = new WorkerRpc<ToLayerWorker, Hooks>(factory(), 'layer');
-      rpc.worker.onmessage = (e: MessageEvent<FromLayerWorker>) => {
-        const msg = e.data;
-        if (msg.type === 'bytes') rpc.hooks(msg.id)?.onBytes?.(msg.n);
-        else if (msg.type === 'done') rpc.settle(msg.id, undefined);
-        else rpc.fail(msg.id, msg.error);
-      };
-      return { rpc, busy: 0 };
-    });
+    this.#factory = factory;
+    this.#members = Array.from({ length: Math.max(1, size) }, () => ({ rpc: this.#rpc(), busy: 0 }));
+  }
+
+  #rpc(): WorkerRpc<ToLayerWorker, Hooks> {
+    const rpc = new WorkerRpc<ToLayerWorker, Hooks>(this.#factory(), 'layer');
+    rpc.worker.onmessage = (e: MessageEvent<FromLayerWorker>) => {
+      const msg = e.data;
+      if (msg.type === 'bytes') rpc.hooks(msg.id)?.onBytes?.(msg.n);
+      else if (msg.type === 'done') rpc.settle(msg.id, undefined);
+      else rpc.fail(msg.id, msg.error);
+    };
+    return rpc;
   }
 
   get size(): number {
@@ -35,6 +39,8 @@ export class LayerPool {
 
   async run(job: LayerJob, config: WorkerConfig, credentials: Record<string, Credentials> | undefined, onBytes: (n: number) => void, signal: AbortSignal, auth?: SharedAuth[]): Promise<void> {
     const member = this.#members.reduce((a, b) => (b.busy < a.busy ? b : a));
+    // A layer worker that died failed its jobs (the pull retries them); its place gets a new one.
+    if (member.rpc.dead) member.rpc = this.#rpc();
     member.busy++;
     try {
       await member.rpc.start<void>((id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) }), cancel, signal, { onBytes });

@@ -76,6 +76,10 @@ export type ToWorker =
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
+  /** Sent once the worker's module has run: until then the bridge's start-up bound applies. */
+  | { type: 'ready' }
+  /** What request `id` waits for now ("the manifest of x from host"), for the stall watchdog's message. */
+  | { type: 'activity'; id: number; detail: string; /** A tighter bound for this wait than the watchdog's default. */ boundMs?: number }
   | { type: 'phase'; id: number; phase: Phase }
   | { type: 'progress'; id: number; events: PullEvent[] }
   | { type: 'save-progress'; id: number; progress: SaveProgress }

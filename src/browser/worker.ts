@@ -11,11 +11,13 @@ import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
+import { describeRequest } from './watchdog.ts';
 import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
 const PROGRESS_INTERVAL_MS = 100;
+const STORAGE_BOUND_MS = 10_000;
 const store = new IdbBlobStore();
 const journal = new PullJournal();
 const catalog = new ImageCatalog();
@@ -39,6 +41,15 @@ function layerPool(): LayerPool | undefined {
 
 function post(message: FromWorker, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
+}
+
+/** The worker's fetch, telling the page what request `id` now waits for. */
+function watchedFetch(id: number): typeof fetch {
+  return (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    post({ type: 'activity', id, detail: `waiting for ${describeRequest(url)}` });
+    return self.fetch(input, init);
+  };
 }
 
 function fail(id: number, err: unknown): void {
@@ -87,11 +98,12 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       jobs.get(msg.id)?.abort();
       return;
     case 'resolve': {
+      post({ type: 'activity', id: msg.id, detail: 'the pull worker is parsing the name' });
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       try {
         const onNotice = (notice: RegistryNotice) => post({ type: 'notice', id: msg.id, notice });
-        const summary = await resolveJob({ config, fetch: self.fetch.bind(self), signal: ac.signal, onNotice, catalog }, msg.reference, msg.credentials);
+        const summary = await resolveJob({ config, fetch: watchedFetch(msg.id), signal: ac.signal, onNotice, catalog }, msg.reference, msg.credentials);
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -101,18 +113,21 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       return;
     }
     case 'pull': {
+      post({ type: 'activity', id: msg.id, detail: 'the pull worker is checking the request' });
       const ac = new AbortController();
       jobs.set(msg.id, ac);
       const progress = progressBatcher(msg.id);
       try {
         if (!swept) {
           swept = true;
+          // A local database answers in milliseconds; Firefox sometimes never does (README, Browser support).
+          post({ type: 'activity', id: msg.id, detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads", boundMs: STORAGE_BOUND_MS });
           await store.sweep().catch(() => 0);
         }
         const outcome = await pullJob({
           config,
           store,
-          fetch: self.fetch.bind(self),
+          fetch: watchedFetch(msg.id),
           signal: ac.signal,
           onPhase: (phase) => {
             progress.flush();
@@ -138,3 +153,5 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     }
   }
 };
+
+post({ type: 'ready' });

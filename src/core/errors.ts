@@ -26,6 +26,10 @@ export const ErrorCode = {
   Format: 'FORMAT',
   Proxy: 'PROXY',
   Store: 'STORE',
+  /** A stage made no progress for longer than its bound (every wait has one). */
+  Stalled: 'STALLED',
+  /** A worker died or never started. */
+  Worker: 'WORKER',
   /** The browser's storage quota (or the disk) is full. */
   QuotaExceeded: 'QUOTA_EXCEEDED',
   Internal: 'INTERNAL',
@@ -115,7 +119,12 @@ export class LongshoreError extends Error {
     if (err instanceof LongshoreError) return err;
     if (isAbortError(err)) return new AbortedError();
     if (isErrorJSON(err)) return LongshoreError.fromJSON(err);
-    const message = err instanceof Error ? err.message : String(err);
+    if (err === null || err === undefined) {
+      // A browser API that rejects without a reason (WebKit's IndexedDB aborts with `error` null):
+      // never show the person the word "null".
+      return new LongshoreError(ErrorCode.Internal, `An operation failed without giving a reason (it rejected with ${String(err)}).`, { hint: 'Try again; if it keeps failing, this browser may not support something longshore needs (see "What this browser can do").', retryable: true });
+    }
+    const message = err instanceof Error ? err.message || err.name : String(err);
     return new LongshoreError(ErrorCode.Internal, message, { cause: err });
   }
 }

@@ -2,6 +2,7 @@ import { mount } from 'svelte';
 import App from './App.svelte';
 import { PullBridge } from '../browser/bridge.ts';
 import { loadAppConfig } from '../browser/app-config.ts';
+import { detectCapabilities } from '../browser/capabilities.ts';
 import { createTagService } from '../browser/tag-service.ts';
 import { browserSaver } from '../browser/save/choose.ts';
 import { PullJournal } from '../browser/journal.ts';
@@ -11,7 +12,9 @@ import { ImageCatalog, browserStorageService } from '../browser/image-catalog.ts
 import './app.css';
 
 const config = await loadAppConfig();
-const bridge = new PullBridge({ proxyBase: config.proxyBase });
+// ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
+const stall = Number(new URLSearchParams(location.search).get('stallTimeout'));
+const bridge = new PullBridge({ proxyBase: config.proxyBase }, Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {});
 const store = new IdbBlobStore();
 const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
   for (const key of keys) await store.delete(key);
@@ -24,5 +27,6 @@ mount(App, {
     unfinished,
     tagService: createTagService(config.proxyBase),
     storageService: browserStorageService(new ImageCatalog(), store),
+    capabilities: detectCapabilities(),
   },
 });

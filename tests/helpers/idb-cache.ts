@@ -2,6 +2,7 @@
 // from an e2e test without creating it: opening a database that does not exist yet would create
 // an empty one and break the app's own upgrade.
 import type { Page } from 'playwright-core';
+import type { E2EPage } from './e2e.ts';
 
 export interface CacheContents {
   keys: string[];
@@ -12,8 +13,10 @@ export interface CacheContents {
   orphans: string[];
 }
 
-export function cacheContents(page: Page): Promise<CacheContents> {
-  return page.evaluate(async () => {
+/** `page`: a Playwright page or the driver-neutral E2EPage (the function runs in the page either way). */
+export function cacheContents(page: Page | E2EPage): Promise<CacheContents> {
+  const evaluate = page.evaluate as (fn: () => Promise<CacheContents>) => Promise<CacheContents>;
+  return evaluate.call(page, async () => {
     const names = (await indexedDB.databases()).map((d) => d.name);
     if (!names.includes('longshore')) return { keys: [], orphans: [] };
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
