@@ -23,7 +23,13 @@ const tools = {
 };
 
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-const missing = [...new Set(Object.entries(tools).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
+const missing = [
+  ...new Set(
+    Object.entries(tools)
+      .filter(([cmd]) => !has(cmd))
+      .map(([, pkg]) => pkg),
+  ),
+];
 
 if (missing.length) {
   const isRoot = process.getuid?.() === 0;

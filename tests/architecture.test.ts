@@ -15,7 +15,11 @@ function files(dir: string): string[] {
 
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g)]
+  return [
+    ...text.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g,
+    ),
+  ]
     .map((m) => m[1] ?? m[2] ?? m[3]!)
     .filter(Boolean);
 }
@@ -41,33 +45,58 @@ describe('architecture', () => {
 
   it('core imports only core and runtime-neutral packages', () => {
     const allowedPackages = new Set(['pkg:hash-wasm', 'pkg:fflate', 'pkg:fzstd']);
-    const bad = layers.core.flatMap((f) => imports(f)
-      .filter((s) => { const t = target(f, s); return t !== 'core' && !allowedPackages.has(t); })
-      .map((s) => `${relative(root, f)} imports ${s}`));
+    const bad = layers.core.flatMap((f) =>
+      imports(f)
+        .filter((s) => {
+          const t = target(f, s);
+          return t !== 'core' && !allowedPackages.has(t);
+        })
+        .map((s) => `${relative(root, f)} imports ${s}`),
+    );
     expect(bad).toEqual([]);
   });
 
   it('core touches no DOM, IndexedDB, storage or Node globals', () => {
     const forbidden = /\b(document|window|indexedDB|localStorage|sessionStorage|navigator|Buffer|process)\s*[.[(]/;
-    const bad = layers.core.filter((f) => forbidden.test(readFileSync(f, 'utf8').replace(/\/\/.*$/gm, '').replace(/\/\*[\s\S]*?\*\//g, '')))
+    const bad = layers.core
+      .filter((f) =>
+        forbidden.test(
+          readFileSync(f, 'utf8')
+            .replace(/\/\/.*$/gm, '')
+            .replace(/\/\*[\s\S]*?\*\//g, ''),
+        ),
+      )
       .map((f) => relative(root, f));
     expect(bad).toEqual([]);
   });
 
   it('browser adapters import core, never ui or proxy', () => {
-    const bad = layers.browser.flatMap((f) => imports(f).filter((s) => ['ui', 'proxy'].includes(target(f, s)) || target(f, s).startsWith('pkg:svelte')).map((s) => `${relative(root, f)} imports ${s}`));
+    const bad = layers.browser.flatMap((f) =>
+      imports(f)
+        .filter((s) => ['ui', 'proxy'].includes(target(f, s)) || target(f, s).startsWith('pkg:svelte'))
+        .map((s) => `${relative(root, f)} imports ${s}`),
+    );
     expect(bad).toEqual([]);
   });
 
   it('ui never imports the proxy', () => {
-    const bad = layers.ui.flatMap((f) => imports(f).filter((s) => target(f, s) === 'proxy').map((s) => `${relative(root, f)} imports ${s}`));
+    const bad = layers.ui.flatMap((f) =>
+      imports(f)
+        .filter((s) => target(f, s) === 'proxy')
+        .map((s) => `${relative(root, f)} imports ${s}`),
+    );
     expect(bad).toEqual([]);
   });
 
   it('the proxy stands alone (only core/errors.ts from core)', () => {
-    const bad = layers.proxy.flatMap((f) => imports(f)
-      .filter((s) => { const t = target(f, s); return ['ui', 'browser'].includes(t) || (t === 'core' && !s.endsWith('core/errors.ts')); })
-      .map((s) => `${relative(root, f)} imports ${s}`));
+    const bad = layers.proxy.flatMap((f) =>
+      imports(f)
+        .filter((s) => {
+          const t = target(f, s);
+          return ['ui', 'browser'].includes(t) || (t === 'core' && !s.endsWith('core/errors.ts'));
+        })
+        .map((s) => `${relative(root, f)} imports ${s}`),
+    );
     expect(bad).toEqual([]);
   });
 });

@@ -25,7 +25,10 @@ export default {
       handler ??= load(env);
     } catch (err) {
       // A bad config: say so on every request rather than as an opaque runtime error.
-      return new Response(`longshore: ${err instanceof Error ? err.message : String(err)}\n`, { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+      return new Response(`longshore: ${err instanceof Error ? err.message : String(err)}\n`, {
+        status: 500,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+      });
     }
     // Cloudflare puts the client's address here; a bare workerd socket has no such header.
     const client = request.headers.get('cf-connecting-ip') ?? 'unknown';
@@ -35,7 +38,8 @@ export default {
     const url = new URL(request.url);
     const asset = await env.ASSETS.fetch(new Request(new URL(url.pathname === '/' ? '/index.html' : url.pathname, url), request));
     // An app route (no extension) gets the app, as serve.ts does.
-    if (asset.status === 404 && !/\.[a-z0-9]+$/i.test(url.pathname)) return env.ASSETS.fetch(new Request(new URL('/index.html', url), request));
+    if (asset.status === 404 && !/\.[a-z0-9]+$/i.test(url.pathname))
+      return env.ASSETS.fetch(new Request(new URL('/index.html', url), request));
     return asset;
   },
 };

@@ -30,7 +30,11 @@ export interface BridgeOptions {
 }
 
 const cancel = (id: number): ToWorker => ({ type: 'cancel', id });
-const PHASE_STAGE: Record<Phase, string> = { resolving: 'resolving the manifest', downloading: 'downloading layers', assembling: 'assembling the archive' };
+const PHASE_STAGE: Record<Phase, string> = {
+  resolving: 'resolving the manifest',
+  downloading: 'downloading layers',
+  assembling: 'assembling the archive',
+};
 
 export class PullBridge {
   #rpc!: WorkerRpc<ToWorker, Hooks>;
@@ -41,8 +45,12 @@ export class PullBridge {
   readonly #stallMs: number;
   readonly #readyMs: number;
 
-  constructor(readonly config: WorkerConfig, options: BridgeOptions | Worker = {}) {
-    const opts: BridgeOptions = typeof Worker !== 'undefined' && options instanceof Worker ? { factory: () => options } : (options as BridgeOptions);
+  constructor(
+    readonly config: WorkerConfig,
+    options: BridgeOptions | Worker = {},
+  ) {
+    const opts: BridgeOptions =
+      typeof Worker !== 'undefined' && options instanceof Worker ? { factory: () => options } : (options as BridgeOptions);
     this.#factory = opts.factory ?? (() => new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'longshore-pull' }));
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.#readyMs = opts.readyMs ?? DEFAULT_READY_MS;
@@ -57,10 +65,13 @@ export class PullBridge {
     this.#ready = false;
     rpc.worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(rpc, watch, e.data);
     this.#readyTimer = setTimeout(() => {
-      this.#replace(rpc, new LongshoreError(ErrorCode.Worker, `The pull worker did not start within ${Math.round(this.#readyMs / 1000)} s.`, {
-        hint: 'Try again; if it keeps happening, reload the page. This browser may not run module workers (see "What this browser can do").',
-        retryable: true,
-      }));
+      this.#replace(
+        rpc,
+        new LongshoreError(ErrorCode.Worker, `The pull worker did not start within ${Math.round(this.#readyMs / 1000)} s.`, {
+          hint: 'Try again; if it keeps happening, reload the page. This browser may not run module workers (see "What this browser can do").',
+          retryable: true,
+        }),
+      );
     }, this.#readyMs);
     rpc.send({ type: 'init', config: this.config });
   }
@@ -136,17 +147,26 @@ export class PullBridge {
     const rpc = this.#live();
     const watch = this.#watch;
     let id = 0;
-    const promise = rpc.start<T>((n) => {
-      id = n;
-      watch.watch(n, stage);
-      if (!this.#ready) watch.activity(n, 'waiting for the pull worker to start (it has not said it is ready)');
-      return build(n);
-    }, cancel, signal, hooks);
+    const promise = rpc.start<T>(
+      (n) => {
+        id = n;
+        watch.watch(n, stage);
+        if (!this.#ready) watch.activity(n, 'waiting for the pull worker to start (it has not said it is ready)');
+        return build(n);
+      },
+      cancel,
+      signal,
+      hooks,
+    );
     return promise.finally(() => watch.unwatch(id));
   }
 
   resolve(reference: string, options: { signal?: AbortSignal; credentials?: Record<string, Credentials> } = {}): Promise<ResolveSummary> {
-    return this.#request('looking up the name', (id) => ({ type: 'resolve', id, reference, ...(options.credentials ? { credentials: options.credentials } : {}) }), options.signal);
+    return this.#request(
+      'looking up the name',
+      (id) => ({ type: 'resolve', id, reference, ...(options.credentials ? { credentials: options.credentials } : {}) }),
+      options.signal,
+    );
   }
 
   pull(request: PullRequest, options: { signal?: AbortSignal } & Hooks = {}): Promise<PullOutcome> {

@@ -25,12 +25,21 @@ export const CREDENTIALS_KEY = 'longshore.credentials.v1';
 
 function isLogin(value: unknown): value is RememberedLogin {
   const v = value as Partial<RememberedLogin> | null;
-  return typeof v === 'object' && v !== null && typeof v.registry === 'string' && typeof v.username === 'string'
-    && typeof v.password === 'string' && typeof v.savedAt === 'number';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.registry === 'string' &&
+    typeof v.username === 'string' &&
+    typeof v.password === 'string' &&
+    typeof v.savedAt === 'number'
+  );
 }
 
 export class LocalCredentialStore implements CredentialStore {
-  constructor(private readonly storage: KeyValueStorage, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly storage: KeyValueStorage,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   list(): RememberedLogin[] {
     let parsed: unknown;

@@ -52,12 +52,15 @@ export function storageError(err: unknown, what: string): LongshoreError {
   const name = (err as { name?: unknown } | null)?.name;
   if (name === 'QuotaExceededError') {
     return new LongshoreError(ErrorCode.QuotaExceeded, `The browser refused to store more (${what}): its storage quota is used up.`, {
-      hint: 'Free disk space, or clear longshore\'s cache (site data for this page), or turn off keeping a copy in this browser, then pull again.',
+      hint: "Free disk space, or clear longshore's cache (site data for this page), or turn off keeping a copy in this browser, then pull again.",
       cause: err,
     });
   }
   if (name === 'AbortError' && err instanceof DOMException) {
-    return new LongshoreError(ErrorCode.Store, `The browser aborted a storage write (${what}): ${err.message}`, { cause: err, retryable: true });
+    return new LongshoreError(ErrorCode.Store, `The browser aborted a storage write (${what}): ${err.message}`, {
+      cause: err,
+      retryable: true,
+    });
   }
   return LongshoreError.from(err);
 }
@@ -124,9 +127,18 @@ export class IdbBlobStore implements BlobStore {
   }
 
   /** Runs `fn` holding `key`'s lock; with `ifAvailable`, `fn` gets false (and nothing waits) when it is taken. */
-  async #withLock<T>(key: string, mode: LockMode, fn: (held: boolean) => Promise<T>, options: { ifAvailable?: boolean; signal?: AbortSignal } = {}): Promise<T> {
+  async #withLock<T>(
+    key: string,
+    mode: LockMode,
+    fn: (held: boolean) => Promise<T>,
+    options: { ifAvailable?: boolean; signal?: AbortSignal } = {},
+  ): Promise<T> {
     if (!this.#locks) return fn(true);
-    const request: LockOptions = { mode, ...(options.ifAvailable ? { ifAvailable: true } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+    const request: LockOptions = {
+      mode,
+      ...(options.ifAvailable ? { ifAvailable: true } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
     return this.#locks.request(this.#lockName(key), request, (lock) => fn(lock !== null)) as Promise<T>;
   }
 
@@ -135,7 +147,13 @@ export class IdbBlobStore implements BlobStore {
     const locks = this.#locks;
     if (!locks) return () => undefined;
     return new Promise<() => void>((resolve, reject) => {
-      locks.request(this.#lockName(key), { mode: 'exclusive', ...(signal ? { signal } : {}) }, () => new Promise<void>((release) => resolve(release))).catch(reject);
+      locks
+        .request(
+          this.#lockName(key),
+          { mode: 'exclusive', ...(signal ? { signal } : {}) },
+          () => new Promise<void>((release) => resolve(release)),
+        )
+        .catch(reject);
     });
   }
 
@@ -392,12 +410,17 @@ export class IdbBlobStore implements BlobStore {
 
   /** Drop one unfinished download; false when a pull is writing it right now (nothing dropped). */
   async discardPartial(key: string): Promise<boolean> {
-    return this.#withLock(key, 'exclusive', async (held) => {
-      if (!held) return false;
-      const record = await get<PartialRecord>(this.#partKey(key), this.#db);
-      if (record) await this.dropPartial(key, record.segments);
-      return true;
-    }, { ifAvailable: true });
+    return this.#withLock(
+      key,
+      'exclusive',
+      async (held) => {
+        if (!held) return false;
+        const record = await get<PartialRecord>(this.#partKey(key), this.#db);
+        if (record) await this.dropPartial(key, record.segments);
+        return true;
+      },
+      { ifAvailable: true },
+    );
   }
 
   /** Drop every unfinished download not being written; returns how many were dropped. */
@@ -427,13 +450,18 @@ export class IdbBlobStore implements BlobStore {
     };
     let removed = 0;
     for (const key of (await orphansOf()).keys()) {
-      removed += await this.#withLock(key, 'exclusive', async (held) => {
-        if (!held) return 0;
-        // Read again under the lock: a writer may have committed between the scan and now.
-        const orphans = (await orphansOf()).get(key) ?? [];
-        if (orphans.length) await this.#tx('sweep', (s) => orphans.forEach((seg) => s.delete(seg)));
-        return orphans.length;
-      }, { ifAvailable: true });
+      removed += await this.#withLock(
+        key,
+        'exclusive',
+        async (held) => {
+          if (!held) return 0;
+          // Read again under the lock: a writer may have committed between the scan and now.
+          const orphans = (await orphansOf()).get(key) ?? [];
+          if (orphans.length) await this.#tx('sweep', (s) => orphans.forEach((seg) => s.delete(seg)));
+          return orphans.length;
+        },
+        { ifAvailable: true },
+      );
     }
     return removed;
   }

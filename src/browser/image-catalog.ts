@@ -90,7 +90,10 @@ const IMAGE = 'image:';
 const BUDGET_KEY = 'setting:budget';
 
 export class ImageCatalog implements ManifestCache {
-  constructor(readonly kv: CatalogKV = idbCatalogKV(), private readonly now: () => number = () => Date.now()) {}
+  constructor(
+    readonly kv: CatalogKV = idbCatalogKV(),
+    private readonly now: () => number = () => Date.now(),
+  ) {}
 
   manifest(digest: string): Promise<CachedManifest | undefined> {
     return this.kv.get<CachedManifest>(`manifest:${digest}`);
@@ -161,14 +164,21 @@ export class ImageCatalog implements ManifestCache {
           ...(platform ? { platform } : {}),
           mediaType: image.mediaType,
           configDigest: image.manifest.config.digest,
-          layers: image.layers.map((l) => ({ digest: l.descriptor.digest, size: l.descriptor.size, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+          layers: image.layers.map((l) => ({
+            digest: l.descriptor.digest,
+            size: l.descriptor.size,
+            ...(l.diffId ? { diffId: l.diffId } : {}),
+          })),
           blobs,
           pulledAt: old && seen.notes.some((n) => n.digest === image.digest || n.digest === indexDigest) ? old.pulledAt : t,
           lastUsed: t,
         };
         entries.push([IMAGE + image.digest, record]);
         // The manifest and config of every recorded image, even when resolved via a path the source did not see.
-        entries.push([`manifest:${image.digest}`, { mediaType: image.mediaType, bytes: image.manifestBytes.slice() } satisfies CachedManifest]);
+        entries.push([
+          `manifest:${image.digest}`,
+          { mediaType: image.mediaType, bytes: image.manifestBytes.slice() } satisfies CachedManifest,
+        ]);
         entries.push([`config:${image.manifest.config.digest}`, image.configBytes.slice()]);
         recorded.push(image.digest);
       }
@@ -190,7 +200,9 @@ export class ImageCatalog implements ManifestCache {
         return { ...r, blobs: live, size: live.reduce((n, b) => n + b.size, 0), offline: offlineFormats(r, present) };
       })
       .sort((a, b) => b.lastUsed - a.lastUsed);
-    const shared = [...users].filter(([k, u]) => u.length > 1 && present.has(k)).map(([key, u]) => ({ key, size: sizes.get(key)!, users: u }));
+    const shared = [...users]
+      .filter(([k, u]) => u.length > 1 && present.has(k))
+      .map(([key, u]) => ({ key, size: sizes.get(key)!, users: u }));
     const storeBytes = listed.reduce((n, b) => n + b.size, 0);
     const orphanBytes = listed.filter((b) => !users.has(b.key)).reduce((n, b) => n + b.size, 0);
     return { images, shared, storeBytes, orphanBytes, budget };
@@ -260,9 +272,21 @@ export const DEFAULT_QUOTA_SHARE = 0.8;
  * The end of a successful pull: record what it pulled, then evict least-recently-used images if
  * the cache is over its budget (the configured one, else a share of what the browser allows).
  */
-export async function recordAndEvict(catalog: ImageCatalog, seen: SeenManifests, pulled: PulledImage[], store: ListableStore, storage?: { estimate(): Promise<StorageEstimate> }): Promise<string[]> {
+export async function recordAndEvict(
+  catalog: ImageCatalog,
+  seen: SeenManifests,
+  pulled: PulledImage[],
+  store: ListableStore,
+  storage?: { estimate(): Promise<StorageEstimate> },
+): Promise<string[]> {
   const recorded = await catalog.recordPull(seen, pulled, store);
-  const protect = new Set(pulled.flatMap((p) => [p.image, ...(p.index?.children ?? [])].flatMap((i) => i.layers.flatMap((l) => [l.descriptor.digest, l.diffId ?? l.descriptor.digest]))));
+  const protect = new Set(
+    pulled.flatMap((p) =>
+      [p.image, ...(p.index?.children ?? [])].flatMap((i) =>
+        i.layers.flatMap((l) => [l.descriptor.digest, l.diffId ?? l.descriptor.digest]),
+      ),
+    ),
+  );
   let limit = await catalog.budget();
   if (limit === undefined && storage) {
     const { quota, usage } = await storage.estimate().catch(() => ({ quota: undefined, usage: undefined }));
@@ -286,7 +310,11 @@ export interface StorageService {
   persist(): Promise<boolean | undefined>;
 }
 
-export function browserStorageService(catalog: ImageCatalog, store: ListableStore, storage: StorageManager | undefined = globalThis.navigator?.storage): StorageService {
+export function browserStorageService(
+  catalog: ImageCatalog,
+  store: ListableStore,
+  storage: StorageManager | undefined = globalThis.navigator?.storage,
+): StorageService {
   return {
     view: () => catalog.view(store),
     deleteImage: async (digest) => void (await catalog.deleteImage(digest, store)),

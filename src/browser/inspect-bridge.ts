@@ -2,7 +2,16 @@
 // session status callbacks. Errors come back as LongshoreError (rebuilt from their JSON form).
 import type { ListingLimits, ViewQuery, ViewRow } from '../core/listing/index.ts';
 import { WorkerRpc } from './worker-rpc.ts';
-import type { ExportProgress, FileResult, FromInspectWorker, InspectSource, OpenedInspection, SessionStatus, ToInspectWorker, ViewId } from './inspect-protocol.ts';
+import type {
+  ExportProgress,
+  FileResult,
+  FromInspectWorker,
+  InspectSource,
+  OpenedInspection,
+  SessionStatus,
+  ToInspectWorker,
+  ViewId,
+} from './inspect-protocol.ts';
 
 interface Hooks {
   onProgress?: (p: ExportProgress) => void;
@@ -15,7 +24,10 @@ export class InspectBridge {
   readonly #listeners = new Map<number, (status: SessionStatus) => void>();
 
   constructor(worker?: Worker) {
-    this.#rpc = new WorkerRpc(worker ?? new Worker(new URL('./inspect-worker.ts', import.meta.url), { type: 'module', name: 'longshore-inspect' }), 'inspect');
+    this.#rpc = new WorkerRpc(
+      worker ?? new Worker(new URL('./inspect-worker.ts', import.meta.url), { type: 'module', name: 'longshore-inspect' }),
+      'inspect',
+    );
     this.#rpc.worker.onmessage = (e: MessageEvent<FromInspectWorker>) => this.#receive(e.data);
   }
 
@@ -41,8 +53,15 @@ export class InspectBridge {
   }
 
   /** Open a pulled image or an archive file; `onStatus` hears the session's progress until close(). */
-  async open(source: InspectSource, onStatus: (status: SessionStatus) => void, options: { signal?: AbortSignal; limits?: Partial<ListingLimits> } = {}): Promise<OpenedInspection> {
-    const opened = await this.#start<OpenedInspection>((id) => ({ type: 'open', id, source, ...(options.limits ? { limits: options.limits } : {}) }), options.signal);
+  async open(
+    source: InspectSource,
+    onStatus: (status: SessionStatus) => void,
+    options: { signal?: AbortSignal; limits?: Partial<ListingLimits> } = {},
+  ): Promise<OpenedInspection> {
+    const opened = await this.#start<OpenedInspection>(
+      (id) => ({ type: 'open', id, source, ...(options.limits ? { limits: options.limits } : {}) }),
+      options.signal,
+    );
     this.#listeners.set(opened.session, onStatus);
     return opened;
   }

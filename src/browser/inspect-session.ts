@@ -131,7 +131,15 @@ export class InspectSession {
       });
     } catch (err) {
       if (this.#abort.signal.aborted) return;
-      const listing = state.listing ?? { status: 'failed', entries: [], issues: [], issueCount: 0, totals: { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, devices: 0, whiteouts: 0, opaques: 0, bytes: 0 }, bytes: 0, compression: undefined };
+      const listing = state.listing ?? {
+        status: 'failed',
+        entries: [],
+        issues: [],
+        issueCount: 0,
+        totals: { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, devices: 0, whiteouts: 0, opaques: 0, bytes: 0 },
+        bytes: 0,
+        compression: undefined,
+      };
       listing.status = 'failed';
       listing.error = LongshoreError.from(err);
       listing.issueCount++;
@@ -172,7 +180,9 @@ export class InspectSession {
         state: listing ? listing.status : 'waiting',
         entries: listing?.entries.length ?? 0,
         bytes: listing?.bytes ?? 0,
-        totals: listing ? { ...listing.totals } : { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, devices: 0, whiteouts: 0, opaques: 0, bytes: 0 },
+        totals: listing
+          ? { ...listing.totals }
+          : { entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, devices: 0, whiteouts: 0, opaques: 0, bytes: 0 },
         issues: listing?.issues.slice(0, 50) ?? [],
         issueCount: listing?.issueCount ?? 0,
       };
@@ -233,7 +243,12 @@ export class InspectSession {
     if (asked.kind === EntryKind.Hardlink) {
       const link = this.#merged?.fs.hardlinkSources[layer]?.get(ordinal);
       const target = link ? this.#entry(link.layer, link.ordinal) : undefined;
-      if (!link || !target) throw new LongshoreError(ErrorCode.InvalidArgument, `/${asked.path} is a hardlink to /${asked.linkTarget}, whose content is not known yet.`, { hint: 'Wait until every layer is listed, then try again.' });
+      if (!link || !target)
+        throw new LongshoreError(
+          ErrorCode.InvalidArgument,
+          `/${asked.path} is a hardlink to /${asked.linkTarget}, whose content is not known yet.`,
+          { hint: 'Wait until every layer is listed, then try again.' },
+        );
       source = { layer: link.layer, entry: target };
     }
     if (source.entry.kind !== EntryKind.File) {
@@ -251,11 +266,18 @@ export class InspectSession {
     const m = this.#merged;
     if (!m) throw new LongshoreError(ErrorCode.Internal, 'The merged filesystem is not ready.');
     if (m.partial) {
-      throw new LongshoreError(ErrorCode.Format, 'Some layer could not be read whole, so the merged filesystem is incomplete; it is not exported.', {
-        hint: 'See the layer marked failed or limited for the reason.',
-      });
+      throw new LongshoreError(
+        ErrorCode.Format,
+        'Some layer could not be read whole, so the merged filesystem is incomplete; it is not exported.',
+        {
+          hint: 'See the layer marked failed or limited for the reason.',
+        },
+      );
     }
-    const plan = planExport(m.fs, this.#layers.map((l) => l.listing!.entries));
+    const plan = planExport(
+      m.fs,
+      this.#layers.map((l) => l.listing!.entries),
+    );
     let last = 0;
     const stream = exportStream(plan, {
       ...(options.signal ? { signal: options.signal } : {}),

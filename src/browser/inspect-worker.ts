@@ -39,7 +39,10 @@ function storedSources(target: InspectTarget): LayerBlobSource[] {
     async open() {
       const blob = (await blobs.getBlob(layer.digest)) ?? (layer.diffId ? await blobs.getBlob(layer.diffId) : undefined);
       if (!blob) {
-        throw new LongshoreError(ErrorCode.Store, `Layer ${i + 1} (${layer.digest}) is not in the browser cache.`, { hint: 'Pull the image again; the browser may have evicted storage.', retryable: true });
+        throw new LongshoreError(ErrorCode.Store, `Layer ${i + 1} (${layer.digest}) is not in the browser cache.`, {
+          hint: 'Pull the image again; the browser may have evicted storage.',
+          retryable: true,
+        });
       }
       return blob.stream();
     },
@@ -47,7 +50,12 @@ function storedSources(target: InspectTarget): LayerBlobSource[] {
 }
 
 function fileName(reference: string): string {
-  return reference.replace(/^[a-z]+:\/\//, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_+|_+$/g, '') || 'image';
+  return (
+    reference
+      .replace(/^[a-z]+:\/\//, '')
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^_+|_+$/g, '') || 'image'
+  );
 }
 
 async function open(id: number, source: InspectSource, limits: Partial<ListingLimits> | undefined): Promise<OpenedInspection> {
@@ -63,10 +71,20 @@ async function open(id: number, source: InspectSource, limits: Partial<ListingLi
     const image = opened.images[index]!;
     target = image.target;
     layers = image.layers.map((l) => ({ open: async () => l.open() }));
-    archive = { fileName: source.file.name, format: opened.format, formatLabel: ARCHIVE_FORMAT_LABEL[opened.format], images: opened.images.map((i) => i.name), image: index };
+    archive = {
+      fileName: source.file.name,
+      format: opened.format,
+      formatLabel: ARCHIVE_FORMAT_LABEL[opened.format],
+      images: opened.images.map((i) => i.name),
+      image: index,
+    };
   }
   const sessionId = nextSession++;
-  const record = { session: undefined as unknown as InspectSession, outputs: [] as string[], timer: undefined as ReturnType<typeof setTimeout> | undefined };
+  const record = {
+    session: undefined as unknown as InspectSession,
+    outputs: [] as string[],
+    timer: undefined as ReturnType<typeof setTimeout> | undefined,
+  };
   const flush = () => {
     record.timer = undefined;
     if (sessions.has(sessionId)) post({ type: 'status', status: record.session.status() });
@@ -138,7 +156,10 @@ self.onmessage = async (e: MessageEvent<ToInspectWorker>) => {
         } else if (msg.type === 'download') {
           post({ type: 'file', id: msg.id, file: await session(msg.session).download(msg.layer, msg.ordinal, ac.signal) });
         } else {
-          const file = await session(msg.session).export({ signal: ac.signal, onProgress: (progress) => post({ type: 'progress', id: msg.id, progress }) });
+          const file = await session(msg.session).export({
+            signal: ac.signal,
+            onProgress: (progress) => post({ type: 'progress', id: msg.id, progress }),
+          });
           post({ type: 'file', id: msg.id, file });
         }
       } catch (err) {

@@ -17,7 +17,10 @@ export class LayerPool {
   readonly #members: { rpc: WorkerRpc<ToLayerWorker, Hooks>; busy: number }[];
   readonly #factory: () => Worker;
 
-  constructor(size: number, factory: () => Worker = () => new Worker(new URL('./layer-worker.ts', import.meta.url), { type: 'module', name: 'longshore-layer' })) {
+  constructor(
+    size: number,
+    factory: () => Worker = () => new Worker(new URL('./layer-worker.ts', import.meta.url), { type: 'module', name: 'longshore-layer' }),
+  ) {
     this.#factory = factory;
     this.#members = Array.from({ length: Math.max(1, size) }, () => ({ rpc: this.#rpc(), busy: 0 }));
   }
@@ -37,13 +40,25 @@ export class LayerPool {
     return this.#members.length;
   }
 
-  async run(job: LayerJob, config: WorkerConfig, credentials: Record<string, Credentials> | undefined, onBytes: (n: number) => void, signal: AbortSignal, auth?: SharedAuth[]): Promise<void> {
+  async run(
+    job: LayerJob,
+    config: WorkerConfig,
+    credentials: Record<string, Credentials> | undefined,
+    onBytes: (n: number) => void,
+    signal: AbortSignal,
+    auth?: SharedAuth[],
+  ): Promise<void> {
     const member = this.#members.reduce((a, b) => (b.busy < a.busy ? b : a));
     // A layer worker that died failed its jobs (the pull retries them); its place gets a new one.
     if (member.rpc.dead) member.rpc = this.#rpc();
     member.busy++;
     try {
-      await member.rpc.start<void>((id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) }), cancel, signal, { onBytes });
+      await member.rpc.start<void>(
+        (id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) }),
+        cancel,
+        signal,
+        { onBytes },
+      );
     } finally {
       member.busy--;
     }

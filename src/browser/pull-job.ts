@@ -8,8 +8,25 @@ import { AbortedError, ErrorCode, LongshoreError } from '../core/errors.ts';
 import { parseReference, type ImageReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { RemoteSource } from '../core/image/remote.ts';
-import { DEFAULT_PLATFORM, configPlatformLabel, formatPlatform, parsePlatform, selectablePlatforms, type Platform } from '../core/image/platform.ts';
-import { chooseChild, everyLayer, pullLayers, refusedForeignLayers, resolveImage, resolveTree, DEFAULT_CONCURRENCY, DEFAULT_PARALLEL, type PullOptions } from '../core/pull.ts';
+import {
+  DEFAULT_PLATFORM,
+  configPlatformLabel,
+  formatPlatform,
+  parsePlatform,
+  selectablePlatforms,
+  type Platform,
+} from '../core/image/platform.ts';
+import {
+  chooseChild,
+  everyLayer,
+  pullLayers,
+  refusedForeignLayers,
+  resolveImage,
+  resolveTree,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_PARALLEL,
+  type PullOptions,
+} from '../core/pull.ts';
 import { formatById, type Format } from '../core/formats/index.ts';
 import { ociFormat } from '../core/formats/oci.ts';
 import { blobOrder, blobUses, plannedSize, writeEntries } from '../core/formats/stream.ts';
@@ -69,16 +86,26 @@ function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, crede
   return new RemoteSource(client);
 }
 
-export async function resolveJob(ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice' | 'catalog'>, reference: string, credentials?: Record<string, Credentials>): Promise<ResolveSummary> {
+export async function resolveJob(
+  ctx: Pick<JobContext, 'config' | 'fetch' | 'signal' | 'onNotice' | 'catalog'>,
+  reference: string,
+  credentials?: Record<string, Credentials>,
+): Promise<ResolveSummary> {
   const ref = parseReference(reference);
-  const resolved = await (ctx.catalog ? new CachedSource(sourceFor(ctx, credentials), ctx.catalog) : sourceFor(ctx, credentials)).resolve(ref, ctx.signal);
+  const resolved = await (ctx.catalog ? new CachedSource(sourceFor(ctx, credentials), ctx.catalog) : sourceFor(ctx, credentials)).resolve(
+    ref,
+    ctx.signal,
+  );
   if (resolved.kind === 'index') {
     return {
       kind: 'index',
       reference: resolved.reference.canonical,
       digest: resolved.digest,
       mediaType: resolved.mediaType,
-      platforms: selectablePlatforms(resolved.manifest.manifests).map((c) => ({ label: formatPlatform(c.platform), digest: c.descriptor.digest })),
+      platforms: selectablePlatforms(resolved.manifest.manifests).map((c) => ({
+        label: formatPlatform(c.platform),
+        digest: c.descriptor.digest,
+      })),
     };
   }
   const c = resolved.config;
@@ -97,7 +124,13 @@ interface Resolved {
   layers: Image;
 }
 
-async function resolveAll(source: RemoteSource, refs: ImageReference[], request: PullRequest, platform: Platform, ctx: JobContext): Promise<Resolved[]> {
+async function resolveAll(
+  source: RemoteSource,
+  refs: ImageReference[],
+  request: PullRequest,
+  platform: Platform,
+  ctx: JobContext,
+): Promise<Resolved[]> {
   const out: Resolved[] = [];
   for (const ref of refs) {
     ctx.onProgress({ type: 'resolving', reference: ref.canonical });
@@ -108,7 +141,9 @@ async function resolveAll(source: RemoteSource, refs: ImageReference[], request:
       } else {
         const tree = await resolveTree(resolved, ctx.config.concurrency ?? DEFAULT_CONCURRENCY, ctx.signal);
         if (tree.children.length === 0) {
-          throw new LongshoreError(ErrorCode.UnsupportedManifest, `The index ${ref.canonical} lists no image manifests.`, { hint: 'The name points at an index without images (perhaps artifacts only).' });
+          throw new LongshoreError(ErrorCode.UnsupportedManifest, `The index ${ref.canonical} lists no image manifests.`, {
+            hint: 'The name points at an index without images (perhaps artifacts only).',
+          });
         }
         out.push({ sink: { image: chooseChild(tree, platform), reference: ref, index: tree }, layers: everyLayer(tree.children) });
       }
@@ -119,7 +154,13 @@ async function resolveAll(source: RemoteSource, refs: ImageReference[], request:
     const image = out.at(-1)!.sink.image;
     const c = image.config;
     const p = c.os && c.architecture ? formatPlatform({ os: c.os, architecture: c.architecture, variant: c.variant }) : undefined;
-    ctx.onProgress({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(p ? { platform: p } : {}) });
+    ctx.onProgress({
+      type: 'resolved',
+      reference: image.reference.canonical,
+      digest: image.digest,
+      mediaType: image.mediaType,
+      ...(p ? { platform: p } : {}),
+    });
   }
   return out;
 }
@@ -131,7 +172,7 @@ async function resolveAll(source: RemoteSource, refs: ImageReference[], request:
 function inArchiveOrder(image: Image, order: Map<string, number>): { image: Image; original: number[] } {
   const rank = (i: number) => {
     const l = image.layers[i]!;
-    return Math.min(order.get(l.descriptor.digest) ?? Infinity, l.diffId ? order.get(l.diffId) ?? Infinity : Infinity);
+    return Math.min(order.get(l.descriptor.digest) ?? Infinity, l.diffId ? (order.get(l.diffId) ?? Infinity) : Infinity);
   };
   const original = image.layers.map((_, i) => i).sort((a, b) => rank(a) - rank(b) || a - b);
   const layers = original.map((o, i) => {
@@ -147,12 +188,19 @@ class BlobWaiter {
   readonly #waiting = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   #failure: unknown;
 
-  constructor(private readonly store: IdbBlobStore, signal: AbortSignal) {
-    signal.addEventListener('abort', () => {
-      this.#failure = signal.reason ?? new AbortedError();
-      for (const list of this.#waiting.values()) for (const w of list) w.reject(this.#failure);
-      this.#waiting.clear();
-    }, { once: true });
+  constructor(
+    private readonly store: IdbBlobStore,
+    signal: AbortSignal,
+  ) {
+    signal.addEventListener(
+      'abort',
+      () => {
+        this.#failure = signal.reason ?? new AbortedError();
+        for (const list of this.#waiting.values()) for (const w of list) w.reject(this.#failure);
+        this.#waiting.clear();
+      },
+      { once: true },
+    );
   }
 
   settle(key: string): void {
@@ -171,18 +219,31 @@ class BlobWaiter {
       });
     }
     const size = await this.store.size(key);
-    if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is not in the browser cache after it was pulled.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true, data: { key } });
+    if (size === undefined)
+      throw new LongshoreError(ErrorCode.Store, `Blob ${key} is not in the browser cache after it was pulled.`, {
+        hint: 'Pull again; the browser may have evicted storage.',
+        retryable: true,
+        data: { key },
+      });
     return size;
   };
 }
 
 function checkRequest(request: PullRequest, format: Format | undefined): Format {
-  if (request.references.length === 0) throw new LongshoreError(ErrorCode.InvalidArgument, 'No image name given.', { hint: 'Type an image name, e.g. alpine:latest.' });
-  if (!format) throw new LongshoreError(ErrorCode.InvalidArgument, `Unknown output format "${request.format}".`, { hint: 'Choose one of the formats offered.' });
-  if (request.references.length > 1 && !format.multiImage) {
-    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one image; ${request.references.length} names were given.`, {
-      hint: 'Choose a format that holds several images (docker, legacy, tarball), or pull one name at a time.',
+  if (request.references.length === 0)
+    throw new LongshoreError(ErrorCode.InvalidArgument, 'No image name given.', { hint: 'Type an image name, e.g. alpine:latest.' });
+  if (!format)
+    throw new LongshoreError(ErrorCode.InvalidArgument, `Unknown output format "${request.format}".`, {
+      hint: 'Choose one of the formats offered.',
     });
+  if (request.references.length > 1 && !format.multiImage) {
+    throw new LongshoreError(
+      ErrorCode.InvalidArgument,
+      `The ${format.label} format holds one image; ${request.references.length} names were given.`,
+      {
+        hint: 'Choose a format that holds several images (docker, legacy, tarball), or pull one name at a time.',
+      },
+    );
   }
   if (request.allPlatforms && !format.allPlatforms) {
     throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.label} format holds one platform of an image.`, {
@@ -192,7 +253,13 @@ function checkRequest(request: PullRequest, format: Format | undefined): Format 
   return format;
 }
 
-async function openDestination(save: SaveTarget, ctx: JobContext, fileName: string, size: number | undefined, signal: AbortSignal): Promise<TarDestination> {
+async function openDestination(
+  save: SaveTarget,
+  ctx: JobContext,
+  fileName: string,
+  size: number | undefined,
+  signal: AbortSignal,
+): Promise<TarDestination> {
   switch (save.kind) {
     case 'file':
       return openFileDestination(save.handle, ctx.store);
@@ -243,16 +310,24 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     }
   }
   // Foreign layers whose source the proxy refuses stay out of the archive (or fail it) from the start.
-  const refusedForeign = await refusedForeignLayers(source, resolved.map((r) => r.layers), ctx.signal);
-  const entries = await format.entries(resolved.map((r) => r.sink), {
-    absent: (digest) => refusedForeign.has(digest),
-    size: async (key) => {
-      const size = stored.get(key) ?? descriptorSizes.get(key);
-      if (size === undefined) throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });
-      return size;
+  const refusedForeign = await refusedForeignLayers(
+    source,
+    resolved.map((r) => r.layers),
+    ctx.signal,
+  );
+  const entries = await format.entries(
+    resolved.map((r) => r.sink),
+    {
+      absent: (digest) => refusedForeign.has(digest),
+      size: async (key) => {
+        const size = stored.get(key) ?? descriptorSizes.get(key);
+        if (size === undefined)
+          throw new LongshoreError(ErrorCode.Store, `Blob ${key} is missing from the browser cache.`, { retryable: true });
+        return size;
+      },
+      later: (key) => !stored.has(key) && !descriptorSizes.has(key),
     },
-    later: (key) => !stored.has(key) && !descriptorSizes.has(key),
-  });
+  );
   const size = plannedSize(entries);
   const order = blobOrder(entries);
   const uses = blobUses(entries);
@@ -272,20 +347,22 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   // Journal: what was asked and how far it got, for Resume after a reload.
   const rows: LayerPlan[] = [];
   const done = new Map<number, number>();
-  const journalEntry: JournalEntry | undefined = request.journalId ? {
-    id: request.journalId,
-    references: request.references,
-    format: request.format,
-    ...(request.platform ? { platform: request.platform } : {}),
-    ...(request.allPlatforms ? { allPlatforms: true } : {}),
-    keepCopy,
-    save: save.kind,
-    bytesDone: 0,
-    bytesTotal: resolved.reduce((n, r) => n + r.layers.layers.reduce((m, l) => m + l.descriptor.size, 0), 0),
-    startedAt: previous?.startedAt ?? Date.now(),
-    updatedAt: Date.now(),
-    temporary: [...resumedTemporary],
-  } : undefined;
+  const journalEntry: JournalEntry | undefined = request.journalId
+    ? {
+        id: request.journalId,
+        references: request.references,
+        format: request.format,
+        ...(request.platform ? { platform: request.platform } : {}),
+        ...(request.allPlatforms ? { allPlatforms: true } : {}),
+        keepCopy,
+        save: save.kind,
+        bytesDone: 0,
+        bytesTotal: resolved.reduce((n, r) => n + r.layers.layers.reduce((m, l) => m + l.descriptor.size, 0), 0),
+        startedAt: previous?.startedAt ?? Date.now(),
+        updatedAt: Date.now(),
+        temporary: [...resumedTemporary],
+      }
+    : undefined;
   let journalAt = 0;
   const journal = (force = false) => {
     if (!journalEntry || !ctx.journal) return;
@@ -336,7 +413,12 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         ...(ctx.config.concurrency ? { concurrency: ctx.config.concurrency } : {}),
         // Big blobs as concurrent ranges here too when there is no layer pool (as the layer workers do).
         parallel: ctx.config.parallel ?? DEFAULT_PARALLEL,
-        ...(ctx.pool ? { layerRunner: (job, onBytes, signal) => ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()) } : {}),
+        ...(ctx.pool
+          ? {
+              layerRunner: (job, onBytes, signal) =>
+                ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()),
+            }
+          : {}),
         onProgress: (event) => {
           if (event.type === 'plan') {
             const mapped = event.layers.map((l) => ({ ...l, index: offset + original[l.index]! })).sort((a, b) => a.index - b.index);
@@ -347,7 +429,8 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
             done.set(index, event.done);
             if (event.state === 'done' || event.state === 'cached') {
               for (const key of keysOf(event.index)) {
-                if (event.state === 'done' && !keepCopy && !preexisting.has(key) && journalEntry && !journalEntry.temporary.includes(key)) journalEntry.temporary.push(key);
+                if (event.state === 'done' && !keepCopy && !preexisting.has(key) && journalEntry && !journalEntry.temporary.includes(key))
+                  journalEntry.temporary.push(key);
                 waiter.settle(key);
               }
               journal(true);
@@ -378,25 +461,31 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     }
     destination = await openDestination(save, ctx, fileName, size, stop.signal);
     const dest = destination;
-    await writeEntries(entries, {
-      write: async (bytes) => {
-        await dest.write(bytes);
-        written += bytes.byteLength;
-        reportSave();
+    await writeEntries(
+      entries,
+      {
+        write: async (bytes) => {
+          await dest.write(bytes);
+          written += bytes.byteLength;
+          reportSave();
+        },
+        copy: async (key, n) => {
+          await dest.copy(key, n);
+          written += n;
+          reportSave();
+        },
       },
-      copy: async (key, n) => {
-        await dest.copy(key, n);
-        written += n;
-        reportSave();
-      },
-    }, waiter.wait, { signal: stop.signal, onCopied });
+      waiter.wait,
+      { signal: stop.signal, onCopied },
+    );
   };
 
   // Either side failing stops the other; the first failure is the one reported.
-  const guard = (p: Promise<void>) => p.catch((err: unknown) => {
-    if (!stop.signal.aborted) stop.abort(err);
-    throw err;
-  });
+  const guard = (p: Promise<void>) =>
+    p.catch((err: unknown) => {
+      if (!stop.signal.aborted) stop.abort(err);
+      throw err;
+    });
   let blob: Blob | undefined;
   try {
     const settled = await Promise.allSettled([guard(pulling()), guard(writing())]);
@@ -414,7 +503,11 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   }
   await finishJournal(ctx, journalEntry, undefined, keepCopy);
   if (ctx.catalog && source instanceof CachedSource && keepCopy) {
-    const images = resolved.map((r, k) => ({ typed: request.references[k]!, image: r.sink.image, ...(r.sink.index ? { index: r.sink.index } : {}) }));
+    const images = resolved.map((r, k) => ({
+      typed: request.references[k]!,
+      image: r.sink.image,
+      ...(r.sink.index ? { index: r.sink.index } : {}),
+    }));
     // The archive is written; a catalog that cannot be written only costs offline use.
     await recordAndEvict(ctx.catalog, source.seen, images, ctx.store, globalThis.navigator?.storage).catch(() => []);
   }
@@ -436,7 +529,12 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
 }
 
 /** A pull that ended: done or cancelled, its record goes (with temporaries); failed, it stays for Resume. */
-async function finishJournal(ctx: JobContext, entry: JournalEntry | undefined, error: LongshoreError | undefined, keepCopy: boolean): Promise<void> {
+async function finishJournal(
+  ctx: JobContext,
+  entry: JournalEntry | undefined,
+  error: LongshoreError | undefined,
+  keepCopy: boolean,
+): Promise<void> {
   if (!entry || !ctx.journal) return;
   try {
     if (error && error.code !== ErrorCode.Aborted) {

@@ -8,17 +8,22 @@ import { RegistryClient } from '../core/registry/client.ts';
 import { headManifest, listTags, type TagHead, type TagList } from '../core/registry/tags.ts';
 
 export interface TagService {
-  list(repository: string, options: { credentials?: Record<string, Credentials>; signal?: AbortSignal; onPage?: (tags: readonly string[]) => void }): Promise<TagList>;
+  list(
+    repository: string,
+    options: { credentials?: Record<string, Credentials>; signal?: AbortSignal; onPage?: (tags: readonly string[]) => void },
+  ): Promise<TagList>;
   head(reference: string, options: { credentials?: Record<string, Credentials>; signal?: AbortSignal }): Promise<TagHead>;
 }
 
 export function createTagService(proxyBase: string, fetchFn: typeof fetch = globalThis.fetch.bind(globalThis)): TagService {
-  const client = (credentials?: Record<string, Credentials>) => new RegistryClient({
-    transport: { fetch: (input, init) => fetchFn(input, init), rewrite: proxyRewrite(proxyBase) },
-    credentials: (host) => credentials?.[host],
-  });
+  const client = (credentials?: Record<string, Credentials>) =>
+    new RegistryClient({
+      transport: { fetch: (input, init) => fetchFn(input, init), rewrite: proxyRewrite(proxyBase) },
+      credentials: (host) => credentials?.[host],
+    });
   return {
-    list: (repository, { credentials, signal, onPage }) => listTags(client(credentials), parseReference(repository), { ...(signal ? { signal } : {}), ...(onPage ? { onPage } : {}) }),
+    list: (repository, { credentials, signal, onPage }) =>
+      listTags(client(credentials), parseReference(repository), { ...(signal ? { signal } : {}), ...(onPage ? { onPage } : {}) }),
     head: (reference, { credentials, signal }) => headManifest(client(credentials), parseReference(reference), signal),
   };
 }

@@ -41,10 +41,21 @@ export class StallWatch {
   readonly #watched = new Map<number, Watched>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(readonly stallMs: number, readonly onStall: (id: number, error: LongshoreError) => void, readonly now: () => number = () => Date.now()) {}
+  constructor(
+    readonly stallMs: number,
+    readonly onStall: (id: number, error: LongshoreError) => void,
+    readonly now: () => number = () => Date.now(),
+  ) {}
 
   watch(id: number, stage: string): void {
-    this.#watched.set(id, { stage, detail: STAGE_DETAIL[stage] ?? 'waiting', at: this.now(), bound: this.stallMs, progressed: false, layers: new Map() });
+    this.#watched.set(id, {
+      stage,
+      detail: STAGE_DETAIL[stage] ?? 'waiting',
+      at: this.now(),
+      bound: this.stallMs,
+      progressed: false,
+      layers: new Map(),
+    });
     this.#timer ??= setInterval(() => this.check(), Math.max(50, Math.min(500, this.stallMs / 4)));
   }
 
@@ -82,7 +93,13 @@ export class StallWatch {
     for (const e of events) {
       if (e.type === 'plan') {
         w.layers.clear();
-        for (const l of e.layers) w.layers.set(l.index, { label: `layer ${l.index + 1}/${e.layers.length} (${l.digest.slice(0, 19)}…)`, done: 0, size: l.size, state: l.cached ? 'cached' : 'waiting' });
+        for (const l of e.layers)
+          w.layers.set(l.index, {
+            label: `layer ${l.index + 1}/${e.layers.length} (${l.digest.slice(0, 19)}…)`,
+            done: 0,
+            size: l.size,
+            state: l.cached ? 'cached' : 'waiting',
+          });
       } else if (e.type === 'layer') {
         const l = w.layers.get(e.index);
         if (l) Object.assign(l, { done: e.done, state: e.state });
@@ -109,9 +126,10 @@ export class StallWatch {
 
 function stalledError(w: Watched, stallMs: number): LongshoreError {
   const inFlight = [...w.layers.values()].filter((l) => l.state === 'downloading');
-  const waitedFor = w.stage === 'downloading layers' && inFlight.length
-    ? `waiting for the bytes of ${inFlight.map((l) => `${l.label}, ${l.done} of ${l.size} bytes`).join('; ')}`
-    : w.detail;
+  const waitedFor =
+    w.stage === 'downloading layers' && inFlight.length
+      ? `waiting for the bytes of ${inFlight.map((l) => `${l.label}, ${l.done} of ${l.size} bytes`).join('; ')}`
+      : w.detail;
   const seconds = Math.round(stallMs / 100) / 10;
   return new LongshoreError(ErrorCode.Stalled, `No progress for ${seconds} s while ${w.stage}: ${waitedFor}.`, {
     hint: 'The registry, the proxy or the browser stopped answering. Press Pull to try again (layers already stored are kept).',

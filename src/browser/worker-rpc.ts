@@ -15,18 +15,28 @@ export class WorkerRpc<To, H extends object = object> {
   #nextId = 1;
   #dead: LongshoreError | undefined;
 
-  constructor(readonly worker: Worker, readonly label: string) {
+  constructor(
+    readonly worker: Worker,
+    readonly label: string,
+  ) {
     worker.onerror = (e) => {
       // Reported to the person through the pending requests, so not an uncaught page error too.
       e.preventDefault();
       const where = e.filename ? ` (${e.filename}:${e.lineno})` : '';
-      this.failAll(new LongshoreError(ErrorCode.Worker, `The ${label} worker stopped: ${e.message || 'it failed to load or crashed'}${where}.`, {
-        hint: 'Try again. If it keeps happening, reload the page; this browser may lack something longshore needs (see "What this browser can do").',
-        retryable: true,
-      }));
+      this.failAll(
+        new LongshoreError(ErrorCode.Worker, `The ${label} worker stopped: ${e.message || 'it failed to load or crashed'}${where}.`, {
+          hint: 'Try again. If it keeps happening, reload the page; this browser may lack something longshore needs (see "What this browser can do").',
+          retryable: true,
+        }),
+      );
     };
     worker.onmessageerror = () => {
-      this.failAll(new LongshoreError(ErrorCode.Worker, `The ${label} worker sent a message this page could not read (messageerror).`, { hint: 'Try again; if it repeats, reload the page.', retryable: true }));
+      this.failAll(
+        new LongshoreError(ErrorCode.Worker, `The ${label} worker sent a message this page could not read (messageerror).`, {
+          hint: 'Try again; if it repeats, reload the page.',
+          retryable: true,
+        }),
+      );
     };
   }
 
@@ -50,11 +60,15 @@ export class WorkerRpc<To, H extends object = object> {
       if (signal?.aborted) return reject(new AbortedError());
       if (this.#dead) return reject(this.#dead);
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, hooks });
-      signal?.addEventListener('abort', () => {
-        if (!this.#dead) this.send(cancel(id));
-        // Answer at once; the worker's own answer for this id is then ignored.
-        if (this.#pending.delete(id)) reject(new AbortedError());
-      }, { once: true });
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (!this.#dead) this.send(cancel(id));
+          // Answer at once; the worker's own answer for this id is then ignored.
+          if (this.#pending.delete(id)) reject(new AbortedError());
+        },
+        { once: true },
+      );
       this.send(build(id));
     });
   }

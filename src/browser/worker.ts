@@ -103,7 +103,11 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       jobs.set(msg.id, ac);
       try {
         const onNotice = (notice: RegistryNotice) => post({ type: 'notice', id: msg.id, notice });
-        const summary = await resolveJob({ config, fetch: watchedFetch(msg.id), signal: ac.signal, onNotice, catalog }, msg.reference, msg.credentials);
+        const summary = await resolveJob(
+          { config, fetch: watchedFetch(msg.id), signal: ac.signal, onNotice, catalog },
+          msg.reference,
+          msg.credentials,
+        );
         post({ type: 'resolved', id: msg.id, summary });
       } catch (err) {
         fail(msg.id, err);
@@ -121,26 +125,34 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         if (!swept) {
           swept = true;
           // A local database answers in milliseconds; Firefox sometimes never does (README, Browser support).
-          post({ type: 'activity', id: msg.id, detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads", boundMs: STORAGE_BOUND_MS });
+          post({
+            type: 'activity',
+            id: msg.id,
+            detail: "waiting for the browser's storage (IndexedDB) to list unfinished downloads",
+            boundMs: STORAGE_BOUND_MS,
+          });
           await store.sweep().catch(() => 0);
         }
-        const outcome = await pullJob({
-          config,
-          store,
-          fetch: watchedFetch(msg.id),
-          signal: ac.signal,
-          onPhase: (phase) => {
-            progress.flush();
-            post({ type: 'phase', id: msg.id, phase });
+        const outcome = await pullJob(
+          {
+            config,
+            store,
+            fetch: watchedFetch(msg.id),
+            signal: ac.signal,
+            onPhase: (phase) => {
+              progress.flush();
+              post({ type: 'phase', id: msg.id, phase });
+            },
+            onProgress: (event) => progress.push(event),
+            onNotice: (notice) => post({ type: 'notice', id: msg.id, notice }),
+            onSaveProgress: (p) => post({ type: 'save-progress', id: msg.id, progress: p }),
+            onSaveStream: (port, fileName, size) => post({ type: 'save-stream', id: msg.id, port, fileName, size }, [port]),
+            journal,
+            ...(layerPool() ? { pool: layerPool()! } : {}),
+            catalog,
           },
-          onProgress: (event) => progress.push(event),
-          onNotice: (notice) => post({ type: 'notice', id: msg.id, notice }),
-          onSaveProgress: (p) => post({ type: 'save-progress', id: msg.id, progress: p }),
-          onSaveStream: (port, fileName, size) => post({ type: 'save-stream', id: msg.id, port, fileName, size }, [port]),
-          journal,
-          ...(layerPool() ? { pool: layerPool()! } : {}),
-          catalog,
-        }, msg.request);
+          msg.request,
+        );
         progress.flush();
         post({ type: 'done', id: msg.id, outcome });
       } catch (err) {

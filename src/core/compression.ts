@@ -15,7 +15,10 @@ export function sniffCompression(head: Uint8Array): Compression {
 }
 
 /** Peek at the first bytes of a stream without consuming them. */
-export async function peek(stream: ReadableStream<Uint8Array>, n: number): Promise<{ head: Uint8Array; stream: ReadableStream<Uint8Array> }> {
+export async function peek(
+  stream: ReadableStream<Uint8Array>,
+  n: number,
+): Promise<{ head: Uint8Array; stream: ReadableStream<Uint8Array> }> {
   const reader = stream.getReader();
   const buffered: Uint8Array[] = [];
   let have = 0;
@@ -64,7 +67,12 @@ export interface DecompressOptions {
 export function fflateGunzipStream(): TransformStream<Uint8Array, Uint8Array> {
   return pushDecoderStream(
     (ondata) => new Gunzip(ondata),
-    (err, atEnd) => new LongshoreError(ErrorCode.Format, `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`, { cause: err, data: atEnd ? { ...TRUNCATED } : {} }),
+    (err, atEnd) =>
+      new LongshoreError(
+        ErrorCode.Format,
+        `${atEnd ? 'Truncated or invalid' : 'Invalid'} gzip data: ${(err as Error)?.message ?? String(err)}`,
+        { cause: err, data: atEnd ? { ...TRUNCATED } : {} },
+      ),
   );
 }
 
@@ -76,7 +84,10 @@ export function gunzipStream(options: DecompressOptions = {}): TransformStream<U
 }
 
 /** Decompress whatever the stream holds (gzip, zstd or plain tar), detected by magic bytes. */
-export async function decompress(stream: ReadableStream<Uint8Array>, options: DecompressOptions = {}): Promise<{ compression: Compression; stream: ReadableStream<Uint8Array> }> {
+export async function decompress(
+  stream: ReadableStream<Uint8Array>,
+  options: DecompressOptions = {},
+): Promise<{ compression: Compression; stream: ReadableStream<Uint8Array> }> {
   const peeked = await peek(stream, 4);
   const compression = sniffCompression(peeked.head);
   switch (compression) {

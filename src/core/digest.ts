@@ -11,9 +11,13 @@ export function isDigest(value: unknown): value is string {
 
 export function assertDigest(value: unknown, what = 'digest'): string {
   if (!isDigest(value)) {
-    throw new LongshoreError(ErrorCode.InvalidArgument, `Invalid ${what} ${JSON.stringify(value)}: expected "sha256:" followed by 64 lowercase hex characters.`, {
-      data: { value },
-    });
+    throw new LongshoreError(
+      ErrorCode.InvalidArgument,
+      `Invalid ${what} ${JSON.stringify(value)}: expected "sha256:" followed by 64 lowercase hex characters.`,
+      {
+        data: { value },
+      },
+    );
   }
   return value;
 }
@@ -43,7 +47,10 @@ export async function createHasher(state?: Uint8Array): Promise<Hasher> {
     try {
       h.load(state);
     } catch (err) {
-      throw new LongshoreError(ErrorCode.Store, 'A saved SHA-256 state could not be loaded.', { cause: err, data: { bytes: state.byteLength } });
+      throw new LongshoreError(ErrorCode.Store, 'A saved SHA-256 state could not be loaded.', {
+        cause: err,
+        data: { bytes: state.byteLength },
+      });
     }
   }
   return {
@@ -69,20 +76,28 @@ export interface Expected {
 
 export function digestMismatch(expected: Expected, actual: string): LongshoreError {
   const what = expected.label ?? 'blob';
-  return new LongshoreError(ErrorCode.DigestMismatch, `The ${what} content does not match its digest: expected ${expected.digest}, got ${actual}.`, {
-    hint: 'The registry or something between you and it returned corrupted data. Nothing was kept; try again, and report it to the registry operator if it persists.',
-    retryable: true,
-    data: { expected: expected.digest, actual },
-  });
+  return new LongshoreError(
+    ErrorCode.DigestMismatch,
+    `The ${what} content does not match its digest: expected ${expected.digest}, got ${actual}.`,
+    {
+      hint: 'The registry or something between you and it returned corrupted data. Nothing was kept; try again, and report it to the registry operator if it persists.',
+      retryable: true,
+      data: { expected: expected.digest, actual },
+    },
+  );
 }
 
 export function sizeMismatch(expected: Expected, actual: number): LongshoreError {
   const what = expected.label ?? 'blob';
-  return new LongshoreError(ErrorCode.SizeMismatch, `The ${what} is ${actual} bytes, but its descriptor says ${expected.size} bytes (${expected.digest}).`, {
-    hint: 'The registry returned a different blob than the manifest describes. Nothing was kept; try again.',
-    retryable: true,
-    data: { expected: expected.size, actual, digest: expected.digest },
-  });
+  return new LongshoreError(
+    ErrorCode.SizeMismatch,
+    `The ${what} is ${actual} bytes, but its descriptor says ${expected.size} bytes (${expected.digest}).`,
+    {
+      hint: 'The registry returned a different blob than the manifest describes. Nothing was kept; try again.',
+      retryable: true,
+      data: { expected: expected.size, actual, digest: expected.digest },
+    },
+  );
 }
 
 /**

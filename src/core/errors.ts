@@ -122,7 +122,10 @@ export class LongshoreError extends Error {
     if (err === null || err === undefined) {
       // A browser API that rejects without a reason (WebKit's IndexedDB aborts with `error` null):
       // never show the person the word "null".
-      return new LongshoreError(ErrorCode.Internal, `An operation failed without giving a reason (it rejected with ${String(err)}).`, { hint: 'Try again; if it keeps failing, this browser may not support something longshore needs (see "What this browser can do").', retryable: true });
+      return new LongshoreError(ErrorCode.Internal, `An operation failed without giving a reason (it rejected with ${String(err)}).`, {
+        hint: 'Try again; if it keeps failing, this browser may not support something longshore needs (see "What this browser can do").',
+        retryable: true,
+      });
     }
     const message = err instanceof Error ? err.message || err.name : String(err);
     return new LongshoreError(ErrorCode.Internal, message, { cause: err });
@@ -147,8 +150,12 @@ export function isAbortError(err: unknown): boolean {
 }
 
 function isErrorJSON(value: unknown): value is ErrorJSON {
-  return typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'LongshoreError'
-    && typeof (value as { code?: unknown }).code === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { name?: unknown }).name === 'LongshoreError' &&
+    typeof (value as { code?: unknown }).code === 'string'
+  );
 }
 
 /**

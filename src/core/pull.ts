@@ -99,20 +99,31 @@ export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_PARALLEL = { connections: 4, threshold: 64 * 1024 * 1024 };
 
 /** Resolve `ref` to one image (choosing a platform in an index). */
-export async function resolveImage(source: RemoteSource, ref: ImageReference, platform: Platform = DEFAULT_PLATFORM, signal?: AbortSignal): Promise<PullResult> {
+export async function resolveImage(
+  source: RemoteSource,
+  ref: ImageReference,
+  platform: Platform = DEFAULT_PLATFORM,
+  signal?: AbortSignal,
+): Promise<PullResult> {
   const resolved = await source.resolve(ref, signal);
   if (resolved.kind === 'image') return { image: resolved };
   return { image: await resolved.image(platform, signal), index: resolved };
 }
 
 export async function pull(source: RemoteSource, ref: ImageReference, options: PullOptions): Promise<PullResult> {
-  const { store, signal } = options;
+  const { signal } = options;
   const emit = options.onProgress ?? (() => undefined);
   emit({ type: 'resolving', reference: ref.canonical });
   const result = await resolveImage(source, ref, options.platform, signal);
   const { image } = result;
   const platform = configPlatformLabel(image.config);
-  emit({ type: 'resolved', reference: image.reference.canonical, digest: image.digest, mediaType: image.mediaType, ...(platform ? { platform } : {}) });
+  emit({
+    type: 'resolved',
+    reference: image.reference.canonical,
+    digest: image.digest,
+    mediaType: image.mediaType,
+    ...(platform ? { platform } : {}),
+  });
   await pullLayers(image, withSender(options, source), emit);
   return result;
 }
@@ -149,7 +160,13 @@ export async function pullIndex(source: RemoteSource, ref: ImageReference, optio
   if (resolved.kind === 'image') {
     const c = resolved.config;
     const platform = configPlatformLabel(c);
-    emit({ type: 'resolved', reference: resolved.reference.canonical, digest: resolved.digest, mediaType: resolved.mediaType, ...(platform ? { platform } : {}) });
+    emit({
+      type: 'resolved',
+      reference: resolved.reference.canonical,
+      digest: resolved.digest,
+      mediaType: resolved.mediaType,
+      ...(platform ? { platform } : {}),
+    });
     await pullLayers(resolved, withSender(options, source), emit);
     return { image: resolved };
   }
@@ -171,17 +188,26 @@ export async function resolveTree(root: ImageIndex, limit: number, signal: Abort
   const walk = async (index: ImageIndex): Promise<void> => {
     const todo = index.manifest.manifests.filter((d) => !seen.has(d.digest) && seen.add(d.digest));
     const got: (Image | ImageIndex)[] = [];
-    await mapLimit(todo.map((d, i) => [d, i] as const), limit, signal, async ([d, i]) => {
-      const child = await index.child(d, signal);
-      // The digest was checked by the client; the descriptor's size must match too (image-spec descriptor.md).
-      if (child.manifestBytes.byteLength !== d.size) {
-        throw new LongshoreError(ErrorCode.SizeMismatch, `The manifest ${d.digest} in ${index.reference.canonical} is ${child.manifestBytes.byteLength} bytes, but the index says ${d.size}.`, {
-          hint: 'The index and the manifest it lists disagree. Nothing was kept.',
-          data: { digest: d.digest, expected: d.size, actual: child.manifestBytes.byteLength },
-        });
-      }
-      got[i] = child;
-    });
+    await mapLimit(
+      todo.map((d, i) => [d, i] as const),
+      limit,
+      signal,
+      async ([d, i]) => {
+        const child = await index.child(d, signal);
+        // The digest was checked by the client; the descriptor's size must match too (image-spec descriptor.md).
+        if (child.manifestBytes.byteLength !== d.size) {
+          throw new LongshoreError(
+            ErrorCode.SizeMismatch,
+            `The manifest ${d.digest} in ${index.reference.canonical} is ${child.manifestBytes.byteLength} bytes, but the index says ${d.size}.`,
+            {
+              hint: 'The index and the manifest it lists disagree. Nothing was kept.',
+              data: { digest: d.digest, expected: d.size, actual: child.manifestBytes.byteLength },
+            },
+          );
+        }
+        got[i] = child;
+      },
+    );
     for (const child of got) {
       if (child.kind === 'image') children.push(child);
       else {
@@ -235,13 +261,27 @@ export function everyLayer(children: Image[]): Image {
 }
 
 /** Which store keys a layer needs, and whether they are all there already. */
-async function layerPlan(layer: Layer, store: BlobStore, uncompressed: boolean, keepCompressed: boolean): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean; hasCompressed: boolean }> {
+async function layerPlan(
+  layer: Layer,
+  store: BlobStore,
+  uncompressed: boolean,
+  keepCompressed: boolean,
+): Promise<LayerPlan & { needCompressed: boolean; needUncompressed: boolean; hasCompressed: boolean }> {
   const d = layer.descriptor;
   const decompressed = uncompressed && layer.diffId !== undefined && layer.diffId !== d.digest;
   const needUncompressed = decompressed && !(await store.has(layer.diffId!));
   const hasCompressed = await store.has(d.digest);
   const needCompressed = (!decompressed || keepCompressed) && !hasCompressed;
-  return { index: layer.index, digest: d.digest, mediaType: d.mediaType, size: d.size, cached: !needCompressed && !needUncompressed, needCompressed, needUncompressed, hasCompressed };
+  return {
+    index: layer.index,
+    digest: d.digest,
+    mediaType: d.mediaType,
+    size: d.size,
+    cached: !needCompressed && !needUncompressed,
+    needCompressed,
+    needUncompressed,
+    hasCompressed,
+  };
 }
 
 /**
@@ -288,12 +328,21 @@ function withSender(options: PullOptions, source: RemoteSource): PullOptions {
 export function storedBlobOpener(store: BlobStore, digest: string, label: string): () => Promise<ReadableStream<Uint8Array>> {
   return async () => {
     const stream = await store.open(digest);
-    if (!stream) throw new LongshoreError(ErrorCode.Store, `The ${label} (${digest}) is no longer in the store.`, { hint: 'It will be fetched from the registry.', retryable: true, data: { digest } });
+    if (!stream)
+      throw new LongshoreError(ErrorCode.Store, `The ${label} (${digest}) is no longer in the store.`, {
+        hint: 'It will be fetched from the registry.',
+        retryable: true,
+        data: { digest },
+      });
     return stream;
   };
 }
 
-export async function pullLayers(image: Image, outer: PullOptions, emit: (e: PullEvent) => void = outer.onProgress ?? (() => undefined)): Promise<void> {
+export async function pullLayers(
+  image: Image,
+  outer: PullOptions,
+  emit: (e: PullEvent) => void = outer.onProgress ?? (() => undefined),
+): Promise<void> {
   // One failed layer stops the others: their partial bytes are discarded by the store contract.
   const stop = new AbortController();
   const onOuterAbort = () => stop.abort();
@@ -307,7 +356,13 @@ export async function pullLayers(image: Image, outer: PullOptions, emit: (e: Pul
   }
 }
 
-async function pullLayersWith(image: Image, options: PullOptions, emit: (e: PullEvent) => void, outerSignal: AbortSignal | undefined, stop: AbortController): Promise<void> {
+async function pullLayersWith(
+  image: Image,
+  options: PullOptions,
+  emit: (e: PullEvent) => void,
+  outerSignal: AbortSignal | undefined,
+  stop: AbortController,
+): Promise<void> {
   const { store, signal } = options;
   const uncompressed = options.uncompressed ?? false;
   const keepCompressed = options.keepCompressed ?? true;
@@ -318,7 +373,14 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
     totalBytes: plans.reduce((n, p) => n + p.size, 0),
   });
   for (const p of plans) {
-    emit({ type: 'layer', index: p.index, digest: p.digest, state: p.cached ? 'cached' : 'waiting', done: p.cached ? p.size : 0, total: p.size });
+    emit({
+      type: 'layer',
+      index: p.index,
+      digest: p.digest,
+      state: p.cached ? 'cached' : 'waiting',
+      done: p.cached ? p.size : 0,
+      total: p.size,
+    });
   }
   const todo = plans.filter((p) => !p.cached);
   await mapLimit(todo, options.concurrency ?? DEFAULT_CONCURRENCY, signal, async (p) => {
@@ -347,7 +409,9 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
         else {
           const from: LayerSource = fromStore
             ? { open: storedBlobOpener(store, job.descriptor.digest, job.label) }
-            : options.sender ? options.sender(image.reference, layer.descriptor, job.label) : { open: (sig) => layer.open(sig) };
+            : options.sender
+              ? options.sender(image.reference, layer.descriptor, job.label)
+              : { open: (sig) => layer.open(sig) };
           await storeLayer(from, job, options, onBytes);
         }
         emit({ type: 'layer', index: p.index, digest: p.digest, state: 'done', done: p.size, total: p.size });
@@ -365,7 +429,13 @@ async function pullLayersWith(image: Image, options: PullOptions, emit: (e: Pull
           // (docker, oci) write it as such, the others refuse when planning (formats/entries.ts).
           const skipped = foreignLayerSkipped(layer.descriptor, `layer ${layer.index + 1}`, e.message);
           emit({ type: 'layer', index: p.index, digest: p.digest, state: 'skipped', done: 0, total: p.size });
-          emit({ type: 'warning', code: skipped.code, message: skipped.message, ...(skipped.hint ? { hint: skipped.hint } : {}), digest: p.digest });
+          emit({
+            type: 'warning',
+            code: skipped.code,
+            message: skipped.message,
+            ...(skipped.hint ? { hint: skipped.hint } : {}),
+            digest: p.digest,
+          });
           return;
         }
         // No retry here: the fetch engine retried (and resumed) already, within its budget.
@@ -403,7 +473,7 @@ export async function storeLayer(
     const sink = store.openPartial ? await store.openPartial(d.digest, d.size, signal) : streamSink((s) => store.put(d.digest, s, signal));
     // Another pull (a tab, a layer worker) may have finished it while this one waited for the
     // partial; a prefix still kept of it is of no use any more.
-    if (store.openPartial && await store.has(d.digest)) {
+    if (store.openPartial && (await store.has(d.digest))) {
       await sink.close(false);
       onBytes(d.size);
       return;
@@ -423,10 +493,18 @@ export async function storeLayer(
 }
 
 /** The blob's bytes decompressed and kept under the job's diff_id once that digest matched. */
-async function decompressInto(stream: ReadableStream<Uint8Array>, job: Pick<LayerJob, 'diffId' | 'label'>, options: Pick<PullOptions, 'store' | 'signal' | 'zstd'>): Promise<number> {
+async function decompressInto(
+  stream: ReadableStream<Uint8Array>,
+  job: Pick<LayerJob, 'diffId' | 'label'>,
+  options: Pick<PullOptions, 'store' | 'signal' | 'zstd'>,
+): Promise<number> {
   const zstd = options.zstd === null ? undefined : (options.zstd ?? zstdDecompressStream);
   const { stream: plain } = await decompress(stream, zstd ? { zstd } : {});
-  return options.store.put(job.diffId!, plain.pipeThrough(verifyingStream({ digest: job.diffId!, label: `uncompressed ${job.label}` })), options.signal);
+  return options.store.put(
+    job.diffId!,
+    plain.pipeThrough(verifyingStream({ digest: job.diffId!, label: `uncompressed ${job.label}` })),
+    options.signal,
+  );
 }
 
 /**
@@ -516,13 +594,25 @@ async function storeStream(
   }
   // One failing branch (say, a diff_id mismatch) stops the copy into the others.
   const stop = new AbortController();
-  const halt = <T>(p: Promise<T>): Promise<T> => p.catch((err: unknown) => {
-    stop.abort(err);
-    throw err;
-  });
+  const halt = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      stop.abort(err);
+      throw err;
+    });
   const branches = needCompressed ? 2 : 1;
-  const pipes = Array.from({ length: branches }, () => new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 4 }, { highWaterMark: 4 }));
-  const tasks: Promise<unknown>[] = [halt(fanOut(counted, pipes.map((p) => p.writable), stop.signal))];
+  const pipes = Array.from(
+    { length: branches },
+    () => new TransformStream<Uint8Array, Uint8Array>(undefined, { highWaterMark: 4 }, { highWaterMark: 4 }),
+  );
+  const tasks: Promise<unknown>[] = [
+    halt(
+      fanOut(
+        counted,
+        pipes.map((p) => p.writable),
+        stop.signal,
+      ),
+    ),
+  ];
   tasks.push(halt(decompressInto(pipes[0]!.readable, job, options)));
   if (needCompressed) tasks.push(halt(store.put(d.digest, pipes[1]!.readable, signal)));
   const settled = await Promise.allSettled(tasks);
@@ -543,7 +633,11 @@ function counter(onBytes: (n: number) => void): TransformStream<Uint8Array, Uint
 }
 
 /** Copy one stream into several writables, moving at the pace of the slowest; `signal` stops it. */
-export async function fanOut(source: ReadableStream<Uint8Array>, targets: WritableStream<Uint8Array>[], signal?: AbortSignal): Promise<void> {
+export async function fanOut(
+  source: ReadableStream<Uint8Array>,
+  targets: WritableStream<Uint8Array>[],
+  signal?: AbortSignal,
+): Promise<void> {
   const writers = targets.map((t) => t.getWriter());
   const reader = source.getReader();
   const stopped = new Promise<never>((_, reject) => {
@@ -568,7 +662,12 @@ export async function fanOut(source: ReadableStream<Uint8Array>, targets: Writab
 }
 
 /** Run `fn` over `items`, at most `limit` at once; the first failure stops new work and aborts the rest. */
-export async function mapLimit<T>(items: readonly T[], limit: number, signal: AbortSignal | undefined, fn: (item: T) => Promise<void>): Promise<void> {
+export async function mapLimit<T>(
+  items: readonly T[],
+  limit: number,
+  signal: AbortSignal | undefined,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failed: unknown;
   const worker = async () => {

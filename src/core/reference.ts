@@ -66,9 +66,7 @@ export interface ImageReference {
 /** Which part of the input an InvalidReferenceError is about; carried in `data.part`. */
 export type ReferencePart = 'input' | 'registry' | 'repository' | 'name' | 'tag' | 'digest';
 
-export type ParseReferenceResult =
-  | { ok: true; ref: ImageReference }
-  | { ok: false; error: InvalidReferenceError };
+export type ParseReferenceResult = { ok: true; ref: ImageReference } | { ok: false; error: InvalidReferenceError };
 
 export function parseReference(input: string): ImageReference {
   const text = checkInput(input);
@@ -76,17 +74,24 @@ export function parseReference(input: string): ImageReference {
   const { rawRegistry, rawRepository } = splitRegistry(name);
 
   const registry = rawRegistry === undefined ? DOCKER_HUB_REGISTRY : normaliseRegistry(rawRegistry, input);
-  checkRepository(rawRepository, input, rawRegistry === undefined, (lower) =>
-    `${rawRegistry === undefined ? '' : `${rawRegistry}/`}${lower}${text.slice(name.length)}`);
-  const repository = registry === DOCKER_HUB_REGISTRY && !rawRepository.includes('/')
-    ? OFFICIAL_REPO_PREFIX + rawRepository
-    : rawRepository;
+  checkRepository(
+    rawRepository,
+    input,
+    rawRegistry === undefined,
+    (lower) => `${rawRegistry === undefined ? '' : `${rawRegistry}/`}${lower}${text.slice(name.length)}`,
+  );
+  const repository =
+    registry === DOCKER_HUB_REGISTRY && !rawRepository.includes('/') ? OFFICIAL_REPO_PREFIX + rawRepository : rawRepository;
 
   const fullName = `${registry}/${repository}`;
   if (fullName.length > NAME_MAX_LENGTH) {
-    throw invalid(input, 'name', fullName,
+    throw invalid(
+      input,
+      'name',
+      fullName,
       `Image name ${quote(fullName)} is ${fullName.length} characters long; the limit is ${NAME_MAX_LENGTH}.`,
-      `Registries accept names (registry/repository) of at most ${NAME_MAX_LENGTH} characters; shorten the repository.`);
+      `Registries accept names (registry/repository) of at most ${NAME_MAX_LENGTH} characters; shorten the repository.`,
+    );
   }
   if (tag !== undefined) checkTag(tag, input);
   if (digest !== undefined) checkDigest(digest, input);
@@ -97,29 +102,54 @@ export function parseReference(input: string): ImageReference {
 /** The input as one trimmed word, refusing what is not a name at all (empty, spaces, a URL, an image ID). */
 function checkInput(input: string): string {
   if (typeof input !== 'string') {
-    throw invalid(String(input), 'input', String(input), `Image reference must be a string, got ${typeof input}.`,
-      'Pass the image name as text, e.g. "alpine:3.20".');
+    throw invalid(
+      String(input),
+      'input',
+      String(input),
+      `Image reference must be a string, got ${typeof input}.`,
+      'Pass the image name as text, e.g. "alpine:3.20".',
+    );
   }
   const text = input.trim();
   if (text === '') {
-    throw invalid(input, 'input', '', 'Image reference is empty.',
-      'Enter an image name such as "alpine", "user/app:v1" or "ghcr.io/owner/repo:tag".');
+    throw invalid(
+      input,
+      'input',
+      '',
+      'Image reference is empty.',
+      'Enter an image name such as "alpine", "user/app:v1" or "ghcr.io/owner/repo:tag".',
+    );
   }
   if (/\s/.test(text)) {
-    throw invalid(input, 'input', text, `Image reference ${quote(text)} contains whitespace.`,
-      'A reference is a single word such as "alpine:3.20"; remove the spaces.');
+    throw invalid(
+      input,
+      'input',
+      text,
+      `Image reference ${quote(text)} contains whitespace.`,
+      'A reference is a single word such as "alpine:3.20"; remove the spaces.',
+    );
   }
   const schemeEnd = text.indexOf('://');
   if (schemeEnd !== -1) {
     const scheme = text.slice(0, schemeEnd + 3);
-    throw invalid(input, 'input', scheme, `Image reference ${quote(text)} starts with the URL scheme ${quote(scheme)}.`,
-      `Image references have no scheme: drop ${quote(scheme)} and use ${quote(text.slice(schemeEnd + 3))}.`);
+    throw invalid(
+      input,
+      'input',
+      scheme,
+      `Image reference ${quote(text)} starts with the URL scheme ${quote(scheme)}.`,
+      `Image references have no scheme: drop ${quote(scheme)} and use ${quote(text.slice(schemeEnd + 3))}.`,
+    );
   }
   // distribution's ParseNormalizedNamed refuses these too: 64 hex characters are what
   // `docker images` shows as an image ID, which names an image on one machine, not in a registry.
   if (IMAGE_ID.test(text)) {
-    throw invalid(input, 'input', text, `${quote(text)} is a 64-character hex string, which is an image ID, not an image name.`,
-      'An image ID names an image on one machine; a registry needs its name, e.g. "alpine:3.20", or name@sha256:<digest> to pin its content.');
+    throw invalid(
+      input,
+      'input',
+      text,
+      `${quote(text)} is a 64-character hex string, which is an image ID, not an image name.`,
+      'An image ID names an image on one machine; a registry needs its name, e.g. "alpine:3.20", or name@sha256:<digest> to pin its content.',
+    );
   }
   return text;
 }
@@ -131,19 +161,34 @@ function splitSuffixes(text: string, input: string): { name: string; tag: string
   const at = name.indexOf('@');
   if (at !== -1) {
     if (name.indexOf('@', at + 1) !== -1) {
-      throw invalid(input, 'digest', name.slice(at), `Image reference ${quote(text)} contains more than one "@".`,
-        'Use at most one digest: name[:tag]@sha256:<64 hex characters>.');
+      throw invalid(
+        input,
+        'digest',
+        name.slice(at),
+        `Image reference ${quote(text)} contains more than one "@".`,
+        'Use at most one digest: name[:tag]@sha256:<64 hex characters>.',
+      );
     }
     digest = name.slice(at + 1);
     name = name.slice(0, at);
     if (digest === '') {
-      throw invalid(input, 'digest', '', `The digest after "@" is empty in ${quote(text)}.`,
-        'Add a digest such as "@sha256:<64 hex characters>", or remove the trailing "@".');
+      throw invalid(
+        input,
+        'digest',
+        '',
+        `The digest after "@" is empty in ${quote(text)}.`,
+        'Add a digest such as "@sha256:<64 hex characters>", or remove the trailing "@".',
+      );
     }
   }
   if (name.startsWith('[') && !name.includes('/')) {
-    throw invalid(input, 'repository', name, `${quote(name)} is a registry address without a repository.`,
-      `Add the repository after a "/", e.g. ${quote(`${name}/name:tag`)}.`);
+    throw invalid(
+      input,
+      'repository',
+      name,
+      `${quote(name)} is a registry address without a repository.`,
+      `Add the repository after a "/", e.g. ${quote(`${name}/name:tag`)}.`,
+    );
   }
   let tag: string | undefined;
   const colon = name.lastIndexOf(':');
@@ -151,13 +196,23 @@ function splitSuffixes(text: string, input: string): { name: string; tag: string
     tag = name.slice(colon + 1);
     name = name.slice(0, colon);
     if (tag === '') {
-      throw invalid(input, 'tag', '', `The tag after ":" is empty in ${quote(text)}.`,
-        `Add a tag such as ${quote(`${name}:latest`)}, or remove the trailing ":".`);
+      throw invalid(
+        input,
+        'tag',
+        '',
+        `The tag after ":" is empty in ${quote(text)}.`,
+        `Add a tag such as ${quote(`${name}:latest`)}, or remove the trailing ":".`,
+      );
     }
   }
   if (name === '') {
-    throw invalid(input, 'repository', '', `Image reference ${quote(text)} has no repository name.`,
-      'Put the image name first, e.g. "alpine:3.20" or "ghcr.io/owner/repo@sha256:…".');
+    throw invalid(
+      input,
+      'repository',
+      '',
+      `Image reference ${quote(text)} has no repository name.`,
+      'Put the image name first, e.g. "alpine:3.20" or "ghcr.io/owner/repo@sha256:…".',
+    );
   }
   return { name, tag, digest };
 }
@@ -271,8 +326,13 @@ function normaliseRegistry(raw: string, input: string): string {
     const body = close === -1 ? '' : lower.slice(1, close);
     const after = close === -1 ? '' : lower.slice(close + 1);
     if (close === -1 || !IPV6_BODY.test(body) || !body.includes(':') || (after !== '' && !after.startsWith(':'))) {
-      throw invalid(input, 'registry', raw, `Registry ${quote(raw)} is not a valid bracketed IPv6 address.`,
-        'Write IPv6 registries as "[address]" or "[address]:port", e.g. "[::1]:5000/name".');
+      throw invalid(
+        input,
+        'registry',
+        raw,
+        `Registry ${quote(raw)} is not a valid bracketed IPv6 address.`,
+        'Write IPv6 registries as "[address]" or "[address]:port", e.g. "[::1]:5000/name".',
+      );
     }
     host = lower.slice(0, close + 1);
     port = after === '' ? undefined : after.slice(1);
@@ -281,13 +341,23 @@ function normaliseRegistry(raw: string, input: string): string {
     host = colon === -1 ? lower : lower.slice(0, colon);
     port = colon === -1 ? undefined : lower.slice(colon + 1);
     if (host === '' || !host.split('.').every((c) => DOMAIN_COMPONENT.test(c))) {
-      throw invalid(input, 'registry', raw, `Registry ${quote(raw)} is not a valid host name.`,
-        'A registry is host[:port] made of letters, digits, "-" and ".", e.g. "ghcr.io" or "localhost:5000".');
+      throw invalid(
+        input,
+        'registry',
+        raw,
+        `Registry ${quote(raw)} is not a valid host name.`,
+        'A registry is host[:port] made of letters, digits, "-" and ".", e.g. "ghcr.io" or "localhost:5000".',
+      );
     }
   }
   if (port !== undefined && !isPort(port)) {
-    throw invalid(input, 'registry', raw, `Registry ${quote(raw)} has an invalid port ${quote(port)}.`,
-      'A port is a number from 1 to 65535, e.g. "localhost:5000".');
+    throw invalid(
+      input,
+      'registry',
+      raw,
+      `Registry ${quote(raw)} has an invalid port ${quote(port)}.`,
+      'A port is a number from 1 to 65535, e.g. "localhost:5000".',
+    );
   }
   const registry = port === undefined ? host : `${host}:${port}`;
   return registry === LEGACY_DOCKER_HUB_REGISTRY ? DOCKER_HUB_REGISTRY : registry;
@@ -295,19 +365,34 @@ function normaliseRegistry(raw: string, input: string): string {
 
 function checkRepository(raw: string, input: string, onDockerHub: boolean, suggest: (lowercased: string) => string): void {
   if (raw === '') {
-    throw invalid(input, 'repository', '', `Image reference ${quote(input.trim())} has no repository after the registry.`,
-      'Add the repository after the "/", e.g. "ghcr.io/owner/repo".');
+    throw invalid(
+      input,
+      'repository',
+      '',
+      `Image reference ${quote(input.trim())} has no repository after the registry.`,
+      'Add the repository after the "/", e.g. "ghcr.io/owner/repo".',
+    );
   }
   const lower = raw.toLowerCase();
   for (const component of lower.split('/')) {
     if (component === '') {
-      throw invalid(input, 'repository', raw, `Repository ${quote(raw)} has an empty path component.`,
-        'Remove the leading, trailing or doubled "/".');
+      throw invalid(
+        input,
+        'repository',
+        raw,
+        `Repository ${quote(raw)} has an empty path component.`,
+        'Remove the leading, trailing or doubled "/".',
+      );
     }
     if (!PATH_COMPONENT.test(component)) {
       const problem = componentProblem(component);
-      throw invalid(input, 'repository', raw, `Repository ${quote(raw)} has an invalid path component ${quote(component)}: ${problem}.`,
-        'Each "/"-separated part is lowercase letters and digits, joined by one ".", one or two "_", or any number of "-".');
+      throw invalid(
+        input,
+        'repository',
+        raw,
+        `Repository ${quote(raw)} has an invalid path component ${quote(component)}: ${problem}.`,
+        'Each "/"-separated part is lowercase letters and digits, joined by one ".", one or two "_", or any number of "-".',
+      );
     }
   }
   if (lower !== raw) {
@@ -315,12 +400,21 @@ function checkRepository(raw: string, input: string, onDockerHub: boolean, sugge
     // distribution reads "MYHOST/app" as registry MYHOST; we do not guess (it would send the
     // pull to a host nobody named as one), but say how to name a single-label host.
     if (onDockerHub && first !== '' && first !== first.toLowerCase()) {
-      throw invalid(input, 'repository', raw,
+      throw invalid(
+        input,
+        'repository',
+        raw,
         `Repository ${quote(raw)} contains uppercase letters; repository names must be lowercase, and ${quote(first)} is not read as a registry: a registry needs a "." or ":" in its name, or is "localhost".`,
-        `If ${quote(first)} is a registry, add its port (${quote(`${first.toLowerCase()}:443/${raw.slice(first.length + 1).toLowerCase()}`)}) or its full domain name; otherwise use lowercase: ${quote(suggest(lower))}.`);
+        `If ${quote(first)} is a registry, add its port (${quote(`${first.toLowerCase()}:443/${raw.slice(first.length + 1).toLowerCase()}`)}) or its full domain name; otherwise use lowercase: ${quote(suggest(lower))}.`,
+      );
     }
-    throw invalid(input, 'repository', raw, `Repository ${quote(raw)} contains uppercase letters; repository names must be lowercase.`,
-      `Use lowercase: ${quote(suggest(lower))}.`);
+    throw invalid(
+      input,
+      'repository',
+      raw,
+      `Repository ${quote(raw)} contains uppercase letters; repository names must be lowercase.`,
+      `Use lowercase: ${quote(suggest(lower))}.`,
+    );
   }
 }
 
@@ -337,14 +431,24 @@ function checkTag(tag: string, input: string): void {
     throw invalid(String(input), 'tag', String(tag), 'Tag is empty.', 'Give a tag such as "latest" or "3.20".');
   }
   if (tag.length > TAG_MAX_LENGTH) {
-    throw invalid(input, 'tag', tag, `Tag ${quote(tag)} is ${tag.length} characters long; the limit is ${TAG_MAX_LENGTH}.`,
-      `Shorten the tag to at most ${TAG_MAX_LENGTH} characters.`);
+    throw invalid(
+      input,
+      'tag',
+      tag,
+      `Tag ${quote(tag)} is ${tag.length} characters long; the limit is ${TAG_MAX_LENGTH}.`,
+      `Shorten the tag to at most ${TAG_MAX_LENGTH} characters.`,
+    );
   }
   if (!TAG.test(tag)) {
     const bad = /[^\w.-]/.exec(tag);
     const problem = bad ? `contains ${quote(bad[0])}` : 'must start with a letter, digit or "_"';
-    throw invalid(input, 'tag', tag, `Tag ${quote(tag)} ${problem}.`,
-      'Tags use letters, digits, "_", "." and "-", and start with a letter, digit or "_".');
+    throw invalid(
+      input,
+      'tag',
+      tag,
+      `Tag ${quote(tag)} ${problem}.`,
+      'Tags use letters, digits, "_", "." and "-", and start with a letter, digit or "_".',
+    );
   }
 }
 
@@ -360,21 +464,41 @@ function checkDigest(digest: string, input: string): void {
   const algorithm = digest.slice(0, colon);
   const hex = digest.slice(colon + 1);
   if (algorithm !== 'sha256') {
-    throw invalid(input, 'digest', digest, `Digest algorithm ${quote(algorithm)} is not supported; only sha256 is supported.`,
-      algorithm.toLowerCase() === 'sha256' ? 'Write the algorithm in lowercase: "sha256:".' : hintShape);
+    throw invalid(
+      input,
+      'digest',
+      digest,
+      `Digest algorithm ${quote(algorithm)} is not supported; only sha256 is supported.`,
+      algorithm.toLowerCase() === 'sha256' ? 'Write the algorithm in lowercase: "sha256:".' : hintShape,
+    );
   }
   const bad = /[^0-9a-fA-F]/.exec(hex);
   if (bad) {
-    throw invalid(input, 'digest', digest, `Digest ${quote(digest)} contains ${quote(bad[0])}, which is not a hex character.`,
-      bad[0] === ':' ? `${hintShape} A tag goes before the "@": name:tag@sha256:…` : hintShape);
+    throw invalid(
+      input,
+      'digest',
+      digest,
+      `Digest ${quote(digest)} contains ${quote(bad[0])}, which is not a hex character.`,
+      bad[0] === ':' ? `${hintShape} A tag goes before the "@": name:tag@sha256:…` : hintShape,
+    );
   }
   if (hex.length !== 64) {
-    throw invalid(input, 'digest', digest, `Digest ${quote(digest)} has ${hex.length} hex characters; sha256 needs exactly 64.`,
-      'Copy the whole digest; a sha256 digest has 64 hex characters after "sha256:".');
+    throw invalid(
+      input,
+      'digest',
+      digest,
+      `Digest ${quote(digest)} has ${hex.length} hex characters; sha256 needs exactly 64.`,
+      'Copy the whole digest; a sha256 digest has 64 hex characters after "sha256:".',
+    );
   }
   if (hex !== hex.toLowerCase()) {
-    throw invalid(input, 'digest', digest, `Digest ${quote(digest)} uses uppercase hex; digests must be lowercase.`,
-      `Use ${quote(SHA256_PREFIX + hex.toLowerCase())}.`);
+    throw invalid(
+      input,
+      'digest',
+      digest,
+      `Digest ${quote(digest)} uses uppercase hex; digests must be lowercase.`,
+      `Use ${quote(SHA256_PREFIX + hex.toLowerCase())}.`,
+    );
   }
 }
 

@@ -185,12 +185,14 @@ const KEY_PARSERS: { [K in keyof ProxyConfig]: (raw: unknown, problem: Problem) 
   registries: parseRegistries,
   mirrors: (raw, problem) => parseMirrors(raw, problem).mirrors,
   authorizedMirrors: (raw, problem) => {
-    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string')) return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
+    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string'))
+      return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
     problem(`authorizedMirrors must be an array of mirror keys like ["docker.io"], got ${show(raw)}`);
     return [];
   },
   mirrorsWithoutFallback: (raw, problem) => {
-    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string')) return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
+    if (Array.isArray(raw) && raw.every((key) => typeof key === 'string'))
+      return raw.map((key: string) => normaliseHost(key, 'https') ?? key);
     problem(`mirrorsWithoutFallback must be an array of mirror keys like ["docker.io"], got ${show(raw)}`);
     return [];
   },
@@ -212,7 +214,15 @@ const KEY_PARSERS: { [K in keyof ProxyConfig]: (raw: unknown, problem: Problem) 
 };
 
 /** Keys a config written before they existed may leave out. */
-const OPTIONAL_KEYS: ReadonlySet<string> = new Set(['authorizedMirrors', 'mirrorsWithoutFallback', 'foreignLayerHosts', 'allowedOrigins', 'trustForwardedFor', 'timeouts', 'limits']);
+const OPTIONAL_KEYS: ReadonlySet<string> = new Set([
+  'authorizedMirrors',
+  'mirrorsWithoutFallback',
+  'foreignLayerHosts',
+  'allowedOrigins',
+  'trustForwardedFor',
+  'timeouts',
+  'limits',
+]);
 const KNOWN_KEYS = Object.keys(KEY_PARSERS);
 
 /**
@@ -348,7 +358,8 @@ function parseForeignLayerHosts(raw: unknown, problem: Problem): string[] {
   }
   raw.forEach((item: unknown, i) => {
     const prefix = typeof item === 'string' ? normaliseForeignPrefix(item) : undefined;
-    if (!prefix) problem(`foreignLayerHosts[${i}] must be an http(s) URL prefix like "https://mcr.microsoft.com/" or a host name, got ${show(item)}`);
+    if (!prefix)
+      problem(`foreignLayerHosts[${i}] must be an http(s) URL prefix like "https://mcr.microsoft.com/" or a host name, got ${show(item)}`);
     else if (!out.includes(prefix)) out.push(prefix);
   });
   return out;
@@ -392,7 +403,8 @@ function parseAllowedOrigins(raw: unknown, problem: Problem): string[] {
   }
   raw.forEach((item: unknown, i) => {
     const origin = item === '*' ? '*' : typeof item === 'string' ? parseOrigin(item) : undefined;
-    if (!origin) problem(`allowedOrigins[${i}] must be "*" or an http(s) origin with no path, like "https://app.example", got ${show(item)}`);
+    if (!origin)
+      problem(`allowedOrigins[${i}] must be "*" or an http(s) origin with no path, like "https://app.example", got ${show(item)}`);
     else if (!origins.includes(origin)) origins.push(origin);
   });
   return origins;
@@ -511,7 +523,9 @@ function parseRegistryEntry(entry: unknown, problem: (msg: string) => void): Reg
   }
   const rawHost = entry['host'];
   if (typeof rawHost === 'string' && /^[a-z]+:\/\//i.test(rawHost)) {
-    problem(`host ${show(rawHost)} must not include a scheme; write {"host": "${rawHost.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '')}", "scheme": "${rawHost.split(':')[0]!.toLowerCase()}"}`);
+    problem(
+      `host ${show(rawHost)} must not include a scheme; write {"host": "${rawHost.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '')}", "scheme": "${rawHost.split(':')[0]!.toLowerCase()}"}`,
+    );
     return undefined;
   }
   const host = typeof rawHost === 'string' ? normaliseHost(rawHost, scheme) : undefined;
@@ -564,7 +578,10 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): R
   if (registries) {
     // Added to the configured list (a host already listed gets the scheme given here).
     const list = Array.isArray(out['registries']) ? [...(out['registries'] as unknown[])] : [];
-    for (const item of registries.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const item of registries
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const parsed = parseRegistryUrl(item);
       if (!parsed) problems.push(`LONGSHORE_REGISTRIES: ${show(item)} must be "https://host[:port]" or "http://host[:port]"`);
       else list.push(parsed);
@@ -575,7 +592,10 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): R
   const mirrors = env['LONGSHORE_MIRRORS'];
   if (mirrors) {
     const map = isObject(out['mirrors']) ? { ...out['mirrors'] } : {};
-    for (const item of mirrors.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const item of mirrors
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const eq = item.indexOf('=');
       if (eq <= 0) {
         problems.push(`LONGSHORE_MIRRORS: ${show(item)} must be "registry=http(s)://mirror[:port]"`);
@@ -598,7 +618,13 @@ function applyEnv(raw: Record<string, unknown>, env: Env, problems: string[]): R
   if (origins) {
     // Added to the configured list.
     const list = Array.isArray(out['allowedOrigins']) ? [...(out['allowedOrigins'] as unknown[])] : [];
-    out['allowedOrigins'] = [...list, ...origins.split(',').map((s) => s.trim()).filter(Boolean)];
+    out['allowedOrigins'] = [
+      ...list,
+      ...origins
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ];
   }
 
   const trust = env['LONGSHORE_TRUST_FORWARDED_FOR'];

@@ -23,13 +23,7 @@ import {
   type Forward,
 } from './policy.ts';
 import { webRelay, type Relay } from './relay.ts';
-import {
-  PROXY_BAD_UPSTREAM,
-  PROXY_UNREACHABLE,
-  UpstreamError,
-  classifyFailure,
-  failureResponse,
-} from './upstream-error.ts';
+import { PROXY_BAD_UPSTREAM, PROXY_UNREACHABLE, UpstreamError, classifyFailure, failureResponse } from './upstream-error.ts';
 
 export { PROXY_DENIED, PROXY_LOOP, PROXY_UNREACHABLE, PROXY_BAD_UPSTREAM };
 export { PROXY_BUSY, PROXY_TIMEOUT } from './upstream-error.ts';
@@ -227,7 +221,9 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
     const wait = limits.take(x.client);
     if (wait !== undefined) {
       x.kind = 'refused';
-      return refuse(x, 429, PROXY_RATE_LIMITED, `too many requests from ${x.client}; retry after ${wait} s`, 'rate-limited', { 'retry-after': String(wait) });
+      return refuse(x, 429, PROXY_RATE_LIMITED, `too many requests from ${x.client}; retry after ${wait} s`, 'rate-limited', {
+        'retry-after': String(wait),
+      });
     }
     const decision = decide(
       { method: x.request.method, path: x.url.pathname, query: x.url.search, headers: x.request.headers, self: x.self },
@@ -287,7 +283,12 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
   };
 
   /** One upstream exchange, following redirects: the response, or why there is none. */
-  const send = async (x: Exchange, start: URL, base: Headers, forwardAuthorization: boolean): Promise<{ upstream: Response; redirected: boolean } | Failure> => {
+  const send = async (
+    x: Exchange,
+    start: URL,
+    base: Headers,
+    forwardAuthorization: boolean,
+  ): Promise<{ upstream: Response; redirected: boolean } | Failure> => {
     const headers = new Headers(base);
     if (!forwardAuthorization) headers.delete('authorization');
     // Runtimes whose fetch has no phase timeouts (workerd) get one bound for connect + headers.
@@ -306,7 +307,12 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
         const request = (signal: AbortSignal) => fetchUpstream(target, { method: x.request.method, headers, redirect: 'manual', signal });
         upstream = await (deps.fetchBounded ? request(x.request.signal) : withBound(bound, x.request.signal, request, target.host));
       } catch (err) {
-        if (x.request.signal.aborted) return new Failure('the client went away', () => finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone'), 'client-gone');
+        if (x.request.signal.aborted)
+          return new Failure(
+            'the client went away',
+            () => finish(x, refusal(499, PROXY_UNREACHABLE, 'the client went away', null), 'client-gone'),
+            'client-gone',
+          );
         const failure = classifyFailure(err, target.host);
         const { status, code } = failureResponse(failure.kind);
         return fail(status, code, failure.message, failure.kind, failure.kind === 'pool-busy' ? { 'retry-after': '1' } : undefined);
@@ -402,7 +408,13 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       return await respond(x, admitted, forwarded.upstream, forwarded.redirected);
     } catch (err) {
       // A bug, not an upstream's doing: answer anyway, and say what broke.
-      return refuse(x, 500, PROXY_INTERNAL, `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`, 'internal');
+      return refuse(
+        x,
+        500,
+        PROXY_INTERNAL,
+        `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`,
+        'internal',
+      );
     }
   };
 }
@@ -416,7 +428,10 @@ function unusable(upstream: Response, host: string): UpstreamError | undefined {
   const encoding = upstream.headers.get('content-encoding');
   if (encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
     // Decoding would change the bytes digests cover, and one small gzip body can expand to GiBs.
-    return new UpstreamError('encoding', `upstream ${host} sent Content-Encoding: ${encoding.slice(0, 40)} although the proxy asked for identity; the proxy does not decode`);
+    return new UpstreamError(
+      'encoding',
+      `upstream ${host} sent Content-Encoding: ${encoding.slice(0, 40)} although the proxy asked for identity; the proxy does not decode`,
+    );
   }
   return undefined;
 }
@@ -517,7 +532,10 @@ function cors(headers: Headers, origin: string | null): void {
   headers.append('vary', 'Origin');
   if (origin === null) return;
   headers.set('access-control-allow-origin', origin);
-  headers.set('access-control-expose-headers', [...RELAYED_RESPONSE_HEADERS, CHALLENGE_HEADER, SERVED_BY_HEADER, MIRROR_HEADER, MIRROR_FALLBACK_HEADER].join(', '));
+  headers.set(
+    'access-control-expose-headers',
+    [...RELAYED_RESPONSE_HEADERS, CHALLENGE_HEADER, SERVED_BY_HEADER, MIRROR_HEADER, MIRROR_FALLBACK_HEADER].join(', '),
+  );
 }
 
 function secure(headers: Headers): void {
@@ -557,8 +575,9 @@ function cachedLookupCheck(lookup: (hostname: string) => Promise<readonly string
       const addresses = await lookup(hostname);
       const bad = addresses.find((a) => classifyAddress(a));
       if (bad) {
-        refused = `resolves to ${bad}, a ${classifyAddress(bad)} address; the proxy reaches loopback/private hosts only `
-          + 'when it listens on loopback itself (allowLoopback: "auto") or when allowLoopback is true';
+        refused =
+          `resolves to ${bad}, a ${classifyAddress(bad)} address; the proxy reaches loopback/private hosts only ` +
+          'when it listens on loopback itself (allowLoopback: "auto") or when allowLoopback is true';
       }
     } catch {
       return undefined; // let the fetch report that the name does not resolve

@@ -97,7 +97,14 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
    * reused fails with a reset before any response; GET and HEAD are idempotent, so that one case
    * is retried once on a fresh socket (as undici does).
    */
-  function send(url: URL, method: string, headers: Record<string, string>, signal: AbortSignal | undefined, release: () => void, mayRetry: boolean): Promise<Response> {
+  function send(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    release: () => void,
+    mayRetry: boolean,
+  ): Promise<Response> {
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<Response>((resolve, reject) => {
       let settled = false;
@@ -108,7 +115,10 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
         req.destroy(err);
         reject(err);
       };
-      const headersTimer = setTimeout(() => fail(new UpstreamError('headers-timeout', `upstream ${url.host} sent no response headers within ${timeouts.headersMs} ms`)), timeouts.headersMs);
+      const headersTimer = setTimeout(
+        () => fail(new UpstreamError('headers-timeout', `upstream ${url.host} sent no response headers within ${timeouts.headersMs} ms`)),
+        timeouts.headersMs,
+      );
       try {
         req = request(url, { method, headers, agent: agents[url.protocol as 'http:' | 'https:'], ...(signal ? { signal } : {}) }, (res) => {
           clearTimeout(headersTimer);
@@ -133,7 +143,10 @@ export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
       }
       req.on('socket', (socket: Socket) => {
         if (!socket.connecting) return;
-        const connectTimer = setTimeout(() => fail(new UpstreamError('connect-timeout', `upstream ${url.host} accepted no connection within ${timeouts.connectMs} ms`)), timeouts.connectMs);
+        const connectTimer = setTimeout(
+          () => fail(new UpstreamError('connect-timeout', `upstream ${url.host} accepted no connection within ${timeouts.connectMs} ms`)),
+          timeouts.connectMs,
+        );
         socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer));
         socket.once('close', () => clearTimeout(connectTimer));
       });
@@ -192,28 +205,31 @@ function toResponse(res: IncomingMessage, url: URL, method: string, idleMs: numb
   }
   // Converted to a web stream only if someone reads it; otherwise node-http.ts pipes `res`.
   let web: ReadableStream<Uint8Array> | undefined;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      web ??= Readable.toWeb(res) as ReadableStream<Uint8Array>;
-      const reader = web.getReader();
-      try {
-        const r = await reader.read();
-        if (r.done) controller.close();
-        else {
-          state.bytes += r.value.byteLength;
-          controller.enqueue(r.value);
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        web ??= Readable.toWeb(res) as ReadableStream<Uint8Array>;
+        const reader = web.getReader();
+        try {
+          const r = await reader.read();
+          if (r.done) controller.close();
+          else {
+            state.bytes += r.value.byteLength;
+            controller.enqueue(r.value);
+          }
+        } catch (err) {
+          controller.error(err);
+        } finally {
+          reader.releaseLock();
         }
-      } catch (err) {
-        controller.error(err);
-      } finally {
-        reader.releaseLock();
-      }
+      },
+      cancel() {
+        markFailure(res, 'client-gone');
+        res.destroy();
+      },
     },
-    cancel() {
-      markFailure(res, 'client-gone');
-      res.destroy();
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   sources.set(body, res);
   return new Response(body, { status, headers: out });
 }
@@ -227,7 +243,10 @@ class OriginPool {
   readonly #active = new Map<string, number>();
   readonly #waiting = new Map<string, Array<() => void>>();
 
-  constructor(private readonly size: number, private readonly waitMs: number) {}
+  constructor(
+    private readonly size: number,
+    private readonly waitMs: number,
+  ) {}
 
   async acquire(origin: string, signal: AbortSignal | undefined): Promise<() => void> {
     if (this.size === 0) return () => undefined;
@@ -264,7 +283,9 @@ class OriginPool {
       };
       const timer = setTimeout(() => {
         leave();
-        reject(new UpstreamError('pool-busy', `all ${this.size} connections to ${origin} are busy; none came free within ${this.waitMs} ms`));
+        reject(
+          new UpstreamError('pool-busy', `all ${this.size} connections to ${origin} are busy; none came free within ${this.waitMs} ms`),
+        );
       }, this.waitMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       queue.push(go);

@@ -106,7 +106,11 @@ export function clientOf(req: IncomingMessage, trustForwardedFor = false): strin
     const header = req.headers['x-forwarded-for'];
     const value = Array.isArray(header) ? header.join(',') : header;
     // nginx's $proxy_add_x_forwarded_for appends the peer it saw: the last hop is the one to trust.
-    const last = value?.split(',').map((s) => s.trim()).filter(Boolean).at(-1);
+    const last = value
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .at(-1);
     if (last) return last.slice(0, 64);
   }
   return req.socket.remoteAddress ?? 'unknown';
@@ -121,7 +125,10 @@ export function nodeMiddleware(handler: ProxyHandler, options: MiddlewareOptions
     } catch {
       // `new Request` rejects some methods (CONNECT, TRACE); under the proxy path that is a 405.
       if (isProxyPath(req.url)) {
-        void sendFetchResponse(res, refusal(405, PROXY_DENIED, `method ${req.method} is not allowed through the proxy (only GET and HEAD)`, null));
+        void sendFetchResponse(
+          res,
+          refusal(405, PROXY_DENIED, `method ${req.method} is not allowed through the proxy (only GET and HEAD)`, null),
+        );
       } else {
         next();
       }
@@ -131,7 +138,11 @@ export function nodeMiddleware(handler: ProxyHandler, options: MiddlewareOptions
       .then((response) => (response ? sendFetchResponse(res, response) : next()))
       .catch((err: unknown) => {
         if (res.headersSent) res.destroy();
-        else if (isProxyPath(req.url)) void sendFetchResponse(res, refusal(500, PROXY_INTERNAL, `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`, null)).catch(() => res.destroy());
+        else if (isProxyPath(req.url))
+          void sendFetchResponse(
+            res,
+            refusal(500, PROXY_INTERNAL, `the proxy failed on this request: ${err instanceof Error ? err.message : String(err)}`, null),
+          ).catch(() => res.destroy());
         else next(err);
       });
   };

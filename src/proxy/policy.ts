@@ -4,14 +4,7 @@
 // destination are checked: a path must be a distribution API path (distribution-spec
 // "Endpoints") or a token realm, and the upstream host must not be loopback/private unless the
 // config allows it.
-import {
-  DOCKER_HUB_ALIASES,
-  DOCKER_HUB_API_HOST,
-  PROXY_PATH,
-  loopbackAllowed,
-  normaliseRealm,
-  type ProxyConfig,
-} from './config.ts';
+import { DOCKER_HUB_ALIASES, DOCKER_HUB_API_HOST, PROXY_PATH, loopbackAllowed, normaliseRealm, type ProxyConfig } from './config.ts';
 import { classifyHost, isLoopbackHost } from './destination.ts';
 
 export interface ProxyRequest {
@@ -88,7 +81,8 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   const method = request.method.toUpperCase();
   if (method === 'OPTIONS') {
     const wanted = header(request.headers, 'access-control-request-method');
-    if (wanted === undefined || (ALLOWED_METHODS as readonly string[]).includes(wanted.toUpperCase())) return { allow: true, kind: 'preflight' };
+    if (wanted === undefined || (ALLOWED_METHODS as readonly string[]).includes(wanted.toUpperCase()))
+      return { allow: true, kind: 'preflight' };
     return deny(405, `method ${wanted} is not allowed through the proxy (only GET and HEAD)`);
   }
   if (!(ALLOWED_METHODS as readonly string[]).includes(method)) {
@@ -96,7 +90,11 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
   }
 
   if (carriesOurVia(header(request.headers, 'via'))) {
-    return deny(508, `the request already went through this proxy (Via: ${VIA_PSEUDONYM}); a registry or redirect points back at it`, PROXY_LOOP);
+    return deny(
+      508,
+      `the request already went through this proxy (Via: ${VIA_PSEUDONYM}); a registry or redirect points back at it`,
+      PROXY_LOOP,
+    );
   }
 
   const prefix = `${PROXY_PATH}/`;
@@ -129,7 +127,10 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
     }
   }
   if (!origin) {
-    return deny(403, `${authority} is not a configured registry, mirror or token realm (nor under foreignLayerHosts)${path !== '/' ? ` (path ${path})` : ''}`);
+    return deny(
+      403,
+      `${authority} is not a configured registry, mirror or token realm (nor under foreignLayerHosts)${path !== '/' ? ` (path ${path})` : ''}`,
+    );
   }
   const apiPath = distributionPath(path);
   if (typeof apiPath !== 'string') return deny(404, `${path} on ${authority} is not a distribution API path: ${apiPath.reason}`);
@@ -153,7 +154,12 @@ export function decide(request: ProxyRequest, config: ProxyConfig, learned: Read
  * `foreignLayerHosts` prefix (whose scheme it takes); undefined otherwise. Dot segments are
  * refused, so a prefix cannot be left by `..`.
  */
-export function foreignLayerUrl(authority: string, path: string, query: string, config: Pick<ProxyConfig, 'foreignLayerHosts'>): URL | undefined {
+export function foreignLayerUrl(
+  authority: string,
+  path: string,
+  query: string,
+  config: Pick<ProxyConfig, 'foreignLayerHosts'>,
+): URL | undefined {
   if (/(^|\/)\.\.?(\/|$)/.test(path) || /%2e/i.test(path)) return undefined;
   for (const prefix of config.foreignLayerHosts) {
     const base = new URL(prefix);
@@ -181,7 +187,8 @@ export function decideRedirect(from: URL, location: string, config: ProxyConfig,
   }
   if (target.username || target.password) return deny(502, `${from.host} redirected to a URL with credentials in it`);
   target.hash = '';
-  if (self.includes(authorityOf(target))) return deny(508, `${from.host} redirected to ${target.host}, which is this proxy itself`, PROXY_LOOP);
+  if (self.includes(authorityOf(target)))
+    return deny(508, `${from.host} redirected to ${target.host}, which is this proxy itself`, PROXY_LOOP);
   const refused = destinationRefusal(target.hostname, config);
   if (refused) return deny(502, `${from.host} redirected to ${target.host}, which ${refused}`);
   // Authorization stays with the origin that was addressed (the handler drops it on a change).
@@ -277,8 +284,10 @@ export function learnableRealm(wwwAuthenticate: string | null | undefined, confi
 export function destinationRefusal(hostname: string, config: Pick<ProxyConfig, 'allowLoopback' | 'listen'>): string | undefined {
   const kind = classifyHost(hostname);
   if (!kind || loopbackAllowed(config)) return undefined;
-  return `is a ${kind} address; the proxy reaches loopback/private hosts only when it listens on loopback itself `
-    + '(allowLoopback: "auto") or when allowLoopback is true';
+  return (
+    `is a ${kind} address; the proxy reaches loopback/private hosts only when it listens on loopback itself ` +
+    '(allowLoopback: "auto") or when allowLoopback is true'
+  );
 }
 
 /**
@@ -291,7 +300,10 @@ export function distributionPath(path: string): string | { reason: string } {
   if (!path.startsWith('/v2/')) return { reason: 'registry paths start with /v2/' };
   let parts: string[];
   try {
-    parts = path.slice('/v2/'.length).split('/').map((p) => decodeURIComponent(p));
+    parts = path
+      .slice('/v2/'.length)
+      .split('/')
+      .map((p) => decodeURIComponent(p));
   } catch {
     return { reason: 'bad percent-encoding' };
   }
@@ -332,7 +344,8 @@ export function registryOrigin(authority: string, config: ProxyConfig, implicitL
   if (hub) return `${hub.scheme}://${DOCKER_HUB_API_HOST}`;
   // A registry on this machine (`localhost:5000/x`, as with `docker run registry`) needs no
   // config while the proxy itself listens on loopback; like Docker, it is spoken to over http.
-  if (implicitLoopback && loopbackAllowed(config) && config.allowLoopback === 'auto' && isLoopbackHost(hostnameOf(authority))) return `http://${authority}`;
+  if (implicitLoopback && loopbackAllowed(config) && config.allowLoopback === 'auto' && isLoopbackHost(hostnameOf(authority)))
+    return `http://${authority}`;
   return undefined;
 }
 

@@ -34,29 +34,32 @@ export const webRelay: Relay = (body, watch) => {
       end('body-timeout');
     }, watch.idleMs);
   };
-  return new ReadableStream<Uint8Array>({
-    start: arm,
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (ended) return;
-        if (done) {
-          controller.close();
-          end();
-          return;
+  return new ReadableStream<Uint8Array>(
+    {
+      start: arm,
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (ended) return;
+          if (done) {
+            controller.close();
+            end();
+            return;
+          }
+          bytes += value.byteLength;
+          controller.enqueue(value);
+          arm(controller);
+        } catch (err) {
+          if (ended) return;
+          controller.error(err);
+          end(classifyFailure(err, watch.host).kind);
         }
-        bytes += value.byteLength;
-        controller.enqueue(value);
-        arm(controller);
-      } catch (err) {
-        if (ended) return;
-        controller.error(err);
-        end(classifyFailure(err, watch.host).kind);
-      }
+      },
+      cancel(reason) {
+        reader.cancel(reason).catch(() => undefined);
+        end('client-gone');
+      },
     },
-    cancel(reason) {
-      reader.cancel(reason).catch(() => undefined);
-      end('client-gone');
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 };

@@ -15,7 +15,11 @@ export type UpstreamFailure =
   | 'client-gone'; // the client went away (not an upstream fault; logged only)
 
 export class UpstreamError extends Error {
-  constructor(readonly kind: UpstreamFailure, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly kind: UpstreamFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'UpstreamError';
   }
@@ -46,7 +50,12 @@ export function failureResponse(kind: UpstreamFailure): { status: number; code: 
 export function classifyFailure(err: unknown, host: string): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
-  const code = typeof cause?.code === 'string' ? cause.code : typeof (err as { code?: unknown })?.code === 'string' ? String((err as { code: string }).code) : '';
+  const code =
+    typeof cause?.code === 'string'
+      ? cause.code
+      : typeof (err as { code?: unknown })?.code === 'string'
+        ? String((err as { code: string }).code)
+        : '';
   const text = err instanceof Error ? err.message : String(err);
   const detail = code || (typeof cause?.message === 'string' ? cause.message : '');
   const said = detail && !text.includes(detail) ? `${text} (${detail})` : text;

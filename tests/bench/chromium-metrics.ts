@@ -62,9 +62,14 @@ export class HeapProbe {
 
   /** A message from the worker at `path`: a reply, or an event of a worker nested below it. */
   #received(path: string[], message: string): void {
-    const msg = JSON.parse(message) as CdpReply & { method?: string; params?: { sessionId: string; message?: string; targetInfo?: { type: string } } };
-    if (msg.method === 'Target.receivedMessageFromTarget' && msg.params?.message !== undefined) return this.#received([...path, msg.params.sessionId], msg.params.message);
-    if (msg.method === 'Target.attachedToTarget' && msg.params) return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '');
+    const msg = JSON.parse(message) as CdpReply & {
+      method?: string;
+      params?: { sessionId: string; message?: string; targetInfo?: { type: string } };
+    };
+    if (msg.method === 'Target.receivedMessageFromTarget' && msg.params?.message !== undefined)
+      return this.#received([...path, msg.params.sessionId], msg.params.message);
+    if (msg.method === 'Target.attachedToTarget' && msg.params)
+      return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '');
     if (msg.method === 'Target.detachedFromTarget' && msg.params) return this.#detached(msg.params.sessionId);
     // A wrapper that failed on the way (the nested session is gone): its message will never be answered.
     const inner = this.#wrappers.get(msg.id);
@@ -112,8 +117,13 @@ export class HeapProbe {
   }
 
   async read(): Promise<HeapReading> {
-    const pagePromise = this.#cdp.send('Runtime.getHeapUsage').then((r): HeapUsage => r, () => undefined);
-    const replies = (await Promise.all([...this.#workers.values()].map((path) => this.#send(path, 'Runtime.getHeapUsage')))).map((r) => r?.result).filter((r): r is HeapUsage => r !== undefined);
+    const pagePromise = this.#cdp.send('Runtime.getHeapUsage').then(
+      (r): HeapUsage => r,
+      () => undefined,
+    );
+    const replies = (await Promise.all([...this.#workers.values()].map((path) => this.#send(path, 'Runtime.getHeapUsage'))))
+      .map((r) => r?.result)
+      .filter((r): r is HeapUsage => r !== undefined);
     const sum = (pick: (u: HeapUsage) => number | undefined): number | undefined => {
       const values = replies.map(pick).filter((n): n is number => typeof n === 'number');
       return values.length > 0 ? values.reduce((a, b) => a + b, 0) : undefined;

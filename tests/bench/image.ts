@@ -159,7 +159,10 @@ async function readLayoutManifest(layoutDir: string, tag: string): Promise<{ con
   const index = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
   const entry = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === tag);
   if (!entry) throw new Error(`no tag ${tag} in ${layoutDir}`);
-  return JSON.parse(await readFile(join(layoutDir, 'blobs/sha256', entry.digest.slice(7)), 'utf8')) as { config: Descriptor; layers: Descriptor[] };
+  return JSON.parse(await readFile(join(layoutDir, 'blobs/sha256', entry.digest.slice(7)), 'utf8')) as {
+    config: Descriptor;
+    layers: Descriptor[];
+  };
 }
 
 function log(message: string): void {
@@ -204,7 +207,17 @@ async function build(dir: string, label: string, targetBytes: number): Promise<C
       `--files-from=${listFile}`,
     ]);
     const tarSize = (await stat(tarFile)).size;
-    await run('umoci', ['raw', 'add-layer', '--image', image, '--history.created', CREATED, '--history.created_by', `longshore bench layer ${i}`, tarFile]);
+    await run('umoci', [
+      'raw',
+      'add-layer',
+      '--image',
+      image,
+      '--history.created',
+      CREATED,
+      '--history.created_by',
+      `longshore bench layer ${i}`,
+      tarFile,
+    ]);
     const zstdFile = join(workDir, `layer-${i}.tar.zst`);
     await run('zstd', ['-q', '-T0', '-3', '--no-progress', '-f', '-o', zstdFile, tarFile]);
     zstdLayers.push(await moveIntoLayout(layoutDir, zstdFile));
@@ -214,10 +227,27 @@ async function build(dir: string, label: string, targetBytes: number): Promise<C
     compressed += gzipSize;
     uncompressed += tarSize;
     uncompressedSizes.push(tarSize);
-    log(`  layer ${i + 1}: ${(tarSize / 1e6).toFixed(0)} MB tar → ${(gzipSize / 1e6).toFixed(0)} MB gzip, ${(zstdLayers[i]!.size / 1e6).toFixed(0)} MB zstd`);
+    log(
+      `  layer ${i + 1}: ${(tarSize / 1e6).toFixed(0)} MB tar → ${(gzipSize / 1e6).toFixed(0)} MB gzip, ${(zstdLayers[i]!.size / 1e6).toFixed(0)} MB zstd`,
+    );
   }
-  if (compressed < targetBytes) throw new Error(`image reached only ${compressed} of ${targetBytes} compressed bytes in ${MAX_LAYERS} layers`);
-  await run('umoci', ['config', '--image', image, '--created', CREATED, '--history.created', CREATED, '--architecture', 'amd64', '--os', 'linux', '--config.cmd', '/bin/sh']);
+  if (compressed < targetBytes)
+    throw new Error(`image reached only ${compressed} of ${targetBytes} compressed bytes in ${MAX_LAYERS} layers`);
+  await run('umoci', [
+    'config',
+    '--image',
+    image,
+    '--created',
+    CREATED,
+    '--history.created',
+    CREATED,
+    '--architecture',
+    'amd64',
+    '--os',
+    'linux',
+    '--config.cmd',
+    '/bin/sh',
+  ]);
 
   const umoci = await readLayoutManifest(layoutDir, 'gzip');
   const configRaw = await readFile(join(layoutDir, 'blobs/sha256', umoci.config.digest.slice(7)), 'utf8');
@@ -244,7 +274,12 @@ async function build(dir: string, label: string, targetBytes: number): Promise<C
       layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
     });
     const manifest = await writeBlob(layoutDir, manifestRaw);
-    tags.push({ mediaType: MediaType.ociManifest, digest: manifest.digest, size: manifest.size, annotations: { 'org.opencontainers.image.ref.name': variant } });
+    tags.push({
+      mediaType: MediaType.ociManifest,
+      digest: manifest.digest,
+      size: manifest.size,
+      annotations: { 'org.opencontainers.image.ref.name': variant },
+    });
     images[variant] = {
       label,
       variant,
@@ -259,7 +294,14 @@ async function build(dir: string, label: string, targetBytes: number): Promise<C
   await writeFile(join(layoutDir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: tags }));
   // umoci's own manifest and config history for the intermediate steps stay as unreferenced blobs; harmless.
   await rm(workDir, { recursive: true, force: true });
-  const record: CacheRecord = { recipe: RECIPE, label, targetBytes, builtAt: new Date().toISOString(), buildSeconds: (performance.now() - started) / 1000, images };
+  const record: CacheRecord = {
+    recipe: RECIPE,
+    label,
+    targetBytes,
+    builtAt: new Date().toISOString(),
+    buildSeconds: (performance.now() - started) / 1000,
+    images,
+  };
   await writeFile(join(dir, 'image.json'), `${JSON.stringify(record, null, 2)}\n`);
   log(`built in ${record.buildSeconds.toFixed(0)} s`);
   return record;
@@ -295,5 +337,9 @@ export async function benchImages(cacheRoot: string, label: string, targetBytes:
 
 /** skopeo pushes the variant's tag byte for byte; blobs the registry already has are skipped. */
 export async function pushImage(image: BenchImage, destination: string, env: NodeJS.ProcessEnv, credentials: Credentials): Promise<void> {
-  await skopeoCopy(`oci:${image.layoutDir}:${image.variant}`, `docker://${destination}`, { env, preserveDigests: true, destCredentials: credentials });
+  await skopeoCopy(`oci:${image.layoutDir}:${image.variant}`, `docker://${destination}`, {
+    env,
+    preserveDigests: true,
+    destCredentials: credentials,
+  });
 }

@@ -74,7 +74,8 @@ async function build(dir: string): Promise<ListingRecord> {
     const name = `d${String(d).padStart(3, '0')}`;
     dirs.push(name);
     mkdirSync(join(treeDir, name));
-    for (let f = 0; f < FILES_PER_DIR; f++) closeSync(openSync(join(treeDir, name, `file-${String(d * FILES_PER_DIR + f).padStart(6, '0')}.txt`), 'w'));
+    for (let f = 0; f < FILES_PER_DIR; f++)
+      closeSync(openSync(join(treeDir, name, `file-${String(d * FILES_PER_DIR + f).padStart(6, '0')}.txt`), 'w'));
   }
   const tarFile = join(workDir, 'layer.tar');
   await run('tar', [
@@ -95,28 +96,71 @@ async function build(dir: string): Promise<ListingRecord> {
   await run('umoci', ['init', '--layout', layoutDir]);
   const image = `${layoutDir}:${TAG}`;
   await run('umoci', ['new', '--image', image]);
-  await run('umoci', ['raw', 'add-layer', '--image', image, '--history.created', CREATED, '--history.created_by', `longshore bench: ${LISTING_ENTRIES} entries`, tarFile]);
-  await run('umoci', ['config', '--image', image, '--created', CREATED, '--history.created', CREATED, '--architecture', 'amd64', '--os', 'linux', '--config.cmd', '/bin/sh']);
+  await run('umoci', [
+    'raw',
+    'add-layer',
+    '--image',
+    image,
+    '--history.created',
+    CREATED,
+    '--history.created_by',
+    `longshore bench: ${LISTING_ENTRIES} entries`,
+    tarFile,
+  ]);
+  await run('umoci', [
+    'config',
+    '--image',
+    image,
+    '--created',
+    CREATED,
+    '--history.created',
+    CREATED,
+    '--architecture',
+    'amd64',
+    '--os',
+    'linux',
+    '--config.cmd',
+    '/bin/sh',
+  ]);
   await rm(workDir, { recursive: true, force: true });
 
   const index = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
   const entry = index.manifests.find((d) => d.annotations?.['org.opencontainers.image.ref.name'] === TAG);
   if (!entry) throw new Error(`no tag ${TAG} in ${layoutDir}`);
-  const umoci = JSON.parse(await readFile(join(layoutDir, 'blobs/sha256', entry.digest.slice(7)), 'utf8')) as { config: Descriptor; layers: Descriptor[] };
+  const umoci = JSON.parse(await readFile(join(layoutDir, 'blobs/sha256', entry.digest.slice(7)), 'utf8')) as {
+    config: Descriptor;
+    layers: Descriptor[];
+  };
   const configRaw = await readFile(join(layoutDir, 'blobs/sha256', umoci.config.digest.slice(7)), 'utf8');
   const diffId = (JSON.parse(configRaw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[0]!;
   const layerBlob = umoci.layers[0]!;
   const config: Descriptor = { mediaType: MediaType.ociConfig, digest: umoci.config.digest, size: umoci.config.size };
   const layer = { mediaType: MediaType.ociLayerGzip, digest: layerBlob.digest, size: layerBlob.size, diffId, uncompressedSize };
   // Written by hand so the manifest carries its mediaType, which umoci 0.4 leaves out (as image.ts does).
-  const manifestRaw = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }] });
+  const manifestRaw = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config,
+    layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+  });
   const manifestHex = createHash('sha256').update(manifestRaw).digest('hex');
   await writeFile(join(layoutDir, 'blobs/sha256', manifestHex), manifestRaw);
-  const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: `sha256:${manifestHex}`, size: Buffer.byteLength(manifestRaw), annotations: { 'org.opencontainers.image.ref.name': TAG } };
-  await writeFile(join(layoutDir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [manifest] }));
+  const manifest: Descriptor = {
+    mediaType: MediaType.ociManifest,
+    digest: `sha256:${manifestHex}`,
+    size: Buffer.byteLength(manifestRaw),
+    annotations: { 'org.opencontainers.image.ref.name': TAG },
+  };
+  await writeFile(
+    join(layoutDir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [manifest] }),
+  );
 
   const archiveFile = join(dir, 'listing-100k.oci.tar');
-  await skopeoCopy(`oci:${layoutDir}:${TAG}`, `oci-archive:${archiveFile}:${LISTING_REPOSITORY}:${TAG}`, { env: process.env, preserveDigests: true });
+  await skopeoCopy(`oci:${layoutDir}:${TAG}`, `oci-archive:${archiveFile}:${LISTING_REPOSITORY}:${TAG}`, {
+    env: process.env,
+    preserveDigests: true,
+  });
 
   const record: ListingRecord = {
     recipe: RECIPE,
@@ -131,14 +175,19 @@ async function build(dir: string): Promise<ListingRecord> {
     archiveSize: (await stat(archiveFile)).size,
   };
   await writeFile(join(dir, 'listing.json'), `${JSON.stringify(record, null, 2)}\n`);
-  log(`  ${(uncompressedSize / 1e6).toFixed(0)} MB tar → ${(layer.size / 1e6).toFixed(1)} MB gzip; built in ${record.buildSeconds.toFixed(0)} s`);
+  log(
+    `  ${(uncompressedSize / 1e6).toFixed(0)} MB tar → ${(layer.size / 1e6).toFixed(1)} MB gzip; built in ${record.buildSeconds.toFixed(0)} s`,
+  );
   return record;
 }
 
 function cacheIsWhole(dir: string, record: ListingRecord): boolean {
   if (record.recipe !== RECIPE || record.entries !== LISTING_ENTRIES) return false;
   const files: [string, number][] = [
-    ...[record.config, record.layer, { digest: record.manifestDigest, size: record.manifestSize }].map((d): [string, number] => [join(dir, 'layout/blobs/sha256', d.digest.slice(7)), d.size]),
+    ...[record.config, record.layer, { digest: record.manifestDigest, size: record.manifestSize }].map((d): [string, number] => [
+      join(dir, 'layout/blobs/sha256', d.digest.slice(7)),
+      d.size,
+    ]),
     [join(dir, 'listing-100k.oci.tar'), record.archiveSize],
   ];
   return existsSync(join(dir, 'layout/index.json')) && files.every(([file, size]) => existsSync(file) && statSync(file).size === size);
@@ -160,8 +209,17 @@ export async function listingImage(cacheRoot: string): Promise<ListingImage> {
 }
 
 /** skopeo pushes the layout's bytes unchanged; blobs the registry has already are skipped. */
-export async function pushListingImage(image: ListingImage, destination: string, env: NodeJS.ProcessEnv, credentials: Credentials): Promise<void> {
-  await skopeoCopy(`oci:${image.layoutDir}:${TAG}`, `docker://${destination}`, { env, preserveDigests: true, destCredentials: credentials });
+export async function pushListingImage(
+  image: ListingImage,
+  destination: string,
+  env: NodeJS.ProcessEnv,
+  credentials: Credentials,
+): Promise<void> {
+  await skopeoCopy(`oci:${image.layoutDir}:${TAG}`, `docker://${destination}`, {
+    env,
+    preserveDigests: true,
+    destCredentials: credentials,
+  });
 }
 
 export class ListingFailedError extends Error {
@@ -290,7 +348,14 @@ export interface ListingRunOptions {
 function deadline(ms: number, message: () => Promise<string>): { promise: Promise<never>; cancel(): void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => void message().then((m) => reject(new ListingFailedError(m)), (e: unknown) => reject(e)), ms);
+    timer = setTimeout(
+      () =>
+        void message().then(
+          (m) => reject(new ListingFailedError(m)),
+          (e: unknown) => reject(e),
+        ),
+      ms,
+    );
   });
   return { promise, cancel: () => clearTimeout(timer) };
 }
@@ -308,7 +373,9 @@ async function waitFor(page: Page, what: 'firstRowsSeen' | 'stateCompleteSeen' |
 
 async function snapshot(page: Page): Promise<string> {
   return (await page
-    .evaluate(`JSON.stringify({ state: ${PROBE}.state, total: ${PROBE}.total, layer: document.querySelector('[data-testid="view-layer-1"]')?.textContent?.replace(/\\s+/g, ' ').trim(), status: document.querySelector('[data-testid="status"]')?.getAttribute('data-status') })`)
+    .evaluate(
+      `JSON.stringify({ state: ${PROBE}.state, total: ${PROBE}.total, layer: document.querySelector('[data-testid="view-layer-1"]')?.textContent?.replace(/\\s+/g, ' ').trim(), status: document.querySelector('[data-testid="status"]')?.getAttribute('data-status') })`,
+    )
     .catch((e: unknown) => `(unreadable: ${e instanceof Error ? e.message : String(e)})`)) as string;
 }
 
@@ -343,7 +410,10 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
         browse.waitFor({ timeout: timeoutMs }).then(() => 'offered' as const),
         pullError.waitFor({ timeout: timeoutMs }).then(() => 'error' as const),
       ]);
-      if (outcome === 'error') throw new ListingFailedError(`the pull of ${o.reference} failed in the page: [${await pullError.getAttribute('data-code')}] ${await pullError.textContent()}`);
+      if (outcome === 'error')
+        throw new ListingFailedError(
+          `the pull of ${o.reference} failed in the page: [${await pullError.getAttribute('data-code')}] ${await pullError.textContent()}`,
+        );
       peaks = new Peaks();
       await browse.click();
     } else {
@@ -357,12 +427,15 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
     await waitFor(page, 'done', 15_000, `layer 1 is complete but the table did not show ${o.image.entries} rows`);
     // Long-task entries are delivered after their task ends; let the last ones arrive.
     await page.waitForTimeout(300);
-    const s = (await page.evaluate(`(() => { const { firstRowsSeen, stateCompleteSeen, done, ...rest } = ${PROBE}; return rest; })()`)) as Omit<ListingProbeState, 'firstRowsSeen' | 'stateCompleteSeen' | 'done'> & { noLongTasks?: string };
+    const s = (await page.evaluate(
+      `(() => { const { firstRowsSeen, stateCompleteSeen, done, ...rest } = ${PROBE}; return rest; })()`,
+    )) as Omit<ListingProbeState, 'firstRowsSeen' | 'stateCompleteSeen' | 'done'> & { noLongTasks?: string };
     if (s.noLongTasks) throw new ListingFailedError(`this Chromium has no Long Tasks API: ${s.noLongTasks}`);
     const start = s.start!;
     const end = s.complete!;
     // [start, duration] relative to the start, for every entry overlapping [start, complete].
-    const overlapping = (entries: [number, number][]): [number, number][] => entries.filter(([t, d]) => t + d > start && t < end).map(([t, d]) => [Math.round(t - start), Math.round(d)]);
+    const overlapping = (entries: [number, number][]): [number, number][] =>
+      entries.filter(([t, d]) => t + d > start && t < end).map(([t, d]) => [Math.round(t - start), Math.round(d)]);
     const taskList = overlapping(s.longTasks);
     const frameList = overlapping(s.longFrames);
     const during = taskList.map(([, d]) => d);
@@ -370,11 +443,16 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
     // The data is right, not only its count: the table's last row is the layer's last entry (End key).
     await page.getByTestId('entry-rows').focus();
     await page.keyboard.press('End');
-    const lastShown = (await page
-      .waitForFunction(`(() => { const rows = [...document.querySelectorAll('[data-testid="entry-row"]')]; const last = rows.at(-1)?.getAttribute('data-path'); return last === ${JSON.stringify(o.image.lastPath)} ? last : false; })()`, undefined, { timeout: 10_000 })
+    const lastShown = await page
+      .waitForFunction(
+        `(() => { const rows = [...document.querySelectorAll('[data-testid="entry-row"]')]; const last = rows.at(-1)?.getAttribute('data-path'); return last === ${JSON.stringify(o.image.lastPath)} ? last : false; })()`,
+        undefined,
+        { timeout: 10_000 },
+      )
       .then(() => o.image.lastPath)
-      .catch(async () => (await page.getByTestId('entry-row').last().getAttribute('data-path')) ?? '(none)'));
-    if (lastShown !== o.image.lastPath) throw new ListingFailedError(`the table's last row is ${lastShown}, GNU tar's last entry is ${o.image.lastPath}`);
+      .catch(async () => (await page.getByTestId('entry-row').last().getAttribute('data-path')) ?? '(none)');
+    if (lastShown !== o.image.lastPath)
+      throw new ListingFailedError(`the table's last row is ${lastShown}, GNU tar's last entry is ${o.image.lastPath}`);
     sampling = false;
     await sampler.stop();
     return {

@@ -148,7 +148,7 @@ async function stallWatch(page: Page, signal: AbortSignal): Promise<{ state: str
   while (!signal.aborted) {
     await new Promise((r) => setTimeout(r, STALL_POLL_MS));
     if (signal.aborted) break;
-    const snapshot = await page.evaluate(PROGRESS_SNAPSHOT).catch(() => last) as string;
+    const snapshot = (await page.evaluate(PROGRESS_SNAPSHOT).catch(() => last)) as string;
     if (snapshot !== last) {
       last = snapshot;
       since = Date.now();
@@ -171,23 +171,33 @@ export class PullFailedError extends Error {
  */
 export async function typeName(page: Page, name: string, fail: (message: string) => Error): Promise<void> {
   await page.getByLabel('Image', { exact: true }).fill(name);
-  await page.waitForFunction(
-    () => {
-      const text = document.querySelector('[data-testid="name-help"]')?.textContent ?? '';
-      return /single image|multi-platform|·\s*\S/.test(text) && !/looking up/.test(text);
-    },
-    undefined,
-    { timeout: 30_000 },
-  ).catch(async () => {
-    throw fail(`the page did not resolve ${name}: ${await page.getByTestId('name-help').textContent()}`);
-  });
+  await page
+    .waitForFunction(
+      () => {
+        const text = document.querySelector('[data-testid="name-help"]')?.textContent ?? '';
+        return /single image|multi-platform|·\s*\S/.test(text) && !/looking up/.test(text);
+      },
+      undefined,
+      { timeout: 30_000 },
+    )
+    .catch(async () => {
+      throw fail(`the page did not resolve ${name}: ${await page.getByTestId('name-help').textContent()}`);
+    });
 }
 
 /**
  * Types the name, waits for the page's own look-up of it to finish (as a person would see the
  * platform before pressing Pull), selects the format, then times Pull → Download → saved.
  */
-export async function pullAndSave(page: Page, name: string, format: string, outDir: string, timeoutMs: number, beforeClick?: () => Promise<void>, save: BenchSave = 'stream'): Promise<PullTiming> {
+export async function pullAndSave(
+  page: Page,
+  name: string,
+  format: string,
+  outDir: string,
+  timeoutMs: number,
+  beforeClick?: () => Promise<void>,
+  save: BenchSave = 'stream',
+): Promise<PullTiming> {
   await typeName(page, name, (message) => new PullFailedError(message));
   await page.getByLabel('Format').selectOption(format);
   await page.getByLabel('Save to').selectOption(save);
@@ -196,12 +206,13 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
   await beforeClick?.();
   const started = performance.now();
   let firstByteSeconds = Number.NaN;
-  const streamed = save === 'stream'
-    ? page.waitForEvent('download', { timeout: timeoutMs }).then((d) => {
-      firstByteSeconds = (performance.now() - started) / 1000;
-      return d;
-    })
-    : undefined;
+  const streamed =
+    save === 'stream'
+      ? page.waitForEvent('download', { timeout: timeoutMs }).then((d) => {
+          firstByteSeconds = (performance.now() - started) / 1000;
+          return d;
+        })
+      : undefined;
   streamed?.catch(() => undefined);
   await page.getByRole('button', { name: 'Pull', exact: true }).click();
   const button = page.getByTestId(save === 'blob' ? 'download' : 'saved');
@@ -213,20 +224,37 @@ export async function pullAndSave(page: Page, name: string, format: string, outD
     stallWatch(page, watchdog.signal),
   ]).finally(() => watchdog.abort());
   if (outcome === 'error') {
-    throw new PullFailedError(`pull of ${name} (${format}) failed in the page: [${await error.getAttribute('data-code')}] ${await error.textContent()}`);
+    throw new PullFailedError(
+      `pull of ${name} (${format}) failed in the page: [${await error.getAttribute('data-code')}] ${await error.textContent()}`,
+    );
   }
   if (outcome !== 'ready') {
     const problems = pageProblems.get(page) ?? [];
-    throw new PullFailedError(`pull of ${name} (${format}) made no progress for ${STALL_MS / 1000} s, no error shown; page state: ${outcome.state}` + (problems.length ? `; ${problems.slice(-5).join('; ')}` : ''));
+    throw new PullFailedError(
+      `pull of ${name} (${format}) made no progress for ${STALL_MS / 1000} s, no error shown; page state: ${outcome.state}` +
+        (problems.length ? `; ${problems.slice(-5).join('; ')}` : ''),
+    );
   }
   const buttonSeconds = (performance.now() - started) / 1000;
   if (save === 'file') {
     // Saved means the writable was closed: the file is final.
     const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
     const fileName = (await page.getByTestId('saved').locator('code').textContent()) ?? '';
-    const bytes = await page.evaluate(async (n) => (await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile()).size, fileName);
+    const bytes = await page.evaluate(
+      async (n) => (await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile()).size,
+      fileName,
+    );
     await page.evaluate(async (n) => (await navigator.storage.getDirectory()).removeEntry(n), fileName);
-    return { buttonSeconds, firstByteSeconds: phases['written'] ?? Number.NaN, downloadedSeconds: buttonSeconds, savedSeconds: buttonSeconds, phases, fileName, file: undefined, bytes };
+    return {
+      buttonSeconds,
+      firstByteSeconds: phases['written'] ?? Number.NaN,
+      downloadedSeconds: buttonSeconds,
+      savedSeconds: buttonSeconds,
+      phases,
+      fileName,
+      file: undefined,
+      bytes,
+    };
   }
   let download;
   if (streamed) download = await streamed;

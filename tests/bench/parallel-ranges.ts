@@ -18,7 +18,15 @@ import { startAppServer } from '../helpers/app-server.ts';
 import { bundleForPage } from '../helpers/page-bundle.ts';
 import type { StorePageApi } from '../e2e/pages/store-page.ts';
 
-const { values } = parseArgs({ options: { mb: { type: 'string', default: '100' }, rate: { type: 'string', default: '20' }, rounds: { type: 'string', default: '2' }, browser: { type: 'boolean', default: false }, ranges: { type: 'string', default: '1,2,4,8' } } });
+const { values } = parseArgs({
+  options: {
+    mb: { type: 'string', default: '100' },
+    rate: { type: 'string', default: '20' },
+    rounds: { type: 'string', default: '2' },
+    browser: { type: 'boolean', default: false },
+    ranges: { type: 'string', default: '1,2,4,8' },
+  },
+});
 const MB = 1_000_000;
 const harness = await startHarness();
 try {
@@ -41,16 +49,22 @@ try {
       await page.goto(server.url);
       await page.addScriptTag({ content: bundle, type: 'module' });
       await page.waitForFunction(() => 'longshoreTest' in globalThis);
-      await page.evaluate(async ([ref, connections]) => {
-        const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
-        await t.pullHere(ref, new t.IdbBlobStore(`bench-${Date.now()}`), connections > 1 ? { connections, threshold: 0 } : undefined);
-      }, [name, n] as const);
+      await page.evaluate(
+        async ([ref, connections]) => {
+          const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
+          await t.pullHere(ref, new t.IdbBlobStore(`bench-${Date.now()}`), connections > 1 ? { connections, threshold: 0 } : undefined);
+        },
+        [name, n] as const,
+      );
       await page.context().close();
     };
   } else {
     runOnce = async (n) => {
       const client = new RegistryClient({ transport: { fetch: (i, init) => globalThis.fetch(i, init) } });
-      await pull(new RemoteSource(client), parseReference(name), { store: new MemoryBlobStore(), ...(n > 1 ? { parallel: { connections: n, threshold: 0 } } : {}) });
+      await pull(new RemoteSource(client), parseReference(name), {
+        store: new MemoryBlobStore(),
+        ...(n > 1 ? { parallel: { connections: n, threshold: 0 } } : {}),
+      });
     };
   }
   for (let round = 0; round < Number(values.rounds); round++) {
@@ -62,10 +76,14 @@ try {
   }
   await cleanup();
   const size = image.layers[0]!.size / MB;
-  console.log(`${values.browser ? 'Chromium, IdbBlobStore' : 'Node, MemoryBlobStore'}: layer ${size.toFixed(1)} MB, ${values.rate} MB/s per connection, ${values.rounds} round(s)`);
+  console.log(
+    `${values.browser ? 'Chromium, IdbBlobStore' : 'Node, MemoryBlobStore'}: layer ${size.toFixed(1)} MB, ${values.rate} MB/s per connection, ${values.rounds} round(s)`,
+  );
   for (const [n, times] of Object.entries(results)) {
     const best = Math.min(...times);
-    console.log(`ranges ${n}: ${times.map((t) => t.toFixed(2)).join(' / ')} s (best ${best.toFixed(2)} s, ${(size / best).toFixed(1)} MB/s)`);
+    console.log(
+      `ranges ${n}: ${times.map((t) => t.toFixed(2)).join(' / ')} s (best ${best.toFixed(2)} s, ${(size / best).toFixed(1)} MB/s)`,
+    );
   }
   await relay.close();
 } finally {

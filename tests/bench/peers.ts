@@ -33,7 +33,8 @@ export interface PeerRun {
 
 export async function skopeoPull(reference: string, archive: PeerArchive, file: string, env: NodeJS.ProcessEnv): Promise<PeerRun> {
   // docker-archive gets the name as its RepoTags, as longshore's archives carry it.
-  const destination = archive === 'docker-archive' ? `docker-archive:${file}:${reference}` : archive === 'oci' ? `oci:${file}:latest` : `oci-archive:${file}`;
+  const destination =
+    archive === 'docker-archive' ? `docker-archive:${file}:${reference}` : archive === 'oci' ? `oci:${file}:latest` : `oci-archive:${file}`;
   const args = ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, destination];
   const peaks = new Peaks();
   const started = performance.now();

@@ -117,7 +117,9 @@ export function startSampling(sample: () => Promise<void> | void, intervalMs = 2
   let running: Promise<void> = Promise.resolve();
   const tick = async (): Promise<void> => {
     if (stopped) return;
-    running = Promise.resolve().then(sample).catch(() => undefined);
+    running = Promise.resolve()
+      .then(sample)
+      .catch(() => undefined);
     await running;
     if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
   };
@@ -128,7 +130,9 @@ export function startSampling(sample: () => Promise<void> | void, intervalMs = 2
       if (timer) clearTimeout(timer);
       await running;
       // One last reading: the end of a run is often its peak.
-      await Promise.resolve().then(sample).catch(() => undefined);
+      await Promise.resolve()
+        .then(sample)
+        .catch(() => undefined);
     },
   };
 }

@@ -51,7 +51,10 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
   process.once('exit', () => child.kill('SIGKILL'));
   let output = '';
   const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the longshore server printed no URL within ${STARTUP_TIMEOUT_MS / 1000} s:\n${output}`)), STARTUP_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`the longshore server printed no URL within ${STARTUP_TIMEOUT_MS / 1000} s:\n${output}`)),
+      STARTUP_TIMEOUT_MS,
+    );
     const onData = (chunk: Buffer): void => {
       output += chunk.toString('utf8');
       const match = /listening on (http:\/\/\S+)/.exec(output);
@@ -120,7 +123,15 @@ interface CurlResult {
  * its JavaScript shares a process with the static server, which lives in the benchmark's process.
  */
 async function curl(url: string, token?: string): Promise<CurlResult> {
-  const args = ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total} %{redirect_url}', ...(token ? ['-H', `Authorization: Bearer ${token}`] : []), url];
+  const args = [
+    '-sS',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code} %{size_download} %{time_total} %{redirect_url}',
+    ...(token ? ['-H', `Authorization: Bearer ${token}`] : []),
+    url,
+  ];
   const [status, bytes, seconds, redirect] = (await runText('curl', args)).trim().split(' ');
   return { status: Number(status), bytes: Number(bytes), seconds: Number(seconds), redirect: redirect ?? '' };
 }

@@ -44,7 +44,10 @@ export function parseLink(text: string): LinkShape {
     if (!m) throw new Error(`--link: cannot read the size "${v}"`);
     return Math.round(Number(m[1]) * { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[(m[2] ?? 'B').toUpperCase() as 'B']);
   };
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [key, value = ''] = part.split('=');
     if (key === 'rate') shape.rate = bytes(value.replace(/\/s$/i, ''));
     else if (key === 'rtt') shape.rttMs = Number(value.replace(/ms$/i, ''));
@@ -56,7 +59,10 @@ export function parseLink(text: string): LinkShape {
 }
 
 export function describeLink(shape: LinkShape): string {
-  const parts = [shape.rate ? `${(shape.rate / 1e6).toFixed(shape.rate < 1e7 ? 1 : 0)} MB/s per connection` : 'no rate cap', `${shape.rttMs} ms added RTT`];
+  const parts = [
+    shape.rate ? `${(shape.rate / 1e6).toFixed(shape.rate < 1e7 ? 1 : 0)} MB/s per connection` : 'no rate cap',
+    `${shape.rttMs} ms added RTT`,
+  ];
   if (shape.cutAfter) parts.push(`each blob's first response cut after ${(shape.cutAfter / 1e6).toFixed(0)} MB`);
   return parts.join(', ');
 }
@@ -76,7 +82,13 @@ export async function startRelay(target: string, shape: LinkShape): Promise<Rela
     close: async () => undefined,
   };
 
-  const pump = async (up: IncomingMessage, res: ServerResponse, socket: Socket, stats: RelayBlobStats | undefined, cutAt: number | undefined) => {
+  const pump = async (
+    up: IncomingMessage,
+    res: ServerResponse,
+    socket: Socket,
+    stats: RelayBlobStats | undefined,
+    cutAt: number | undefined,
+  ) => {
     let sent = 0;
     const afterCut = stats?.cut ?? false;
     for await (const chunk of up as AsyncIterable<Buffer>) {
@@ -115,13 +127,25 @@ export async function startRelay(target: string, shape: LinkShape): Promise<Rela
       stats.requests++;
     }
     const forward = () => {
-      const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } }, (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        const length = Number(upRes.headers['content-length'] ?? NaN);
-        // Only a blob's first full response is cut, and only if it is larger than the cut point.
-        const cutAt = stats && !stats.cut && relay.shape.cutAfter > 0 && upRes.statusCode === 200 && length > relay.shape.cutAfter ? relay.shape.cutAfter : undefined;
-        pump(upRes, res, req.socket, stats, cutAt).catch(() => res.destroy());
-      });
+      const up = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: upstream.host },
+        },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          const length = Number(upRes.headers['content-length'] ?? NaN);
+          // Only a blob's first full response is cut, and only if it is larger than the cut point.
+          const cutAt =
+            stats && !stats.cut && relay.shape.cutAfter > 0 && upRes.statusCode === 200 && length > relay.shape.cutAfter
+              ? relay.shape.cutAfter
+              : undefined;
+          pump(upRes, res, req.socket, stats, cutAt).catch(() => res.destroy());
+        },
+      );
       up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
       req.pipe(up);
     };
@@ -137,9 +161,10 @@ export async function startRelay(target: string, shape: LinkShape): Promise<Rela
   });
   relay.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   relay.url = `http://${relay.host}`;
-  relay.close = () => new Promise((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  });
+  relay.close = () =>
+    new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
   return relay;
 }

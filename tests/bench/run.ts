@@ -18,7 +18,25 @@ import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from 
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
 import { Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
-import { consoleTable, describeMachine, failureLines, unsupportedLines, listingLine, listingOnlyMarkdown, loadAverage, markdown, phaseLines, summarise, summariseListing, summariseProxyCost, type ListingSample, type ListingSource, type ListingSummary, type Sample, type Scenario } from './table.ts';
+import {
+  consoleTable,
+  describeMachine,
+  failureLines,
+  unsupportedLines,
+  listingLine,
+  listingOnlyMarkdown,
+  loadAverage,
+  markdown,
+  phaseLines,
+  summarise,
+  summariseListing,
+  summariseProxyCost,
+  type ListingSample,
+  type ListingSource,
+  type ListingSummary,
+  type Sample,
+  type Scenario,
+} from './table.ts';
 import { LISTING_REPOSITORY, LISTING_SOURCES, listingImage, measureListing, pushListingImage, type ListingImage } from './listing.ts';
 import { verifyArchive } from './verify.ts';
 import { PullTrace, traceLines, type ThreadBusy } from './trace.ts';
@@ -85,25 +103,41 @@ function options(): Options {
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got ${values.rounds}`);
-  const variants = values.variants.split(',').map((v) => v.trim()).filter(Boolean);
-  for (const v of variants) if (!VARIANTS.includes(v as Variant)) throw new Error(`--variants: unknown ${v} (known: ${VARIANTS.join(', ')})`);
+  const variants = values.variants
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+  for (const v of variants)
+    if (!VARIANTS.includes(v as Variant)) throw new Error(`--variants: unknown ${v} (known: ${VARIANTS.join(', ')})`);
   const targetBytes = parseSize(values.size);
   if (values['no-listing'] && values['listing-only']) throw new Error('--no-listing and --listing-only exclude each other');
-  const listingFrom = values['listing-from'].split(',').map((v) => v.trim()).filter(Boolean);
+  const listingFrom = values['listing-from']
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
   if (listingFrom.length === 0) throw new Error('--listing-from needs pulled, archive or both');
-  for (const v of listingFrom) if (!LISTING_SOURCES.includes(v as ListingSource)) throw new Error(`--listing-from: unknown ${v} (known: ${LISTING_SOURCES.join(', ')})`);
+  for (const v of listingFrom)
+    if (!LISTING_SOURCES.includes(v as ListingSource))
+      throw new Error(`--listing-from: unknown ${v} (known: ${LISTING_SOURCES.join(', ')})`);
   return {
     label: values.size.trim().toUpperCase().replace(/\s+/g, ''),
     targetBytes,
     rounds,
     variants: variants as Variant[],
-    formats: values.formats?.split(',').map((f) => f.trim()).filter(Boolean),
+    formats: values.formats
+      ?.split(',')
+      .map((f) => f.trim())
+      .filter(Boolean),
     mode: values.incognito ? 'incognito' : 'profile',
     warm: !values['no-warm'],
     profile: values.profile,
     listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
     listingFrom: [...new Set(listingFrom)] as ListingSource[],
-    save: ['blob', 'stream', 'file'].includes(values.save) ? values.save as BenchSave : (() => { throw new Error(`--save: stream, file or blob, got ${values.save}`); })(),
+    save: ['blob', 'stream', 'file'].includes(values.save)
+      ? (values.save as BenchSave)
+      : (() => {
+          throw new Error(`--save: stream, file or blob, got ${values.save}`);
+        })(),
     link: values.link ? parseLink(values.link) : undefined,
   };
 }
@@ -120,8 +154,14 @@ function log(message: string): void {
  */
 async function buildApp(): Promise<{ seconds: number; commit: string; dirty: boolean }> {
   const started = performance.now();
-  await run(join(REPO_ROOT, 'node_modules/.bin/vite'), ['build', '--outDir', APP_DIR, '--emptyOutDir', '--logLevel', 'error'], { cwd: REPO_ROOT });
-  const git = (args: string[]) => run('git', args, { cwd: REPO_ROOT }).then((b) => b.toString('utf8').trim(), () => '');
+  await run(join(REPO_ROOT, 'node_modules/.bin/vite'), ['build', '--outDir', APP_DIR, '--emptyOutDir', '--logLevel', 'error'], {
+    cwd: REPO_ROOT,
+  });
+  const git = (args: string[]) =>
+    run('git', args, { cwd: REPO_ROOT }).then(
+      (b) => b.toString('utf8').trim(),
+      () => '',
+    );
   const commit = await git(['rev-parse', '--short', 'HEAD']);
   const dirty = (await git(['status', '--porcelain', '--', 'src', 'index.html', 'vite.config.ts'])) !== '';
   return { seconds: (performance.now() - started) / 1000, commit, dirty };
@@ -141,7 +181,9 @@ class BlobRequestCounter {
 
   /** Static-server paths and registry request lines for blobs since `mark`. */
   async since(mark: { staticSeq: number; logOffset: number }): Promise<{ staticUrls: string[]; registryLines: string[] }> {
-    const staticUrls = this.harness.registries.staticServer.requests.filter((r) => r.seq > mark.staticSeq && r.url.includes('/blobs/')).map((r) => r.url);
+    const staticUrls = this.harness.registries.staticServer.requests
+      .filter((r) => r.seq > mark.staticSeq && r.url.includes('/blobs/'))
+      .map((r) => r.url);
     const file = await open(this.harness.env.token.logFile, 'r');
     let text: string;
     try {
@@ -182,7 +224,15 @@ interface LongshoreRunResult {
 }
 
 /** One timed pull in `page`, sampled every 200 ms, its file verified and removed afterwards. */
-async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchImage, reference: string, format: string, cache: 'cold' | 'warm'): Promise<LongshoreRunResult> {
+async function timedPull(
+  c: Context,
+  page: Page,
+  probe: HeapProbe,
+  image: BenchImage,
+  reference: string,
+  format: string,
+  cache: 'cold' | 'warm',
+): Promise<LongshoreRunResult> {
   const peaks = new Peaks();
   let mark = await c.counter.mark();
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
@@ -228,7 +278,10 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   const isLayer = (text: string) => layerHexes.some((hex) => text.includes(hex));
   // Through the relay, blobs come from the anonymous registry itself (no redirect): the relay counts them.
   const seen = c.relay
-    ? { staticUrls: [...c.relay.blobs.entries()].flatMap(([d, st]) => Array.from({ length: st.requests }, () => `/blobs/${d}`)), registryLines: [] as string[] }
+    ? {
+        staticUrls: [...c.relay.blobs.entries()].flatMap(([d, st]) => Array.from({ length: st.requests }, () => `/blobs/${d}`)),
+        registryLines: [] as string[],
+      }
     : await c.counter.since(mark);
   const layerRequests = seen.staticUrls.filter(isLayer).length + seen.registryLines.filter(isLayer).length;
   const otherBlobRequests = seen.staticUrls.length + seen.registryLines.length - layerRequests;
@@ -240,18 +293,36 @@ async function timedPull(c: Context, page: Page, probe: HeapProbe, image: BenchI
   try {
     if (cache === 'cold') {
       const missing = image.layers.filter((l) => !seen.staticUrls.some((u) => u.includes(l.digest.slice(7))));
-      if (missing.length > 0) throw new Error(`the cold pull did not fetch ${missing.length} layer(s) from the registry: was the cache not empty?`);
+      if (missing.length > 0)
+        throw new Error(`the cold pull did not fetch ${missing.length} layer(s) from the registry: was the cache not empty?`);
     } else if (layerRequests > 0) {
       log(`WARNING: the warm ${format} pull sent ${layerRequests} layer blob request(s) to the registry (expected 0)`);
     }
     const key = `${image.variant}/${format}`;
     const thorough = !c.verified.has(key);
-    if (timing.file) await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
+    if (timing.file)
+      await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
     else if (!timing.bytes) throw new Error(`the picked file ${timing.fileName} is empty`);
     c.verified.add(key);
-    const outputBytes = timing.file ? (await stat(timing.file)).size : timing.bytes ?? 0;
+    const outputBytes = timing.file ? (await stat(timing.file)).size : (timing.bytes ?? 0);
     return {
-      sample: { seconds: timing.downloadedSeconds, buttonSeconds: timing.buttonSeconds, phases: { ...timing.phases, ...(Number.isNaN(timing.firstByteSeconds) ? {} : { 'file-starts': timing.firstByteSeconds }), downloaded: timing.downloadedSeconds, saved: timing.savedSeconds }, outputBytes, peaks: peaks.values, heapSamples, layerRequests, otherBlobRequests, ...(relayStats ? { relay: relayStats } : {}), ...(unexpected ? { requestLog: unexpected } : {}) },
+      sample: {
+        seconds: timing.downloadedSeconds,
+        buttonSeconds: timing.buttonSeconds,
+        phases: {
+          ...timing.phases,
+          ...(Number.isNaN(timing.firstByteSeconds) ? {} : { 'file-starts': timing.firstByteSeconds }),
+          downloaded: timing.downloadedSeconds,
+          saved: timing.savedSeconds,
+        },
+        outputBytes,
+        peaks: peaks.values,
+        heapSamples,
+        layerRequests,
+        otherBlobRequests,
+        ...(relayStats ? { relay: relayStats } : {}),
+        ...(unexpected ? { requestLog: unexpected } : {}),
+      },
     };
   } finally {
     if (timing.file) await rm(timing.file, { force: true });
@@ -288,11 +359,15 @@ async function longshoreRuns(c: Context, image: BenchImage, reference: string, f
 function linkLines(opts: Options, all: Scenario[]): string[] {
   if (!opts.link) return [];
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-  const lines = [`Link (shaping relay between the registry and both pullers): ${describeLink(opts.link)}; longshore saves with ${opts.save === 'stream' ? 'the streamed download' : 'the Blob at the end'}.`];
+  const lines = [
+    `Link (shaping relay between the registry and both pullers): ${describeLink(opts.link)}; longshore saves with ${opts.save === 'stream' ? 'the streamed download' : 'the Blob at the end'}.`,
+  ];
   for (const s of all) {
     const r = s.samples.map((x) => x.relay).filter((x) => x !== undefined);
     if (r.length === 0) continue;
-    lines.push(`${s.variant} ${s.tool} ${s.what}${s.cache ? ` ${s.cache}` : ''}: layer bytes fetched ${(median(r.map((x) => x.layerBytes)) / 1e6).toFixed(1)} MB, after cuts ${(median(r.map((x) => x.afterCut)) / 1e6).toFixed(1)} MB (${median(r.map((x) => x.cuts))} cut)`);
+    lines.push(
+      `${s.variant} ${s.tool} ${s.what}${s.cache ? ` ${s.cache}` : ''}: layer bytes fetched ${(median(r.map((x) => x.layerBytes)) / 1e6).toFixed(1)} MB, after cuts ${(median(r.map((x) => x.afterCut)) / 1e6).toFixed(1)} MB (${median(r.map((x) => x.cuts))} cut)`,
+    );
   }
   return lines;
 }
@@ -313,11 +388,17 @@ async function peerRun(c: Context, reference: string, archive: PeerArchive): Pro
     c.relay?.reset();
     const result = await skopeoPull(reference, archive, file, c.skopeoEnv).catch((err: unknown) => {
       // skopeo 1.9 does not retry a blob whose connection was cut: it cannot finish through --link cut=.
-      if (c.relay?.shape.cutAfter && /unexpected EOF/.test(String(err))) throw new PeerUnsupportedError(`skopeo ${archive}: a cut blob is not retried (unexpected EOF)`);
+      if (c.relay?.shape.cutAfter && /unexpected EOF/.test(String(err)))
+        throw new PeerUnsupportedError(`skopeo ${archive}: a cut blob is not retried (unexpected EOF)`);
       throw err;
     });
     const image = Object.values(c.images)[0];
-    return { seconds: result.seconds, outputBytes: result.outputBytes, peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {}, ...(c.relay && image ? { relay: relayFigures(c.relay, image) } : {}) };
+    return {
+      seconds: result.seconds,
+      outputBytes: result.outputBytes,
+      peaks: result.peakRss !== undefined ? { skopeoRss: result.peakRss } : {},
+      ...(c.relay && image ? { relay: relayFigures(c.relay, image) } : {}),
+    };
   } finally {
     await rm(file, { force: true, recursive: true });
   }
@@ -378,8 +459,19 @@ async function listingRounds(opts: Options, sessions: Sessions, appUrl: string, 
       }
     }
   }
-  const summaries = opts.listingFrom.map((source) => summariseListing(source, setup.image.entries, samples.filter((s) => s.source === source), failed.get(source)));
-  return { summaries, samples, failures: summaries.filter((s) => s.failure).map((s) => `listing (${s.source}): BROKEN after ${s.runs} run(s): ${s.failure}`) };
+  const summaries = opts.listingFrom.map((source) =>
+    summariseListing(
+      source,
+      setup.image.entries,
+      samples.filter((s) => s.source === source),
+      failed.get(source),
+    ),
+  );
+  return {
+    summaries,
+    samples,
+    failures: summaries.filter((s) => s.failure).map((s) => `listing (${s.source}): BROKEN after ${s.runs} run(s): ${s.failure}`),
+  };
 }
 
 function listingJson(setup: ListingSetup, results: ListingResults): unknown {
@@ -396,22 +488,34 @@ async function listingOnly(opts: Options): Promise<void> {
   const harness = opts.listingFrom.includes('pulled') ? await startHarness({ storageDir }) : undefined;
   const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
   let proxy: ProxyProcess | undefined;
-  let relay: Relay | undefined;
   const sessions = new Sessions(opts.mode);
   try {
     const setup = await prepareListing(opts, harness, { ...process.env, ...harness?.env.skopeoEnv });
-    proxy = await startProxyProcess({ registryHosts: harness ? [harness.env.token.host] : [], tokenRealms: harness ? [harness.env.tokenServer.realm] : [], dir: scratch, staticDir: APP_DIR });
+    proxy = await startProxyProcess({
+      registryHosts: harness ? [harness.env.token.host] : [],
+      tokenRealms: harness ? [harness.env.tokenServer.realm] : [],
+      dir: scratch,
+      staticDir: APP_DIR,
+    });
     log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
     const machine = await describeMachine(undefined);
     const results = await listingRounds(opts, sessions, proxy.url, setup);
     machine.loadAverage.end = loadAverage();
     console.log('');
     for (const l of results.summaries) console.log(listingLine(l));
-    const md = listingOnlyMarkdown(machine, opts.rounds, opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)', results.summaries);
+    const md = listingOnlyMarkdown(
+      machine,
+      opts.rounds,
+      opts.mode === 'profile' ? 'fresh on-disk' : 'incognito (in-memory)',
+      results.summaries,
+    );
     console.log('');
     console.log(md);
     const jsonFile = join(CACHE_DIR, `results-listing-${machine.date.replace(/:/g, '-').replace(/\..*$/, '')}.json`);
-    await writeFile(jsonFile, `${JSON.stringify({ machine, options: opts, app, listing: listingJson(setup, results), markdown: md }, null, 2)}\n`);
+    await writeFile(
+      jsonFile,
+      `${JSON.stringify({ machine, options: opts, app, listing: listingJson(setup, results), markdown: md }, null, 2)}\n`,
+    );
     console.log('');
     log(`results written to ${jsonFile}`);
     if (results.failures.length > 0) throw new Error(`the layer listing broke: ${results.failures.join('; ')}`);
@@ -472,7 +576,12 @@ async function main(): Promise<void> {
       log(`shaping relay at ${relay.host}: ${describeLink(opts.link)}`);
     }
     phase('push');
-    proxy = await startProxyProcess({ registryHosts: [env.token.host, ...(relay ? [relay.host] : [])], tokenRealms: [env.tokenServer.realm], dir: scratch, staticDir: APP_DIR });
+    proxy = await startProxyProcess({
+      registryHosts: [env.token.host, ...(relay ? [relay.host] : [])],
+      tokenRealms: [env.tokenServer.realm],
+      dir: scratch,
+      staticDir: APP_DIR,
+    });
     log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
 
     // What the built page offers, default first.
@@ -481,7 +590,9 @@ async function main(): Promise<void> {
     const offered = await pageFormats(probePage);
     const chromiumVersion = probeSession.context.browser()?.version();
     await probeSession.close();
-    const formats = [offered.selected, ...offered.ids.filter((id) => id !== offered.selected)].filter((id) => !opts.formats || opts.formats.includes(id));
+    const formats = [offered.selected, ...offered.ids.filter((id) => id !== offered.selected)].filter(
+      (id) => !opts.formats || opts.formats.includes(id),
+    );
     if (formats.length === 0) throw new Error(`no format to run: the page offers ${offered.ids.join(', ')}`);
     log(`formats offered by the page: ${offered.ids.join(', ')} (default ${offered.selected}); running ${formats.join(', ')}`);
     phase('proxy+page');
@@ -515,10 +626,27 @@ async function main(): Promise<void> {
       const image = images[variant];
       for (const format of formats) {
         const peer = peerFor(format);
-        scenario({ key: `${variant}/longshore/${format}/cold`, variant, tool: 'longshore', what: format, cache: 'cold', ...(peer ? { peerKey: `${variant}/skopeo/${peer}` } : {}), inputBytes: image.compressedBytes });
-        if (opts.warm) scenario({ key: `${variant}/longshore/${format}/warm`, variant, tool: 'longshore', what: format, cache: 'warm', inputBytes: image.compressedBytes });
+        scenario({
+          key: `${variant}/longshore/${format}/cold`,
+          variant,
+          tool: 'longshore',
+          what: format,
+          cache: 'cold',
+          ...(peer ? { peerKey: `${variant}/skopeo/${peer}` } : {}),
+          inputBytes: image.compressedBytes,
+        });
+        if (opts.warm)
+          scenario({
+            key: `${variant}/longshore/${format}/warm`,
+            variant,
+            tool: 'longshore',
+            what: format,
+            cache: 'warm',
+            inputBytes: image.compressedBytes,
+          });
       }
-      for (const archive of PEER_ARCHIVES) scenario({ key: `${variant}/skopeo/${archive}`, variant, tool: 'skopeo', what: archive, inputBytes: image.compressedBytes });
+      for (const archive of PEER_ARCHIVES)
+        scenario({ key: `${variant}/skopeo/${archive}`, variant, tool: 'skopeo', what: archive, inputBytes: image.compressedBytes });
     }
 
     // Interleaved: every scenario once per round, in the same order, so drift in the machine's load spreads over all.
@@ -551,7 +679,9 @@ async function main(): Promise<void> {
             if (warm) scenarios.get(warmKey)!.samples.push(warm);
             log(
               `round ${round} ${variant} longshore ${format}: cold ${cold.seconds.toFixed(1)} s (button ${cold.buttonSeconds?.toFixed(1)} s)` +
-                (warm ? `, warm ${warm.seconds.toFixed(1)} s with ${warm.layerRequests} layer / ${warm.otherBlobRequests} other blob requests` : ''),
+                (warm
+                  ? `, warm ${warm.seconds.toFixed(1)} s with ${warm.layerRequests} layer / ${warm.otherBlobRequests} other blob requests`
+                  : ''),
             );
           });
         }
@@ -577,7 +707,15 @@ async function main(): Promise<void> {
     let proxyFailure: string | undefined;
     try {
       proxyRaw = await measureProxyCost(
-        { registryUrl: env.token.url, registryHost: env.token.host, repository, digest: largest.digest, size: largest.size, realm: env.tokenServer.realm, service: env.token.service },
+        {
+          registryUrl: env.token.url,
+          registryHost: env.token.host,
+          repository,
+          digest: largest.digest,
+          size: largest.size,
+          realm: env.tokenServer.realm,
+          service: env.token.service,
+        },
         proxy.url,
         Math.max(5, opts.rounds),
       );
@@ -587,7 +725,8 @@ async function main(): Promise<void> {
     } finally {
       await proxySampler.stop();
     }
-    const proxyCost = proxyRaw && summariseProxyCost(proxyRaw.bytes, proxyRaw.directSeconds, proxyRaw.proxySeconds, proxyPeaks.values['rss']);
+    const proxyCost =
+      proxyRaw && summariseProxyCost(proxyRaw.bytes, proxyRaw.directSeconds, proxyRaw.proxySeconds, proxyPeaks.values['rss']);
     phase('runs');
 
     machine.loadAverage.end = loadAverage();

@@ -90,47 +90,51 @@ function scenarioLabel(s: Scenario): string {
 
 export function summarise(scenarios: readonly Scenario[]): Summary[] {
   const medians = new Map(scenarios.map((s) => [s.key, s.samples.length ? median(s.samples.map((x) => x.seconds)) : NaN]));
-  return scenarios.filter((s) => s.samples.length > 0).map((s): Summary => {
-    const seconds = s.samples.map((x) => x.seconds);
-    const m = median(seconds);
-    const peerMedian = s.peerKey ? medians.get(s.peerKey) : undefined;
-    const buttons = s.samples.map((x) => x.buttonSeconds).filter((v): v is number => v !== undefined);
-    const phaseNames = [...new Set(s.samples.flatMap((x) => Object.keys(x.phases ?? {})))];
-    const phases = phaseNames.length
-      ? Object.fromEntries(phaseNames.map((p) => [p, median(s.samples.map((x) => x.phases?.[p]).filter((v): v is number => v !== undefined))]))
-      : undefined;
-    const most = (pick: (x: Sample) => number | undefined): number | undefined => {
-      const values = s.samples.map(pick).filter((v): v is number => v !== undefined);
-      return values.length ? Math.max(...values) : undefined;
-    };
-    return {
-      key: s.key,
-      variant: s.variant,
-      label: scenarioLabel(s),
-      runs: seconds.length,
-      median: m,
-      min: Math.min(...seconds),
-      max: Math.max(...seconds),
-      mbPerSecond: s.inputBytes / 1e6 / m,
-      ratio: peerMedian !== undefined && Number.isFinite(peerMedian) ? m / peerMedian : undefined,
-      ratioPeer: s.peerKey ? scenarios.find((x) => x.key === s.peerKey)?.what : undefined,
-      buttonMedian: buttons.length ? median(buttons) : undefined,
-      phases,
-      outputBytes: median(s.samples.map((x) => x.outputBytes)),
-      pageHeap: peak(s.samples, 'pageHeap'),
-      workerHeap: peak(s.samples, 'workerHeap'),
-      heapSum: peak(s.samples, 'heapSum'),
-      pageBuffers: peak(s.samples, 'pageBuffers'),
-      workerBuffers: peak(s.samples, 'workerBuffers'),
-      rss: s.tool === 'longshore' ? peak(s.samples, 'chromiumRss') : peak(s.samples, 'skopeoRss'),
-      pss: peak(s.samples, 'chromiumPss'),
-      rssAtStart: peak(s.samples, 'chromiumRssAtStart'),
-      proxyRss: peak(s.samples, 'proxyRss'),
-      layerRequests: most((x) => x.layerRequests),
-      otherBlobRequests: most((x) => x.otherBlobRequests),
-      ...(s.failure ? { failure: s.failure } : {}),
-    };
-  });
+  return scenarios
+    .filter((s) => s.samples.length > 0)
+    .map((s): Summary => {
+      const seconds = s.samples.map((x) => x.seconds);
+      const m = median(seconds);
+      const peerMedian = s.peerKey ? medians.get(s.peerKey) : undefined;
+      const buttons = s.samples.map((x) => x.buttonSeconds).filter((v): v is number => v !== undefined);
+      const phaseNames = [...new Set(s.samples.flatMap((x) => Object.keys(x.phases ?? {})))];
+      const phases = phaseNames.length
+        ? Object.fromEntries(
+            phaseNames.map((p) => [p, median(s.samples.map((x) => x.phases?.[p]).filter((v): v is number => v !== undefined))]),
+          )
+        : undefined;
+      const most = (pick: (x: Sample) => number | undefined): number | undefined => {
+        const values = s.samples.map(pick).filter((v): v is number => v !== undefined);
+        return values.length ? Math.max(...values) : undefined;
+      };
+      return {
+        key: s.key,
+        variant: s.variant,
+        label: scenarioLabel(s),
+        runs: seconds.length,
+        median: m,
+        min: Math.min(...seconds),
+        max: Math.max(...seconds),
+        mbPerSecond: s.inputBytes / 1e6 / m,
+        ratio: peerMedian !== undefined && Number.isFinite(peerMedian) ? m / peerMedian : undefined,
+        ratioPeer: s.peerKey ? scenarios.find((x) => x.key === s.peerKey)?.what : undefined,
+        buttonMedian: buttons.length ? median(buttons) : undefined,
+        phases,
+        outputBytes: median(s.samples.map((x) => x.outputBytes)),
+        pageHeap: peak(s.samples, 'pageHeap'),
+        workerHeap: peak(s.samples, 'workerHeap'),
+        heapSum: peak(s.samples, 'heapSum'),
+        pageBuffers: peak(s.samples, 'pageBuffers'),
+        workerBuffers: peak(s.samples, 'workerBuffers'),
+        rss: s.tool === 'longshore' ? peak(s.samples, 'chromiumRss') : peak(s.samples, 'skopeoRss'),
+        pss: peak(s.samples, 'chromiumPss'),
+        rssAtStart: peak(s.samples, 'chromiumRssAtStart'),
+        proxyRss: peak(s.samples, 'proxyRss'),
+        layerRequests: most((x) => x.layerRequests),
+        otherBlobRequests: most((x) => x.otherBlobRequests),
+        ...(s.failure ? { failure: s.failure } : {}),
+      };
+    });
 }
 
 export interface ProxyCostSummary {
@@ -143,7 +147,12 @@ export interface ProxyCostSummary {
   proxyRss: number | undefined;
 }
 
-export function summariseProxyCost(bytes: number, directSeconds: number[], proxySeconds: number[], proxyRss: number | undefined): ProxyCostSummary {
+export function summariseProxyCost(
+  bytes: number,
+  directSeconds: number[],
+  proxySeconds: number[],
+  proxyRss: number | undefined,
+): ProxyCostSummary {
   const rate = (s: number) => bytes / 1e6 / s;
   const directMBps = rate(median(directSeconds));
   const proxyMBps = rate(median(proxySeconds));
@@ -219,17 +228,28 @@ const COLUMNS: Column[] = [
   { title: '÷ skopeo', cell: (s) => (s.ratio === undefined ? '—' : `${s.ratio.toFixed(2)}× ${s.ratioPeer}`) },
   { title: 'to button s', cell: (s) => (s.buttonMedian === undefined ? '—' : secs(s.buttonMedian)) },
   { title: 'out MB', cell: (s) => mb(s.outputBytes) },
-  { title: 'heap MB page / workers', cell: (s) => (s.pageHeap === undefined && s.workerHeap === undefined ? '—' : `${mb(s.pageHeap)} / ${mb(s.workerHeap)}`) },
-  { title: 'buffers MB page / workers', cell: (s) => (s.pageBuffers === undefined && s.workerBuffers === undefined ? '—' : `${mb(s.pageBuffers)} / ${mb(s.workerBuffers)}`) },
+  {
+    title: 'heap MB page / workers',
+    cell: (s) => (s.pageHeap === undefined && s.workerHeap === undefined ? '—' : `${mb(s.pageHeap)} / ${mb(s.workerHeap)}`),
+  },
+  {
+    title: 'buffers MB page / workers',
+    cell: (s) => (s.pageBuffers === undefined && s.workerBuffers === undefined ? '—' : `${mb(s.pageBuffers)} / ${mb(s.workerBuffers)}`),
+  },
   { title: 'RSS MB at click', cell: (s) => mb(s.rssAtStart) },
-  { title: 'peak RSS MB (PSS)', cell: (s) => (s.rss === undefined ? '—' : s.pss !== undefined ? `${mb(s.rss)} (${mb(s.pss)})` : mb(s.rss)) },
+  {
+    title: 'peak RSS MB (PSS)',
+    cell: (s) => (s.rss === undefined ? '—' : s.pss !== undefined ? `${mb(s.rss)} (${mb(s.pss)})` : mb(s.rss)),
+  },
   { title: 'proxy RSS MB', cell: (s) => mb(s.proxyRss) },
   { title: 'layer reqs (other)', cell: (s) => (s.layerRequests === undefined ? '—' : `${s.layerRequests} (${s.otherBlobRequests ?? 0})`) },
 ];
 
 /** Scenarios that broke before giving a sample, as one line each. */
 export function failureLines(scenarios: readonly Scenario[]): string[] {
-  return scenarios.filter((s) => s.failure).map((s) => `${s.variant} ${scenarioLabel(s)}: BROKEN after ${s.samples.length} run(s): ${s.failure}`);
+  return scenarios
+    .filter((s) => s.failure)
+    .map((s) => `${s.variant} ${scenarioLabel(s)}: BROKEN after ${s.samples.length} run(s): ${s.failure}`);
 }
 
 export function unsupportedLines(scenarios: readonly Scenario[]): string[] {
@@ -246,7 +266,12 @@ export function consoleTable(summaries: readonly Summary[]): string {
 export function phaseLines(summaries: readonly Summary[]): string[] {
   return summaries
     .filter((s) => s.phases)
-    .map((s) => `${s.variant} ${s.label}: ${Object.entries(s.phases!).map(([p, t]) => `${p} @${t.toFixed(1)} s`).join(', ')}`);
+    .map(
+      (s) =>
+        `${s.variant} ${s.label}: ${Object.entries(s.phases!)
+          .map(([p, t]) => `${p} @${t.toFixed(1)} s`)
+          .join(', ')}`,
+    );
 }
 
 /** Where the listed layer comes from: an image pulled in the page (blobs read back from IndexedDB), or a local archive given to "Open local archive". */
@@ -312,7 +337,12 @@ function spread(values: readonly number[]): Spread {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
 }
 
-export function summariseListing(source: ListingSource, entries: number, samples: readonly ListingSample[], failure?: string): ListingSummary {
+export function summariseListing(
+  source: ListingSource,
+  entries: number,
+  samples: readonly ListingSample[],
+  failure?: string,
+): ListingSummary {
   const pulls = samples.map((s) => s.pullMs).filter((v): v is number => v !== undefined);
   const nan: Spread = { median: NaN, min: NaN, max: NaN };
   const of = (pick: (s: ListingSample) => number): Spread => (samples.length ? spread(samples.map(pick)) : nan);
@@ -340,11 +370,14 @@ export function listingLine(l: ListingSummary): string {
   const targets = `targets < ${t.firstRowsMs} ms / < ${t.completeMs} ms / ≤ ${t.longestTaskMs} ms`;
   if (l.runs === 0) return `${head}: BROKEN: ${l.failure ?? 'no run'} — ${targets}`;
   /** median, then (min–max) over the runs: `233 ms (196–300)`. */
-  const fig = (s: Spread, unit = ''): string => `${s.median.toFixed(0)}${unit}${l.runs > 1 ? ` (${s.min.toFixed(0)}–${s.max.toFixed(0)})` : ''}`;
+  const fig = (s: Spread, unit = ''): string =>
+    `${s.median.toFixed(0)}${unit}${l.runs > 1 ? ` (${s.min.toFixed(0)}–${s.max.toFixed(0)})` : ''}`;
   const extra = [
     l.runs > 1 ? `${l.runs} runs, median (min–max)` : '1 run',
     `long animation frames ${fig(l.longFrames)}, longest ${fig(l.longestFrameMs, ' ms')}`,
-    ...(l.pageHeap !== undefined ? [`page heap peak ${mb(l.pageHeap)} MB${l.workerHeap !== undefined ? `, workers ${mb(l.workerHeap)} MB` : ''}`] : []),
+    ...(l.pageHeap !== undefined
+      ? [`page heap peak ${mb(l.pageHeap)} MB${l.workerHeap !== undefined ? `, workers ${mb(l.workerHeap)} MB` : ''}`]
+      : []),
     ...(l.pullMs ? [`pull before it ${fig(l.pullMs, ' ms')}`] : []),
   ];
   return (
@@ -396,7 +429,9 @@ export interface MarkdownInput {
 
 export function markdown(m: MarkdownInput): string {
   const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const sizes = Object.entries(m.compressed).map(([v, b]) => `${(b / 1e6).toFixed(0)} MB ${v}`).join(', ');
+  const sizes = Object.entries(m.compressed)
+    .map(([v, b]) => `${(b / 1e6).toFixed(0)} MB ${v}`)
+    .join(', ');
   const out = [
     `### Benchmark, ${m.machine.date.slice(0, 10)}`,
     '',
@@ -413,7 +448,7 @@ export function markdown(m: MarkdownInput): string {
     ...(m.failures.length || m.notes.length ? ['', ...m.failures.map((f) => `- ${f}`), ...m.notes.map((n) => `- ${n}`)] : []),
     '',
     [
-      'Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright\'s `download.path()`; its extra copy by `saveAs` is not counted, it is `phases.saved` in the JSON); skopeo = spawn → exit.',
+      "Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright's `download.path()`; its extra copy by `saveAs` is not counted, it is `phases.saved` in the JSON); skopeo = spawn → exit.",
       'To button: Pull click → Download button (archive composed).',
       'MB/s in: compressed layer bytes ÷ median wall time.',
       '÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive).',

@@ -16,7 +16,10 @@ export class PullTrace {
 
   static async start(page: Page): Promise<PullTrace> {
     const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Tracing.start', { transferMode: 'ReturnAsStream', traceConfig: { includedCategories: CATEGORIES, recordMode: 'recordAsMuchAsPossible' } });
+    await cdp.send('Tracing.start', {
+      transferMode: 'ReturnAsStream',
+      traceConfig: { includedCategories: CATEGORIES, recordMode: 'recordAsMuchAsPossible' },
+    });
     return new PullTrace(cdp);
   }
 
@@ -49,7 +52,7 @@ interface TraceEvent {
 }
 
 export function summarise(trace: { traceEvents?: TraceEvent[] } | TraceEvent[]): ThreadBusy[] {
-  const events = Array.isArray(trace) ? trace : trace.traceEvents ?? [];
+  const events = Array.isArray(trace) ? trace : (trace.traceEvents ?? []);
   const processes = new Map<number, string>();
   const threads = new Map<string, string>();
   const busy = new Map<string, number>();

@@ -42,17 +42,20 @@ async function checkDockerArchive(file: string, image: BenchImage, configRaw: st
   const entries = parse<{ Config: string; Layers: string[] }[]>(file, 'manifest.json', await member(file, 'manifest.json'));
   if (entries.length !== 1) throw new VerificationError(`${file}: manifest.json has ${entries.length} entries, expected 1`);
   const entry = entries[0]!;
-  if (entry.Layers.length !== image.layers.length) throw new VerificationError(`${file}: ${entry.Layers.length} layers, the image has ${image.layers.length}`);
+  if (entry.Layers.length !== image.layers.length)
+    throw new VerificationError(`${file}: ${entry.Layers.length} layers, the image has ${image.layers.length}`);
   const config = (await member(file, entry.Config)).toString('utf8');
   if (config !== configRaw) throw new VerificationError(`${file}: ${entry.Config} differs from the registry's config`);
 }
 
 async function checkOciArchive(file: string, image: BenchImage): Promise<void> {
   const index = parse<{ manifests: { digest: string }[] }>(file, 'index.json', await member(file, 'index.json'));
-  if (index.manifests.length !== 1) throw new VerificationError(`${file}: index.json lists ${index.manifests.length} manifests, expected 1`);
+  if (index.manifests.length !== 1)
+    throw new VerificationError(`${file}: index.json lists ${index.manifests.length} manifests, expected 1`);
   const name = `blobs/sha256/${index.manifests[0]!.digest.slice(7)}`;
   const manifest = parse<{ config: { digest: string }; layers: { digest: string }[] }>(file, name, await member(file, name));
-  if (manifest.config.digest !== image.config.digest) throw new VerificationError(`${file}: config ${manifest.config.digest}, the registry's is ${image.config.digest}`);
+  if (manifest.config.digest !== image.config.digest)
+    throw new VerificationError(`${file}: config ${manifest.config.digest}, the registry's is ${image.config.digest}`);
   const layers = manifest.layers.map((l) => l.digest).join();
   if (layers !== image.layers.map((l) => l.digest).join()) throw new VerificationError(`${file}: layer digests differ from the registry's`);
   await member(file, `blobs/sha256/${image.config.digest.slice(7)}`);
@@ -74,7 +77,9 @@ export async function verifyArchive(file: string, o: VerifyOptions): Promise<Arc
   if (o.thorough) {
     const out = await mkdtemp(join(o.scratchDir, 'verify-'));
     try {
-      await run('skopeo', ['--insecure-policy', 'copy', '--quiet', `${kind}:${file}`, `oci:${join(out, 'layout')}:copied`], { env: o.skopeoEnv });
+      await run('skopeo', ['--insecure-policy', 'copy', '--quiet', `${kind}:${file}`, `oci:${join(out, 'layout')}:copied`], {
+        env: o.skopeoEnv,
+      });
     } catch (err) {
       throw new VerificationError(`${file}: skopeo could not copy it: ${err instanceof Error ? err.message : String(err)}`);
     } finally {

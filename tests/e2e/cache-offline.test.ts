@@ -60,9 +60,12 @@ async function pullAndSave(page: Page, name: string, format: string): Promise<st
   const button = page.getByTestId('download');
   await Promise.race([
     button.waitFor({ timeout: 90_000 }),
-    page.getByTestId('error').waitFor({ timeout: 90_000 }).then(async () => {
-      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-    }),
+    page
+      .getByTestId('error')
+      .waitFor({ timeout: 90_000 })
+      .then(async () => {
+        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+      }),
   ]);
   const [download] = await Promise.all([page.waitForEvent('download'), button.click()]);
   const path = join(dir, `${Date.now()}-${format}-${download.suggestedFilename()}`);
@@ -72,7 +75,10 @@ async function pullAndSave(page: Page, name: string, format: string): Promise<st
 
 const layersOf = (raw: string) => (JSON.parse(raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest);
 const blobGets = (r: TamperProxy, since: number, repository: string) =>
-  r.requests.slice(since).filter((q) => q.method === 'GET' && q.path.startsWith(`/v2/${repository}/blobs/`)).map((q) => q.path.split('/').pop()!);
+  r.requests
+    .slice(since)
+    .filter((q) => q.method === 'GET' && q.path.startsWith(`/v2/${repository}/blobs/`))
+    .map((q) => q.path.split('/').pop()!);
 
 describe('offline', () => {
   it('a tag pulled once re-pulls in every format with the registry gone ("cached at …, registry unreachable"); a digest too', async () => {
@@ -90,9 +96,23 @@ describe('offline', () => {
       const note = page.getByTestId('offline-note');
       expect(await note.textContent()).toMatch(/Working offline\..*cached at .*registry unreachable/s);
       if (format === 'oci') {
-        await validateOciArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: amd64.manifest, config: amd64.config, annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' }, umoci: { tag: 'latest', files: ['etc/longshore-arch', 'usr/bin/tool'] } });
+        await validateOciArchive({
+          file,
+          storageDir: env.storageDir,
+          skopeoEnv: env.skopeoEnv,
+          target: amd64.manifest,
+          config: amd64.config,
+          annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
+          umoci: { tag: 'latest', files: ['etc/longshore-arch', 'usr/bin/tool'] },
+        });
       } else {
-        await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [name] }], layers: format === 'legacy' ? 'uncompressed' : 'compressed' });
+        await validateDockerArchiveLayers({
+          file,
+          storageDir: env.storageDir,
+          skopeoEnv: env.skopeoEnv,
+          images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [name] }],
+          layers: format === 'legacy' ? 'uncompressed' : 'compressed',
+        });
       }
     }
 
@@ -100,7 +120,19 @@ describe('offline', () => {
     const pinned = `${offlineRelay.host}/${fixture.repository}@${amd64.manifest.digest}`;
     const file = await pullAndSave(page, pinned, 'docker');
     expect(await page.getByTestId('cache-digest-note').textContent()).toContain('no network was needed');
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [`${offlineRelay.host}/${fixture.repository}:digest-${amd64.manifest.digest.slice(7)}`] }], layers: 'compressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [
+        {
+          manifest: amd64.manifest,
+          config: amd64.config,
+          repoTags: [`${offlineRelay.host}/${fixture.repository}:digest-${amd64.manifest.digest.slice(7)}`],
+        },
+      ],
+      layers: 'compressed',
+    });
     await page.context().close();
   });
 });
@@ -115,7 +147,11 @@ describe('the storage panel', () => {
     const page = await openApp();
     let mark = relay.requests.length;
     await pullAndSave(page, `${relay.host}/${env.fixtures.oci.path}`, 'docker');
-    expect(blobGets(relay, mark, repo).filter((d) => latest.includes(d)).sort()).toEqual([...latest].sort());
+    expect(
+      blobGets(relay, mark, repo)
+        .filter((d) => latest.includes(d))
+        .sort(),
+    ).toEqual([...latest].sort());
     mark = relay.requests.length;
     await pullAndSave(page, `${relay.host}/${env.fixtures.ociV1.path}`, 'docker');
     // The registry was asked only for what the first pull did not bring (and the config).
@@ -123,8 +159,16 @@ describe('the storage panel', () => {
 
     const rows = page.getByTestId('cached-image');
     await expect.poll(() => rows.count()).toBe(2);
-    expect(await rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-digest')))).toEqual([env.fixtures.ociV1.manifest.digest, env.fixtures.oci.manifest.digest]);
-    expect(await page.getByTestId('shared-blobs').locator('li').evaluateAll((l) => l.map((e) => e.getAttribute('data-key')))).toEqual([base]);
+    expect(await rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-digest')))).toEqual([
+      env.fixtures.ociV1.manifest.digest,
+      env.fixtures.oci.manifest.digest,
+    ]);
+    expect(
+      await page
+        .getByTestId('shared-blobs')
+        .locator('li')
+        .evaluateAll((l) => l.map((e) => e.getAttribute('data-key'))),
+    ).toEqual([base]);
     expect(await page.getByTestId('storage-usage').textContent()).toContain('Shared between images');
 
     await page.getByRole('button', { name: new RegExp(`^Delete ${relay.host}/test/oci:v1 `) }).click();
@@ -150,7 +194,9 @@ describe('the storage panel', () => {
     await expect.poll(() => page.getByLabel('Cache budget (MB)').inputValue()).toBe('0.0001');
     await pullAndSave(page, `${relay.host}/${env.fixtures.ociV1.path}`, 'docker');
     const rows = page.getByTestId('cached-image');
-    await expect.poll(() => rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-digest')))).toEqual([env.fixtures.ociV1.manifest.digest]);
+    await expect
+      .poll(() => rows.evaluateAll((r) => r.map((e) => e.getAttribute('data-digest'))))
+      .toEqual([env.fixtures.ociV1.manifest.digest]);
     const blobs = (await cacheContents(page)).keys.filter((k) => k.startsWith('blob:')).sort();
     expect(blobs).toEqual(v1.map((d) => `blob:${d}`).sort());
     for (const d of latest.slice(1)) expect(blobs).not.toContain(`blob:${d}`);
@@ -172,16 +218,22 @@ describe('trust', () => {
         open.onerror = () => reject(open.error);
         open.onsuccess = () => resolve(open.result);
       });
-      const req = <T>(r: IDBRequest<T>) => new Promise<T>((resolve, reject) => {
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
+      const req = <T>(r: IDBRequest<T>) =>
+        new Promise<T>((resolve, reject) => {
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
       const record = (await req(db.transaction('blobs').objectStore('blobs').get(`blob:${key}`))) as { segments: string[] };
       const seg = record.segments[0]!;
       const blob = (await req(db.transaction('blobs').objectStore('blobs').get(seg))) as Blob;
       const bytes = new Uint8Array(await blob.arrayBuffer());
       bytes[bytes.length >> 1]! ^= 0xff;
-      await req(db.transaction('blobs', 'readwrite').objectStore('blobs').put(new Blob([bytes]), seg));
+      await req(
+        db
+          .transaction('blobs', 'readwrite')
+          .objectStore('blobs')
+          .put(new Blob([bytes]), seg),
+      );
       db.close();
       return bytes.length;
     }, victim);
@@ -190,7 +242,13 @@ describe('trust', () => {
     const mark = relay.requests.length;
     const file = await pullAndSave(page, name, 'docker');
     expect(blobGets(relay, mark, truth.repository).filter((d) => d !== truth.config.digest)).toEqual([victim]);
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }], layers: 'compressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }],
+      layers: 'compressed',
+    });
     await page.context().close();
   });
 });

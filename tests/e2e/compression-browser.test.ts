@@ -52,7 +52,12 @@ beforeAll(async () => {
     build({
       configFile: false,
       logLevel: 'warn',
-      build: { write: false, lib: { entry: COMPRESSION, formats: ['iife'], name: 'longshoreCompression', fileName: 'compression' }, target: 'es2022', minify: false },
+      build: {
+        write: false,
+        lib: { entry: COMPRESSION, formats: ['iife'], name: 'longshoreCompression', fileName: 'compression' },
+        target: 'es2022',
+        minify: false,
+      },
     }),
     launchChromium().then((b) => (browser = b)),
   ]);
@@ -93,37 +98,40 @@ interface Outcome {
 
 /** Decompress `gz` in the page with longshore's decompress(), fed in chunks of `chunk` bytes. */
 async function decompressInPage(page: Page, gz: Uint8Array, chunk: number): Promise<Outcome> {
-  const outcome = await page.evaluate(async ({ b64, chunk }) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    let at = 0;
-    const input = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (at >= bytes.length) return c.close();
-        c.enqueue(bytes.slice(at, at + chunk));
-        at += chunk;
-      },
-    });
-    const lib = (window as unknown as { longshoreCompression: typeof import('../../src/core/compression.ts') }).longshoreCompression;
-    try {
-      const { stream } = await lib.decompress(input);
-      // Read by hand: Response.arrayBuffer() would replace the stream's error with its own TypeError.
-      const reader = stream.getReader();
-      let binary = '';
-      for (let r = await reader.read(); !r.done; r = await reader.read()) {
-        for (let i = 0; i < r.value.length; i += 0x8000) binary += String.fromCharCode(...r.value.subarray(i, i + 0x8000));
+  const outcome = await page.evaluate(
+    async ({ b64, chunk }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      let at = 0;
+      const input = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (at >= bytes.length) return c.close();
+          c.enqueue(bytes.slice(at, at + chunk));
+          at += chunk;
+        },
+      });
+      const lib = (window as unknown as { longshoreCompression: typeof import('../../src/core/compression.ts') }).longshoreCompression;
+      try {
+        const { stream } = await lib.decompress(input);
+        // Read by hand: Response.arrayBuffer() would replace the stream's error with its own TypeError.
+        const reader = stream.getReader();
+        let binary = '';
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          for (let i = 0; i < r.value.length; i += 0x8000) binary += String.fromCharCode(...r.value.subarray(i, i + 0x8000));
+        }
+        return { output: btoa(binary) };
+      } catch (err) {
+        return { code: (err as { code?: string }).code ?? 'none', message: String((err as Error).message) };
       }
-      return { output: btoa(binary) };
-    } catch (err) {
-      return { code: (err as { code?: string }).code ?? 'none', message: String((err as Error).message) };
-    }
-  }, { b64: Buffer.from(gz).toString('base64'), chunk });
+    },
+    { b64: Buffer.from(gz).toString('base64'), chunk },
+  );
   if (!('output' in outcome) || outcome.output === undefined) return outcome;
   const out = Buffer.from(outcome.output, 'base64');
   return { sha256: sha256(out), length: out.length };
 }
 
 describe('gzip members in Chromium', () => {
-  it('this Chromium\'s own DecompressionStream stops after the first member (what the rest works around)', async () => {
+  it("this Chromium's own DecompressionStream stops after the first member (what the rest works around)", async () => {
     const page = await corePage();
     const gz = Buffer.concat([await gnuGzip(noise(1000, 1)), await gnuGzip(noise(1000, 2))]);
     const native = await page.evaluate(async (b64) => {
@@ -162,10 +170,17 @@ describe('gzip members in Chromium', () => {
       expect(await decompressInPage(page, gz, chunk), `chunks of ${chunk} bytes`).toEqual({ sha256: sha256(truth), length: truth.length });
     }
     // Byte by byte, a cut's first bytes wait for the next chunk.
-    const small = Buffer.concat([await gnuGzip(noise(3000, 8), { named: 'small.bin' }), await gnuGzip(magicRich.slice(0, 2000), { level: 1 }), await gnuGzip(new Uint8Array(0))]);
+    const small = Buffer.concat([
+      await gnuGzip(noise(3000, 8), { named: 'small.bin' }),
+      await gnuGzip(magicRich.slice(0, 2000), { level: 1 }),
+      await gnuGzip(new Uint8Array(0)),
+    ]);
     const smallTruth = await run('gzip', ['-dc'], { input: small });
     for (const chunk of [1, 2, 3]) {
-      expect(await decompressInPage(page, small, chunk), `chunks of ${chunk} bytes`).toEqual({ sha256: sha256(smallTruth), length: smallTruth.length });
+      expect(await decompressInPage(page, small, chunk), `chunks of ${chunk} bytes`).toEqual({
+        sha256: sha256(smallTruth),
+        length: smallTruth.length,
+      });
     }
     // One member is the common case and goes through the same path.
     const single = await gnuGzip(noise(200_000, 5));
@@ -235,7 +250,15 @@ describe('an image whose layer is several gzip members, in the app', () => {
     });
     const m = await put(manifest);
     await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+    await writeFile(
+      join(layout, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...m, annotations: { 'org.opencontainers.image.ref.name': 'latest' } },
+        ],
+      }),
+    );
     await skopeoCopy(`oci:${layout}:latest`, `docker://${env.anon.host}/${repo}:latest`, { env: env.skopeoEnv, preserveDigests: true });
   }, 120_000);
 
@@ -259,11 +282,14 @@ describe('an image whose layer is several gzip members, in the app', () => {
       await page.getByTestId('inspected-image').waitFor({ timeout: 45_000 });
       await expect.poll(() => page.getByTestId('view-layer-1').getAttribute('data-state'), { timeout: 30_000 }).toBe('complete');
       await page.getByTestId('filter').fill('zz-last');
-      await expect.poll(() => page.getByTestId('entry-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-path'))), { timeout: 20_000 })
+      await expect
+        .poll(() => page.getByTestId('entry-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-path'))), { timeout: 20_000 })
         .toEqual(['data', 'data/zz-last.bin']);
       await page.getByLabel('Table').check();
       await page.getByTestId('filter').fill('');
-      await expect.poll(() => page.getByTestId('entry-rows').getAttribute('data-total'), { timeout: 20_000 }).toBe(String(Object.keys(files).length + 1));
+      await expect
+        .poll(() => page.getByTestId('entry-rows').getAttribute('data-total'), { timeout: 20_000 })
+        .toBe(String(Object.keys(files).length + 1));
 
       // legacy decompresses the cached layer: every member, checked against the diff_id by GNU tar.
       await page.getByLabel('Format').selectOption('legacy');
@@ -294,8 +320,11 @@ describe('an image whose layer is several gzip members, in the app', () => {
 async function failOnPageError(page: Page, done: Promise<void>): Promise<void> {
   await Promise.race([
     done,
-    page.getByTestId('error').waitFor({ timeout: 45_000 }).then(async () => {
-      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-    }),
+    page
+      .getByTestId('error')
+      .waitFor({ timeout: 45_000 })
+      .then(async () => {
+        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+      }),
   ]);
 }

@@ -11,7 +11,6 @@ import type { RunningServer } from '../../src/proxy/serve.ts';
 import type { StorePageApi } from './pages/store-page.ts';
 
 declare global {
-  // eslint-disable-next-line no-var
   var longshoreTest: StorePageApi;
 }
 
@@ -34,7 +33,7 @@ afterAll(async () => {
 });
 
 async function openPage(context?: BrowserContext): Promise<Page> {
-  const page = await (context ?? await browser.newContext()).newPage();
+  const page = await (context ?? (await browser.newContext())).newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(server.url);
@@ -45,18 +44,24 @@ async function openPage(context?: BrowserContext): Promise<Page> {
 
 /** Every key of the database `db` (store 'blobs'), read with the raw IndexedDB API. */
 function rawKeys(page: Page, db: string): Promise<string[]> {
-  return page.evaluate(async (name) => (await indexedDB.databases()).some((d) => d.name === name) ? new Promise<string[]>((resolveKeys, reject) => {
-    const open = indexedDB.open(name);
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const req = open.result.transaction('blobs', 'readonly').objectStore('blobs').getAllKeys();
-      req.onsuccess = () => {
-        open.result.close();
-        resolveKeys(req.result.map(String));
-      };
-      req.onerror = () => reject(req.error);
-    };
-  }) : [], db);
+  return page.evaluate(
+    async (name) =>
+      (await indexedDB.databases()).some((d) => d.name === name)
+        ? new Promise<string[]>((resolveKeys, reject) => {
+            const open = indexedDB.open(name);
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const req = open.result.transaction('blobs', 'readonly').objectStore('blobs').getAllKeys();
+              req.onsuccess = () => {
+                open.result.close();
+                resolveKeys(req.result.map(String));
+              };
+              req.onerror = () => reject(req.error);
+            };
+          })
+        : [],
+    db,
+  );
 }
 
 /** Every segment is referenced by exactly one record, and every record's segments exist. */
@@ -110,15 +115,26 @@ describe('IdbBlobStore in Chromium', () => {
       for (let i = 0; i < bytes.length; i += 65_536) crypto.getRandomValues(bytes.subarray(i, i + 65_536));
       const key = await sha256(bytes);
       // Four chunks of 50,000 bytes: segments of 64 KiB are cut after the second and the fourth.
-      const size = await store.put(key, new ReadableStream<Uint8Array>({
-        start(c) {
-          for (let i = 0; i < 4; i++) c.enqueue(bytes.slice(i * 50_000, (i + 1) * 50_000));
-          c.close();
-        },
-      }));
+      const size = await store.put(
+        key,
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            for (let i = 0; i < 4; i++) c.enqueue(bytes.slice(i * 50_000, (i + 1) * 50_000));
+            c.close();
+          },
+        }),
+      );
       const blob = await store.getBlob(key);
       const back = await sha256(new Uint8Array(await blob!.arrayBuffer()));
-      return { key, size, has: await store.has(key), stored: await store.size(key), back, list: await store.list(), swept: await store.sweep() };
+      return {
+        key,
+        size,
+        has: await store.has(key),
+        stored: await store.size(key),
+        back,
+        list: await store.list(),
+        swept: await store.sweep(),
+      };
     }, db);
     expect(result.size).toBe(200_000);
     expect(result.has).toBe(true);
@@ -150,17 +166,30 @@ describe('IdbBlobStore in Chromium', () => {
         retry: { ...defaultRetryPolicy, retries: 0 },
         send: async () => {
           let at = 0;
-          return new Response(new ReadableStream<Uint8Array>({
-            pull(c) {
-              if (at >= 150_000) return c.error(new TypeError('network error'));
-              c.enqueue(bytes.slice(at, at + 10_000));
-              at += 10_000;
-            },
-          }, { highWaterMark: 0 }), { status: 200, headers: { 'content-length': String(bytes.length) } });
+          return new Response(
+            new ReadableStream<Uint8Array>(
+              {
+                pull(c) {
+                  if (at >= 150_000) return c.error(new TypeError('network error'));
+                  c.enqueue(bytes.slice(at, at + 10_000));
+                  at += 10_000;
+                },
+              },
+              { highWaterMark: 0 },
+            ),
+            { status: 200, headers: { 'content-length': String(bytes.length) } },
+          );
         },
         fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
       };
-      const error = await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'blob' }).then(() => undefined, (e: { code: string }) => e.code);
+      const error = await fetchBlob(sender, await store.openPartial(digest, bytes.length), {
+        digest,
+        size: bytes.length,
+        label: 'blob',
+      }).then(
+        () => undefined,
+        (e: { code: string }) => e.code,
+      );
       return { digest, error, has: await store.has(digest), open: await store.open(digest), partials: await store.listPartials() };
     }, db);
     expect(first.error).toBe('NETWORK');
@@ -172,27 +201,33 @@ describe('IdbBlobStore in Chromium', () => {
 
     await page.close();
     page = await openPage(context);
-    const second = await page.evaluate(async ([name, digest]) => {
-      const { IdbBlobStore, sha256, fetchBlob, defaultRetryPolicy } = globalThis.longshoreTest;
-      const bytes = new Uint8Array(JSON.parse(localStorage.getItem('blob')!) as number[]);
-      const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
-      const ranges: string[] = [];
-      const sender = {
-        retry: defaultRetryPolicy,
-        send: async (range?: { start: number }) => {
-          ranges.push(range ? `bytes=${range.start}-` : '');
-          const start = range?.start ?? 0;
-          return new Response(bytes.slice(start), {
-            status: range ? 206 : 200,
-            headers: { 'content-length': String(bytes.length - start), ...(range ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}) },
-          });
-        },
-        fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
-      };
-      await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'blob' });
-      const blob = await store.getBlob(digest);
-      return { ranges, back: await sha256(new Uint8Array(await blob!.arrayBuffer())), partials: await store.listPartials() };
-    }, [db, first.digest] as const);
+    const second = await page.evaluate(
+      async ([name, digest]) => {
+        const { IdbBlobStore, sha256, fetchBlob, defaultRetryPolicy } = globalThis.longshoreTest;
+        const bytes = new Uint8Array(JSON.parse(localStorage.getItem('blob')!) as number[]);
+        const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
+        const ranges: string[] = [];
+        const sender = {
+          retry: defaultRetryPolicy,
+          send: async (range?: { start: number }) => {
+            ranges.push(range ? `bytes=${range.start}-` : '');
+            const start = range?.start ?? 0;
+            return new Response(bytes.slice(start), {
+              status: range ? 206 : 200,
+              headers: {
+                'content-length': String(bytes.length - start),
+                ...(range ? { 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` } : {}),
+              },
+            });
+          },
+          fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
+        };
+        await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'blob' });
+        const blob = await store.getBlob(digest);
+        return { ranges, back: await sha256(new Uint8Array(await blob!.arrayBuffer())), partials: await store.listPartials() };
+      },
+      [db, first.digest] as const,
+    );
     expect(second.ranges).toEqual(['bytes=150000-']);
     expect(second.back).toBe(first.digest);
     expect(second.partials).toEqual([]);
@@ -218,15 +253,23 @@ describe('IdbBlobStore in Chromium', () => {
           ranges.push(`${start}-${end}`);
           return new Response(bytes.slice(start, end + 1), {
             status: range ? 206 : 200,
-            headers: { 'content-length': String(end - start + 1), ...(range ? { 'content-range': `bytes ${start}-${end}/${bytes.length}` } : {}) },
+            headers: {
+              'content-length': String(end - start + 1),
+              ...(range ? { 'content-range': `bytes ${start}-${end}/${bytes.length}` } : {}),
+            },
           });
         },
         fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
       };
       const spills: string[] = [];
-      await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'blob' }, {
-        parallel: { connections: 4, threshold: 500_000, spill: (id) => (spills.push(id), store.createSpill(digest)) },
-      });
+      await fetchBlob(
+        sender,
+        await store.openPartial(digest, bytes.length),
+        { digest, size: bytes.length, label: 'blob' },
+        {
+          parallel: { connections: 4, threshold: 500_000, spill: (id) => (spills.push(id), store.createSpill(digest)) },
+        },
+      );
       const blob = await store.getBlob(digest);
       return { ranges, spills: spills.length, back: await sha256(new Uint8Array(await blob!.arrayBuffer())), digest };
     }, db);
@@ -282,7 +325,9 @@ describe('IdbBlobStore in Chromium', () => {
       w.finish = () => feed.close();
       w.putting = store.put(`sha256:${'3'.repeat(64)}`, stream);
     }, db);
-    await expect.poll(async () => (await rawKeys(sweeper, db)).filter((k) => k.startsWith('seg:')).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    await expect
+      .poll(async () => (await rawKeys(sweeper, db)).filter((k) => k.startsWith('seg:')).length, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(2);
     const swept = await sweeper.evaluate(async (name) => new globalThis.longshoreTest.IdbBlobStore(name).sweep(), db);
     expect(swept).toBe(0);
     const stored = await writer.evaluate(async (name) => {
@@ -318,36 +363,43 @@ describe('IdbBlobStore in Chromium', () => {
     const db = newDb();
     const key = `sha256:${'5'.repeat(64)}`;
     // A record whose segment is gone (evicted), then a tab that starts writing the blob again.
-    await writer.evaluate(async ([name, k]) => {
-      const { IdbBlobStore } = globalThis.longshoreTest;
-      const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
-      await store.put(k, new Blob([new Uint8Array(1000)]).stream());
-      const open = await new Promise<IDBDatabase>((r) => {
-        const req = indexedDB.open(name);
-        req.onsuccess = () => r(req.result);
-      });
-      const record = await new Promise<{ segments: string[] }>((r) => {
-        const req = open.transaction('blobs').objectStore('blobs').get(`blob:${k}`);
-        req.onsuccess = () => r(req.result as { segments: string[] });
-      });
-      await new Promise((r) => {
-        const tx = open.transaction('blobs', 'readwrite');
-        tx.objectStore('blobs').delete(record.segments[0]!);
-        tx.oncomplete = r;
-      });
-      open.close();
-      let feed!: ReadableStreamDefaultController<Uint8Array>;
-      const w = globalThis as unknown as { finish: () => void; putting: Promise<number> };
-      w.putting = store.put(k, new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) }));
-      feed.enqueue(new Uint8Array(2000).fill(7));
-      w.finish = () => feed.close();
-      // The writer holds the blob's lock before the other tab reads (bounded: a store without locks never will).
-      for (let i = 0; i < 100 && !(await navigator.locks.query()).held?.some((l) => l.name?.endsWith(k)); i++) await new Promise((r) => setTimeout(r, 10));
-    }, [db, key] as const);
-    await reader.evaluate(([name, k]) => {
-      const r = globalThis as unknown as { reading: Promise<number | undefined> };
-      r.reading = new globalThis.longshoreTest.IdbBlobStore(name).getBlob(k).then((b) => b?.size);
-    }, [db, key] as const);
+    await writer.evaluate(
+      async ([name, k]) => {
+        const { IdbBlobStore } = globalThis.longshoreTest;
+        const store = new IdbBlobStore(name, { segmentBytes: 64 * 1024 });
+        await store.put(k, new Blob([new Uint8Array(1000)]).stream());
+        const open = await new Promise<IDBDatabase>((r) => {
+          const req = indexedDB.open(name);
+          req.onsuccess = () => r(req.result);
+        });
+        const record = await new Promise<{ segments: string[] }>((r) => {
+          const req = open.transaction('blobs').objectStore('blobs').get(`blob:${k}`);
+          req.onsuccess = () => r(req.result as { segments: string[] });
+        });
+        await new Promise((r) => {
+          const tx = open.transaction('blobs', 'readwrite');
+          tx.objectStore('blobs').delete(record.segments[0]!);
+          tx.oncomplete = r;
+        });
+        open.close();
+        let feed!: ReadableStreamDefaultController<Uint8Array>;
+        const w = globalThis as unknown as { finish: () => void; putting: Promise<number> };
+        w.putting = store.put(k, new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) }));
+        feed.enqueue(new Uint8Array(2000).fill(7));
+        w.finish = () => feed.close();
+        // The writer holds the blob's lock before the other tab reads (bounded: a store without locks never will).
+        for (let i = 0; i < 100 && !(await navigator.locks.query()).held?.some((l) => l.name?.endsWith(k)); i++)
+          await new Promise((r) => setTimeout(r, 10));
+      },
+      [db, key] as const,
+    );
+    await reader.evaluate(
+      ([name, k]) => {
+        const r = globalThis as unknown as { reading: Promise<number | undefined> };
+        r.reading = new globalThis.longshoreTest.IdbBlobStore(name).getBlob(k).then((b) => b?.size);
+      },
+      [db, key] as const,
+    );
     await writer.evaluate(async () => {
       const w = globalThis as unknown as { finish: () => void; putting: Promise<number> };
       w.finish();
@@ -378,19 +430,30 @@ describe('IdbBlobStore in Chromium', () => {
         const store = new IdbBlobStore(name, { segmentBytes: 16 * 1024 });
         const sender = {
           retry: defaultRetryPolicy,
-          send: async () => new Response(new ReadableStream<Uint8Array>({
-            start(c) {
-              for (let i = 0; i < bytes.length; i += 5_000) c.enqueue(bytes.slice(i, i + 5_000));
-              c.close();
-            },
-          }), { status: 200, headers: { 'content-length': String(bytes.length) } }),
+          send: async () =>
+            new Response(
+              new ReadableStream<Uint8Array>({
+                start(c) {
+                  for (let i = 0; i < bytes.length; i += 5_000) c.enqueue(bytes.slice(i, i + 5_000));
+                  c.close();
+                },
+              }),
+              { status: 200, headers: { 'content-length': String(bytes.length) } },
+            ),
           fail: async () => new globalThis.longshoreTest.LongshoreError('HTTP', 'no'),
         };
-        const error = await fetchBlob(sender, await store.openPartial(digest, bytes.length), { digest, size: bytes.length, label: 'layer 1/1' }).then(
+        const error = await fetchBlob(sender, await store.openPartial(digest, bytes.length), {
+          digest,
+          size: bytes.length,
+          label: 'layer 1/1',
+        }).then(
           () => undefined,
           (e: { code: string; hint?: string }) => ({ code: e.code, hint: e.hint }),
         );
-        const putError = await store.put(digest, new Blob([bytes]).stream()).then(() => `stored, ${segments} segment writes`, (e: { code: string }) => e.code ?? String(e));
+        const putError = await store.put(digest, new Blob([bytes]).stream()).then(
+          () => `stored, ${segments} segment writes`,
+          (e: { code: string }) => e.code ?? String(e),
+        );
         return { error, putError, has: await store.has(digest), partials: await store.listPartials() };
       } finally {
         IDBObjectStore.prototype.put = put;

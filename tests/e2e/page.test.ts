@@ -71,6 +71,8 @@ forEachEngine((engine) => {
     // WebKit under WebDriver is an ephemeral session: IndexedDB refuses Blobs there (see README).
     expect(await page.attr('li[data-capability="cache"]', 'data-ok')).toBe(engine.name === 'webkit' ? 'false' : 'true');
     expect(await page.attr('li[data-capability="workers"]', 'data-ok')).toBe('true');
-    expect(await page.text('li[data-capability="save"]')).toMatch(engine.name === 'chromium' ? /save while pulling|Saves when the pull ends/ : /Saves when the pull ends/);
+    expect(await page.text('li[data-capability="save"]')).toMatch(
+      engine.name === 'chromium' ? /save while pulling|Saves when the pull ends/ : /Saves when the pull ends/,
+    );
   });
 });

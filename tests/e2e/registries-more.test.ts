@@ -78,9 +78,12 @@ async function pullReady(page: Page, name: string): Promise<void> {
   await page.getByRole('button', { name: 'Pull' }).click();
   await Promise.race([
     page.getByTestId('download').waitFor({ timeout: 45_000 }),
-    page.getByTestId('error').waitFor({ timeout: 45_000 }).then(async () => {
-      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-    }),
+    page
+      .getByTestId('error')
+      .waitFor({ timeout: 45_000 })
+      .then(async () => {
+        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+      }),
   ]);
 }
 
@@ -130,7 +133,9 @@ describe('foreign layers, in the page', () => {
     const file = join(dir, 'allowed.tar');
     await download.saveAs(file);
     const skopeoEnv = { ...process.env, ...env.skopeoEnv };
-    await run('skopeo', ['--override-os', 'windows', 'copy', `docker-archive:${file}`, `oci:${join(dir, 'allowed-copy')}:x`], { env: skopeoEnv });
+    await run('skopeo', ['--override-os', 'windows', 'copy', `docker-archive:${file}`, `oci:${join(dir, 'allowed-copy')}:x`], {
+      env: skopeoEnv,
+    });
     expect(await runText('tar', ['-tf', file])).toContain(allowedImage.foreignDigest.slice(7));
     await page.context().close();
   });
@@ -150,7 +155,9 @@ describe('foreign layers, in the page', () => {
     const file = join(dir, 'refused.tar');
     await download.saveAs(file);
     // docker save's LayerSources names the layer's source; its bytes are not in the archive.
-    const entries = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { LayerSources?: Record<string, { urls?: string[] }> }[];
+    const entries = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as {
+      LayerSources?: Record<string, { urls?: string[] }>;
+    }[];
     expect(Object.values(entries[0]!.LayerSources ?? {})[0]?.urls).toEqual([refusedImage.foreignUrl]);
     expect(await runText('tar', ['-tf', file])).not.toContain(refusedImage.foreignDigest.slice(7));
     await page.context().close();

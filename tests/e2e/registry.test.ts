@@ -35,7 +35,9 @@ beforeAll(async () => {
   anonFront = await startTamperProxy(env.anon.url);
   hubFront = await startTamperProxy(env.token.url, { challengeRealm: `${env.tokenServer.origin}${HUB_TOKEN_PATH}` });
   downHost = `127.0.0.1:${await freePort()}`;
-  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host, hubFront.host, downHost], { tokenRealms: [env.tokenServer.realm] });
+  server = await startAppServer([env.anon.host, env.basic.host, tokenFront.host, anonFront.host, hubFront.host, downHost], {
+    tokenRealms: [env.tokenServer.realm],
+  });
   browser = await launchChromium();
 });
 
@@ -70,10 +72,13 @@ async function pullOutcome(page: Page): Promise<string | undefined> {
   await page.getByRole('button', { name: 'Pull' }).click();
   const error = page.getByTestId('error');
   const done = await Promise.race([
-    page.getByTestId('download').waitFor({ timeout: 45_000 }).then(() => 'ready' as const),
+    page
+      .getByTestId('download')
+      .waitFor({ timeout: 45_000 })
+      .then(() => 'ready' as const),
     error.waitFor({ timeout: 45_000 }).then(() => 'failed' as const),
   ]);
-  return done === 'failed' ? (await error.getAttribute('data-code')) ?? 'NO_CODE' : undefined;
+  return done === 'failed' ? ((await error.getAttribute('data-code')) ?? 'NO_CODE') : undefined;
 }
 
 const basicOf = (c: { username: string; password: string }) => `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
@@ -103,7 +108,9 @@ describe('sign-in per registry', () => {
     expect(sentToToken.length).toBeGreaterThan(0);
     for (const r of sentToToken) if (r.authorization) expect(r.authorization).toMatch(/^Bearer /);
     // Its realm got alice's pair, for this repository, and nothing of bob's.
-    const tokens = (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, mark)).filter((t) => (t.query['scope'] ?? []).some((s) => s.includes(repo)));
+    const tokens = (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, mark)).filter((t) =>
+      (t.query['scope'] ?? []).some((s) => s.includes(repo)),
+    );
     expect(tokens.length).toBeGreaterThan(0);
     for (const t of tokens) expect([t.authorizationScheme, t.username, t.status]).toEqual(['Basic', env.token.credentials.username, 200]);
     expect(tokenFront.requests.some((r) => r.authorization === basicOf(env.basic.credentials))).toBe(false);
@@ -181,7 +188,9 @@ describe('the cache', () => {
     const page = await openApp();
     await page.getByLabel('Image', { exact: true }).fill(`${anonFront.host}/${repo}:latest`);
     await page.getByRole('button', { name: 'Pull' }).click();
-    await expect.poll(async () => (await cacheContents(page)).keys.filter((k) => k.startsWith('seg:')).length, { timeout: 45_000 }).toBeGreaterThan(0);
+    await expect
+      .poll(async () => (await cacheContents(page)).keys.filter((k) => k.startsWith('seg:')).length, { timeout: 45_000 })
+      .toBeGreaterThan(0);
     expect((await cacheContents(page)).keys).not.toContain(`blob:${image.layers[0]}`);
     await page.getByRole('button', { name: 'Cancel' }).click();
     await expect.poll(() => page.getByTestId('status').getAttribute('data-status')).toBe('cancelled');
@@ -318,7 +327,9 @@ describe('tags', () => {
       expect(await page.getByLabel('Image', { exact: true }).inputValue()).toBe(name);
       await expect.poll(() => page.getByTestId('tag-digest').getAttribute('data-digest'), { timeout: 20_000 }).toBe(indexDigest);
       expect(anonFront.requests.some((r) => r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/multi`)).toBe(true);
-      await expect.poll(() => page.getByTestId('tag-picked').textContent(), { timeout: 20_000 }).toContain('platforms: linux/amd64, linux/arm64, linux/arm/v7');
+      await expect
+        .poll(() => page.getByTestId('tag-picked').textContent(), { timeout: 20_000 })
+        .toContain('platforms: linux/amd64, linux/arm64, linux/arm/v7');
       expect(await page.getByTestId('status').getAttribute('data-status')).toBe('idle');
 
       expect(await pullOutcome(page)).toBeUndefined();

@@ -37,7 +37,11 @@ beforeAll(async () => {
   [image, relay, browser, dir] = await Promise.all([
     // The third layer inflates to 40 MiB of zeros before 2 MiB of noise: a legacy pull writes two
     // 16 MiB segments of its diff_id long before that blob's record exists.
-    pushBigImage(env, 'resume/e2e', [6 * MiB, 3 * MiB, { 'data/a-zeros.bin': new Uint8Array(40 * MiB), 'data/b-noise.bin': pseudoRandomBytes(2 * MiB, 'noise') }]),
+    pushBigImage(env, 'resume/e2e', [
+      6 * MiB,
+      3 * MiB,
+      { 'data/a-zeros.bin': new Uint8Array(40 * MiB), 'data/b-noise.bin': pseudoRandomBytes(2 * MiB, 'noise') },
+    ]),
     startCutRelay(env.token.url),
     launchChromium(),
     mkdtemp(join(tmpdir(), 'longshore-e2e-resume-')),
@@ -77,9 +81,12 @@ async function download(page: Page, label: string): Promise<string> {
   const button = page.getByTestId('download');
   await Promise.race([
     button.waitFor({ timeout: 90_000 }),
-    page.getByTestId('error').waitFor({ timeout: 90_000 }).then(async () => {
-      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-    }),
+    page
+      .getByTestId('error')
+      .waitFor({ timeout: 90_000 })
+      .then(async () => {
+        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+      }),
   ]);
   const [saved] = await Promise.all([page.waitForEvent('download'), button.click()]);
   expect(saved.suggestedFilename()).toBe(fileName());
@@ -91,23 +98,31 @@ async function download(page: Page, label: string): Promise<string> {
 /** Records of the page's cache (IndexedDB 'longshore', store 'blobs') by key, segments as their sizes. */
 function cacheRecords(page: Page): Promise<Record<string, unknown>> {
   // Never opens (and so creates, without its object store) the database before the app does.
-  return page.evaluate(async () => !(await indexedDB.databases()).some((d) => d.name === 'longshore') ? {} : new Promise<Record<string, unknown>>((resolve, reject) => {
-    const open = indexedDB.open('longshore');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const store = open.result.transaction('blobs', 'readonly').objectStore('blobs');
-      const keys = store.getAllKeys();
-      const values = store.getAll();
-      values.onsuccess = () => {
-        open.result.close();
-        resolve(Object.fromEntries(keys.result.map((k, i) => {
-          const v = values.result[i] as unknown;
-          return [String(k), v instanceof Blob ? v.size : v];
-        })));
-      };
-      values.onerror = () => reject(values.error);
-    };
-  }));
+  return page.evaluate(async () =>
+    !(await indexedDB.databases()).some((d) => d.name === 'longshore')
+      ? {}
+      : new Promise<Record<string, unknown>>((resolve, reject) => {
+          const open = indexedDB.open('longshore');
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const store = open.result.transaction('blobs', 'readonly').objectStore('blobs');
+            const keys = store.getAllKeys();
+            const values = store.getAll();
+            values.onsuccess = () => {
+              open.result.close();
+              resolve(
+                Object.fromEntries(
+                  keys.result.map((k, i) => {
+                    const v = values.result[i] as unknown;
+                    return [String(k), v instanceof Blob ? v.size : v];
+                  }),
+                ),
+              );
+            };
+            values.onerror = () => reject(values.error);
+          };
+        }),
+  );
 }
 
 /** No orphan segment, no unfinished download, every record's segments present and adding up to its size. */
@@ -133,7 +148,9 @@ function cacheProblems(records: Record<string, unknown>): string[] {
 
 async function staticRanges(mark: number, digest: string): Promise<string[]> {
   const log = await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark);
-  return log.filter((r) => r.method === 'GET' && r.url.includes(digest.slice(7))).map((r) => (typeof r.headers.range === 'string' ? r.headers.range : ''));
+  return log
+    .filter((r) => r.method === 'GET' && r.url.includes(digest.slice(7)))
+    .map((r) => (typeof r.headers.range === 'string' ? r.headers.range : ''));
 }
 
 function check(file: string) {
@@ -156,11 +173,16 @@ describe('resume in the browser', () => {
     await startPull(page);
     // The stalled layer's bytes are checkpointed (segment + offset + hasher state) within a second.
     let kept = 0;
-    await expect.poll(async () => {
-      const part = (await cacheRecords(page))[`part:${big.digest}`] as { done: number } | undefined;
-      kept = part?.done ?? 0;
-      return kept;
-    }, { timeout: 30_000 }).toBe(2 * MiB + 12_345);
+    await expect
+      .poll(
+        async () => {
+          const part = (await cacheRecords(page))[`part:${big.digest}`] as { done: number } | undefined;
+          kept = part?.done ?? 0;
+          return kept;
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(2 * MiB + 12_345);
     await page.close();
     relay.releaseStalls();
     relay.rules = {};
@@ -180,17 +202,28 @@ describe('resume in the browser', () => {
     const big = bigLayer();
     relay.rules = { stallAfter: 3 * MiB + 777, minBlobBytes: 5 * MiB };
     const profile = join(dir, 'profile');
-    const launch = () => chromium.launchPersistentContext(profile, { executablePath: CHROMIUM_PATH, headless: true, args: [...CHROMIUM_ARGS], acceptDownloads: true });
+    const launch = () =>
+      chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM_PATH,
+        headless: true,
+        args: [...CHROMIUM_ARGS],
+        acceptDownloads: true,
+      });
     let context = await launch();
     try {
       let page = await openApp(context);
       await startPull(page);
       let kept = 0;
-      await expect.poll(async () => {
-        const part = (await cacheRecords(page))[`part:${big.digest}`] as { done: number } | undefined;
-        kept = part?.done ?? 0;
-        return kept;
-      }, { timeout: 30_000 }).toBe(3 * MiB + 777);
+      await expect
+        .poll(
+          async () => {
+            const part = (await cacheRecords(page))[`part:${big.digest}`] as { done: number } | undefined;
+            kept = part?.done ?? 0;
+            return kept;
+          },
+          { timeout: 30_000 },
+        )
+        .toBe(3 * MiB + 777);
       await context.close();
       relay.releaseStalls();
       relay.rules = {};
@@ -220,38 +253,57 @@ describe('resume in the browser', () => {
       await p.waitForFunction(() => 'longshoreTest' in globalThis);
     }
     const db = `ranges-${Date.now()}`;
-    await puller.evaluate(([ref, name, threshold]) => {
-      const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
-      (globalThis as unknown as { pulling: Promise<string | undefined> }).pulling = t
-        .pullHere(ref, new t.IdbBlobStore(name, { segmentBytes: 256 * 1024 }), { connections: 4, threshold })
-        .then(() => undefined, (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`);
-    }, [name(), db, 4 * MiB] as const);
+    await puller.evaluate(
+      ([ref, name, threshold]) => {
+        const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
+        (globalThis as unknown as { pulling: Promise<string | undefined> }).pulling = t
+          .pullHere(ref, new t.IdbBlobStore(name, { segmentBytes: 256 * 1024 }), { connections: 4, threshold })
+          .then(
+            () => undefined,
+            (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`,
+          );
+      },
+      [name(), db, 4 * MiB] as const,
+    );
     const spilled = (k: string) => k.startsWith(`seg:${big.digest}:`) && k.includes(':spill');
     // Never opens (and so creates) the database before the store does.
-    const keysOf = (p: Page) => p.evaluate(async (n) => (await indexedDB.databases()).some((d) => d.name === n) ? new Promise<string[]>((done, fail) => {
-      const open = indexedDB.open(n);
-      open.onsuccess = () => {
-        try {
-          const req = open.result.transaction('blobs').objectStore('blobs').getAllKeys();
-          req.onsuccess = () => {
-            open.result.close();
-            done(req.result.map(String));
-          };
-        } catch (err) {
-          fail(err);
-        }
-      };
-    }) : [], db);
+    const keysOf = (p: Page) =>
+      p.evaluate(
+        async (n) =>
+          (await indexedDB.databases()).some((d) => d.name === n)
+            ? new Promise<string[]>((done, fail) => {
+                const open = indexedDB.open(n);
+                open.onsuccess = () => {
+                  try {
+                    const req = open.result.transaction('blobs').objectStore('blobs').getAllKeys();
+                    req.onsuccess = () => {
+                      open.result.close();
+                      done(req.result.map(String));
+                    };
+                  } catch (err) {
+                    fail(err);
+                  }
+                };
+              })
+            : [],
+        db,
+      );
     await expect.poll(async () => (await keysOf(sweeper)).some(spilled), { timeout: 30_000 }).toBe(true);
-    const swept = await sweeper.evaluate((n) => new (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest.IdbBlobStore(n).sweep(), db);
+    const swept = await sweeper.evaluate(
+      (n) => new (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest.IdbBlobStore(n).sweep(),
+      db,
+    );
     expect(swept).toBe(0);
     expect(await puller.evaluate(() => (globalThis as unknown as { pulling: Promise<string | undefined> }).pulling)).toBeUndefined();
     relay.rules = {};
-    const back = await puller.evaluate(async ([n, digest]) => {
-      const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
-      const blob = await new t.IdbBlobStore(n).getBlob(digest);
-      return t.sha256(new Uint8Array(await blob!.arrayBuffer()));
-    }, [db, big.digest] as const);
+    const back = await puller.evaluate(
+      async ([n, digest]) => {
+        const t = (globalThis as unknown as { longshoreTest: StorePageApi }).longshoreTest;
+        const blob = await new t.IdbBlobStore(n).getBlob(digest);
+        return t.sha256(new Uint8Array(await blob!.arrayBuffer()));
+      },
+      [db, big.digest] as const,
+    );
     expect(back).toBe(big.digest);
     expect((await keysOf(puller)).filter(spilled)).toEqual([]);
     await context.close();
@@ -264,10 +316,15 @@ describe('resume in the browser', () => {
     const diffIds = (JSON.parse(image.configRaw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
     await startPull(a, 'legacy');
     // Segments of a diff_id written, its record not yet: what an unguarded sweep takes for orphans.
-    await expect.poll(async () => {
-      const records = await cacheRecords(a);
-      return diffIds.some((d) => !records[`blob:${d}`] && Object.keys(records).some((k) => k.startsWith(`seg:${d}:`)));
-    }, { timeout: 30_000 }).toBe(true);
+    await expect
+      .poll(
+        async () => {
+          const records = await cacheRecords(a);
+          return diffIds.some((d) => !records[`blob:${d}`] && Object.keys(records).some((k) => k.startsWith(`seg:${d}:`)));
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(true);
     await startPull(b, 'docker');
     const [fileA, fileB] = await Promise.all([download(a, 'tab-a'), download(b, 'tab-b')]);
     relay.rules = {};

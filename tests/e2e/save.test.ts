@@ -50,20 +50,29 @@ async function startRelay(target: string): Promise<Relay> {
     const record = digest ? { digest, ended: false, endedSeq: 0, range: req.headers.range } : undefined;
     if (record) state.log.push(record);
     const forward = () => {
-      const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } }, (upRes: IncomingMessage) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        res.on('close', () => {
-          if (!record) return;
-          record.ended = true;
-          record.endedSeq = ++endings;
-        });
-        if (!record || state.rate === 0) return void upRes.pipe(res);
-        upRes.on('data', (chunk: Buffer) => {
-          upRes.pause();
-          res.write(chunk, () => setTimeout(() => upRes.resume(), state.rate ? (chunk.length / state.rate) * 1000 : 0));
-        });
-        upRes.on('end', () => res.end());
-      });
+      const up = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: upstream.host },
+        },
+        (upRes: IncomingMessage) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          res.on('close', () => {
+            if (!record) return;
+            record.ended = true;
+            record.endedSeq = ++endings;
+          });
+          if (!record || state.rate === 0) return void upRes.pipe(res);
+          upRes.on('data', (chunk: Buffer) => {
+            upRes.pause();
+            res.write(chunk, () => setTimeout(() => upRes.resume(), state.rate ? (chunk.length / state.rate) * 1000 : 0));
+          });
+          upRes.on('end', () => res.end());
+        },
+      );
       up.on('error', () => res.destroy());
       req.pipe(up);
     };
@@ -75,7 +84,11 @@ async function startRelay(target: string): Promise<Relay> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   state.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  state.close = () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); });
+  state.close = () =>
+    new Promise((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
   return state;
 }
 
@@ -101,7 +114,8 @@ async function openApp(options: { opfs?: boolean } = {}): Promise<Page> {
   if (options.opfs) {
     await context.addInitScript(() => {
       const w = window as unknown as Record<string, unknown>;
-      w['showSaveFilePicker'] = async (o?: { suggestedName?: string }) => (await navigator.storage.getDirectory()).getFileHandle(o?.suggestedName ?? 'archive.tar', { create: true });
+      w['showSaveFilePicker'] = async (o?: { suggestedName?: string }) =>
+        (await navigator.storage.getDirectory()).getFileHandle(o?.suggestedName ?? 'archive.tar', { create: true });
       w['showDirectoryPicker'] = async () => (await navigator.storage.getDirectory()).getDirectoryHandle('layout', { create: true });
     });
   }
@@ -112,7 +126,11 @@ async function openApp(options: { opfs?: boolean } = {}): Promise<Page> {
   return page;
 }
 
-async function startPull(page: Page, name: string, options: { save: 'file' | 'stream' | 'blob' | 'folder'; format?: string; keepCopy?: boolean }): Promise<void> {
+async function startPull(
+  page: Page,
+  name: string,
+  options: { save: 'file' | 'stream' | 'blob' | 'folder'; format?: string; keepCopy?: boolean },
+): Promise<void> {
   await page.getByLabel('Image', { exact: true }).fill(name);
   if (options.format) await page.getByLabel('Format').selectOption(options.format);
   await page.getByLabel('Save to').selectOption(options.save);
@@ -123,9 +141,12 @@ async function startPull(page: Page, name: string, options: { save: 'file' | 'st
 async function waitSaved(page: Page): Promise<void> {
   await Promise.race([
     page.getByTestId('saved').waitFor({ timeout: 60_000 }),
-    page.getByTestId('error').waitFor({ timeout: 60_000 }).then(async () => {
-      throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-    }),
+    page
+      .getByTestId('error')
+      .waitFor({ timeout: 60_000 })
+      .then(async () => {
+        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
+      }),
   ]);
 }
 
@@ -168,16 +189,19 @@ async function copyOut(page: Page, name: string): Promise<string> {
 }
 
 function cacheKeys(page: Page): Promise<string[]> {
-  return page.evaluate(() => new Promise<string[]>((resolve, reject) => {
-    const open = indexedDB.open('longshore');
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      if (!open.result.objectStoreNames.contains('blobs')) return resolve([]);
-      const req = open.result.transaction('blobs', 'readonly').objectStore('blobs').getAllKeys();
-      req.onsuccess = () => resolve(req.result.map(String));
-      req.onerror = () => reject(req.error);
-    };
-  }));
+  return page.evaluate(
+    () =>
+      new Promise<string[]>((resolve, reject) => {
+        const open = indexedDB.open('longshore');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          if (!open.result.objectStoreNames.contains('blobs')) return resolve([]);
+          const req = open.result.transaction('blobs', 'readonly').objectStore('blobs').getAllKeys();
+          req.onsuccess = () => resolve(req.result.map(String));
+          req.onerror = () => reject(req.error);
+        };
+      }),
+  );
 }
 
 const port = (host: string) => host.split(':')[1];
@@ -201,7 +225,14 @@ describe('saving while pulling', () => {
       await waitSaved(page);
       expect(await page.getByTestId('saved').getAttribute('data-kind')).toBe('stream');
       const f = env.fixtures.v2s2;
-      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+      await validateDockerArchive({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        manifest: f.manifest,
+        config: f.config,
+        repoTag: name,
+      });
     } finally {
       relay.rate = 0;
       await page.context().close();
@@ -220,7 +251,14 @@ describe('saving while pulling', () => {
       expect(await download.failure()).toBeNull();
       await waitSaved(page);
       const f = env.fixtures.v2s2;
-      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+      await validateDockerArchive({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        manifest: f.manifest,
+        config: f.config,
+        repoTag: name,
+      });
     } finally {
       await page.context().close();
     }
@@ -234,8 +272,17 @@ describe('saving while pulling', () => {
     await waitSaved(page);
     expect(await page.getByTestId('saved').getAttribute('data-kind')).toBe('file');
     const file = await copyOut(page, `127.0.0.1_${port(env.anon.host)}_test_oci_latest.tar`);
-    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(env.fixtures.oci.manifest.raw);
-    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: env.fixtures.oci.manifest, config: env.fixtures.oci.config, repoTag: name });
+    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(
+      env.fixtures.oci.manifest.raw,
+    );
+    await validateDockerArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      manifest: env.fixtures.oci.manifest,
+      config: env.fixtures.oci.config,
+      repoTag: name,
+    });
     await page.context().close();
   });
 
@@ -248,10 +295,21 @@ describe('saving while pulling', () => {
       const file = await copyOut(page, `127.0.0.1_${port(env.anon.host)}_test_v2s2_latest.tar`);
       const f = env.fixtures.v2s2;
       if (format === 'oci') {
-        expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(f.manifest.raw);
-        expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(f.config.raw);
+        expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(
+          f.manifest.raw,
+        );
+        expect(
+          await runText('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv }),
+        ).toBe(f.config.raw);
       } else {
-        await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+        await validateDockerArchive({
+          file,
+          storageDir: env.storageDir,
+          skopeoEnv: env.skopeoEnv,
+          manifest: f.manifest,
+          config: f.config,
+          repoTag: name,
+        });
       }
       if (format === 'legacy') {
         const diffIds = (JSON.parse(f.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
@@ -279,12 +337,17 @@ describe('saving while pulling', () => {
     }
     expect(JSON.parse(await readFile(join(layout, 'oci-layout'), 'utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
     const f = env.fixtures.oci;
-    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci:${layout}:latest`], { env: env.skopeoEnv })).toBe(f.manifest.raw);
+    expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci:${layout}:latest`], { env: env.skopeoEnv })).toBe(
+      f.manifest.raw,
+    );
     const bundle = join(dir, 'bundle-oci');
     await runText('umoci', ['unpack', '--rootless', '--image', `${layout}:latest`, bundle]);
     expect(await readFile(join(bundle, 'rootfs/app/version.txt'), 'utf8')).toMatch(/release/);
     // Exactly the image's blobs: manifest, config, layers.
-    const blobs = [...files.keys()].filter((p) => p.startsWith('blobs/sha256/')).map((p) => `sha256:${p.slice('blobs/sha256/'.length)}`).sort();
+    const blobs = [...files.keys()]
+      .filter((p) => p.startsWith('blobs/sha256/'))
+      .map((p) => `sha256:${p.slice('blobs/sha256/'.length)}`)
+      .sort();
     expect(blobs).toEqual([f.manifest.digest, f.config.digest, ...layersOf(f.manifest.raw).map((l) => l.digest)].sort());
     await page.context().close();
   });
@@ -293,9 +356,13 @@ describe('saving while pulling', () => {
     const page = await openApp({ opfs: true });
     const f = env.fixtures.v2s2;
     // The docker format writes blobs/sha256/* sorted by digest: the smallest digest is needed first.
-    const first = layersOf(f.manifest.raw).map((l) => l.digest).sort()[0]!;
+    const first = layersOf(f.manifest.raw)
+      .map((l) => l.digest)
+      .sort()[0]!;
     relay.holdLast = first;
-    relay.holdUntil = layersOf(f.manifest.raw).map((l) => l.digest).filter((d) => d !== first);
+    relay.holdUntil = layersOf(f.manifest.raw)
+      .map((l) => l.digest)
+      .filter((d) => d !== first);
     relay.log.length = 0;
     try {
       const name = `${relay.host}/test/v2s2:latest`;
@@ -307,7 +374,14 @@ describe('saving while pulling', () => {
       expect(gets.map((r) => r.digest)).toContain(first);
       expect(gets.reduce((a, b) => (b.endedSeq > a.endedSeq ? b : a)).digest).toBe(first);
       const file = await copyOut(page, `127.0.0.1_${port(relay.host)}_test_v2s2_latest.tar`);
-      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+      await validateDockerArchive({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        manifest: f.manifest,
+        config: f.config,
+        repoTag: name,
+      });
     } finally {
       relay.holdLast = undefined;
       relay.holdUntil = [];
@@ -322,7 +396,14 @@ describe('saving while pulling', () => {
     await waitSaved(page);
     const file = await copyOut(page, `127.0.0.1_${port(env.anon.host)}_test_v2s2_latest.tar`);
     const f = env.fixtures.v2s2;
-    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+    await validateDockerArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      manifest: f.manifest,
+      config: f.config,
+      repoTag: name,
+    });
     expect(await cacheKeys(page)).toEqual([]);
     // Nothing to browse: the layers are not in the browser.
     expect(await page.getByRole('button', { name: /Browse the files/ }).count()).toBe(0);
@@ -340,8 +421,17 @@ describe('saving while pulling', () => {
       await download.saveAs(file);
       expect(await download.failure()).toBeNull();
       await waitSaved(page);
-      expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(env.fixtures.oci.manifest.raw);
-      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: env.fixtures.oci.manifest, config: env.fixtures.oci.config, repoTag: name });
+      expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(
+        env.fixtures.oci.manifest.raw,
+      );
+      await validateDockerArchive({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        manifest: env.fixtures.oci.manifest,
+        config: env.fixtures.oci.config,
+        repoTag: name,
+      });
       expect(await cacheKeys(page)).toEqual([]);
     } finally {
       await page.context().close();
@@ -406,7 +496,11 @@ describe('saving while pulling', () => {
       // Wait until the small layers are stored and the big one is still dripping.
       await expect.poll(() => page.locator('table.layers tr[data-state="done"]').count(), { timeout: 30_000 }).toBeGreaterThan(0);
       // Rows say done only once the layer is verified and stored.
-      const doneBefore = new Set(await page.locator('table.layers tr[data-state="done"] code').evaluateAll((codes) => codes.map((c) => c.getAttribute('title') ?? '')));
+      const doneBefore = new Set(
+        await page
+          .locator('table.layers tr[data-state="done"] code')
+          .evaluateAll((codes) => codes.map((c) => c.getAttribute('title') ?? '')),
+      );
       expect(doneBefore.size).toBeGreaterThan(0);
       expect(doneBefore).not.toContain(big.digest);
       await page.reload();
@@ -420,7 +514,14 @@ describe('saving while pulling', () => {
       const again = relay.log.slice(mark).map((r) => r.digest);
       for (const d of doneBefore) expect(again, `layer ${d} fetched again`).not.toContain(d);
       const file = await copyOut(page, `127.0.0.1_${port(relay.host)}_test_v2s2_latest.tar`);
-      await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+      await validateDockerArchive({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        manifest: f.manifest,
+        config: f.config,
+        repoTag: name,
+      });
       await expect.poll(() => page.getByTestId('unfinished-entry').count()).toBe(0);
 
       // A failed pull stays listed; Discard removes it. (An image not cached yet: cached layers are not fetched, so not corrupted.)

@@ -56,7 +56,9 @@ forEachEngine((engine) => {
       relay.stall('none');
     }
     expect(await page.attr(SEL.error, 'data-code')).toBe('STALLED');
-    expect(await page.text(SEL.error)).toMatch(/No progress for 3 s while downloading layers: waiting for the bytes of layer \d\/\d \(sha256:[0-9a-f]{12}…/);
+    expect(await page.text(SEL.error)).toMatch(
+      /No progress for 3 s while downloading layers: waiting for the bytes of layer \d\/\d \(sha256:[0-9a-f]{12}…/,
+    );
     expect(await page.text(SEL.error)).toMatch(/Press Pull to try again/);
     const retried = await pullOutcome(page, `${relay.host}/test/v2s2:latest`, 45_000);
     expect(retried, `${await page.text(SEL.error)}`).toBe('download');
@@ -68,7 +70,9 @@ forEachEngine((engine) => {
     try {
       expect(await pullOutcome(page, `${relay.host}/test/plain:latest`, STALL_MS * 5)).toBe('error');
       expect(await page.attr(SEL.error, 'data-code')).toBe('STALLED');
-      expect(await page.text(SEL.error)).toMatch(new RegExp(`while resolving the manifest: waiting for the manifest of test/plain:latest from ${relay.host}`));
+      expect(await page.text(SEL.error)).toMatch(
+        new RegExp(`while resolving the manifest: waiting for the manifest of test/plain:latest from ${relay.host}`),
+      );
     } finally {
       relay.stall('none');
     }
@@ -76,7 +80,7 @@ forEachEngine((engine) => {
     expect(retried, `${await page.text(SEL.error)}`).toBe('download');
   });
 
-  it('fresh pages each answer a missing name and a pull within the bound, never silently (the reproduction of Firefox\'s hangs)', async () => {
+  it("fresh pages each answer a missing name and a pull within the bound, never silently (the reproduction of Firefox's hangs)", async () => {
     // Firefox ESR 153 leaves the pull worker's first IndexedDB request unanswered on about one
     // fresh page in ten to forty (root cause not found; see README "Browser support"); the bridge
     // then asks a fresh worker once. What must hold everywhere: every try ends within the bound,
@@ -92,8 +96,8 @@ forEachEngine((engine) => {
         expect(await page.text(SEL.error)).toMatch(/No progress for 3 s while resolving the manifest: waiting for /);
         expect(await pullOutcome(page, name, STALL_MS * 5)).toBe('error');
       }
-      expect(await page.attr(SEL.error, 'data-code'), await page.text(SEL.error) ?? '').toBe('MANIFEST_UNKNOWN');
-      expect(await pullOutcome(page, `${env.anon.host}/test/plain:latest`, 45_000), await page.text(SEL.error) ?? '').toBe('download');
+      expect(await page.attr(SEL.error, 'data-code'), (await page.text(SEL.error)) ?? '').toBe('MANIFEST_UNKNOWN');
+      expect(await pullOutcome(page, `${env.anon.host}/test/plain:latest`, 45_000), (await page.text(SEL.error)) ?? '').toBe('download');
       await engine.finish(page);
     }
     console.log(`[stall e2e] ${engine.name}: STALLED shown on ${stalls} first tries of ${process.env['E2E_FRESH_PAGES'] ?? 6} fresh pages`);

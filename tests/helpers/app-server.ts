@@ -9,13 +9,16 @@ export const DIST_DIR = resolve(import.meta.dirname, '../../dist');
 
 export async function startAppServer(registryHosts: string[], overrides: Partial<Record<string, unknown>> = {}): Promise<RunningServer> {
   if (!existsSync(resolve(DIST_DIR, 'index.html'))) throw new Error('dist/ is missing: run `vite build` first (npm test does).');
-  const config: ProxyConfig = parseConfig({
-    listen: { host: '127.0.0.1', port: 0 },
-    registries: registryHosts.map((host) => ({ host, scheme: 'http' })),
-    mirrors: {},
-    tokenRealms: [],
-    allowLoopback: true,
-    ...overrides,
-  }, 'e2e config');
+  const config: ProxyConfig = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      registries: registryHosts.map((host) => ({ host, scheme: 'http' })),
+      mirrors: {},
+      tokenRealms: [],
+      allowLoopback: true,
+      ...overrides,
+    },
+    'e2e config',
+  );
   return startServer(config, { staticDir: DIST_DIR });
 }

@@ -20,14 +20,21 @@ export interface BigImage {
  * Layers given as a size (that many bytes of pseudo-random data: gzip by umoci leaves them about
  * as big) or as files (path → bytes), in order.
  */
-export async function pushBigImage(env: HarnessEnv, repository: string, layers: (number | Record<string, Uint8Array>)[]): Promise<BigImage> {
+export async function pushBigImage(
+  env: HarnessEnv,
+  repository: string,
+  layers: (number | Record<string, Uint8Array>)[],
+): Promise<BigImage> {
   const dir = await mkdtemp(join(tmpdir(), 'longshore-big-'));
   try {
     const layout = await OciLayout.create(join(dir, 'layout'));
     await layout.addImage('latest', {
       config: { cmd: ['/bin/true'] },
       layers: layers.map((layer, i) => ({
-        files: typeof layer === 'number' ? { [`data/${repository.replace(/\W/g, '-')}-${i}.bin`]: pseudoRandomBytes(layer, `${repository}:${i}`) } : layer,
+        files:
+          typeof layer === 'number'
+            ? { [`data/${repository.replace(/\W/g, '-')}-${i}.bin`]: pseudoRandomBytes(layer, `${repository}:${i}`) }
+            : layer,
       })),
     });
     const path = `${repository}:latest`;

@@ -159,10 +159,15 @@ export async function startCutRelay(upstreamUrl: string, rules: CutRules = {}): 
       stalled.clear();
     },
     close: async () => {
-      await Promise.all(servers.map((server) => new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      })));
+      await Promise.all(
+        servers.map(
+          (server) =>
+            new Promise<void>((resolve) => {
+              server.closeAllConnections();
+              server.close(() => resolve());
+            }),
+        ),
+      );
     },
   };
   return relay;

@@ -18,18 +18,29 @@ export type { CaughtDownload, EngineName, Key };
 export const ARTIFACTS_DIR = resolve(import.meta.dirname, '../../test-results/e2e');
 
 export function selectedEngines(): EngineName[] {
-  const wanted = process.env['E2E_ENGINES']?.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = process.env['E2E_ENGINES']
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!wanted?.length) return [...ENGINES];
-  for (const w of wanted) if (!ENGINES.includes(w as EngineName)) throw new Error(`E2E_ENGINES: unknown engine "${w}" (known: ${ENGINES.join(', ')})`);
+  for (const w of wanted)
+    if (!ENGINES.includes(w as EngineName)) throw new Error(`E2E_ENGINES: unknown engine "${w}" (known: ${ENGINES.join(', ')})`);
   return wanted as EngineName[];
 }
 
-const LAUNCH: Record<EngineName, (dir: string) => Promise<EngineDriver>> = { chromium: chromiumEngine, firefox: firefoxEngine, webkit: webkitEngine };
+const LAUNCH: Record<EngineName, (dir: string) => Promise<EngineDriver>> = {
+  chromium: chromiumEngine,
+  firefox: firefoxEngine,
+  webkit: webkitEngine,
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class E2EPage {
-  constructor(readonly engine: EngineName, readonly driver: PageDriver) {}
+  constructor(
+    readonly engine: EngineName,
+    readonly driver: PageDriver,
+  ) {}
 
   goto(url: string): Promise<void> {
     return this.driver.goto(url);
@@ -53,7 +64,8 @@ export class E2EPage {
   }
 
   async setChecked(selector: string, on: boolean): Promise<void> {
-    if ((await this.evaluate((s: string) => (document.querySelector(s) as HTMLInputElement).checked, selector)) !== on) await this.click(selector);
+    if ((await this.evaluate((s: string) => (document.querySelector(s) as HTMLInputElement).checked, selector)) !== on)
+      await this.click(selector);
   }
 
   press(key: Key): Promise<void> {
@@ -134,8 +146,9 @@ export class E2EPage {
   async waitFor(selector: string, { timeout = 20_000, gone = false }: { timeout?: number; gone?: boolean } = {}): Promise<void> {
     const deadline = Date.now() + timeout;
     for (;;) {
-      if (((await this.count(selector)) > 0) !== gone) return;
-      if (Date.now() > deadline) throw new Error(`${this.engine}: ${selector} ${gone ? 'still there' : 'did not appear'} after ${timeout} ms`);
+      if ((await this.count(selector)) > 0 !== gone) return;
+      if (Date.now() > deadline)
+        throw new Error(`${this.engine}: ${selector} ${gone ? 'still there' : 'did not appear'} after ${timeout} ms`);
       await sleep(50);
     }
   }
@@ -153,7 +166,9 @@ export class E2EPage {
 
   /** Errors seen in the page: the driver's own channel plus the in-page trap (in-page.ts). */
   async errors(): Promise<string[]> {
-    const trapped = await this.evaluate(() => ((window as unknown as { __e2eErrors?: string[] }).__e2eErrors ?? []).slice()).catch(() => [] as string[]);
+    const trapped = await this.evaluate(() => ((window as unknown as { __e2eErrors?: string[] }).__e2eErrors ?? []).slice()).catch(
+      () => [] as string[],
+    );
     const native = this.driver.nativeErrors();
     // The same error often arrives through both channels: keep the trap's (it has the stack).
     return [...trapped, ...native.filter((n) => !trapped.some((t) => t.includes(n.replace(/^pageerror: /, '').split('\n')[0]!)))];

@@ -25,16 +25,41 @@ export type FixtureName = 'v2s2' | 'oci' | 'ociV1' | 'multi' | 'list' | 'private
 export const MANY_LAYERS = 32;
 
 export const FIXTURES: Record<FixtureName, { repository: string; tag: string; description: string }> = {
-  v2s2: { repository: 'test/v2s2', tag: 'latest', description: 'Docker schema 2, 3 gzip layers (dirs, symlink, hardlink, long + UTF-8 names, 256 KiB incompressible file, whiteouts)' },
+  v2s2: {
+    repository: 'test/v2s2',
+    tag: 'latest',
+    description: 'Docker schema 2, 3 gzip layers (dirs, symlink, hardlink, long + UTF-8 names, 256 KiB incompressible file, whiteouts)',
+  },
   oci: { repository: 'test/oci', tag: 'latest', description: 'OCI manifest, 2 gzip layers; base layer shared with test/oci:v1' },
   ociV1: { repository: 'test/oci', tag: 'v1', description: 'OCI manifest, 2 gzip layers; older app layer' },
-  multi: { repository: 'test/multi', tag: 'latest', description: 'OCI index: linux/amd64, linux/arm64/v8, linux/arm/v7 + buildx attestation (unknown/unknown) for amd64' },
+  multi: {
+    repository: 'test/multi',
+    tag: 'latest',
+    description: 'OCI index: linux/amd64, linux/arm64/v8, linux/arm/v7 + buildx attestation (unknown/unknown) for amd64',
+  },
   list: { repository: 'test/list', tag: 'latest', description: 'Docker manifest list: linux/amd64, linux/arm64/v8, schema 2 children' },
   private: { repository: 'private/secret', tag: 'latest', description: 'small OCI image; anonymous tokens get no access to private/*' },
-  plain: { repository: 'test/plain', tag: 'latest', description: 'OCI manifest, 2 uncompressed layers (application/vnd.oci.image.layer.v1.tar)' },
-  zstd: { repository: 'test/zstd', tag: 'latest', description: 'OCI manifest, 2 zstd layers (application/vnd.oci.image.layer.v1.tar+zstd)' },
-  many: { repository: 'test/many', tag: 'latest', description: `OCI manifest, ${MANY_LAYERS} gzip layers of one small file each; the last also whites out the first's file` },
-  fs: { repository: 'test/fs', tag: 'latest', description: 'OCI manifest, 4 gzip layers for the inspector: whiteouts, opaque dir, hardlinks, symlinks, devices, setuid, >255-byte path, UTF-8 and markup names, an empty layer; an ENV-only history step' },
+  plain: {
+    repository: 'test/plain',
+    tag: 'latest',
+    description: 'OCI manifest, 2 uncompressed layers (application/vnd.oci.image.layer.v1.tar)',
+  },
+  zstd: {
+    repository: 'test/zstd',
+    tag: 'latest',
+    description: 'OCI manifest, 2 zstd layers (application/vnd.oci.image.layer.v1.tar+zstd)',
+  },
+  many: {
+    repository: 'test/many',
+    tag: 'latest',
+    description: `OCI manifest, ${MANY_LAYERS} gzip layers of one small file each; the last also whites out the first's file`,
+  },
+  fs: {
+    repository: 'test/fs',
+    tag: 'latest',
+    description:
+      'OCI manifest, 4 gzip layers for the inspector: whiteouts, opaque dir, hardlinks, symlinks, devices, setuid, >255-byte path, UTF-8 and markup names, an empty layer; an ENV-only history step',
+  },
 };
 
 export const FIXTURE_NAMES = Object.keys(FIXTURES) as FixtureName[];
@@ -102,7 +127,11 @@ export const V2S2_SPEC: ImageSpec = {
 };
 
 const OCI_BASE_LAYER: LayerSpec = {
-  files: { 'etc/os-release': 'NAME="Longshore Test"\nID=longshore\n', 'etc/longshore-arch': archFileContent('amd64'), 'bin/tool': { content: 'tool\n', mode: 0o755 } },
+  files: {
+    'etc/os-release': 'NAME="Longshore Test"\nID=longshore\n',
+    'etc/longshore-arch': archFileContent('amd64'),
+    'bin/tool': { content: 'tool\n', mode: 0o755 },
+  },
 };
 
 export function ociSpec(release: 1 | 2): ImageSpec {
@@ -140,8 +169,17 @@ export function layeredSpec(compression: 'none' | 'zstd'): ImageSpec {
   return {
     config: { env: [`LONGSHORE_COMPRESSION=${compression}`] },
     layers: [
-      { compression, files: { 'etc/longshore-arch': archFileContent('amd64'), [`data/${compression}-1.txt`]: `${compression} layer 1\n`.repeat(100) } },
-      { compression, files: { [`data/${compression}-2.txt`]: `${compression} layer 2\n`.repeat(100), 'data/random.bin': pseudoRandomBytes(16 * 1024, compression) } },
+      {
+        compression,
+        files: { 'etc/longshore-arch': archFileContent('amd64'), [`data/${compression}-1.txt`]: `${compression} layer 1\n`.repeat(100) },
+      },
+      {
+        compression,
+        files: {
+          [`data/${compression}-2.txt`]: `${compression} layer 2\n`.repeat(100),
+          'data/random.bin': pseudoRandomBytes(16 * 1024, compression),
+        },
+      },
     ],
   };
 }
@@ -213,15 +251,23 @@ export async function readFixtureTruths(host: string, skopeoEnv: NodeJS.ProcessE
     FIXTURE_NAMES.map(async (name): Promise<[FixtureName, FixtureTruth]> => {
       const { repository, tag } = FIXTURES[name];
       const ref = `docker://${host}/${repository}:${tag}`;
-      const [rawManifest, rawConfig] = await Promise.all([skopeoInspectRaw(ref, { env: skopeoEnv }), skopeoInspectConfigRaw(ref, { env: skopeoEnv })]);
+      const [rawManifest, rawConfig] = await Promise.all([
+        skopeoInspectRaw(ref, { env: skopeoEnv }),
+        skopeoInspectConfigRaw(ref, { env: skopeoEnv }),
+      ]);
       const manifest = manifestTruth(rawManifest);
       const truth: FixtureTruth = { name, repository, tag, path: `${repository}:${tag}`, manifest, config: blobTruth(rawConfig) };
       if (manifest.mediaType === MediaType.ociIndex || manifest.mediaType === MediaType.dockerManifestList) {
-        const list = JSON.parse(manifest.raw) as { manifests: Array<{ digest: string; platform: Platform; annotations?: Record<string, string> }> };
+        const list = JSON.parse(manifest.raw) as {
+          manifests: Array<{ digest: string; platform: Platform; annotations?: Record<string, string> }>;
+        };
         truth.children = await Promise.all(
           list.manifests.map(async (child) => {
             const childRef = `docker://${host}/${repository}@${child.digest}`;
-            const [childManifest, childConfig] = await Promise.all([skopeoInspectRaw(childRef, { env: skopeoEnv }), skopeoInspectConfigRaw(childRef, { env: skopeoEnv })]);
+            const [childManifest, childConfig] = await Promise.all([
+              skopeoInspectRaw(childRef, { env: skopeoEnv }),
+              skopeoInspectConfigRaw(childRef, { env: skopeoEnv }),
+            ]);
             return {
               platform: child.platform,
               ...(child.annotations ? { annotations: child.annotations } : {}),
@@ -251,7 +297,8 @@ export interface BuildFixturesOptions {
 export async function buildFixtures(options: BuildFixturesOptions): Promise<FixtureTruths> {
   const { host, workDir, skopeoEnv } = options;
   const dest = (name: FixtureName) => `docker://${host}/${FIXTURES[name].repository}:${FIXTURES[name].tag}`;
-  const push = (layout: OciLayout, tag: string, name: FixtureName, copy: Omit<CopyOptions, 'env'>) => skopeoCopy(layout.ref(tag), dest(name), { env: skopeoEnv, ...copy });
+  const push = (layout: OciLayout, tag: string, name: FixtureName, copy: Omit<CopyOptions, 'env'>) =>
+    skopeoCopy(layout.ref(tag), dest(name), { env: skopeoEnv, ...copy });
   const layout = (name: string) => OciLayout.create(join(workDir, name));
 
   const single = async (name: FixtureName, spec: ImageSpec, copy: Omit<CopyOptions, 'env'>) => {
@@ -272,7 +319,8 @@ export async function buildFixtures(options: BuildFixturesOptions): Promise<Fixt
     (async () => {
       const l = await layout('multi');
       const images = [];
-      for (const p of MULTI_PLATFORMS) images.push(await l.addImage(`${p.architecture}${p.variant ?? ''}`, archSpec(p.architecture, p.variant)));
+      for (const p of MULTI_PLATFORMS)
+        images.push(await l.addImage(`${p.architecture}${p.variant ?? ''}`, archSpec(p.architecture, p.variant)));
       const attestation = await l.addAttestation(images[0]!.descriptor);
       await l.addIndex('latest', [...images.map((i) => i.descriptor), attestation]);
       await push(l, 'latest', 'multi', { all: true, preserveDigests: true });
@@ -280,8 +328,12 @@ export async function buildFixtures(options: BuildFixturesOptions): Promise<Fixt
     (async () => {
       const l = await layout('list');
       const images = [];
-      for (const p of LIST_PLATFORMS) images.push(await l.addImage(`${p.architecture}${p.variant ?? ''}`, archSpec(p.architecture, p.variant)));
-      await l.addIndex('latest', images.map((i) => i.descriptor));
+      for (const p of LIST_PLATFORMS)
+        images.push(await l.addImage(`${p.architecture}${p.variant ?? ''}`, archSpec(p.architecture, p.variant)));
+      await l.addIndex(
+        'latest',
+        images.map((i) => i.descriptor),
+      );
       // --all --format v2s2 turns the OCI index into a Docker manifest list of schema 2 manifests.
       await push(l, 'latest', 'list', { all: true, format: 'v2s2' });
     })(),
@@ -378,17 +430,74 @@ export async function buildFsFixture(dir: string): Promise<string> {
       for (const [path, type, major, minor, mode] of FS_DEVICES) {
         await run('mknod', ['-m', mode.toString(8), join(stage, path), type, ...(type === 'p' ? [] : [String(major), String(minor)])]);
       }
-      await run('tar', ['--append', `--file=${tarPath}`, `--directory=${stage}`, '--format=posix', '--pax-option=delete=atime,delete=ctime',
-        '--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@1704067200', 'dev']);
+      await run('tar', [
+        '--append',
+        `--file=${tarPath}`,
+        `--directory=${stage}`,
+        '--format=posix',
+        '--pax-option=delete=atime,delete=ctime',
+        '--sort=name',
+        '--owner=0',
+        '--group=0',
+        '--numeric-owner',
+        '--mtime=@1704067200',
+        'dev',
+      ]);
     }
     if (i === 1) {
-      await run('umoci', ['config', '--image', image, '--config.env', 'LONGSHORE_STEP=env-only', '--history.created', FS_CREATED, '--history.created_by', 'ENV LONGSHORE_STEP=env-only']);
+      await run('umoci', [
+        'config',
+        '--image',
+        image,
+        '--config.env',
+        'LONGSHORE_STEP=env-only',
+        '--history.created',
+        FS_CREATED,
+        '--history.created_by',
+        'ENV LONGSHORE_STEP=env-only',
+      ]);
     }
-    await run('umoci', ['raw', 'add-layer', '--image', image, '--history.created', FS_CREATED, '--history.created_by', `longshore fs layer ${i}${i === 2 ? ' (empty)' : ''}`, tarPath]);
+    await run('umoci', [
+      'raw',
+      'add-layer',
+      '--image',
+      image,
+      '--history.created',
+      FS_CREATED,
+      '--history.created_by',
+      `longshore fs layer ${i}${i === 2 ? ' (empty)' : ''}`,
+      tarPath,
+    ]);
   }
-  await run('umoci', ['config', '--image', image, '--created', FS_CREATED, '--history.created', FS_CREATED, '--history.created_by', 'CONFIG entrypoint, user, ports, labels',
-    '--architecture', 'amd64', '--os', 'linux', '--config.env', 'PATH=/usr/bin:/bin', '--config.entrypoint', '/bin/su-like', '--config.cmd', '--help',
-    '--config.workingdir', '/data', '--config.user', '0:0', '--config.exposedports', '8080/tcp', '--config.label', 'org.opencontainers.image.title=longshore fs fixture']);
+  await run('umoci', [
+    'config',
+    '--image',
+    image,
+    '--created',
+    FS_CREATED,
+    '--history.created',
+    FS_CREATED,
+    '--history.created_by',
+    'CONFIG entrypoint, user, ports, labels',
+    '--architecture',
+    'amd64',
+    '--os',
+    'linux',
+    '--config.env',
+    'PATH=/usr/bin:/bin',
+    '--config.entrypoint',
+    '/bin/su-like',
+    '--config.cmd',
+    '--help',
+    '--config.workingdir',
+    '/data',
+    '--config.user',
+    '0:0',
+    '--config.exposedports',
+    '8080/tcp',
+    '--config.label',
+    'org.opencontainers.image.title=longshore fs fixture',
+  ]);
   await rm(work, { recursive: true, force: true });
   return `oci:${dir}:latest`;
 }

@@ -49,7 +49,12 @@ async function storeManifest(registryUrl: string, storageDir: string, repository
 }
 
 /** Builds the image in `workDir` and pushes it as `repository:ltsc`; close `layers` when done. */
-export async function pushForeignImage(registry: { url: string }, storageDir: string, repository: string, workDir: string): Promise<ForeignImage> {
+export async function pushForeignImage(
+  registry: { url: string },
+  storageDir: string,
+  repository: string,
+  workDir: string,
+): Promise<ForeignImage> {
   const baseTar = await tarOf(join(workDir, 'base'), { 'Windows/System32/base.txt': `a foreign base layer of ${repository}\n` });
   const appTar = await tarOf(join(workDir, 'app'), { 'app/hello.txt': 'hello from the distributable layer\n' });
   const base = gzipSync(baseTar);
@@ -63,15 +68,20 @@ export async function pushForeignImage(registry: { url: string }, storageDir: st
   const foreignUrl = `${layers.origin}/layers/${foreignDigest.slice(7)}.tar.gz`;
 
   const appDigest = await pushBlob(registry.url, repository, app);
-  const config = new TextEncoder().encode(JSON.stringify({
-    architecture: 'amd64',
-    os: 'windows',
-    'os.version': '10.0.17763.1',
-    created: '2024-01-01T00:00:00Z',
-    config: { Cmd: ['cmd'] },
-    rootfs: { type: 'layers', diff_ids: [digestOf(baseTar), digestOf(appTar)] },
-    history: [{ created: '2024-01-01T00:00:00Z', created_by: 'base' }, { created: '2024-01-01T00:00:00Z', created_by: 'app' }],
-  }));
+  const config = new TextEncoder().encode(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'windows',
+      'os.version': '10.0.17763.1',
+      created: '2024-01-01T00:00:00Z',
+      config: { Cmd: ['cmd'] },
+      rootfs: { type: 'layers', diff_ids: [digestOf(baseTar), digestOf(appTar)] },
+      history: [
+        { created: '2024-01-01T00:00:00Z', created_by: 'base' },
+        { created: '2024-01-01T00:00:00Z', created_by: 'app' },
+      ],
+    }),
+  );
   const configDigest = await pushBlob(registry.url, repository, config);
   const manifest = JSON.stringify({
     schemaVersion: 2,

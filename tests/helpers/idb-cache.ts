@@ -27,14 +27,16 @@ export function cacheContents(page: Page | E2EPage): Promise<CacheContents> {
     try {
       if (!db.objectStoreNames.contains('blobs')) return { keys: [], orphans: [] };
       const store = db.transaction('blobs', 'readonly').objectStore('blobs');
-      const request = <T>(r: IDBRequest<T>) => new Promise<T>((resolve, reject) => {
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
+      const request = <T>(r: IDBRequest<T>) =>
+        new Promise<T>((resolve, reject) => {
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
       const [keys, values] = await Promise.all([request(store.getAllKeys()), request(store.getAll())]);
       const live = new Set<string>();
       keys.forEach((k, i) => {
-        if (String(k).startsWith('blob:') || String(k).startsWith('part:')) for (const s of (values[i] as { segments?: string[] }).segments ?? []) live.add(s);
+        if (String(k).startsWith('blob:') || String(k).startsWith('part:'))
+          for (const s of (values[i] as { segments?: string[] }).segments ?? []) live.add(s);
       });
       const all = keys.map(String);
       return { keys: all, orphans: all.filter((k) => k.startsWith('seg:') && !live.has(k)) };

@@ -259,7 +259,12 @@ export class OciLayout {
 
   private async setTag(tag: string, descriptor: Descriptor): Promise<void> {
     const index = await this.readIndex();
-    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size, annotations: { [REF_NAME]: tag } };
+    const entry: Descriptor = {
+      mediaType: descriptor.mediaType,
+      digest: descriptor.digest,
+      size: descriptor.size,
+      annotations: { [REF_NAME]: tag },
+    };
     index.manifests = [...index.manifests.filter((d) => d.annotations?.[REF_NAME] !== tag), entry];
     await writeFile(join(this.dir, 'index.json'), JSON.stringify(index));
   }
@@ -280,7 +285,17 @@ export class OciLayout {
         const tarPath = join(this.workDir, `${tag}-${i}.tar`);
         await writeLayerTar(layer.files, join(this.workDir, `${tag}-${i}.stage`), tarPath);
         tars.push(tarPath);
-        await run('umoci', ['raw', 'add-layer', '--image', image, '--history.created', CREATED, '--history.created_by', `longshore test layer ${i}`, tarPath]);
+        await run('umoci', [
+          'raw',
+          'add-layer',
+          '--image',
+          image,
+          '--history.created',
+          CREATED,
+          '--history.created_by',
+          `longshore test layer ${i}`,
+          tarPath,
+        ]);
       }
       await run('umoci', ['config', '--image', image, '--created', CREATED, '--history.created', CREATED, ...configArgs(spec)]);
 
@@ -308,7 +323,9 @@ export class OciLayout {
         rootfs: { diff_ids: string[] };
       };
       if (configJson.rootfs.diff_ids.join() !== layers.map((l) => l.diffId).join()) {
-        throw new Error(`umoci changed a layer tar: diff_ids ${configJson.rootfs.diff_ids.join()} != ${layers.map((l) => l.diffId).join()}`);
+        throw new Error(
+          `umoci changed a layer tar: diff_ids ${configJson.rootfs.diff_ids.join()} != ${layers.map((l) => l.diffId).join()}`,
+        );
       }
       // `variant` goes next to architecture/os, where Docker and buildkit put it (keys keep their first position).
       const finalConfig =
@@ -323,7 +340,11 @@ export class OciLayout {
         config: configDescriptor,
         layers: layers.map((l) => l.descriptor),
       });
-      const platform: Platform = { architecture: spec.arch ?? 'amd64', os: spec.os ?? 'linux', ...(spec.variant !== undefined ? { variant: spec.variant } : {}) };
+      const platform: Platform = {
+        architecture: spec.arch ?? 'amd64',
+        os: spec.os ?? 'linux',
+        ...(spec.variant !== undefined ? { variant: spec.variant } : {}),
+      };
       const descriptor: Descriptor = { mediaType: MediaType.ociManifest, ...(await this.writeBlob(manifest)), platform };
       await this.setTag(tag, descriptor);
       return { tag, descriptor, manifest, config: { descriptor: configDescriptor, raw: configRaw }, layers };
@@ -347,7 +368,12 @@ export class OciLayout {
         ...(await this.writeBlob(statement)),
         annotations: { 'in-toto.io/predicate-type': 'https://slsa.dev/provenance/v0.2' },
       };
-      const config = JSON.stringify({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest] } });
+      const config = JSON.stringify({
+        architecture: 'unknown',
+        os: 'unknown',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: [layer.digest] },
+      });
       const configDescriptor: Descriptor = { mediaType: MediaType.ociConfig, ...(await this.writeBlob(config)) };
       const manifest = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: configDescriptor, layers: [layer] });
       return {

@@ -102,7 +102,9 @@ function toYaml(value: Yaml, indent = ''): string {
   }
   if (typeof value === 'object') {
     return Object.entries(value)
-      .map(([key, item]) => (typeof item === 'object' ? `${indent}${key}:\n${toYaml(item, `${indent}  `)}` : `${indent}${key}: ${scalar(item)}`))
+      .map(([key, item]) =>
+        typeof item === 'object' ? `${indent}${key}:\n${toYaml(item, `${indent}  `)}` : `${indent}${key}: ${scalar(item)}`,
+      )
       .join('\n');
   }
   return `${indent}${scalar(value)}`;
@@ -177,7 +179,11 @@ async function startRegistryProcess(name: string, dir: string, makeConfig: (port
     child.kill('SIGKILL');
     const tail = await logTail(logFile);
     if (attempt < 3 && /address already in use/.test(tail)) continue;
-    const why = spawnError ? `could not run docker-registry: ${String(spawnError)}` : exited !== null ? `exited (${exited})` : 'not ready within 15 s';
+    const why = spawnError
+      ? `could not run docker-registry: ${String(spawnError)}`
+      : exited !== null
+        ? `exited (${exited})`
+        : 'not ready within 15 s';
     throw new Error(`registry "${name}" ${why}; config ${configFile}; log tail:\n${tail}`);
   }
 }
@@ -211,12 +217,33 @@ export async function startRegistries(options: StartRegistriesOptions = {}): Pro
     const certFile = join(tempDir, 'token-signing.crt');
     const htpasswdFile = join(tempDir, 'htpasswd');
     await Promise.all([
-      runText('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${TOKEN_ISSUER}`]),
+      runText('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${TOKEN_ISSUER}`,
+      ]),
       runText('htpasswd', ['-Bbn', basicCredentials.username, basicCredentials.password]).then((line) => writeFile(htpasswdFile, line)),
     ]);
     const [privateKeyPem, certificatePem] = await Promise.all([readFile(keyFile, 'utf8'), readFile(certFile, 'utf8')]);
     [tokenServer, staticServer] = await Promise.all([
-      startTokenServer({ issuer: TOKEN_ISSUER, privateKeyPem, certificatePem, username: tokenCredentials.username, password: tokenCredentials.password, storageDir }),
+      startTokenServer({
+        issuer: TOKEN_ISSUER,
+        privateKeyPem,
+        certificatePem,
+        username: tokenCredentials.username,
+        password: tokenCredentials.password,
+        storageDir,
+      }),
       startStaticServer({ root: storageDir, rejectAuthorization: options.staticRejectsAuthorization ?? true }),
     ]);
 
@@ -244,7 +271,10 @@ export async function startRegistries(options: StartRegistriesOptions = {}): Pro
       startRegistryProcess('anon', tempDir, (port) => base('anon', port)),
       startRegistryProcess('token', tempDir, tokenConfig('token', ts.realm)),
       startRegistryProcess('token-access-only', tempDir, tokenConfig('token-access-only', ts.accessTokenOnlyRealm)),
-      startRegistryProcess('basic', tempDir, (port) => ({ ...base('basic', port), auth: { htpasswd: { realm: BASIC_REALM, path: htpasswdFile } } })),
+      startRegistryProcess('basic', tempDir, (port) => ({
+        ...base('basic', port),
+        auth: { htpasswd: { realm: BASIC_REALM, path: htpasswdFile } },
+      })),
     ]);
     for (const result of started) if (result.status === 'fulfilled') children.push(result.value.child);
     const failed = started.find((result) => result.status === 'rejected');

@@ -22,10 +22,16 @@ export async function pushBlob(registryUrl: string, repository: string, bytes: U
   const digest = digestOf(bytes);
   const head = await fetch(`${registryUrl}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' });
   if (head.ok) return digest;
-  const started = await ok(await fetch(`${registryUrl}/v2/${repository}/blobs/uploads/`, { method: 'POST' }), `start upload to ${repository}`);
+  const started = await ok(
+    await fetch(`${registryUrl}/v2/${repository}/blobs/uploads/`, { method: 'POST' }),
+    `start upload to ${repository}`,
+  );
   const location = new URL(started.headers.get('location')!, registryUrl);
   location.searchParams.set('digest', digest);
-  await ok(await fetch(location, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes as BodyInit }), `upload ${digest}`);
+  await ok(
+    await fetch(location, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes as BodyInit }),
+    `upload ${digest}`,
+  );
   return digest;
 }
 
@@ -35,13 +41,33 @@ export async function mountBlob(registryUrl: string, from: string, to: string, d
   if (response.status !== 201) throw new Error(`mount ${digest} from ${from} into ${to}: HTTP ${response.status}`);
 }
 
-export async function putManifest(registryUrl: string, repository: string, reference: string, bytes: Uint8Array | string, mediaType: string): Promise<string> {
-  await ok(await fetch(`${registryUrl}/v2/${repository}/manifests/${reference}`, { method: 'PUT', headers: { 'content-type': mediaType }, body: bytes as BodyInit }), `put manifest ${repository}:${reference}`);
+export async function putManifest(
+  registryUrl: string,
+  repository: string,
+  reference: string,
+  bytes: Uint8Array | string,
+  mediaType: string,
+): Promise<string> {
+  await ok(
+    await fetch(`${registryUrl}/v2/${repository}/manifests/${reference}`, {
+      method: 'PUT',
+      headers: { 'content-type': mediaType },
+      body: bytes as BodyInit,
+    }),
+    `put manifest ${repository}:${reference}`,
+  );
   return digestOf(bytes);
 }
 
-export async function getManifest(registryUrl: string, repository: string, reference: string): Promise<{ bytes: Uint8Array; mediaType: string }> {
-  const response = await ok(await fetch(`${registryUrl}/v2/${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT } }), `get ${repository}:${reference}`);
+export async function getManifest(
+  registryUrl: string,
+  repository: string,
+  reference: string,
+): Promise<{ bytes: Uint8Array; mediaType: string }> {
+  const response = await ok(
+    await fetch(`${registryUrl}/v2/${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT } }),
+    `get ${repository}:${reference}`,
+  );
   return { bytes: new Uint8Array(await response.arrayBuffer()), mediaType: (response.headers.get('content-type') ?? '').split(';')[0]! };
 }
 
@@ -89,7 +115,12 @@ export async function pushImage(registryUrl: string, repository: string, tag: st
  * One small image under `count` tags (`prefix` + zero-padded index), by PUTting its manifest once
  * per tag, a few at a time: 2,500 tags take seconds, where skopeo copies would take minutes.
  */
-export async function pushManyTags(registryUrl: string, repository: string, count: number, prefix = 'v'): Promise<{ image: PushedImage; tags: string[] }> {
+export async function pushManyTags(
+  registryUrl: string,
+  repository: string,
+  count: number,
+  prefix = 'v',
+): Promise<{ image: PushedImage; tags: string[] }> {
   const layer = new Uint8Array(1024); // an empty tar: two zero blocks
   const image = await pushImage(registryUrl, repository, `${prefix}seed`, [layer]);
   const { bytes, mediaType } = await getManifest(registryUrl, repository, `${prefix}seed`);
@@ -106,8 +137,13 @@ export async function pushManyTags(registryUrl: string, repository: string, coun
 /** Copies an image or a whole index (children by digest first) to another repository and tag, mounting blobs. */
 export async function copyManifest(registryUrl: string, from: string, reference: string, to: string, tag: string): Promise<string> {
   const { bytes, mediaType } = await getManifest(registryUrl, from, reference);
-  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { manifests?: { digest: string }[]; config?: { digest: string }; layers?: { digest: string }[] };
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as {
+    manifests?: { digest: string }[];
+    config?: { digest: string };
+    layers?: { digest: string }[];
+  };
   for (const child of parsed.manifests ?? []) await copyManifest(registryUrl, from, child.digest, to, child.digest);
-  for (const d of [...(parsed.config ? [parsed.config.digest] : []), ...(parsed.layers ?? []).map((l) => l.digest)]) await mountBlob(registryUrl, from, to, d);
+  for (const d of [...(parsed.config ? [parsed.config.digest] : []), ...(parsed.layers ?? []).map((l) => l.digest)])
+    await mountBlob(registryUrl, from, to, d);
   return putManifest(registryUrl, to, tag, bytes, mediaType);
 }

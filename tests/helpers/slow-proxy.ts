@@ -12,26 +12,29 @@ export interface SlowProxy {
 export async function startSlowProxy(target: string, bytesPerTick = 8 * 1024, tickMs = 100): Promise<SlowProxy> {
   const upstream = new URL(target);
   const server: Server = createServer((req, res) => {
-    const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (!/\/blobs\/sha256:/.test(req.url ?? '')) {
-        upRes.pipe(res);
-        return;
-      }
-      upRes.on('data', (chunk: Buffer) => {
-        upRes.pause();
-        let offset = 0;
-        const drip = () => {
-          if (res.destroyed) return upRes.destroy();
-          res.write(chunk.subarray(offset, offset + bytesPerTick));
-          offset += bytesPerTick;
-          if (offset < chunk.length) setTimeout(drip, tickMs);
-          else upRes.resume();
-        };
-        drip();
-      });
-      upRes.on('end', () => res.end());
-    });
+    const up = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        if (!/\/blobs\/sha256:/.test(req.url ?? '')) {
+          upRes.pipe(res);
+          return;
+        }
+        upRes.on('data', (chunk: Buffer) => {
+          upRes.pause();
+          let offset = 0;
+          const drip = () => {
+            if (res.destroyed) return upRes.destroy();
+            res.write(chunk.subarray(offset, offset + bytesPerTick));
+            offset += bytesPerTick;
+            if (offset < chunk.length) setTimeout(drip, tickMs);
+            else upRes.resume();
+          };
+          drip();
+        });
+        upRes.on('end', () => res.end());
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
@@ -40,6 +43,10 @@ export async function startSlowProxy(target: string, bytesPerTick = 8 * 1024, ti
   return {
     host: `127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }

@@ -26,16 +26,19 @@ export async function startStallRelay(target: string): Promise<StallRelay> {
       return;
     }
     const layer = mode === 'layers' && [...held].some((d) => url.includes(`/blobs/${d}`));
-    const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: url, headers: { ...req.headers, host: upstream.host } }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      if (!layer) return void upRes.pipe(res);
-      // Headers and the first chunk, then silence with the connection open.
-      holding.add(res);
-      upRes.once('data', (chunk: Buffer) => {
-        res.write(chunk.subarray(0, Math.min(chunk.length, 1024)));
-        upRes.pause();
-      });
-    });
+    const up = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: url, headers: { ...req.headers, host: upstream.host } },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        if (!layer) return void upRes.pipe(res);
+        // Headers and the first chunk, then silence with the connection open.
+        holding.add(res);
+        upRes.once('data', (chunk: Buffer) => {
+          res.write(chunk.subarray(0, Math.min(chunk.length, 1024)));
+          upRes.pause();
+        });
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
@@ -51,6 +54,10 @@ export async function startStallRelay(target: string): Promise<StallRelay> {
       mode = m;
       held = new Set(digests);
     },
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }

@@ -70,7 +70,14 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
       res.end(body);
       return;
     }
-    const record: StaticRequestRecord = { seq: ++seq, time: new Date().toISOString(), method: req.method ?? 'GET', url: req.url ?? '/', headers: { ...req.headers }, status: 0 };
+    const record: StaticRequestRecord = {
+      seq: ++seq,
+      time: new Date().toISOString(),
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: { ...req.headers },
+      status: 0,
+    };
     requests.push(record);
     const fail = (status: number, message: string): void => {
       record.status = status;
@@ -78,13 +85,18 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
       res.end(message);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return fail(405, 'method not allowed');
-    if (rejectAuthorization && req.headers.authorization !== undefined) return fail(400, 'InvalidArgument: Only one auth mechanism allowed');
+    if (rejectAuthorization && req.headers.authorization !== undefined)
+      return fail(400, 'InvalidArgument: Only one auth mechanism allowed');
     const file = resolve(root, `.${decodeURIComponent(url.pathname)}`);
     if (!file.startsWith(root + sep)) return fail(403, 'forbidden');
     const info = await stat(file).catch(() => null);
     if (!info?.isFile()) return fail(404, 'not found');
 
-    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'max-age=1500' };
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'accept-ranges': 'bytes',
+      'cache-control': 'max-age=1500',
+    };
     const range = typeof req.headers.range === 'string' ? parseRange(req.headers.range, info.size) : null;
     if (range === 'invalid') {
       record.status = 416;

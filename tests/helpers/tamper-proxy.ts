@@ -1,7 +1,14 @@
 // A misbehaving hop in front of a real registry, for the failure paths a healthy registry never takes:
 // corrupted, truncated or stalled blob bodies, corrupted manifests, and 429/503 answers before the real one.
 // Everything not matched by a rule is forwarded unchanged. Test-only: uses node:* freely.
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface TamperRules {
@@ -106,8 +113,11 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
     if (isManifest && fail && fail.count > 0) {
       fail.count--;
       record.action = 'fail';
-      const body = fail.html ? `<!DOCTYPE html><html><head><title>${fail.status} Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p><hr><address>nginx</address></body></html>`
-        : fail.status === 429 ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] }) : 'upstream busy';
+      const body = fail.html
+        ? `<!DOCTYPE html><html><head><title>${fail.status} Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p><hr><address>nginx</address></body></html>`
+        : fail.status === 429
+          ? JSON.stringify({ errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down', detail: {} }] })
+          : 'upstream busy';
       res.writeHead(fail.status, {
         'content-type': fail.html ? 'text/html; charset=utf-8' : fail.status === 429 ? 'application/json' : 'text/plain',
         'content-length': Buffer.byteLength(body),
@@ -121,25 +131,35 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
     if (tagsPath && proxy.rules.paginateTags && req.method === 'GET') {
       record.action = 'paginate';
       const query = new URLSearchParams(tagsPath[2] ?? '');
-      const up = httpRequest({ host: upstream.hostname, port: upstream.port, method: 'GET', path: tagsPath[1], headers: { ...req.headers, host: upstream.host } }, async (upRes) => {
-        const chunks: Buffer[] = [];
-        for await (const chunk of upRes as AsyncIterable<Buffer>) chunks.push(chunk);
-        const body = Buffer.concat(chunks);
-        if (upRes.statusCode !== 200) {
-          res.writeHead(upRes.statusCode ?? 502, withoutLength(upRes.headers)).end(body);
-          return;
-        }
-        const all = ((JSON.parse(body.toString('utf8')) as { name: string; tags: string[] | null }).tags ?? []).slice().sort();
-        const name = (JSON.parse(body.toString('utf8')) as { name: string }).name;
-        const last = query.get('last');
-        const asked = Number(query.get('n') ?? all.length);
-        const n = Math.min(asked, proxy.rules.paginateTags?.maxPage ?? asked);
-        const from = last === null ? 0 : all.findIndex((t) => t > last);
-        const page = from < 0 ? [] : all.slice(from, from + n);
-        const headers: Record<string, string> = { 'content-type': 'application/json' };
-        if (from >= 0 && from + n < all.length) headers['link'] = `<${tagsPath[1]}?n=${asked}&last=${encodeURIComponent(page.at(-1)!)}>; rel="next"`;
-        res.writeHead(200, headers).end(JSON.stringify({ name, tags: page }));
-      });
+      const up = httpRequest(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: 'GET',
+          path: tagsPath[1],
+          headers: { ...req.headers, host: upstream.host },
+        },
+        async (upRes) => {
+          const chunks: Buffer[] = [];
+          for await (const chunk of upRes as AsyncIterable<Buffer>) chunks.push(chunk);
+          const body = Buffer.concat(chunks);
+          if (upRes.statusCode !== 200) {
+            res.writeHead(upRes.statusCode ?? 502, withoutLength(upRes.headers)).end(body);
+            return;
+          }
+          const all = ((JSON.parse(body.toString('utf8')) as { name: string; tags: string[] | null }).tags ?? []).slice().sort();
+          const name = (JSON.parse(body.toString('utf8')) as { name: string }).name;
+          const last = query.get('last');
+          const asked = Number(query.get('n') ?? all.length);
+          const n = Math.min(asked, proxy.rules.paginateTags?.maxPage ?? asked);
+          const from = last === null ? 0 : all.findIndex((t) => t > last);
+          const page = from < 0 ? [] : all.slice(from, from + n);
+          const headers: Record<string, string> = { 'content-type': 'application/json' };
+          if (from >= 0 && from + n < all.length)
+            headers['link'] = `<${tagsPath[1]}?n=${asked}&last=${encodeURIComponent(page.at(-1)!)}>; rel="next"`;
+          res.writeHead(200, headers).end(JSON.stringify({ name, tags: page }));
+        },
+      );
       up.on('error', () => res.writeHead(502).end());
       up.end();
       return;
@@ -181,7 +201,8 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
           } else {
             const headers = isManifest ? { ...up.headers, ...proxy.rules.manifestHeaders } : { ...up.headers };
             const realm = proxy.rules.challengeRealm;
-            if (realm && typeof headers['www-authenticate'] === 'string') headers['www-authenticate'] = headers['www-authenticate'].replace(/realm="[^"]*"/, `realm="${realm}"`);
+            if (realm && typeof headers['www-authenticate'] === 'string')
+              headers['www-authenticate'] = headers['www-authenticate'].replace(/realm="[^"]*"/, `realm="${realm}"`);
             res.writeHead(status, headers);
             up.pipe(res);
           }

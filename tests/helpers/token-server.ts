@@ -89,7 +89,14 @@ export function parseScope(scope: string): AccessEntry | null {
   const first = scope.indexOf(':');
   const last = scope.lastIndexOf(':');
   if (first < 0 || last <= first) return null;
-  return { type: scope.slice(0, first), name: scope.slice(first + 1, last), actions: scope.slice(last + 1).split(',').filter(Boolean) };
+  return {
+    type: scope.slice(0, first),
+    name: scope.slice(first + 1, last),
+    actions: scope
+      .slice(last + 1)
+      .split(',')
+      .filter(Boolean),
+  };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -140,7 +147,16 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   const sign = (service: string, user: string | null, access: AccessEntry[]): string => {
     const now = Math.floor(Date.now() / 1000);
     const header = { alg: 'RS256', typ: 'JWT', x5c };
-    const claims = { iss: options.issuer, sub: user ?? '', aud: service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomUUID(), access };
+    const claims = {
+      iss: options.issuer,
+      sub: user ?? '',
+      aud: service,
+      exp: now + expiresIn,
+      nbf: now - 10,
+      iat: now,
+      jti: randomUUID(),
+      access,
+    };
     const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
     const signature = createSign('RSA-SHA256').update(signingInput).sign(options.privateKeyPem);
     return `${signingInput}.${base64url(signature)}`;
@@ -150,7 +166,11 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     const url = new URL(req.url ?? '/', 'http://token.invalid');
     if (url.pathname === HARNESS_LOG_PATH) {
       const since = Number(url.searchParams.get('since') ?? '0');
-      sendJson(res, 200, requests.filter((r) => r.seq > since));
+      sendJson(
+        res,
+        200,
+        requests.filter((r) => r.seq > since),
+      );
       return;
     }
     const query: Record<string, string[]> = {};
@@ -186,8 +206,11 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       const form = new URLSearchParams(await readBody(req));
       for (const [key, value] of form) (record.query[key] ??= []).push(value);
       const service = form.get('service') ?? '';
-      const scopes = form.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
-      let user: string | null = null;
+      const scopes = form
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
+      let user: string | null;
       let refreshToken: string | undefined;
       if (form.get('grant_type') === 'password') {
         if (form.get('username') !== username || form.get('password') !== password) {
@@ -239,12 +262,21 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       user = username;
     }
     const service = url.searchParams.get('service') ?? '';
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+    const scopes = url.searchParams
+      .getAll('scope')
+      .flatMap((s) => s.split(' '))
+      .filter(Boolean);
     record.granted = grant(scopes, user);
-    if (url.pathname === HUB_TOKEN_PATH) record.granted = record.granted.filter((g) => g.actions.includes('push') || repositoryExists(g.name));
+    if (url.pathname === HUB_TOKEN_PATH)
+      record.granted = record.granted.filter((g) => g.actions.includes('push') || repositoryExists(g.name));
     const token = sign(service, user, record.granted);
     const issuedAt = new Date().toISOString();
-    reply(200, onlyAccessToken ? { access_token: token, expires_in: expiresIn, issued_at: issuedAt } : { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt });
+    reply(
+      200,
+      onlyAccessToken
+        ? { access_token: token, expires_in: expiresIn, issued_at: issuedAt }
+        : { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt },
+    );
   };
 
   const server: Server = createServer((req, res) => {

@@ -73,7 +73,8 @@ async function compareLayer(storageDir: string, path: string, d: Descriptor, wha
   if (!isTarLayer(d.mediaType)) return;
   const ours = await layerListing(path, d.mediaType);
   const theirs = await layerListing(storedBlobPath(storageDir, d.digest), d.mediaType);
-  if (JSON.stringify(ours) !== JSON.stringify(theirs)) fail(`${what} lists differently from the registry's blob:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
+  if (JSON.stringify(ours) !== JSON.stringify(theirs))
+    fail(`${what} lists differently from the registry's blob:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
 }
 
 // ---- OCI image layout --------------------------------------------------------------------------
@@ -117,12 +118,17 @@ export async function validateOciArchive(c: OciArchiveCheck): Promise<OciArchive
     const layoutFile = JSON.parse(await readFile(join(layout, 'oci-layout'), 'utf8')) as unknown;
     if (JSON.stringify(layoutFile) !== '{"imageLayoutVersion":"1.0.0"}') fail(`oci-layout is ${JSON.stringify(layoutFile)}`);
     const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as Index;
-    if (index.schemaVersion !== 2 || index.mediaType !== OCI_INDEX) fail(`index.json is not an OCI index: ${JSON.stringify(index).slice(0, 200)}`);
+    if (index.schemaVersion !== 2 || index.mediaType !== OCI_INDEX)
+      fail(`index.json is not an OCI index: ${JSON.stringify(index).slice(0, 200)}`);
     if (index.manifests.length !== (c.entries ?? 1)) fail(`index.json has ${index.manifests.length} entries, expected ${c.entries ?? 1}`);
-    const entry = index.manifests.find((d) => d.digest === c.target.digest) ?? fail(`index.json does not list ${c.target.digest}: ${JSON.stringify(index)}`);
+    const entry =
+      index.manifests.find((d) => d.digest === c.target.digest) ??
+      fail(`index.json does not list ${c.target.digest}: ${JSON.stringify(index)}`);
     if (entry.size !== c.target.size) fail(`index.json says ${entry.size} bytes for ${entry.digest}, the registry ${c.target.size}`);
-    if (c.target.mediaType && entry.mediaType !== c.target.mediaType) fail(`index.json says ${entry.mediaType}, the registry ${c.target.mediaType}`);
-    if (JSON.stringify(entry.annotations) !== JSON.stringify(c.annotations)) fail(`annotations ${JSON.stringify(entry.annotations)} != ${JSON.stringify(c.annotations)}`);
+    if (c.target.mediaType && entry.mediaType !== c.target.mediaType)
+      fail(`index.json says ${entry.mediaType}, the registry ${c.target.mediaType}`);
+    if (JSON.stringify(entry.annotations) !== JSON.stringify(c.annotations))
+      fail(`annotations ${JSON.stringify(entry.annotations)} != ${JSON.stringify(c.annotations)}`);
 
     // Walk from index.json: every reachable blob present, named by its digest, of its size.
     const reached = new Map<string, Descriptor>();
@@ -152,38 +158,56 @@ export async function validateOciArchive(c: OciArchiveCheck): Promise<OciArchive
     for (const d of index.manifests) await walk(d);
     const present = (await readdir(join(layout, 'blobs', 'sha256'))).map((hex) => `sha256:${hex}`).sort();
     const expected = [...reached.keys()].sort();
-    if (JSON.stringify(present) !== JSON.stringify(expected)) fail(`blobs present ${present.length}, reachable ${expected.length}: extra ${present.filter((p) => !reached.has(p)).join(', ')}`);
+    if (JSON.stringify(present) !== JSON.stringify(expected))
+      fail(`blobs present ${present.length}, reachable ${expected.length}: extra ${present.filter((p) => !reached.has(p)).join(', ')}`);
 
     // Byte-exact against the registry.
-    if ((await readFile(blobFile(c.target.digest), 'utf8')) !== c.target.raw) fail(`the manifest in the layout differs from the registry's`);
+    if ((await readFile(blobFile(c.target.digest), 'utf8')) !== c.target.raw)
+      fail(`the manifest in the layout differs from the registry's`);
     for (const child of c.children ?? []) {
-      if ((await readFile(blobFile(child.manifest.digest), 'utf8')) !== child.manifest.raw) fail(`child ${child.manifest.digest} differs from the registry's`);
-      if ((await readFile(blobFile(child.config.digest), 'utf8')) !== child.config.raw) fail(`child config ${child.config.digest} differs from the registry's`);
+      if ((await readFile(blobFile(child.manifest.digest), 'utf8')) !== child.manifest.raw)
+        fail(`child ${child.manifest.digest} differs from the registry's`);
+      if ((await readFile(blobFile(child.config.digest), 'utf8')) !== child.config.raw)
+        fail(`child config ${child.config.digest} differs from the registry's`);
     }
     if ((await readFile(blobFile(c.config.digest), 'utf8')) !== c.config.raw) fail(`the config in the layout differs from the registry's`);
 
     // skopeo: raw and cooked, then a full copy (which re-verifies every blob's digest).
     const opts = { env: c.skopeoEnv };
     const amd64 = ['--insecure-policy', '--override-arch', 'amd64', '--override-os', 'linux'];
-    const source = c.entries && c.entries > 1 ? `oci-archive:${c.file}:${c.annotations['org.opencontainers.image.ref.name']}` : `oci-archive:${c.file}`;
+    const source =
+      c.entries && c.entries > 1 ? `oci-archive:${c.file}:${c.annotations['org.opencontainers.image.ref.name']}` : `oci-archive:${c.file}`;
     const raw = await run('skopeo', [...amd64, 'inspect', '--raw', source], opts);
     if (sha256(raw) !== c.target.digest) fail(`skopeo reads manifest ${sha256(raw)}, expected ${c.target.digest}`);
     const config = (await run('skopeo', [...amd64, 'inspect', '--config', '--raw', source], opts)).toString('utf8');
     if (config !== c.config.raw) fail(`skopeo reads a different config:\n${config.slice(0, 300)}`);
-    await run('skopeo', [...amd64, 'copy', '--quiet', '--preserve-digests', ...(c.children ? ['--all'] : []), source, `dir:${join(dir, 'copied')}`], opts);
+    await run(
+      'skopeo',
+      [...amd64, 'copy', '--quiet', '--preserve-digests', ...(c.children ? ['--all'] : []), source, `dir:${join(dir, 'copied')}`],
+      opts,
+    );
 
     // umoci (0.4: OCI media types, gzip or plain layers, one manifest per tag).
     const bundle = join(dir, 'bundle');
     const unpack = run('umoci', ['unpack', '--image', `${layout}:${c.umoci.tag}`, bundle]);
     if ('refuses' in c.umoci) {
       const refusal = c.umoci.refuses;
-      const err = await unpack.then(() => fail(`umoci unpacked ${c.file}, expected it to refuse (${refusal})`), (e: unknown) => e);
+      const err = await unpack.then(
+        () => fail(`umoci unpacked ${c.file}, expected it to refuse (${refusal})`),
+        (e: unknown) => e,
+      );
       if (!(err instanceof CommandFailedError) || !refusal.test(err.stderr)) throw err;
     } else {
       await unpack;
       for (const f of c.umoci.files) await stat(join(bundle, 'rootfs', f)).catch(() => fail(`umoci's rootfs has no ${f}`));
       for (const f of c.umoci.absent ?? []) {
-        if (await stat(join(bundle, 'rootfs', f)).then(() => true, () => false)) fail(`umoci's rootfs has ${f}, which a whiteout removed`);
+        if (
+          await stat(join(bundle, 'rootfs', f)).then(
+            () => true,
+            () => false,
+          )
+        )
+          fail(`umoci's rootfs has ${f}, which a whiteout removed`);
       }
     }
     return { blobs: present, index };
@@ -230,11 +254,14 @@ export async function validateDockerArchiveLayers(c: DockerArchiveCheck): Promis
     const opts = { env: c.skopeoEnv };
     for (const [n, image] of c.images.entries()) {
       const entry = entries[n]!;
-      if (JSON.stringify(entry.RepoTags) !== JSON.stringify(image.repoTags)) fail(`RepoTags ${JSON.stringify(entry.RepoTags)} != ${JSON.stringify(image.repoTags)}`);
-      if ((await readFile(join(root, entry.Config), 'utf8')) !== image.config.raw) fail(`config ${entry.Config} differs from the registry's`);
+      if (JSON.stringify(entry.RepoTags) !== JSON.stringify(image.repoTags))
+        fail(`RepoTags ${JSON.stringify(entry.RepoTags)} != ${JSON.stringify(image.repoTags)}`);
+      if ((await readFile(join(root, entry.Config), 'utf8')) !== image.config.raw)
+        fail(`config ${entry.Config} differs from the registry's`);
       const manifest = JSON.parse(image.manifest.raw) as Manifest;
       const diffIds = (JSON.parse(image.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
-      if (entry.Layers.length !== manifest.layers.length) fail(`${entry.Layers.length} layers in the archive, ${manifest.layers.length} in the registry`);
+      if (entry.Layers.length !== manifest.layers.length)
+        fail(`${entry.Layers.length} layers in the archive, ${manifest.layers.length} in the registry`);
       for (const [i, layer] of manifest.layers.entries()) {
         const path = join(root, entry.Layers[i]!);
         const bytes = await readFile(path);
@@ -242,7 +269,8 @@ export async function validateDockerArchiveLayers(c: DockerArchiveCheck): Promis
         if (sha256(bytes) !== expected) fail(`layer ${i + 1} (${entry.Layers[i]}) hashes to ${sha256(bytes)}, expected ${expected}`);
         const ours = await layerListing(path, c.layers === 'compressed' ? layer.mediaType : 'application/vnd.oci.image.layer.v1.tar');
         const theirs = await layerListing(storedBlobPath(c.storageDir, layer.digest), layer.mediaType);
-        if (JSON.stringify(ours) !== JSON.stringify(theirs)) fail(`layer ${i + 1} lists differently:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
+        if (JSON.stringify(ours) !== JSON.stringify(theirs))
+          fail(`layer ${i + 1} lists differently:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
       }
       const source = `docker-archive:${c.file}:@${n}`;
       const config = (await run('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', source], opts)).toString('utf8');
@@ -271,10 +299,26 @@ export async function podmanLoad(file: string): Promise<{ output: string; images
   return withTempDir('longshore-podman-', async (dir) => {
     for (const d of ['root', 'run', 'tmp', 'net']) await run('mkdir', ['-p', join(dir, d)]);
     const env = { ...process.env, TMPDIR: join(dir, 'tmp') };
-    const podman = (args: string[]) => runText('podman', [
-      '--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--tmpdir', join(dir, 'tmp'),
-      '--network-config-dir', join(dir, 'net'), '--events-backend', 'none', '--storage-driver', 'vfs', ...args,
-    ], { env });
+    const podman = (args: string[]) =>
+      runText(
+        'podman',
+        [
+          '--root',
+          join(dir, 'root'),
+          '--runroot',
+          join(dir, 'run'),
+          '--tmpdir',
+          join(dir, 'tmp'),
+          '--network-config-dir',
+          join(dir, 'net'),
+          '--events-backend',
+          'none',
+          '--storage-driver',
+          'vfs',
+          ...args,
+        ],
+        { env },
+      );
     const output = await podman(['load', '-q', '-i', file]);
     const images = JSON.parse(await podman(['images', '--format', 'json'])) as PodmanImage[];
     return { output, images };

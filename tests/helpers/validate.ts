@@ -15,7 +15,10 @@ export function storedBlobPath(storageDir: string, digest: string): string {
 
 /** `tar -tv` lines, normalised: GNU tar's own view of a layer's entries. */
 export function tarListing(text: string): string[] {
-  return text.split('\n').filter(Boolean).map((l) => l.replace(/\s+/g, ' ').trim());
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.replace(/\s+/g, ' ').trim());
 }
 
 /** GNU tar's listing of a (possibly compressed) layer blob as the registry stores it. */
@@ -44,18 +47,27 @@ export interface DockerArchiveCheck {
  * layout (which re-verifies every layer against the config's diff_ids), RepoTags is as asked, and
  * every layer.tar lists under GNU tar exactly like the registry's blob.
  */
-export async function validateDockerArchive(c: DockerArchiveCheck): Promise<{ inspect: Record<string, unknown>; entries: DockerManifestEntry[] }> {
+export async function validateDockerArchive(
+  c: DockerArchiveCheck,
+): Promise<{ inspect: Record<string, unknown>; entries: DockerManifestEntry[] }> {
   const opts = { env: c.skopeoEnv };
-  const config = (await run('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${c.file}`], opts)).toString('utf8');
-  if (config !== c.config.raw) throw new Error(`config in ${c.file} differs from the registry's:\n${config.slice(0, 300)}\n---\n${c.config.raw.slice(0, 300)}`);
-  const inspect = JSON.parse(await runText('skopeo', ['--insecure-policy', 'inspect', `docker-archive:${c.file}`], opts)) as Record<string, unknown>;
+  const config = (await run('skopeo', ['--insecure-policy', 'inspect', '--config', '--raw', `docker-archive:${c.file}`], opts)).toString(
+    'utf8',
+  );
+  if (config !== c.config.raw)
+    throw new Error(`config in ${c.file} differs from the registry's:\n${config.slice(0, 300)}\n---\n${c.config.raw.slice(0, 300)}`);
+  const inspect = JSON.parse(await runText('skopeo', ['--insecure-policy', 'inspect', `docker-archive:${c.file}`], opts)) as Record<
+    string,
+    unknown
+  >;
   const out = await mkdtemp(join(tmpdir(), 'longshore-validate-'));
   try {
     await run('skopeo', ['--insecure-policy', 'copy', '--quiet', `docker-archive:${c.file}`, `oci:${join(out, 'layout')}:copied`], opts);
     const entries = JSON.parse((await run('tar', ['-xOf', c.file, 'manifest.json'])).toString('utf8')) as DockerManifestEntry[];
     if (entries.length !== 1) throw new Error(`manifest.json has ${entries.length} entries`);
     const entry = entries[0]!;
-    if (JSON.stringify(entry.RepoTags) !== JSON.stringify([c.repoTag])) throw new Error(`RepoTags ${JSON.stringify(entry.RepoTags)} != ${c.repoTag}`);
+    if (JSON.stringify(entry.RepoTags) !== JSON.stringify([c.repoTag]))
+      throw new Error(`RepoTags ${JSON.stringify(entry.RepoTags)} != ${c.repoTag}`);
     const layers = (JSON.parse(c.manifest.raw) as { layers: { digest: string; mediaType: string }[] }).layers;
     if (entry.Layers.length !== layers.length) throw new Error(`${entry.Layers.length} layers in archive, ${layers.length} in registry`);
     for (const [i, layer] of layers.entries()) {
@@ -64,7 +76,8 @@ export async function validateDockerArchive(c: DockerArchiveCheck): Promise<{ in
       await run('sh', ['-c', `tar -xOf "$1" "$2" > "$3"`, 'sh', c.file, entry.Layers[i]!, layerFile]);
       const ours = tarListing(await runText('tar', ['-tvf', layerFile]));
       const theirs = await registryLayerListing(c.storageDir, layer.digest, layer.mediaType);
-      if (JSON.stringify(ours) !== JSON.stringify(theirs)) throw new Error(`layer ${i + 1} lists differently:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
+      if (JSON.stringify(ours) !== JSON.stringify(theirs))
+        throw new Error(`layer ${i + 1} lists differently:\n${ours.join('\n')}\n---\n${theirs.join('\n')}`);
     }
     return { inspect, entries };
   } finally {

@@ -15,11 +15,17 @@ import { mapKV } from '../helpers/catalog-kv.ts';
 
 const env = inject('registryEnv');
 let relay: TamperProxy;
-beforeAll(async () => { relay = await startTamperProxy(env.anon.url); });
-afterAll(async () => { await relay?.close(); });
+beforeAll(async () => {
+  relay = await startTamperProxy(env.anon.url);
+});
+afterAll(async () => {
+  await relay?.close();
+});
 
 function listable(store: MemoryBlobStore): ListableStore & MemoryBlobStore {
-  return Object.assign(store, { list: async () => Promise.all(store.keys().map(async (key) => ({ key, size: (await store.size(key))! }))) });
+  return Object.assign(store, {
+    list: async () => Promise.all(store.keys().map(async (key) => ({ key, size: (await store.size(key))! }))),
+  });
 }
 
 describe('the image catalog', () => {
@@ -35,7 +41,10 @@ describe('the image catalog', () => {
       const { image } = await pull(source, parseReference(name), { store });
       clock += 1_000;
       await recordAndEvict(catalog, source.seen, [{ typed: name, image }], store);
-      const blobs = relay.requests.slice(seen).filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).map((r) => r.path.split('/').pop()!);
+      const blobs = relay.requests
+        .slice(seen)
+        .filter((r) => r.method === 'GET' && r.path.includes('/blobs/'))
+        .map((r) => r.path.split('/').pop()!);
       return { image, fetchedLayers: blobs.filter((d) => d !== image.manifest.config.digest) };
     };
     const latest = await pullOne(env.fixtures.oci.path);

@@ -76,13 +76,34 @@ describe('offline: the cached source over a stopped registry', () => {
       const needsUncompressed = formatById(format)!.needsUncompressed;
       // legacy decompresses the stored compressed layers: no network needed for that either.
       const again = await pull(offline, ref, { store, uncompressed: needsUncompressed, keepCompressed: !needsUncompressed });
-      expect(notes).toEqual([expect.objectContaining({ reference: ref.canonical, reason: 'unreachable', digest: fixture.manifest.digest, cachedAt: expect.any(Number) })]);
+      expect(notes).toEqual([
+        expect.objectContaining({
+          reference: ref.canonical,
+          reason: 'unreachable',
+          digest: fixture.manifest.digest,
+          cachedAt: expect.any(Number),
+        }),
+      ]);
       expect(again.image.digest).toBe(first.image.digest);
       const file = await archive(format, [{ image: again.image, reference: ref }], store, `multi-offline`);
       if (format === 'oci') {
-        await validateOciArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: amd64.manifest, config: amd64.config, annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' }, umoci: { tag: 'latest', files: ['etc/longshore-arch', 'usr/bin/tool'] } });
+        await validateOciArchive({
+          file,
+          storageDir: env.storageDir,
+          skopeoEnv: env.skopeoEnv,
+          target: amd64.manifest,
+          config: amd64.config,
+          annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
+          umoci: { tag: 'latest', files: ['etc/longshore-arch', 'usr/bin/tool'] },
+        });
       } else {
-        await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [name] }], layers: needsUncompressed ? 'uncompressed' : 'compressed' });
+        await validateDockerArchiveLayers({
+          file,
+          storageDir: env.storageDir,
+          skopeoEnv: env.skopeoEnv,
+          images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [name] }],
+          layers: needsUncompressed ? 'uncompressed' : 'compressed',
+        });
       }
     }
 
@@ -93,10 +114,25 @@ describe('offline: the cached source over a stopped registry', () => {
     expect(pinned.image.digest).toBe(first.image.digest);
     expect(notes).toEqual([expect.objectContaining({ reason: 'digest', digest: first.image.digest })]);
     const file = await archive('docker', [{ image: pinned.image, reference: byDigest }], store, 'multi-digest');
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: amd64.manifest, config: amd64.config, repoTags: [`${relay.host}/${fixture.repository}:digest-${first.image.digest.slice(7)}`] }], layers: 'compressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [
+        {
+          manifest: amd64.manifest,
+          config: amd64.config,
+          repoTags: [`${relay.host}/${fixture.repository}:digest-${first.image.digest.slice(7)}`],
+        },
+      ],
+      layers: 'compressed',
+    });
 
     // A platform never pulled is not in the cache: the registry's error stands.
-    const arm = await pull(new CachedSource(remote(), catalog), ref, { store, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }).catch((e: unknown) => LongshoreError.from(e));
+    const arm = await pull(new CachedSource(remote(), catalog), ref, {
+      store,
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+    }).catch((e: unknown) => LongshoreError.from(e));
     expect((arm as LongshoreError).code).toBe('NETWORK');
     relay = await startTamperProxy(env.anon.url);
   });
@@ -117,7 +153,13 @@ describe('offline: the cached source over a stopped registry', () => {
       const legacy = await pull(new CachedSource(remote(), catalog), ref, { store, uncompressed: true, keepCompressed: false });
       const truth = env.fixtures.oci;
       const file = await archive('legacy', [{ image: legacy.image, reference: ref }], store, 'oci-legacy');
-      await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }], layers: 'uncompressed' });
+      await validateDockerArchiveLayers({
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }],
+        layers: 'uncompressed',
+      });
       const docker = await pull(new CachedSource(remote(), catalog), ref, { store }).catch((e: unknown) => LongshoreError.from(e));
       expect((docker as LongshoreError).code).toBe('NETWORK');
     } finally {
@@ -136,13 +178,26 @@ describe('pullIndex offline', () => {
     const catalog = new ImageCatalog(mapKV());
     const online = new CachedSource(remote(), catalog);
     const first = await pullIndex(online, ref, { store });
-    const recorded = await catalog.recordPull(online.seen, [{ typed: name, image: first.image, ...(first.index ? { index: first.index } : {}) }], store);
+    const recorded = await catalog.recordPull(
+      online.seen,
+      [{ typed: name, image: first.image, ...(first.index ? { index: first.index } : {}) }],
+      store,
+    );
     expect(recorded.sort()).toEqual(first.index!.children.map((c) => c.digest).sort());
     await r.close();
     const again = await pullIndex(new CachedSource(remote(), catalog), ref, { store });
     expect(again.index!.index.digest).toBe(fixture.manifest.digest);
     const file = await archive('oci', [{ image: again.image, reference: ref, index: again.index! }], store, 'multi-all');
     const amd64 = fixture.children!.find((c) => c.platform.architecture === 'amd64')!;
-    await validateOciArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: fixture.manifest, config: amd64.config, children: fixture.children!, annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' }, umoci: { tag: 'latest', refuses: /tag is ambiguous: latest/ } });
+    await validateOciArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      target: fixture.manifest,
+      config: amd64.config,
+      children: fixture.children!,
+      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
+      umoci: { tag: 'latest', refuses: /tag is ambiguous: latest/ },
+    });
   });
 });

@@ -44,7 +44,11 @@ describe('a damaged stored blob', () => {
     const dropped: string[] = [];
     const again = await pull(source, ref, { store: verifiedStore(store, { onDropped: (k) => dropped.push(k) }) });
     expect(dropped).toEqual([victim]);
-    const fetched = relay.requests.slice(seen).filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).map((r) => r.path.split('/').pop()).filter((d) => d !== image.manifest.config.digest);
+    const fetched = relay.requests
+      .slice(seen)
+      .filter((r) => r.method === 'GET' && r.path.includes('/blobs/'))
+      .map((r) => r.path.split('/').pop())
+      .filter((d) => d !== image.manifest.config.digest);
     expect(fetched).toEqual([victim]);
 
     const docker = formatById('docker')!;
@@ -52,6 +56,12 @@ describe('a damaged stored blob', () => {
     const file = join(dir, 'trust.tar');
     await writeFile(file, new Uint8Array(await new Response(assembleStream(plan, store)).arrayBuffer()));
     const truth = env.fixtures.oci;
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }], layers: 'compressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [{ manifest: truth.manifest, config: truth.config, repoTags: [name] }],
+      layers: 'compressed',
+    });
   });
 });

@@ -58,7 +58,6 @@ function bigLayer(): TruthDescriptor {
   return layer;
 }
 
-
 async function stored(store: MemoryBlobStore, key: string): Promise<Buffer> {
   const stream = (await store.open(key))!;
   const chunks: Uint8Array[] = [];
@@ -195,7 +194,9 @@ describe('through a misbehaving hop', () => {
     // the compressed digest can tell, and the uncompressed copy must not be kept either.
     proxy.rules = { corruptBlob: { digest: layer.digest, offset: 4 } };
     const store = new MemoryBlobStore();
-    const error = await rejection(pull(setup().source, viaProxy(env.fixtures.v2s2.path), { store, uncompressed: true, keepCompressed: false }));
+    const error = await rejection(
+      pull(setup().source, viaProxy(env.fixtures.v2s2.path), { store, uncompressed: true, keepCompressed: false }),
+    );
     expect(error.code).toBe('DIGEST_MISMATCH');
     expect(proxy.requests.some((r) => r.action === 'corrupt')).toBe(true);
     expect(store.keys()).not.toContain(diffId);
@@ -335,19 +336,33 @@ describe('found while testing (a synthetic layer: no registry serves a zstd laye
     const plain = pseudoRandomBytes(2 * 1024 * 1024, 'zstd-without-decoder');
     const compressed = await run('zstd', ['-c', '-1'], { input: plain });
     const layer: Layer = {
-      descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', digest: sha256Digest(compressed), size: compressed.byteLength },
+      descriptor: {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd',
+        digest: sha256Digest(compressed),
+        size: compressed.byteLength,
+      },
       index: 0,
       diffId: sha256Digest(plain),
       open: async () =>
         new ReadableStream<Uint8Array>({
           start(controller) {
-            for (let at = 0; at < compressed.byteLength; at += 16 * 1024) controller.enqueue(new Uint8Array(compressed.subarray(at, at + 16 * 1024)));
+            for (let at = 0; at < compressed.byteLength; at += 16 * 1024)
+              controller.enqueue(new Uint8Array(compressed.subarray(at, at + 16 * 1024)));
             controller.close();
           },
         }),
     };
     const store = new MemoryBlobStore();
-    const error = await rejection(within(pullLayers({ layers: [layer], reference: parseReference(`127.0.0.1:1/synthetic/zstd@${layer.descriptor.digest}`) } as unknown as Image, { store, uncompressed: true, zstd: null }), 3_000, 'the pull'));
+    const error = await rejection(
+      within(
+        pullLayers(
+          { layers: [layer], reference: parseReference(`127.0.0.1:1/synthetic/zstd@${layer.descriptor.digest}`) } as unknown as Image,
+          { store, uncompressed: true, zstd: null },
+        ),
+        3_000,
+        'the pull',
+      ),
+    );
     expect(error.code).toBe('FORMAT');
     expect(store.keys()).not.toContain(layer.diffId);
   });

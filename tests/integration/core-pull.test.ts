@@ -53,7 +53,13 @@ function setup(options: { credentials?: (host: string) => Credentials | undefine
     const url = new URL(input);
     if (url.origin === env.tokenServer.origin) url.searchParams.append(MARK_QUERY, marker);
     const response = await globalThis.fetch(url, { ...init, headers });
-    sent.push({ url: url.toString(), host: url.host, method: init.method ?? 'GET', authorization: headers.get('authorization'), status: response.status });
+    sent.push({
+      url: url.toString(),
+      host: url.host,
+      method: init.method ?? 'GET',
+      authorization: headers.get('authorization'),
+      status: response.status,
+    });
     return response;
   };
   const client = new RegistryClient({ transport: { fetch }, ...(options.credentials ? { credentials: options.credentials } : {}) });
@@ -107,61 +113,71 @@ function tarCompressionFlags(mediaType: string): string[] {
 /** A zstd decoder for `uncompressed` pulls: the reference `zstd -dc` behind a web stream pair. */
 function zstdDecoder(): TransformStream<Uint8Array, Uint8Array> {
   const child = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] });
-  return { writable: Writable.toWeb(child.stdin), readable: Readable.toWeb(child.stdout) } as unknown as TransformStream<Uint8Array, Uint8Array>;
+  return { writable: Writable.toWeb(child.stdin), readable: Readable.toWeb(child.stdout) } as unknown as TransformStream<
+    Uint8Array,
+    Uint8Array
+  >;
 }
-
 
 const SINGLE: FixtureName[] = ['v2s2', 'oci', 'plain', 'zstd'];
 
 describe('anonymous pull of single images', () => {
-  it.each(SINGLE)('%s: manifest and config byte-exact, layers verified in the store, progress adds up, second pull cached', async (name) => {
-    const truth = env.fixtures[name];
-    const { layers, config } = truthManifest(truth.manifest);
-    const ref = parseReference(fixtureRef(env, env.anon, name));
+  it.each(SINGLE)(
+    '%s: manifest and config byte-exact, layers verified in the store, progress adds up, second pull cached',
+    async (name) => {
+      const truth = env.fixtures[name];
+      const { layers, config } = truthManifest(truth.manifest);
+      const ref = parseReference(fixtureRef(env, env.anon, name));
 
-    const first = setup();
-    const resolved = await first.source.resolve(ref);
-    expect(resolved.kind).toBe('image');
-    const image = resolved as Image;
-    expect(image.digest).toBe(truth.manifest.digest);
-    expect(image.mediaType).toBe(truth.manifest.mediaType);
-    expect(Buffer.from(image.manifestBytes).equals(Buffer.from(truth.manifest.raw, 'utf8'))).toBe(true);
-    expect(Buffer.from(image.configBytes).equals(Buffer.from(truth.config.raw, 'utf8'))).toBe(true);
-    expect(sha256Digest(image.configBytes)).toBe(config.digest);
-    expect(image.layers.map((l) => l.descriptor.digest)).toEqual(layers.map((l) => l.digest));
+      const first = setup();
+      const resolved = await first.source.resolve(ref);
+      expect(resolved.kind).toBe('image');
+      const image = resolved as Image;
+      expect(image.digest).toBe(truth.manifest.digest);
+      expect(image.mediaType).toBe(truth.manifest.mediaType);
+      expect(Buffer.from(image.manifestBytes).equals(Buffer.from(truth.manifest.raw, 'utf8'))).toBe(true);
+      expect(Buffer.from(image.configBytes).equals(Buffer.from(truth.config.raw, 'utf8'))).toBe(true);
+      expect(sha256Digest(image.configBytes)).toBe(config.digest);
+      expect(image.layers.map((l) => l.descriptor.digest)).toEqual(layers.map((l) => l.digest));
 
-    const store = new MemoryBlobStore();
-    const events: PullEvent[] = [];
-    const result = await pull(first.source, ref, { store, onProgress: (e) => events.push(e) });
-    expect(result.image.digest).toBe(truth.manifest.digest);
-    for (const layer of layers) {
-      const bytes = await stored(store, layer.digest);
-      expect(bytes, `layer ${layer.digest} stored`).toBeDefined();
-      expect(bytes!.byteLength).toBe(layer.size);
-      expect(await store.size(layer.digest)).toBe(layer.size);
-      expect(sha256Digest(bytes!)).toBe(layer.digest);
-    }
-    await expectOnlyVerified(store);
+      const store = new MemoryBlobStore();
+      const events: PullEvent[] = [];
+      const result = await pull(first.source, ref, { store, onProgress: (e) => events.push(e) });
+      expect(result.image.digest).toBe(truth.manifest.digest);
+      for (const layer of layers) {
+        const bytes = await stored(store, layer.digest);
+        expect(bytes, `layer ${layer.digest} stored`).toBeDefined();
+        expect(bytes!.byteLength).toBe(layer.size);
+        expect(await store.size(layer.digest)).toBe(layer.size);
+        expect(sha256Digest(bytes!)).toBe(layer.digest);
+      }
+      await expectOnlyVerified(store);
 
-    const totalBytes = layers.reduce((n, l) => n + l.size, 0);
-    const plan = events.find((e) => e.type === 'plan');
-    expect(plan).toMatchObject({ totalBytes });
-    const layerEvents = events.filter((e): e is Extract<PullEvent, { type: 'layer' }> => e.type === 'layer');
-    // Bytes reported while downloading, per layer: the last 'downloading' count is every byte that passed.
-    const downloaded = layers.map((l) => layerEvents.filter((e) => e.digest === l.digest && e.state === 'downloading').at(-1)?.done ?? -1);
-    expect(downloaded).toEqual(layers.map((l) => l.size));
-    expect(downloaded.reduce((n, d) => n + d, 0)).toBe(totalBytes);
-    expect(layers.map((l) => layerEvents.filter((e) => e.digest === l.digest).at(-1)?.state)).toEqual(layers.map(() => 'done'));
+      const totalBytes = layers.reduce((n, l) => n + l.size, 0);
+      const plan = events.find((e) => e.type === 'plan');
+      expect(plan).toMatchObject({ totalBytes });
+      const layerEvents = events.filter((e): e is Extract<PullEvent, { type: 'layer' }> => e.type === 'layer');
+      // Bytes reported while downloading, per layer: the last 'downloading' count is every byte that passed.
+      const downloaded = layers.map(
+        (l) => layerEvents.filter((e) => e.digest === l.digest && e.state === 'downloading').at(-1)?.done ?? -1,
+      );
+      expect(downloaded).toEqual(layers.map((l) => l.size));
+      expect(downloaded.reduce((n, d) => n + d, 0)).toBe(totalBytes);
+      expect(layers.map((l) => layerEvents.filter((e) => e.digest === l.digest).at(-1)?.state)).toEqual(layers.map(() => 'done'));
 
-    const second = setup();
-    const secondEvents: PullEvent[] = [];
-    await pull(second.source, ref, { store, onProgress: (e) => secondEvents.push(e) });
-    const blobGets = second.sent.filter((s) => layers.some((l) => s.url.endsWith(`/blobs/${l.digest}`)));
-    expect(blobGets).toEqual([]);
-    const secondLayerEvents = secondEvents.filter((e): e is Extract<PullEvent, { type: 'layer' }> => e.type === 'layer');
-    expect(secondLayerEvents.map((e) => [e.digest, e.state, e.done])).toEqual(layers.map((l) => [l.digest, 'cached', l.size]));
-    expect(secondEvents.find((e) => e.type === 'plan')).toMatchObject({ totalBytes, layers: layers.map((l) => ({ digest: l.digest, cached: true })) });
-  });
+      const second = setup();
+      const secondEvents: PullEvent[] = [];
+      await pull(second.source, ref, { store, onProgress: (e) => secondEvents.push(e) });
+      const blobGets = second.sent.filter((s) => layers.some((l) => s.url.endsWith(`/blobs/${l.digest}`)));
+      expect(blobGets).toEqual([]);
+      const secondLayerEvents = secondEvents.filter((e): e is Extract<PullEvent, { type: 'layer' }> => e.type === 'layer');
+      expect(secondLayerEvents.map((e) => [e.digest, e.state, e.done])).toEqual(layers.map((l) => [l.digest, 'cached', l.size]));
+      expect(secondEvents.find((e) => e.type === 'plan')).toMatchObject({
+        totalBytes,
+        layers: layers.map((l) => ({ digest: l.digest, cached: true })),
+      });
+    },
+  );
 });
 
 describe('uncompressed layers', () => {
@@ -194,39 +210,50 @@ describe('uncompressed layers', () => {
     }
   });
 
-  it.each(SINGLE)('%s: keepCompressed: false keeps one copy per layer (the diff_id; the blob itself when served uncompressed), and a second pull finds them all cached', async (name) => {
-    const truth = env.fixtures[name];
-    const { layers } = truthManifest(truth.manifest);
-    const diffIds = truthConfig(truth.config).rootfs.diff_ids;
-    const store = new MemoryBlobStore();
-    const { source } = setup();
-    const options: PullOptions = { store, uncompressed: true, keepCompressed: false, ...(name === 'zstd' ? { zstd: zstdDecoder } : {}) };
-    await pull(source, parseReference(fixtureRef(env, env.anon, name)), options);
-    await expectOnlyVerified(store);
-    // Exactly the diff_ids: for a layer served uncompressed the diff_id is its digest.
-    expect([...new Set(store.keys())].sort()).toEqual([...new Set(diffIds)].sort());
-    for (const [i, layer] of layers.entries()) {
-      if (layer.digest !== diffIds[i]) expect(store.keys()).not.toContain(layer.digest);
-    }
-    const events: PullEvent[] = [];
-    await pull(source, parseReference(fixtureRef(env, env.anon, name)), { ...options, onProgress: (e) => events.push(e) });
-    const states = events.filter((e) => e.type === 'layer').map((e) => (e as { state: string }).state);
-    expect(states).toHaveLength(layers.length);
-    expect(new Set(states)).toEqual(new Set(['cached']));
-  });
+  it.each(SINGLE)(
+    '%s: keepCompressed: false keeps one copy per layer (the diff_id; the blob itself when served uncompressed), and a second pull finds them all cached',
+    async (name) => {
+      const truth = env.fixtures[name];
+      const { layers } = truthManifest(truth.manifest);
+      const diffIds = truthConfig(truth.config).rootfs.diff_ids;
+      const store = new MemoryBlobStore();
+      const { source } = setup();
+      const options: PullOptions = { store, uncompressed: true, keepCompressed: false, ...(name === 'zstd' ? { zstd: zstdDecoder } : {}) };
+      await pull(source, parseReference(fixtureRef(env, env.anon, name)), options);
+      await expectOnlyVerified(store);
+      // Exactly the diff_ids: for a layer served uncompressed the diff_id is its digest.
+      expect([...new Set(store.keys())].sort()).toEqual([...new Set(diffIds)].sort());
+      for (const [i, layer] of layers.entries()) {
+        if (layer.digest !== diffIds[i]) expect(store.keys()).not.toContain(layer.digest);
+      }
+      const events: PullEvent[] = [];
+      await pull(source, parseReference(fixtureRef(env, env.anon, name)), { ...options, onProgress: (e) => events.push(e) });
+      const states = events.filter((e) => e.type === 'layer').map((e) => (e as { state: string }).state);
+      expect(states).toHaveLength(layers.length);
+      expect(new Set(states)).toEqual(new Set(['cached']));
+    },
+  );
 
-  it.each(['v2s2', 'oci', 'zstd'] as const)('%s: layers kept compressed by an earlier pull are decompressed from the store, not fetched again', async (name) => {
-    const truth = env.fixtures[name];
-    const { layers } = truthManifest(truth.manifest);
-    const diffIds = truthConfig(truth.config).rootfs.diff_ids;
-    const store = new MemoryBlobStore();
-    await pull(setup().source, parseReference(fixtureRef(env, env.anon, name)), { store });
-    const second = setup();
-    await pull(second.source, parseReference(fixtureRef(env, env.anon, name)), { store, uncompressed: true, keepCompressed: false, ...(name === 'zstd' ? { zstd: zstdDecoder } : {}) });
-    for (const layer of layers) expect(second.sent.filter((r) => r.url.includes(`/blobs/${layer.digest}`))).toEqual([]);
-    for (const d of diffIds) expect(store.keys()).toContain(d);
-    await expectOnlyVerified(store);
-  });
+  it.each(['v2s2', 'oci', 'zstd'] as const)(
+    '%s: layers kept compressed by an earlier pull are decompressed from the store, not fetched again',
+    async (name) => {
+      const truth = env.fixtures[name];
+      const { layers } = truthManifest(truth.manifest);
+      const diffIds = truthConfig(truth.config).rootfs.diff_ids;
+      const store = new MemoryBlobStore();
+      await pull(setup().source, parseReference(fixtureRef(env, env.anon, name)), { store });
+      const second = setup();
+      await pull(second.source, parseReference(fixtureRef(env, env.anon, name)), {
+        store,
+        uncompressed: true,
+        keepCompressed: false,
+        ...(name === 'zstd' ? { zstd: zstdDecoder } : {}),
+      });
+      for (const layer of layers) expect(second.sent.filter((r) => r.url.includes(`/blobs/${layer.digest}`))).toEqual([]);
+      for (const d of diffIds) expect(store.keys()).toContain(d);
+      await expectOnlyVerified(store);
+    },
+  );
 
   it('a compressed blob in the store that does not decompress to its diff_id is fetched from the registry instead', async () => {
     const truth = env.fixtures.v2s2;
@@ -252,7 +279,9 @@ describe('uncompressed layers', () => {
     const store = new MemoryBlobStore();
     const { source } = setup();
     const pulling = pull(source, parseReference(fixtureRef(env, env.anon, 'zstd')), { store, uncompressed: true, zstd: null });
-    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('pull did not settle within 10 s')), 10_000).unref());
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('pull did not settle within 10 s')), 10_000).unref(),
+    );
     const error = await rejection(Promise.race([pulling, timeout]));
     expect(error.code).toBe('FORMAT');
     for (const diffId of diffIds) expect(await store.has(diffId)).toBe(false);
@@ -262,7 +291,8 @@ describe('uncompressed layers', () => {
 
 describe('indexes and manifest lists', () => {
   const multi = () => env.fixtures.multi;
-  const runnable = (truth: FixtureTruth) => truth.children!.filter((c) => c.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest');
+  const runnable = (truth: FixtureTruth) =>
+    truth.children!.filter((c) => c.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest');
   const child = (truth: FixtureTruth, architecture: string, variant?: string) =>
     truth.children!.find((c) => c.platform.architecture === architecture && c.platform.variant === variant)!;
 
@@ -303,11 +333,16 @@ describe('indexes and manifest lists', () => {
   it('multi: pulling linux/arm/v7 keeps the arm/v7 layers (GNU tar reads /etc/longshore-arch from them)', async () => {
     const truth = child(multi(), 'arm', 'v7');
     const store = new MemoryBlobStore();
-    const { image, index } = await pull(setup().source, parseReference(fixtureRef(env, env.anon, 'multi')), { store, platform: parsePlatform('linux/arm/v7') });
+    const { image, index } = await pull(setup().source, parseReference(fixtureRef(env, env.anon, 'multi')), {
+      store,
+      platform: parsePlatform('linux/arm/v7'),
+    });
     expect(index?.digest).toBe(multi().manifest.digest);
     expect(image.digest).toBe(truth.manifest.digest);
     const base = truthManifest(truth.manifest).layers[0]!;
-    const archFile = await runText('tar', ['-xO', ...tarCompressionFlags(base.mediaType), '-f', '-', 'etc/longshore-arch'], { input: (await stored(store, base.digest))! });
+    const archFile = await runText('tar', ['-xO', ...tarCompressionFlags(base.mediaType), '-f', '-', 'etc/longshore-arch'], {
+      input: (await stored(store, base.digest))!,
+    });
     expect(archFile).toBe(archFileContent('arm', 'v7'));
     await expectOnlyVerified(store);
   });
@@ -350,7 +385,10 @@ describe('bearer-token registry', () => {
   it('anonymous pull: one token for the scope, blobs through the redirect with no Authorization on the static origin', async () => {
     const truth = env.fixtures.v2s2;
     const { layers, config } = truthManifest(truth.manifest);
-    const [tokenMark, staticMark] = await Promise.all([requestLogMark(env.tokenServer.requestLogUrl), requestLogMark(env.staticServer.requestLogUrl)]);
+    const [tokenMark, staticMark] = await Promise.all([
+      requestLogMark(env.tokenServer.requestLogUrl),
+      requestLogMark(env.staticServer.requestLogUrl),
+    ]);
     const { source, sent, marker } = setup();
     const store = new MemoryBlobStore();
     const { image } = await pull(source, parseReference(fixtureRef(env, env.token, 'v2s2')), { store });
@@ -368,7 +406,10 @@ describe('bearer-token registry', () => {
     const cdn = await staticRecords(staticMark, marker);
     for (const digest of [config.digest, ...layers.map((l) => l.digest)]) {
       const hex = digest.slice('sha256:'.length);
-      expect(cdn.some((r) => r.url.endsWith(`/sha256/${hex.slice(0, 2)}/${hex}/data`) && r.status === 200), `static server served ${digest}`).toBe(true);
+      expect(
+        cdn.some((r) => r.url.endsWith(`/sha256/${hex.slice(0, 2)}/${hex}/data`) && r.status === 200),
+        `static server served ${digest}`,
+      ).toBe(true);
     }
     expect(cdn.filter((r) => r.headers['authorization'] !== undefined)).toEqual([]);
 
@@ -380,7 +421,7 @@ describe('bearer-token registry', () => {
     expect(sent.filter((s) => s.url.startsWith(env.tokenServer.origin))).toHaveLength(1);
   });
 
-  it('a client seeded with another client\'s tokens (another Worker) fetches blobs with no 401 and no token request', async () => {
+  it("a client seeded with another client's tokens (another Worker) fetches blobs with no 401 and no token request", async () => {
     const truth = env.fixtures.v2s2;
     const { layers } = truthManifest(truth.manifest);
     const ref = parseReference(fixtureRef(env, env.token, 'v2s2'));
@@ -433,7 +474,11 @@ describe('bearer-token registry', () => {
 
   it('a wrong password is UNAUTHORIZED and the message names the token service', async () => {
     const credentials = { username: env.token.credentials.username, password: 'not-the-password' };
-    const error = await rejection(pull(setup({ credentials: only(env.token.host, credentials) }).source, parseReference(fixtureRef(env, env.token, 'private')), { store: new MemoryBlobStore() }));
+    const error = await rejection(
+      pull(setup({ credentials: only(env.token.host, credentials) }).source, parseReference(fixtureRef(env, env.token, 'private')), {
+        store: new MemoryBlobStore(),
+      }),
+    );
     expect(error.code).toBe('UNAUTHORIZED');
     expect(error.message).toContain(env.tokenServer.realm);
     expect(error.hint).toBeTruthy();
@@ -478,7 +523,9 @@ describe('basic-auth registry', () => {
     const withAuth = sent.filter((s) => s.authorization !== null);
     expect(withAuth.length).toBeGreaterThan(0);
     expect([...new Set(withAuth.map((s) => s.host))]).toEqual([env.basic.host]);
-    expect(new Set(withAuth.map((s) => s.authorization))).toEqual(new Set([`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`]));
+    expect(new Set(withAuth.map((s) => s.authorization))).toEqual(
+      new Set([`Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`]),
+    );
     expect(sent.filter((s) => s.status === 401)).toHaveLength(1);
   });
 });

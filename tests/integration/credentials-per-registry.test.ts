@@ -49,13 +49,24 @@ function coreBridge(): BridgeLike & { sent: Sent[]; marker: string; requests: Pu
       const store = new MemoryBlobStore();
       let digest = '';
       for (const name of request.references) digest = (await pull(source, parseReference(name), { store })).image.digest;
-      return { blob: new Blob([]), saved: { kind: 'blob', name: 'x.tar', bytes: 0 }, fileName: 'x.tar', size: 0, format: request.format, reference: request.references.join(' '), digest, platform: undefined };
+      return {
+        blob: new Blob([]),
+        saved: { kind: 'blob', name: 'x.tar', bytes: 0 },
+        fileName: 'x.tar',
+        size: 0,
+        format: request.format,
+        reference: request.references.join(' '),
+        digest,
+        platform: undefined,
+      };
     },
   };
 }
 
 async function tokenLog(since: number, marker: string): Promise<TokenRequestRecord[]> {
-  return (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, since)).filter((r) => r.query[MARK_QUERY]?.includes(marker));
+  return (await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, since)).filter((r) =>
+    r.query[MARK_QUERY]?.includes(marker),
+  );
 }
 
 describe('credentials per registry', () => {
@@ -73,7 +84,9 @@ describe('credentials per registry', () => {
     expect(bridge.requests[0]!.credentials).toEqual({ [env.basic.host]: env.basic.credentials });
     const bob = basicHeader(env.basic.credentials);
     expect(bridge.sent.some((s) => s.authorization === bob)).toBe(true);
-    expect(bridge.sent.filter((s) => s.authorization === bob).map((s) => s.host)).toEqual(bridge.sent.filter((s) => s.authorization === bob).map(() => env.basic.host));
+    expect(bridge.sent.filter((s) => s.authorization === bob).map((s) => s.host)).toEqual(
+      bridge.sent.filter((s) => s.authorization === bob).map(() => env.basic.host),
+    );
     // The token registry's realm was asked anonymously.
     const tokens = await tokenLog(mark, bridge.marker);
     expect(tokens.length).toBeGreaterThan(0);

@@ -39,12 +39,16 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'longshore-foreign-'));
   image = await pushForeignImage(env.anon, env.storageDir, REPOSITORY, dir);
   ({ foreignDigest, foreignUrl, manifestDigest } = image);
-  const proxy = (foreignLayerHosts: string[]) => startServer(parseConfig({
-    ...structuredClone(DEFAULT_CONFIG),
-    listen: { host: '127.0.0.1', port: 0 },
-    registries: [{ host: env.anon.host, scheme: 'http' }],
-    foreignLayerHosts,
-  }), { staticDir: dir });
+  const proxy = (foreignLayerHosts: string[]) =>
+    startServer(
+      parseConfig({
+        ...structuredClone(DEFAULT_CONFIG),
+        listen: { host: '127.0.0.1', port: 0 },
+        registries: [{ host: env.anon.host, scheme: 'http' }],
+        foreignLayerHosts,
+      }),
+      { staticDir: dir },
+    );
   [allowed, refused] = await Promise.all([proxy([`${image.layers.origin}/layers/`]), proxy([])]);
 }, 60_000);
 
@@ -55,11 +59,18 @@ afterAll(async () => {
 
 /** Pulls the image through `server` into a fresh store, with its events. */
 async function pullVia(server: RunningServer, format: Format) {
-  const client = new RegistryClient({ transport: { fetch: globalThis.fetch, rewrite: proxyRewrite(server.url) }, retry: { sleep: async () => undefined } });
+  const client = new RegistryClient({
+    transport: { fetch: globalThis.fetch, rewrite: proxyRewrite(server.url) },
+    retry: { sleep: async () => undefined },
+  });
   const store = new MemoryBlobStore();
   const events: PullEvent[] = [];
   const reference = parseReference(`${env.anon.host}/${REPOSITORY}:ltsc`);
-  const { image } = await pull(new RemoteSource(client), reference, { store, uncompressed: format.needsUncompressed, onProgress: (e) => events.push(e) });
+  const { image } = await pull(new RemoteSource(client), reference, {
+    store,
+    uncompressed: format.needsUncompressed,
+    onProgress: (e) => events.push(e),
+  });
   return { store, events, images: [{ image, reference }] as SinkImage[] };
 }
 
@@ -72,7 +83,8 @@ async function write(format: Format, store: MemoryBlobStore, images: SinkImage[]
   return file;
 }
 
-const skopeo = (args: string[]) => runText('skopeo', ['--override-os', 'windows', '--override-arch', 'amd64', ...args], { env: { ...process.env, ...env.skopeoEnv } });
+const skopeo = (args: string[]) =>
+  runText('skopeo', ['--override-os', 'windows', '--override-arch', 'amd64', ...args], { env: { ...process.env, ...env.skopeoEnv } });
 
 describe('foreign layers through the proxy', () => {
   it('allowed: fetched from their urls, verified, and the archives load in skopeo', async () => {
@@ -87,12 +99,16 @@ describe('foreign layers through the proxy', () => {
 
     const dockerFile = await write(docker, store, images, 'allowed');
     // docker-archive: manifest.json with LayerSources; skopeo copies it, re-verifying every layer.
-    const entries = JSON.parse(await runText('tar', ['-xOf', dockerFile, 'manifest.json'])) as { LayerSources?: Record<string, { urls?: string[] }> }[];
+    const entries = JSON.parse(await runText('tar', ['-xOf', dockerFile, 'manifest.json'])) as {
+      LayerSources?: Record<string, { urls?: string[] }>;
+    }[];
     expect(Object.values(entries[0]!.LayerSources ?? {})[0]?.urls).toEqual([foreignUrl]);
     await skopeo(['copy', `docker-archive:${dockerFile}`, `oci:${join(dir, 'copied-docker')}:x`]);
 
     const ociFile = await write(formatById('oci')!, store, images, 'allowed');
-    expect(digestOf(await run('skopeo', ['inspect', '--raw', `oci-archive:${ociFile}`], { env: { ...process.env, ...env.skopeoEnv } }))).toBe(manifestDigest);
+    expect(
+      digestOf(await run('skopeo', ['inspect', '--raw', `oci-archive:${ociFile}`], { env: { ...process.env, ...env.skopeoEnv } })),
+    ).toBe(manifestDigest);
     await skopeo(['copy', `oci-archive:${ociFile}`, `oci:${join(dir, 'copied-oci')}:x`]);
     expect(await runText('tar', ['-tf', ociFile])).toContain(`blobs/sha256/${foreignDigest.slice(7)}`);
 
@@ -120,7 +136,9 @@ describe('foreign layers through the proxy', () => {
     expect((JSON.parse(raw.toString()) as { layers: { urls?: string[] }[] }).layers[0]!.urls).toEqual([foreignUrl]);
 
     const dockerFile = await write(formatById('docker')!, store, images, 'refused');
-    const entries = JSON.parse(await runText('tar', ['-xOf', dockerFile, 'manifest.json'])) as { LayerSources?: Record<string, { urls?: string[] }> }[];
+    const entries = JSON.parse(await runText('tar', ['-xOf', dockerFile, 'manifest.json'])) as {
+      LayerSources?: Record<string, { urls?: string[] }>;
+    }[];
     expect(Object.values(entries[0]!.LayerSources ?? {})[0]?.urls).toEqual([foreignUrl]);
   });
 

@@ -21,8 +21,12 @@ import { validateDockerArchiveLayers, validateOciArchive } from '../helpers/vali
 
 const env = inject('registryEnv');
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-formats-multi-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-formats-multi-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const newSource = () => new RemoteSource(new RegistryClient({ transport: { fetch: globalThis.fetch } }));
 const source = newSource();
@@ -70,11 +74,25 @@ describe.concurrent('several images in one archive', () => {
     const { file } = await write(formatById('docker')!, [await pulled(latest()), await pulled(v1())]);
     const list = await names(file);
     expect(list.filter((n) => n === `blobs/sha256/${baseLayer().slice(7)}`)).toHaveLength(1);
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: images(), layers: 'compressed' });
-    for (const [fixture, tag] of [['oci', 'latest'], ['ociV1', 'v1']] as const) {
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: images(),
+      layers: 'compressed',
+    });
+    for (const [fixture, tag] of [
+      ['oci', 'latest'],
+      ['ociV1', 'v1'],
+    ] as const) {
       const f = env.fixtures[fixture];
       await validateOciArchive({
-        file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: f.manifest, config: f.config, entries: 2,
+        file,
+        storageDir: env.storageDir,
+        skopeoEnv: env.skopeoEnv,
+        target: f.manifest,
+        config: f.config,
+        entries: 2,
         annotations: { 'io.containerd.image.name': fixtureRef(env, env.anon, fixture), 'org.opencontainers.image.ref.name': tag },
         umoci: { tag, files: ['bin/tool', 'app/version.txt'] },
       });
@@ -86,12 +104,24 @@ describe.concurrent('several images in one archive', () => {
     const list = await names(file);
     expect(list.filter((n) => n === `${baseLayer().slice(7)}.tar.gz`)).toHaveLength(1);
     expect(list.at(-1)).toBe('manifest.json');
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: images(), layers: 'compressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: images(),
+      layers: 'compressed',
+    });
   });
 
   it('legacy: both in manifest.json and repositories, the shared base layer once', async () => {
     const { file } = await write(formatById('legacy')!, [await pulled(latest()), await pulled(v1())]);
-    const entries = await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: images(), layers: 'uncompressed' });
+    const entries = await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: images(),
+      layers: 'uncompressed',
+    });
     expect(entries[0]!.Layers[0]).toBe(entries[1]!.Layers[0]);
     const list = await names(file);
     expect(list.filter((n) => n === entries[0]!.Layers[0])).toHaveLength(1);
@@ -102,7 +132,9 @@ describe.concurrent('several images in one archive', () => {
   it('oci holds one image: asking for two is a clear INVALID_ARGUMENT, before anything is written', async () => {
     const oci = formatById('oci')!;
     expect(oci.multiImage).toBe(false);
-    const err = await oci.plan([await pulled(latest()), await pulled(v1())], { size: async (k) => (await store.size(k))! }).catch((e: unknown) => e);
+    const err = await oci
+      .plan([await pulled(latest()), await pulled(v1())], { size: async (k) => (await store.size(k))! })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LongshoreError);
     expect(err).toMatchObject({ code: ErrorCode.InvalidArgument, data: { format: 'oci', count: 2 } });
     expect((err as LongshoreError).message).toBe('The oci format holds one image; 2 were given.');
@@ -124,16 +156,25 @@ describe.concurrent('every platform of an index (pullIndex + oci)', () => {
     // One plan over every distinct layer of every child.
     const plans = events.filter((e) => e.type === 'plan');
     expect(plans).toHaveLength(1);
-    const layerDigests = new Set(f.children!.flatMap((c) => (JSON.parse(c.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest)));
+    const layerDigests = new Set(
+      f.children!.flatMap((c) => (JSON.parse(c.manifest.raw) as { layers: { digest: string }[] }).layers.map((l) => l.digest)),
+    );
     expect(plans[0]!.type === 'plan' && plans[0]!.layers.map((l) => l.digest).sort()).toEqual([...layerDigests].sort());
 
     const { file } = await write(formatById('oci')!, [{ ...all, reference }]);
-    const umoci = fixture === 'list'
-      ? { tag: 'latest', refuses: /not implemented: application\/vnd\.docker\.distribution\.manifest\.list\.v2\+json/ }
-      : { tag: 'latest', refuses: /tag is ambiguous: latest/ };
+    const umoci =
+      fixture === 'list'
+        ? { tag: 'latest', refuses: /not implemented: application\/vnd\.docker\.distribution\.manifest\.list\.v2\+json/ }
+        : { tag: 'latest', refuses: /tag is ambiguous: latest/ };
     const { blobs } = await validateOciArchive({
-      file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: f.manifest, config: amd64.config, children: f.children!,
-      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' }, umoci,
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      target: f.manifest,
+      config: amd64.config,
+      children: f.children!,
+      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': 'latest' },
+      umoci,
     });
     // index + per child: manifest, config, layers (shared ones once).
     const configs = new Set(f.children!.map((c) => c.config.digest));
@@ -167,8 +208,13 @@ describe.concurrent('pulled by digest', () => {
     const { file } = await write(formatById(id)!, [await pulled(`${repo}@${digest}`)]);
     const tag = `digest-${digest.slice(7)}`;
     await validateOciArchive({
-      file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: env.fixtures.oci.manifest, config: env.fixtures.oci.config,
-      annotations: { 'io.containerd.image.name': `${repo}:${tag}`, 'org.opencontainers.image.ref.name': tag }, umoci: { tag, files: ['bin/tool'] },
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      target: env.fixtures.oci.manifest,
+      config: env.fixtures.oci.config,
+      annotations: { 'io.containerd.image.name': `${repo}:${tag}`, 'org.opencontainers.image.ref.name': tag },
+      umoci: { tag, files: ['bin/tool'] },
     });
     const raw = await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}:${tag}`], { env: env.skopeoEnv });
     expect(raw).toBe(env.fixtures.oci.manifest.raw);
@@ -179,7 +225,10 @@ describe.concurrent('pulled by digest', () => {
     const repo = `${env.anon.host}/${env.fixtures.oci.repository}`;
     const { file } = await write(formatById(id)!, [await pulled(`${repo}@${digest}`)]);
     await validateDockerArchiveLayers({
-      file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, layers: id === 'legacy' ? 'uncompressed' : 'compressed',
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      layers: id === 'legacy' ? 'uncompressed' : 'compressed',
       images: [{ manifest: env.fixtures.oci.manifest, config: env.fixtures.oci.config, repoTags: [`${repo}:digest-${digest.slice(7)}`] }],
     });
   });

@@ -20,8 +20,12 @@ import { podmanLoad } from '../helpers/validate-oci.ts';
 
 const env = inject('registryEnv');
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-podman-formats-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-podman-formats-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const source = new RemoteSource(new RegistryClient({ transport: { fetch: globalThis.fetch } }));
 // Every pull keeps uncompressed copies too, so one store serves all four formats.

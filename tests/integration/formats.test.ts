@@ -20,8 +20,12 @@ import { validateDockerArchiveLayers, validateOciArchive, type OciArchiveCheck }
 
 const env = inject('registryEnv');
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-formats-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-formats-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const source = new RemoteSource(new RegistryClient({ transport: { fetch: globalThis.fetch } }));
 // One store per need: formats that keep layers compressed are proven on a store without uncompressed copies.
@@ -34,7 +38,10 @@ function pulled(fixture: FixtureName, format: Format): Promise<SinkImage> {
   let p = pulls.get(key);
   if (!p) {
     const reference = parseReference(fixtureRef(env, env.anon, fixture));
-    p = pull(source, reference, { store: stores[kind], uncompressed: format.needsUncompressed }).then(({ image }) => ({ image, reference }));
+    p = pull(source, reference, { store: stores[kind], uncompressed: format.needsUncompressed }).then(({ image }) => ({
+      image,
+      reference,
+    }));
     pulls.set(key, p);
   }
   return p;
@@ -95,8 +102,22 @@ describe.concurrent.each(FIXTURES)('fixture %s', (fixture) => {
     const format = formatById('docker')!;
     const file = await write(format, [await pulled(fixture, format)], fixture);
     const truth = truthOf(fixture);
-    await validateOciArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: truth.manifest, config: truth.config, annotations: annotations(), umoci: UMOCI[fixture]! });
-    const [entry] = await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ ...truth, repoTags: [name()] }], layers: 'compressed' });
+    await validateOciArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      target: truth.manifest,
+      config: truth.config,
+      annotations: annotations(),
+      umoci: UMOCI[fixture]!,
+    });
+    const [entry] = await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [{ ...truth, repoTags: [name()] }],
+      layers: 'compressed',
+    });
     expect(entry!.Config).toBe(`blobs/sha256/${truth.config.digest.slice(7)}`);
     expect(entry!.Layers.every((l) => l.startsWith('blobs/sha256/'))).toBe(true);
     const names = (await runText('tar', ['-tf', file])).trim().split('\n');
@@ -108,7 +129,15 @@ describe.concurrent.each(FIXTURES)('fixture %s', (fixture) => {
     const format = formatById('oci')!;
     const file = await write(format, [await pulled(fixture, format)], fixture);
     const truth = truthOf(fixture);
-    await validateOciArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, target: truth.manifest, config: truth.config, annotations: annotations(), umoci: UMOCI[fixture]! });
+    await validateOciArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      target: truth.manifest,
+      config: truth.config,
+      annotations: annotations(),
+      umoci: UMOCI[fixture]!,
+    });
     const names = (await runText('tar', ['-tf', file])).trim().split('\n');
     expect(names.filter((n) => !n.startsWith('blobs/'))).toEqual(['index.json', 'oci-layout']);
   });
@@ -117,7 +146,13 @@ describe.concurrent.each(FIXTURES)('fixture %s', (fixture) => {
     const format = formatById('tarball')!;
     const file = await write(format, [await pulled(fixture, format)], fixture);
     const truth = truthOf(fixture);
-    const [entry] = await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ ...truth, repoTags: [name()] }], layers: 'compressed' });
+    const [entry] = await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [{ ...truth, repoTags: [name()] }],
+      layers: 'compressed',
+    });
     expect(entry!.Config).toBe(truth.config.digest);
     const layers = (JSON.parse(truth.manifest.raw) as { layers: { digest: string; mediaType: string }[] }).layers;
     const ext = (mt: string) => (mt.endsWith('zstd') ? '.tar.zst' : /gzip$/.test(mt) ? '.tar.gz' : '.tar');
@@ -130,7 +165,13 @@ describe.concurrent.each(FIXTURES)('fixture %s', (fixture) => {
     const format = formatById('legacy')!;
     const file = await write(format, [await pulled(fixture, format)], fixture);
     const truth = truthOf(fixture);
-    await validateDockerArchiveLayers({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, images: [{ ...truth, repoTags: [name()] }], layers: 'uncompressed' });
+    await validateDockerArchiveLayers({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      images: [{ ...truth, repoTags: [name()] }],
+      layers: 'uncompressed',
+    });
   });
 });
 

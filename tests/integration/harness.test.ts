@@ -24,7 +24,11 @@ function parseChallenge(header: string | null): Record<string, string> {
   return Object.fromEntries([...header!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
 }
 
-async function tokenFor(repository: string, authorization?: string, realm = env.tokenServer.realm): Promise<{ status: number; body: Record<string, unknown> }> {
+async function tokenFor(
+  repository: string,
+  authorization?: string,
+  realm = env.tokenServer.realm,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const url = new URL(realm);
   url.searchParams.set('service', env.token.service);
   url.searchParams.append('scope', `repository:${repository}:pull`);
@@ -69,7 +73,12 @@ describe('real-registry harness', () => {
 
     const log = await readRequestLog<TokenRequestRecord>(env.tokenServer.requestLogUrl, since);
     const mine = log.find((r) => r.query.scope?.includes(`repository:${truth.repository}:pull`));
-    expect(mine).toMatchObject({ path: '/token', hasAuthorization: false, status: 200, granted: [{ type: 'repository', name: truth.repository, actions: ['pull'] }] });
+    expect(mine).toMatchObject({
+      path: '/token',
+      hasAuthorization: false,
+      status: 200,
+      granted: [{ type: 'repository', name: truth.repository, actions: ['pull'] }],
+    });
     expect(mine!.query.service).toEqual([env.token.service]);
   });
 
@@ -150,7 +159,22 @@ describe('real-registry harness', () => {
     expect(sha256(fromBasic)).toBe(truth.manifest.digest);
     // The cooked form reads the config blob too (through the redirect on the token registry).
     const cooked = JSON.parse(
-      (await run('skopeo', ['--insecure-policy', '--override-arch', 'amd64', '--override-os', 'linux', 'inspect', '--tls-verify=false', `docker://${fixtureRef(env, env.anon, name)}`], { env: skopeoEnv })).toString('utf8'),
+      (
+        await run(
+          'skopeo',
+          [
+            '--insecure-policy',
+            '--override-arch',
+            'amd64',
+            '--override-os',
+            'linux',
+            'inspect',
+            '--tls-verify=false',
+            `docker://${fixtureRef(env, env.anon, name)}`,
+          ],
+          { env: skopeoEnv },
+        )
+      ).toString('utf8'),
     ) as { Architecture: string; Os: string };
     expect(cooked).toMatchObject({ Architecture: 'amd64', Os: 'linux' });
   });
@@ -161,7 +185,8 @@ describe('real-registry harness', () => {
     expect((JSON.parse(fixtures.v2s2.manifest.raw) as { layers: unknown[] }).layers).toHaveLength(3);
     expect(fixtures.oci.manifest.mediaType).toBe(MediaType.ociManifest);
     expect(fixtures.ociV1.manifest.digest).not.toBe(fixtures.oci.manifest.digest);
-    const layerTypes = (name: 'plain' | 'zstd' | 'oci') => (JSON.parse(fixtures[name].manifest.raw) as { layers: Array<{ mediaType: string }> }).layers.map((l) => l.mediaType);
+    const layerTypes = (name: 'plain' | 'zstd' | 'oci') =>
+      (JSON.parse(fixtures[name].manifest.raw) as { layers: Array<{ mediaType: string }> }).layers.map((l) => l.mediaType);
     expect(layerTypes('oci')).toEqual([MediaType.ociLayerGzip, MediaType.ociLayerGzip]);
     expect(layerTypes('plain')).toEqual([MediaType.ociLayer, MediaType.ociLayer]);
     expect(layerTypes('zstd')).toEqual([MediaType.ociLayerZstd, MediaType.ociLayerZstd]);
@@ -173,7 +198,10 @@ describe('real-registry harness', () => {
     const children = multi.children!;
     expect(children.map((c) => c.platform)).toEqual([...MULTI_PLATFORMS, { architecture: 'unknown', os: 'unknown' }]);
     const attestation = children[3]!;
-    expect(attestation.annotations).toEqual({ 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': children[0]!.manifest.digest });
+    expect(attestation.annotations).toEqual({
+      'vnd.docker.reference.type': 'attestation-manifest',
+      'vnd.docker.reference.digest': children[0]!.manifest.digest,
+    });
     expect((JSON.parse(attestation.manifest.raw) as { layers: Array<{ mediaType: string }> }).layers[0]!.mediaType).toBe(MediaType.inToto);
     for (const child of children.slice(0, 3)) {
       const config = JSON.parse(child.config.raw) as { architecture: string; variant?: string };
@@ -196,7 +224,18 @@ describe('real-registry harness', () => {
     try {
       await run(
         'skopeo',
-        ['--insecure-policy', '--override-arch', 'arm64', '--override-variant', 'v8', 'copy', '--quiet', '--src-tls-verify=false', `docker://${fixtureRef(env, env.token, 'multi')}`, `dir:${dir}`],
+        [
+          '--insecure-policy',
+          '--override-arch',
+          'arm64',
+          '--override-variant',
+          'v8',
+          'copy',
+          '--quiet',
+          '--src-tls-verify=false',
+          `docker://${fixtureRef(env, env.token, 'multi')}`,
+          `dir:${dir}`,
+        ],
         { env: skopeoEnv },
       );
       const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { layers: Array<{ digest: string }> };

@@ -20,8 +20,12 @@ import type { FixtureName } from '../helpers/fixtures.ts';
 
 const env = inject('registryEnv');
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-legacy-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-legacy-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 async function writeLegacy(name: string, platform?: string): Promise<{ file: string; bytes: Buffer }> {
   const ref = parseReference(name);
@@ -31,7 +35,13 @@ async function writeLegacy(name: string, platform?: string): Promise<{ file: str
   const plan = await legacyFormat.plan([{ image, reference: ref }], { size: async (k) => (await store.size(k))! });
   const bytes = Buffer.from(await new Response(assembleStream(plan, store)).arrayBuffer());
   expect(bytes.length).toBe(plan.size);
-  const file = join(dir, `${createHash('sha256').update(name + (platform ?? '')).digest('hex').slice(0, 8)}.tar`);
+  const file = join(
+    dir,
+    `${createHash('sha256')
+      .update(name + (platform ?? ''))
+      .digest('hex')
+      .slice(0, 8)}.tar`,
+  );
   await writeFile(file, bytes);
   return { file, bytes };
 }
@@ -41,7 +51,14 @@ describe('legacy docker-save format', () => {
     const name = fixtureRef(env, env.anon, fixture);
     const { file } = await writeLegacy(name);
     const f = env.fixtures[fixture];
-    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: f.manifest, config: f.config, repoTag: name });
+    await validateDockerArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      manifest: f.manifest,
+      config: f.config,
+      repoTag: name,
+    });
   });
 
   it('is deterministic: the same image gives the same bytes twice', async () => {
@@ -80,6 +97,13 @@ describe('legacy docker-save format', () => {
     const name = fixtureRef(env, env.anon, 'list');
     const { file } = await writeLegacy(name, 'linux/arm64');
     const child = env.fixtures.list.children!.find((c) => c.platform.architecture === 'arm64')!;
-    await validateDockerArchive({ file, storageDir: env.storageDir, skopeoEnv: env.skopeoEnv, manifest: child.manifest, config: child.config, repoTag: name });
+    await validateDockerArchive({
+      file,
+      storageDir: env.storageDir,
+      skopeoEnv: env.skopeoEnv,
+      manifest: child.manifest,
+      config: child.config,
+      repoTag: name,
+    });
   });
 });

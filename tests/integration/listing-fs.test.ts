@@ -29,7 +29,10 @@ import { storedBlobPath } from '../helpers/validate.ts';
 
 const env = inject('registryEnv');
 const fixture = env.fixtures.fs;
-const manifest = JSON.parse(fixture.manifest.raw) as { config: { digest: string }; layers: { digest: string; mediaType: string; size: number }[] };
+const manifest = JSON.parse(fixture.manifest.raw) as {
+  config: { digest: string };
+  layers: { digest: string; mediaType: string; size: number }[];
+};
 const TAR_ENV = { ...process.env, LC_ALL: 'C.UTF-8', TZ: 'UTC' };
 let dir: string;
 let rootfs: string;
@@ -47,7 +50,11 @@ async function openLayerTar(i: number): Promise<ReadableStream<Uint8Array>> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'longshore-listing-'));
   const layout = join(dir, 'layout');
-  await run('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${env.anon.host}/${fixture.path}`, `oci:${layout}:fs`], { env: { ...process.env, ...env.skopeoEnv } });
+  await run(
+    'skopeo',
+    ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${env.anon.host}/${fixture.path}`, `oci:${layout}:fs`],
+    { env: { ...process.env, ...env.skopeoEnv } },
+  );
   await run('umoci', ['unpack', '--image', `${layout}:fs`, join(dir, 'bundle')]);
   rootfs = join(dir, 'bundle', 'rootfs');
   listings = await Promise.all(manifest.layers.map((l) => listLayer(blobStream(l.digest))));
@@ -60,7 +67,12 @@ afterAll(async () => {
 
 /** GNU tar's escape quoting (its default): backslash, and C escapes for control characters. */
 function tarQuote(name: string): string {
-  return name.replace(/[\\\x00-\x1f\x7f]/g, (c) => ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\f': '\\f', '\v': '\\v', '\b': '\\b', '\x07': '\\a' })[c] ?? `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+  return name.replace(
+    /[\\\x00-\x1f\x7f]/g,
+    (c) =>
+      ({ '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\f': '\\f', '\v': '\\v', '\b': '\\b', '\x07': '\\a' })[c] ??
+      `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`,
+  );
 }
 
 /** Our entry as a `tar -tv` line (whitespace collapsed, as validate.ts does). */
@@ -70,11 +82,27 @@ function tarLine(e: ListingEntry): string {
   const owner = `${e.uname ?? e.uid}/${e.gname ?? e.gid}`;
   const size = e.kind === EntryKind.CharDevice || e.kind === EntryKind.BlockDevice ? `${e.devMajor},${e.devMinor}` : String(e.size);
   const date = new Date(e.mtime * 1000).toISOString().slice(0, 16).replace('T', ' ');
-  const link = e.kind === EntryKind.Symlink ? ` -> ${tarQuote(e.linkTarget!)}` : e.kind === EntryKind.Hardlink ? ` link to ${tarQuote(e.linkTarget!)}` : '';
+  const link =
+    e.kind === EntryKind.Symlink
+      ? ` -> ${tarQuote(e.linkTarget!)}`
+      : e.kind === EntryKind.Hardlink
+        ? ` link to ${tarQuote(e.linkTarget!)}`
+        : '';
   return `${modeString(kind, e.mode)} ${owner} ${size} ${date} ${tarQuote(raw)}${link}`;
 }
 
-interface FsNode { type: string; mode: number; size: number; uid: number; gid: number; link?: string; sha?: string; rdev?: string; ino: number; nlink: number }
+interface FsNode {
+  type: string;
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
+  link?: string;
+  sha?: string;
+  rdev?: string;
+  ino: number;
+  nlink: number;
+}
 
 /** lstat every path under `root`: the judge's view of a filesystem. */
 async function walk(root: string): Promise<Map<string, FsNode>> {
@@ -84,11 +112,35 @@ async function walk(root: string): Promise<Map<string, FsNode>> {
       const path = rel ? `${rel}/${name}` : name;
       const abs = join(root, path);
       const st = await lstat(abs);
-      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'other';
-      const node: FsNode = { type, mode: st.mode & 0o7777, size: type === 'file' ? st.size : 0, uid: st.uid, gid: st.gid, ino: st.ino, nlink: st.nlink };
+      const type = st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isFile()
+            ? 'file'
+            : st.isCharacterDevice()
+              ? 'char'
+              : st.isBlockDevice()
+                ? 'block'
+                : st.isFIFO()
+                  ? 'fifo'
+                  : 'other';
+      const node: FsNode = {
+        type,
+        mode: st.mode & 0o7777,
+        size: type === 'file' ? st.size : 0,
+        uid: st.uid,
+        gid: st.gid,
+        ino: st.ino,
+        nlink: st.nlink,
+      };
       if (type === 'symlink') node.link = await readlink(abs);
-      if (type === 'file') node.sha = createHash('sha256').update(await readFile(abs)).digest('hex');
-      if (type === 'char' || type === 'block') node.rdev = `${Math.floor(st.rdev / 256) & 0xfff},${(st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)}`;
+      if (type === 'file')
+        node.sha = createHash('sha256')
+          .update(await readFile(abs))
+          .digest('hex');
+      if (type === 'char' || type === 'block')
+        node.rdev = `${Math.floor(st.rdev / 256) & 0xfff},${(st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00)}`;
       out.set(path, node);
       if (type === 'dir') await visit(path);
     }
@@ -99,7 +151,9 @@ async function walk(root: string): Promise<Map<string, FsNode>> {
 
 async function contentSha(layer: number, ordinal: number): Promise<string> {
   const { body } = await openEntryBody(await openLayerTar(layer), ordinal);
-  return createHash('sha256').update(new Uint8Array(await new Response(body).arrayBuffer())).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(await new Response(body).arrayBuffer()))
+    .digest('hex');
 }
 
 /** What the merged view says the filesystem is, in the walk's terms (hardlinks as their content). */
@@ -133,7 +187,9 @@ describe('layer listings of test/fs', () => {
     it(`lists layer ${i + 1} exactly as GNU tar -tv does`, async () => {
       const layer = manifest.layers[i]!;
       const theirs = (await runText('tar', ['-tvzf', storedBlobPath(env.storageDir, layer.digest)], { env: TAR_ENV }))
-        .split('\n').filter(Boolean).map((l) => l.replace(/\s+/g, ' ').trim());
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.replace(/\s+/g, ' ').trim());
       const ours = listings[i]!.entries.map((e) => tarLine(e).replace(/\s+/g, ' '));
       expect(ours).toEqual(theirs);
       expect(listings[i]!.issues.map((x) => x.code)).toEqual(i === 0 ? ['control-characters'] : []);
@@ -156,7 +212,15 @@ describe('layer listings of test/fs', () => {
 
   it('totals each layer against the layers below it', () => {
     expect(merged.changes[1]).toMatchObject({ deleted: 1 + 4 + 3 + 2 });
-    expect(merged.changes[2]).toEqual({ added: 0, changed: 0, deleted: 0, unchangedDirs: 0, addedBytes: 0, changedBytes: 0, removedBytes: 0 });
+    expect(merged.changes[2]).toEqual({
+      added: 0,
+      changed: 0,
+      deleted: 0,
+      unchangedDirs: 0,
+      addedBytes: 0,
+      changedBytes: 0,
+      removedBytes: 0,
+    });
     // etc/hosts is whited out, then written again: a deletion and an addition.
     expect(merged.changes[3]).toMatchObject({ added: 8, changed: 0, deleted: 1, unchangedDirs: 2 });
   });
@@ -176,7 +240,10 @@ describe('merged view and export of test/fs against umoci unpack', () => {
   });
 
   it('exports a tar that GNU tar extracts to the same tree, hardlinks included', async () => {
-    const plan = planExport(merged, listings.map((l) => l.entries));
+    const plan = planExport(
+      merged,
+      listings.map((l) => l.entries),
+    );
     expect(plan.dropped).toEqual([]);
     const file = join(dir, 'export.tar');
     await writeFile(file, new Uint8Array(await new Response(exportStream(plan, { openLayer: (i) => openLayerTar(i) })).arrayBuffer()));
@@ -206,14 +273,14 @@ describe('local archives of test/fs', () => {
     return image;
   }
 
-  it('reads skopeo\'s docker-archive (legacy docker save)', async () => {
+  it("reads skopeo's docker-archive (legacy docker save)", async () => {
     const file = join(dir, 'docker.tar');
     await run('skopeo', ['--insecure-policy', 'copy', '--quiet', `oci:${join(dir, 'layout')}:fs`, `docker-archive:${file}:test/fs:latest`]);
     const image = await listArchive(file, 'docker');
     expect(image.name).toBe('docker.io/test/fs:latest');
   });
 
-  it('reads skopeo\'s oci-archive', async () => {
+  it("reads skopeo's oci-archive", async () => {
     const file = join(dir, 'oci.tar');
     await run('skopeo', ['--insecure-policy', 'copy', '--quiet', `oci:${join(dir, 'layout')}:fs`, `oci-archive:${file}:test/fs:latest`]);
     const image = await listArchive(file, 'oci');
@@ -225,16 +292,37 @@ describe('local archives of test/fs', () => {
     const config = `sha256:${createHash('sha256').update(fixture.config.raw).digest('hex')}`;
     const hybrid = join(dir, 'hybrid');
     await run('cp', ['-a', layout, hybrid]);
-    await writeFile(join(hybrid, 'manifest.json'), JSON.stringify([{ Config: `blobs/sha256/${config.slice(7)}`, RepoTags: ['test/fs:hybrid'], Layers: manifest.layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`) }]));
+    await writeFile(
+      join(hybrid, 'manifest.json'),
+      JSON.stringify([
+        {
+          Config: `blobs/sha256/${config.slice(7)}`,
+          RepoTags: ['test/fs:hybrid'],
+          Layers: manifest.layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
+        },
+      ]),
+    );
     await run('tar', ['-cf', join(dir, 'hybrid.tar'), '-C', hybrid, '.']);
     expect((await listArchive(join(dir, 'hybrid.tar'), 'docker-oci')).name).toBe('test/fs:hybrid');
 
     const crane = join(dir, 'crane');
     await mkdir(crane);
     await writeFile(join(crane, config), fixture.config.raw);
-    for (const l of manifest.layers) await run('cp', [join(layout, 'blobs/sha256', l.digest.slice(7)), join(crane, `${l.digest.slice(7)}.tar.gz`)]);
-    await writeFile(join(crane, 'manifest.json'), JSON.stringify([{ Config: config, RepoTags: ['test/fs:crane'], Layers: manifest.layers.map((l) => `${l.digest.slice(7)}.tar.gz`) }]));
-    await run('tar', ['-cf', join(dir, 'crane.tar'), '-C', crane, 'manifest.json', config, ...manifest.layers.map((l) => `${l.digest.slice(7)}.tar.gz`)]);
+    for (const l of manifest.layers)
+      await run('cp', [join(layout, 'blobs/sha256', l.digest.slice(7)), join(crane, `${l.digest.slice(7)}.tar.gz`)]);
+    await writeFile(
+      join(crane, 'manifest.json'),
+      JSON.stringify([{ Config: config, RepoTags: ['test/fs:crane'], Layers: manifest.layers.map((l) => `${l.digest.slice(7)}.tar.gz`) }]),
+    );
+    await run('tar', [
+      '-cf',
+      join(dir, 'crane.tar'),
+      '-C',
+      crane,
+      'manifest.json',
+      config,
+      ...manifest.layers.map((l) => `${l.digest.slice(7)}.tar.gz`),
+    ]);
     const image = await listArchive(join(dir, 'crane.tar'), 'tarball');
     expect(image.layers.map((l) => l.digest)).toEqual(manifest.layers.map((l) => l.digest));
   });

@@ -35,13 +35,21 @@ describe('rate limits', () => {
       { type: 'retry-wait', registry: front.host, status: 429, until: clock + 3000 },
       { type: 'retry-wait', registry: front.host, status: 429, until: clock + 3000 },
     ]);
-    expect(notices.filter((n) => n.type === 'rate-limit')).toEqual([{ type: 'rate-limit', registry: front.host, limit: 100, remaining: 76, windowSeconds: 21600 }]);
+    expect(notices.filter((n) => n.type === 'rate-limit')).toEqual([
+      { type: 'rate-limit', registry: front.host, limit: 100, remaining: 76, windowSeconds: 21600 },
+    ]);
     expect(front.requests.filter((r) => r.action === 'fail')).toHaveLength(2);
   });
 
   it('parses the policy syntax, and ignores what is not one', () => {
     const h = (limit: string, remaining: string) => new Headers({ 'ratelimit-limit': limit, 'ratelimit-remaining': remaining });
-    expect(parseRateLimit('r', h('100;w=21600', '0;w=21600'))).toEqual({ type: 'rate-limit', registry: 'r', limit: 100, remaining: 0, windowSeconds: 21600 });
+    expect(parseRateLimit('r', h('100;w=21600', '0;w=21600'))).toEqual({
+      type: 'rate-limit',
+      registry: 'r',
+      limit: 100,
+      remaining: 0,
+      windowSeconds: 21600,
+    });
     expect(parseRateLimit('r', h('200', '199'))).toEqual({ type: 'rate-limit', registry: 'r', limit: 200, remaining: 199 });
     expect(parseRateLimit('r', h('lots', '1'))).toBeUndefined();
     expect(parseRateLimit('r', new Headers())).toBeUndefined();

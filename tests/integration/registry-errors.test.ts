@@ -40,7 +40,18 @@ function source(transport?: Transport): RemoteSource {
 
 /** longshore's proxy handler in-process, configured for `hosts`; the client goes through it as the page does. */
 function viaProxy(hosts: string[]): Transport {
-  const handler = createProxyHandler(parseConfig({ listen: { host: '127.0.0.1', port: 0 }, registries: hosts.map((host) => ({ host, scheme: 'http' })), mirrors: {}, tokenRealms: [], allowLoopback: true }, 'test'));
+  const handler = createProxyHandler(
+    parseConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        registries: hosts.map((host) => ({ host, scheme: 'http' })),
+        mirrors: {},
+        tokenRealms: [],
+        allowLoopback: true,
+      },
+      'test',
+    ),
+  );
   return {
     fetch: async (input, init) => (await handler(new Request(input, init))) ?? new Response('not a proxy path', { status: 404 }),
     rewrite: proxyRewrite('http://longshore.test'),
@@ -68,7 +79,9 @@ describe('errors people understand', () => {
     const found = await source().resolve(parseReference(`${hub.host}/${env.fixtures.oci.path}`));
     expect(found.digest).toBe(env.fixtures.oci.manifest.digest);
     // And a private one looks the same to an anonymous caller, as on Docker Hub.
-    expect((await rejection(source().resolve(parseReference(`${hub.host}/${env.fixtures.private.path}`)))).code).toBe('NOT_FOUND_OR_PRIVATE');
+    expect((await rejection(source().resolve(parseReference(`${hub.host}/${env.fixtures.private.path}`)))).code).toBe(
+      'NOT_FOUND_OR_PRIVATE',
+    );
   });
 
   it('an HTML 502 page → ERROR_PAGE naming the page, not its markup', async () => {

@@ -44,7 +44,9 @@ function client(transport: Partial<ConstructorParameters<typeof RegistryClient>[
 async function staticRanges(mark: number, digest: string): Promise<string[]> {
   const hex = digest.slice('sha256:'.length);
   const log = await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark);
-  return log.filter((r) => r.method === 'GET' && r.url.includes(hex)).map((r) => (typeof r.headers.range === 'string' ? r.headers.range : ''));
+  return log
+    .filter((r) => r.method === 'GET' && r.url.includes(hex))
+    .map((r) => (typeof r.headers.range === 'string' ? r.headers.range : ''));
 }
 
 async function storedBytes(store: MemoryBlobStore, key: string): Promise<Buffer> {
@@ -114,7 +116,10 @@ describe('resume against the real token registry with redirected blobs', () => {
     relay.rules = {};
     const mark = await requestLogMark(env.staticServer.requestLogUrl);
     const store = new MemoryBlobStore();
-    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), { store, parallel: { connections: 4, threshold: 4 * MiB } });
+    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), {
+      store,
+      parallel: { connections: 4, threshold: 4 * MiB },
+    });
     await expectAllLayers(store);
     const ranges = await staticRanges(mark, big.digest);
     const quarter = Math.ceil(big.size / 4);
@@ -127,7 +132,10 @@ describe('resume against the real token registry with redirected blobs', () => {
     relay.rules = { stripRange: true };
     relay.blobs.clear();
     const store = new MemoryBlobStore();
-    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), { store, parallel: { connections: 4, threshold: 4 * MiB } });
+    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), {
+      store,
+      parallel: { connections: 4, threshold: 4 * MiB },
+    });
     await expectAllLayers(store);
     const traffic = relay.blobs.get(big.digest.slice(7))!;
     // Up to four ranges were asked before the first 200 stopped the split (how many went out
@@ -146,13 +154,17 @@ describe('resume against the real token registry with redirected blobs', () => {
     relay.rules = { bytesPerSecond: 4 * MiB };
     relay.blobs.clear();
     const staticDir = await mkdtemp(join(tmpdir(), 'longshore-serve-'));
-    const config = (port: number) => parseConfig({
-      listen: { host: '127.0.0.1', port },
-      registries: [{ host: relay.host, scheme: 'http' }],
-      mirrors: {},
-      tokenRealms: [env.tokenServer.realm],
-      allowLoopback: true,
-    }, 'resume test');
+    const config = (port: number) =>
+      parseConfig(
+        {
+          listen: { host: '127.0.0.1', port },
+          registries: [{ host: relay.host, scheme: 'http' }],
+          mirrors: {},
+          tokenRealms: [env.tokenServer.realm],
+          allowLoopback: true,
+        },
+        'resume test',
+      );
     let server: RunningServer = await startServer(config(0), { staticDir });
     const port = Number(new URL(server.url).port);
     try {

@@ -26,7 +26,8 @@ afterAll(async () => {
   await front?.close();
 });
 
-const client = () => new RegistryClient({ transport: { fetch: (u, i) => globalThis.fetch(u, i) }, retry: { sleep: async () => undefined } });
+const client = () =>
+  new RegistryClient({ transport: { fetch: (u, i) => globalThis.fetch(u, i) }, retry: { sleep: async () => undefined } });
 
 describe('tags', () => {
   it('lists 2,500 tags in pages of n, following Link to the end', async () => {
@@ -39,7 +40,10 @@ describe('tags', () => {
     const direct = await listTags(client(), parseReference(`${env.anon.host}/${repo}`));
     expect([direct.pages, direct.tags.slice().sort()]).toEqual([1, tags]);
     expect(pages).toEqual([1000, 1000, 501]);
-    const paths = front.requests.slice(seen).map((r) => r.path).filter((p) => p.includes('/tags/list'));
+    const paths = front.requests
+      .slice(seen)
+      .map((r) => r.path)
+      .filter((p) => p.includes('/tags/list'));
     expect(paths[0]).toBe(`/v2/${repo}/tags/list?n=1000`);
     expect(paths[1]).toMatch(new RegExp(`last=${tags[999]}`));
     expect(paths).toHaveLength(3);
@@ -60,13 +64,13 @@ describe('tags', () => {
     expect(error.code).toBe('TOO_LARGE');
   });
 
-  it('a missing repository is the registry\'s NAME_UNKNOWN with a hint', async () => {
+  it("a missing repository is the registry's NAME_UNKNOWN with a hint", async () => {
     const error = await rejection(listTags(client(), parseReference(`${env.anon.host}/test/no-such-${randomUUID().slice(0, 8)}`)));
     expect(error.code).toBe('NAME_UNKNOWN');
     expect(error.hint).toBeTruthy();
   });
 
-  it('HEAD gives a tag\'s digest (no body fetched)', async () => {
+  it("HEAD gives a tag's digest (no body fetched)", async () => {
     const seen = front.requests.length;
     const head = await headManifest(client(), parseReference(`${front.host}/${repo}:${tags[1234]}`));
     expect(head).toEqual({ digest: image.digest, mediaType: 'application/vnd.oci.image.manifest.v1+json', size: expect.any(Number) });

@@ -69,13 +69,25 @@ function lsMode(type: string, mode: number): string {
     if (mode & special) return mode & x ? on : on.toUpperCase();
     return mode & x ? 'x' : '-';
   };
-  return kind[type]! + bit(0o400, 'r') + bit(0o200, 'w') + exec(0o100, 0o4000, 's')
-    + bit(0o040, 'r') + bit(0o020, 'w') + exec(0o010, 0o2000, 's')
-    + bit(0o004, 'r') + bit(0o002, 'w') + exec(0o001, 0o1000, 't');
+  return (
+    kind[type]! +
+    bit(0o400, 'r') +
+    bit(0o200, 'w') +
+    exec(0o100, 0o4000, 's') +
+    bit(0o040, 'r') +
+    bit(0o020, 'w') +
+    exec(0o010, 0o2000, 's') +
+    bit(0o004, 'r') +
+    bit(0o002, 'w') +
+    exec(0o001, 0o1000, 't')
+  );
 }
 
 function isoSeconds(seconds: number): string {
-  return new Date(seconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
+  return new Date(seconds * 1000)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '');
 }
 
 interface Listed {
@@ -87,11 +99,14 @@ interface Listed {
 }
 
 function parseListing(stdout: string): Listed[] {
-  return stdout.trimEnd().split('\n').map((line) => {
-    const m = /^(\S{10}) (\S+)\s+(\S+) (\S+ \S+) (.*)$/.exec(line);
-    if (!m) throw new Error(`unexpected tar -tv line: ${line}`);
-    return { mode: m[1]!, owner: m[2]!, size: m[3]!, time: m[4]!, name: m[5]! };
-  });
+  return stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => {
+      const m = /^(\S{10}) (\S+)\s+(\S+) (\S+ \S+) (.*)$/.exec(line);
+      if (!m) throw new Error(`unexpected tar -tv line: ${line}`);
+      return { mode: m[1]!, owner: m[2]!, size: m[3]!, time: m[4]!, name: m[5]! };
+    });
 }
 
 async function writeArchive(path: string, parts: ArchivePart[], blobs: Map<string, Uint8Array>): Promise<void> {
@@ -136,23 +151,45 @@ describe('GNU tar reads what our writer writes', () => {
   const base = { uid: 0, gid: 0, mtime };
   const entries: TarPlanEntry[] = [
     { header: { ...base, path: 'top/', type: TarEntryType.Directory, size: 0, mode: 0o755 } },
-    { header: { ...base, path: 'top/hello.txt', type: TarEntryType.File, size: small.length, mode: 0o644, uid: 1000, gid: 100, uname: 'alice', gname: 'users' }, content: small },
+    {
+      header: {
+        ...base,
+        path: 'top/hello.txt',
+        type: TarEntryType.File,
+        size: small.length,
+        mode: 0o644,
+        uid: 1000,
+        gid: 100,
+        uname: 'alice',
+        gname: 'users',
+      },
+      content: small,
+    },
     { header: { ...base, path: 'top/empty', type: TarEntryType.File, size: 0, mode: 0o600 } },
     { header: { ...base, path: 'top/setuid', type: TarEntryType.File, size: small.length, mode: 0o4755 }, content: small },
     { header: { ...base, path: 'top/setgid-noexec', type: TarEntryType.File, size: 0, mode: 0o2644 } },
     { header: { ...base, path: 'top/sticky/', type: TarEntryType.Directory, size: 0, mode: 0o1777 } },
-    { header: { ...base, path: 'top/big.bin', type: TarEntryType.File, size: big.length, mode: 0o644, uid: 3_000_000, gid: 2_097_152 }, content: contentRef('sha256:big', big.length) },
+    {
+      header: { ...base, path: 'top/big.bin', type: TarEntryType.File, size: big.length, mode: 0o644, uid: 3_000_000, gid: 2_097_152 },
+      content: contentRef('sha256:big', big.length),
+    },
     { header: { ...base, path: 'top/link', type: TarEntryType.Symlink, size: 0, mode: 0o777, linkname: 'hello.txt' } },
     { header: { ...base, path: 'top/long-link', type: TarEntryType.Symlink, size: 0, mode: 0o777, linkname: longTarget } },
     { header: { ...base, path: 'top/hard', type: TarEntryType.Hardlink, size: 0, mode: 0o644, linkname: 'top/hello.txt' } },
     { header: { ...base, path: `top/${'d'.repeat(100)}/`, type: TarEntryType.Directory, size: 0, mode: 0o755 } },
     { header: { ...base, path: `top/${'d'.repeat(100)}/${'e'.repeat(100)}/`, type: TarEntryType.Directory, size: 0, mode: 0o750 } },
     { header: { ...base, path: longPath, type: TarEntryType.File, size: small.length, mode: 0o640 }, content: small },
-    { header: { ...base, path: 'top/\u65e5\u672c\u8a9e.txt', type: TarEntryType.File, size: utf8Content.length, mode: 0o644 }, content: utf8Content },
+    {
+      header: { ...base, path: 'top/\u65e5\u672c\u8a9e.txt', type: TarEntryType.File, size: utf8Content.length, mode: 0o644 },
+      content: utf8Content,
+    },
     { header: { ...base, path: 'top/caf\u00e9-\u{1f433}/', type: TarEntryType.Directory, size: 0, mode: 0o755 } },
     { header: { ...base, path: 'top/null', type: TarEntryType.CharDevice, size: 0, mode: 0o666, devmajor: 1, devminor: 3 } },
     { header: { ...base, path: 'top/fifo', type: TarEntryType.Fifo, size: 0, mode: 0o644 } },
-    { header: { ...base, path: 'top/old', type: TarEntryType.File, size: 1, mode: 0o644, mtime: -86400 * 365 }, content: new Uint8Array([7]) },
+    {
+      header: { ...base, path: 'top/old', type: TarEntryType.File, size: 1, mode: 0o644, mtime: -86400 * 365 },
+      content: new Uint8Array([7]),
+    },
   ];
   const blobs = new Map([['sha256:big', big]]);
   let archive: string;
@@ -165,7 +202,9 @@ describe('GNU tar reads what our writer writes', () => {
   });
 
   it('tar -tv lists every entry with our names, types, modes, owners, sizes, times and link targets', async () => {
-    const listed = parseListing(await tar(['--list', '--verbose', '--numeric-owner', '--full-time', '--quoting-style=literal', '-f', archive]));
+    const listed = parseListing(
+      await tar(['--list', '--verbose', '--numeric-owner', '--full-time', '--quoting-style=literal', '-f', archive]),
+    );
     expect(listed).toHaveLength(entries.length);
     listed.forEach((line, i) => {
       const h = entries[i]!.header;
@@ -173,8 +212,12 @@ describe('GNU tar reads what our writer writes', () => {
       expect(line.owner).toBe(`${h.uid}/${h.gid}`);
       expect(line.size).toBe(h.type === TarEntryType.CharDevice ? `${h.devmajor},${h.devminor}` : String(h.size));
       expect(line.time).toBe(isoSeconds(h.mtime));
-      const name = h.type === TarEntryType.Symlink ? `${h.path} -> ${h.linkname}`
-        : h.type === TarEntryType.Hardlink ? `${h.path} link to ${h.linkname}` : h.path;
+      const name =
+        h.type === TarEntryType.Symlink
+          ? `${h.path} -> ${h.linkname}`
+          : h.type === TarEntryType.Hardlink
+            ? `${h.path} link to ${h.linkname}`
+            : h.path;
       expect(line.name).toBe(name);
     });
     // Owner names are stored too.
@@ -194,8 +237,12 @@ describe('GNU tar reads what our writer writes', () => {
       const path = join(dest, h.path);
       const st = await lstat(path);
       const kinds: Record<string, () => boolean> = {
-        '0': () => st.isFile(), '1': () => st.isFile(), '2': () => st.isSymbolicLink(),
-        '3': () => st.isCharacterDevice(), '5': () => st.isDirectory(), '6': () => st.isFIFO(),
+        '0': () => st.isFile(),
+        '1': () => st.isFile(),
+        '2': () => st.isSymbolicLink(),
+        '3': () => st.isCharacterDevice(),
+        '5': () => st.isDirectory(),
+        '6': () => st.isFIFO(),
       };
       expect(kinds[h.type]!(), `${h.path} type`).toBe(true);
       if (h.type !== TarEntryType.Symlink) expect(st.mode & 0o7777, h.path).toBe(h.mode);
@@ -205,7 +252,7 @@ describe('GNU tar reads what our writer writes', () => {
       if (h.type !== TarEntryType.Hardlink) expect(Math.floor(st.mtimeMs / 1000), h.path).toBe(h.mtime);
       if (h.type === TarEntryType.File) {
         expect(st.size).toBe(h.size);
-        const expected = content instanceof Uint8Array ? content : blobs.get(content?.key ?? '') ?? new Uint8Array(0);
+        const expected = content instanceof Uint8Array ? content : (blobs.get(content?.key ?? '') ?? new Uint8Array(0));
         expect(Buffer.from(expected).equals(await readFile(path)), `${h.path} content`).toBe(true);
         inodes.set(h.path, st.ino);
       }
@@ -217,7 +264,7 @@ describe('GNU tar reads what our writer writes', () => {
     }
   });
 
-  it('tar -t reads a 9 GiB entry\'s size from our PAX size record (sparse archive file, nothing written)', async () => {
+  it("tar -t reads a 9 GiB entry's size from our PAX size record (sparse archive file, nothing written)", async () => {
     const size = 9 * 2 ** 30;
     const header = encodeHeader({ path: 'huge.bin', type: TarEntryType.File, size, mode: 0o644, uid: 0, gid: 0, mtime });
     expect(new TextDecoder().decode(header.subarray(512, 512 + 19))).toBe('19 size=9663676416\n');

@@ -81,8 +81,11 @@ beforeAll(async () => {
       }
       if (url.startsWith('/v2/private/manifests/')) {
         res.writeHead(200, {
-          'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': DIGEST, etag: `"${DIGEST}"`,
-          'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600',
+          'content-type': 'application/vnd.oci.image.manifest.v1+json',
+          'docker-content-digest': DIGEST,
+          etag: `"${DIGEST}"`,
+          'ratelimit-limit': '100;w=21600',
+          'ratelimit-remaining': '76;w=21600',
         });
         res.end('{"schemaVersion":2}');
         return;
@@ -166,10 +169,13 @@ describe('proxy handler', () => {
   }, 15_000); // a buffering proxy deadlocks here: fail soon rather than at the default timeout
 
   it('passes HEAD through with the length and no body', async () => {
-    const response = await call(proxied(`${cdn.host}/v2/x/blobs/${DIGEST}`, { method: 'HEAD' }), createProxyHandler({
-      ...config,
-      registries: [...config.registries, { host: cdn.host, scheme: 'http' }],
-    }));
+    const response = await call(
+      proxied(`${cdn.host}/v2/x/blobs/${DIGEST}`, { method: 'HEAD' }),
+      createProxyHandler({
+        ...config,
+        registries: [...config.registries, { host: cdn.host, scheme: 'http' }],
+      }),
+    );
     expect(response.status).toBe(200);
     expect(response.headers.get('content-length')).toBe(String(CDN_BLOB.byteLength));
     expect(response.body).toBeNull();
@@ -180,7 +186,18 @@ describe('proxy handler', () => {
     expect(withOrigin.headers.get('access-control-allow-origin')).toBe('http://app.example');
     expect(withOrigin.headers.get('vary')).toMatch(/Origin/);
     const exposed = withOrigin.headers.get('access-control-expose-headers')!.split(/,\s*/);
-    expect(exposed).toEqual(expect.arrayContaining(['x-longshore-www-authenticate', 'docker-content-digest', 'content-length', 'content-range', 'etag', 'link', 'ratelimit-limit', 'ratelimit-remaining']));
+    expect(exposed).toEqual(
+      expect.arrayContaining([
+        'x-longshore-www-authenticate',
+        'docker-content-digest',
+        'content-length',
+        'content-range',
+        'etag',
+        'link',
+        'ratelimit-limit',
+        'ratelimit-remaining',
+      ]),
+    );
     expect(withOrigin.headers.get('access-control-allow-credentials')).toBeNull();
 
     // No Origin (same-origin GET, or not a browser): no CORS headers needed, none sent.
@@ -191,10 +208,16 @@ describe('proxy handler', () => {
     expect(own.headers.get('access-control-allow-origin')).toBe('http://longshore.test');
 
     const before = registry.requests.length;
-    const preflight = await call(proxied(`${registry.host}/v2/private/manifests/latest`, {
-      method: 'OPTIONS',
-      headers: { origin: 'http://app.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization,range' },
-    }));
+    const preflight = await call(
+      proxied(`${registry.host}/v2/private/manifests/latest`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: 'http://app.example',
+          'access-control-request-method': 'GET',
+          'access-control-request-headers': 'authorization,range',
+        },
+      }),
+    );
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('http://app.example');
     expect(preflight.headers.get('access-control-allow-methods')).toMatch(/GET/);
@@ -206,10 +229,13 @@ describe('proxy handler', () => {
   });
 
   it('answers Private Network Access preflights for allowed origins only', async () => {
-    const pna = (origin: string) => call(proxied(`${registry.host}/v2/private/manifests/latest`, {
-      method: 'OPTIONS',
-      headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-private-network': 'true' },
-    }));
+    const pna = (origin: string) =>
+      call(
+        proxied(`${registry.host}/v2/private/manifests/latest`, {
+          method: 'OPTIONS',
+          headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-private-network': 'true' },
+        }),
+      );
     const allowed = await pna('http://app.example');
     expect(allowed.status).toBe(204);
     expect(allowed.headers.get('access-control-allow-private-network')).toBe('true');
@@ -231,19 +257,21 @@ describe('proxy handler', () => {
   });
 
   it('forwards only allow-listed request headers', async () => {
-    const response = await call(proxied(`${registry.host}/v2/headers/manifests/latest`, {
-      headers: {
-        accept: 'application/vnd.oci.image.index.v1+json',
-        authorization: 'Bearer x',
-        range: 'bytes=0-9',
-        'if-none-match': '"e"',
-        'user-agent': 'longshore-test',
-        cookie: 'session=1',
-        origin: 'http://app.example',
-        referer: 'http://app.example/page',
-        'x-forwarded-for': '1.2.3.4',
-      },
-    }));
+    const response = await call(
+      proxied(`${registry.host}/v2/headers/manifests/latest`, {
+        headers: {
+          accept: 'application/vnd.oci.image.index.v1+json',
+          authorization: 'Bearer x',
+          range: 'bytes=0-9',
+          'if-none-match': '"e"',
+          'user-agent': 'longshore-test',
+          cookie: 'session=1',
+          origin: 'http://app.example',
+          referer: 'http://app.example/page',
+          'x-forwarded-for': '1.2.3.4',
+        },
+      }),
+    );
     const seen = (await response.json()) as Record<string, string>;
     expect(seen).toMatchObject({
       accept: 'application/vnd.oci.image.index.v1+json',
@@ -274,7 +302,9 @@ describe('proxy handler', () => {
 
     const challenged = await call(proxied(`${registry.host}/v2/private/manifests/latest`));
     expect(challenged.status).toBe(401);
-    expect(challenged.headers.get('x-longshore-www-authenticate')).toBe(`Bearer realm="${auth.origin}/token",service="fake",scope="repository:private:pull"`);
+    expect(challenged.headers.get('x-longshore-www-authenticate')).toBe(
+      `Bearer realm="${auth.origin}/token",service="fake",scope="repository:private:pull"`,
+    );
     // Never under its own name: a browser would open a sign-in prompt for a Basic challenge.
     expect(challenged.headers.get('www-authenticate')).toBeNull();
     expect(((await challenged.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe('UNAUTHORIZED');
@@ -440,7 +470,10 @@ describe('proxy handler with injected fetch', () => {
   it('refuses a Content-Encoding it did not ask for instead of decoding it', async () => {
     let cancelled = false;
     const h = createProxyHandler(publicConfig, {
-      fetch: async () => new Response(new ReadableStream({ cancel: () => void (cancelled = true) }), { headers: { 'content-encoding': 'gzip', 'content-length': '3' } }),
+      fetch: async () =>
+        new Response(new ReadableStream({ cancel: () => void (cancelled = true) }), {
+          headers: { 'content-encoding': 'gzip', 'content-length': '3' },
+        }),
     });
     const response = await call(proxied('registry.example/v2/'), h);
     expect(response.status).toBe(502);
@@ -457,19 +490,33 @@ describe('proxy handler with injected fetch', () => {
       return new Response('{}');
     };
     const mirrored = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': 'https://mirror.example' } });
-    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
-    const trusted = parseConfig({ ...structuredClone(publicConfig), mirrors: { 'docker.io': { url: 'https://mirror.example', forwardAuthorization: true } } });
-    await call(proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }), createProxyHandler(trusted, { fetch: fetchSpy }));
-    await call(proxied('registry.example/v2/', { headers: { authorization: 'Bearer r-token' } }), createProxyHandler(mirrored, { fetch: fetchSpy }));
+    await call(
+      proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }),
+      createProxyHandler(mirrored, { fetch: fetchSpy }),
+    );
+    const trusted = parseConfig({
+      ...structuredClone(publicConfig),
+      mirrors: { 'docker.io': { url: 'https://mirror.example', forwardAuthorization: true } },
+    });
+    await call(
+      proxied('docker.io/v2/', { headers: { authorization: 'Bearer hub-token' } }),
+      createProxyHandler(trusted, { fetch: fetchSpy }),
+    );
+    await call(
+      proxied('registry.example/v2/', { headers: { authorization: 'Bearer r-token' } }),
+      createProxyHandler(mirrored, { fetch: fetchSpy }),
+    );
     expect(seen).toEqual([null, 'Bearer hub-token', 'Bearer r-token']);
   });
 
-  it('learns realms only from a registry\'s own challenge, not from a redirect target\'s', async () => {
+  it("learns realms only from a registry's own challenge, not from a redirect target's", async () => {
     const h = createProxyHandler(publicConfig, {
       fetch: async (input) => {
         const url = new URL(String(input));
-        if (url.hostname === 'registry.example') return new Response(null, { status: 307, headers: { location: 'https://cdn.example/blob' } });
-        if (url.hostname === 'cdn.example') return new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://cdn.example/token"' } });
+        if (url.hostname === 'registry.example')
+          return new Response(null, { status: 307, headers: { location: 'https://cdn.example/blob' } });
+        if (url.hostname === 'cdn.example')
+          return new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://cdn.example/token"' } });
         return new Response('{"token":"t"}');
       },
     });
@@ -482,7 +529,8 @@ describe('proxy handler with injected fetch', () => {
     const h = createProxyHandler(publicConfig, {
       fetch: async (input) => {
         const url = new URL(String(input));
-        if (url.hostname === 'registry.example') return new Response(null, { status: 401, headers: { 'www-authenticate': `Bearer realm="${long}"` } });
+        if (url.hostname === 'registry.example')
+          return new Response(null, { status: 401, headers: { 'www-authenticate': `Bearer realm="${long}"` } });
         return new Response('{"token":"t"}');
       },
     });
@@ -507,7 +555,10 @@ describe('proxy handler with injected fetch', () => {
     const h = createProxyHandler(publicConfig, {
       fetch: async () => {
         upstreamCalls++;
-        return new Response(null, { status: 302, headers: { location: `http://longshore.test/proxy/registry.example/v2/x/blobs/${DIGEST}` } });
+        return new Response(null, {
+          status: 302,
+          headers: { location: `http://longshore.test/proxy/registry.example/v2/x/blobs/${DIGEST}` },
+        });
       },
     });
     const viaUs = await call(proxied('registry.example/v2/', { headers: { via: '1.1 nginx, 1.1 longshore' } }), h);
@@ -530,16 +581,20 @@ describe('challenge header contract', () => {
 });
 
 describe('per-client limits', () => {
-  const limited = (limits: Partial<ProxyConfig['limits']>) => parseConfig({
-    ...structuredClone(DEFAULT_CONFIG),
-    listen: { host: '0.0.0.0', port: 8080 },
-    registries: [{ host: 'registry.example', scheme: 'https' }],
-    limits: { ...DEFAULT_CONFIG.limits, ...limits },
-  });
+  const limited = (limits: Partial<ProxyConfig['limits']>) =>
+    parseConfig({
+      ...structuredClone(DEFAULT_CONFIG),
+      listen: { host: '0.0.0.0', port: 8080 },
+      registries: [{ host: 'registry.example', scheme: 'https' }],
+      limits: { ...DEFAULT_CONFIG.limits, ...limits },
+    });
 
   it('answers 429 with Retry-After past the request rate, per client, and refills with time', async () => {
     let clock = 1_000_000;
-    const h = createProxyHandler(limited({ clientRequestsPerSecond: 2, clientBurst: 3 }), { fetch: async () => new Response('{}'), now: () => clock });
+    const h = createProxyHandler(limited({ clientRequestsPerSecond: 2, clientBurst: 3 }), {
+      fetch: async () => new Response('{}'),
+      now: () => clock,
+    });
     const statuses = async (client: string, n: number) => {
       const out: number[] = [];
       for (let i = 0; i < n; i++) out.push((await h(proxied('registry.example/v2/'), { client }))!.status);
@@ -558,7 +613,10 @@ describe('per-client limits', () => {
     const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
       fetch: async () => new Response(new ReadableStream({ pull: (c) => c.enqueue(new Uint8Array(1)) }, { highWaterMark: 0 })),
     });
-    const open = [await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }), await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' })];
+    const open = [
+      await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }),
+      await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }),
+    ];
     expect(open.map((r) => r!.status)).toEqual([200, 200]);
     const third = (await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!;
     expect(third.status).toBe(429);
@@ -568,12 +626,14 @@ describe('per-client limits', () => {
     expect((await h(proxied(`registry.example/v2/x/blobs/${DIGEST}`), { client: 'a' }))!.status).toBe(200);
   });
 
-  it('counts requests still waiting on the upstream among a client\'s open streams', async () => {
+  it("counts requests still waiting on the upstream among a client's open streams", async () => {
     const h = createProxyHandler(limited({ clientStreams: 2, clientRequestsPerSecond: 0 }), {
       fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
     });
     const aborts = [new AbortController(), new AbortController()];
-    const waiting = aborts.map((a) => h(new Request('http://longshore.test/proxy/registry.example/v2/', { signal: a.signal }), { client: 'a' }));
+    const waiting = aborts.map((a) =>
+      h(new Request('http://longshore.test/proxy/registry.example/v2/', { signal: a.signal }), { client: 'a' }),
+    );
     const third = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
     expect(third.status).toBe(429);
     expect((await envelope(third)).message).toMatch(/2 requests open/);
@@ -593,9 +653,14 @@ describe('per-client limits', () => {
     expect(entries).toMatchObject([{ error: 'body-timeout', bytes: 10, status: 200 }]);
   });
 
-  it('bounds the wait for response headers when the runtime\'s fetch has no timeouts', async () => {
-    const config = parseConfig({ ...structuredClone(limited({})), timeouts: { connectMs: 50, headersMs: 50, bodyIdleMs: 1000, poolWaitMs: 50 } });
-    const h = createProxyHandler(config, { fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))) });
+  it("bounds the wait for response headers when the runtime's fetch has no timeouts", async () => {
+    const config = parseConfig({
+      ...structuredClone(limited({})),
+      timeouts: { connectMs: 50, headersMs: 50, bodyIdleMs: 1000, poolWaitMs: 50 },
+    });
+    const h = createProxyHandler(config, {
+      fetch: (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason))),
+    });
     const response = (await h(proxied('registry.example/v2/'), { client: 'a' }))!;
     expect(response.status).toBe(504);
     expect((await envelope(response)).code).toBe('PROXY_TIMEOUT');

@@ -52,10 +52,11 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
     port: 0,
     proxyBase: '',
     openConnections: () => sockets.size,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
   const server = createServer((socket) => {
     sockets.add(socket);
@@ -112,16 +113,25 @@ function behave(name: string, path: string, socket: Socket, upstream: HostileUps
       setTimeout(() => socket.resetAndDestroy(), 20);
       return;
     case 'hugeheaders':
-      socket.end(ok(`Content-Length: 2\r\n${Array.from({ length: 100 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(1000)}\r\n`).join('')}`) + 'hi');
+      socket.end(
+        ok(`Content-Length: 2\r\n${Array.from({ length: 100 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(1000)}\r\n`).join('')}`) + 'hi',
+      );
       return;
     case 'gzipbomb':
-      socket.end(Buffer.concat([Buffer.from(ok(`Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${BOMB.length}\r\n`), 'latin1'), BOMB]));
+      socket.end(
+        Buffer.concat([
+          Buffer.from(ok(`Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${BOMB.length}\r\n`), 'latin1'),
+          BOMB,
+        ]),
+      );
       return;
     case 'brotli':
       socket.end(ok('Content-Encoding: br\r\nContent-Length: 4\r\n') + 'abcd');
       return;
     case 'loop':
-      socket.end(`HTTP/1.1 307 Temporary Redirect\r\nLocation: ${upstream.proxyBase}proxy/${upstream.host}${path}\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(
+        `HTTP/1.1 307 Temporary Redirect\r\nLocation: ${upstream.proxyBase}proxy/${upstream.host}${path}\r\nContent-Length: 0\r\n\r\n`,
+      );
       return;
     case 'headershang':
       socket.write(ok(`Content-Length: ${body.length}\r\n`));

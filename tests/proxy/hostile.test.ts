@@ -20,18 +20,24 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{"ok":true}');
   });
-  proxy = await startProxyProcess({
-    listen: { host: '127.0.0.1', port: 0 },
-    registries: [{ host: hostile.host, scheme: 'http' }, { host: healthy.host, scheme: 'http' }],
-    mirrors: {},
-    tokenRealms: [],
-    allowLoopback: 'auto',
-  }, {
-    LONGSHORE_HEADERS_TIMEOUT_MS: '1000',
-    LONGSHORE_BODY_IDLE_TIMEOUT_MS: '1000',
-    LONGSHORE_POOL_WAIT_MS: '300',
-    LONGSHORE_UPSTREAM_SOCKETS: String(SOCKETS),
-  });
+  proxy = await startProxyProcess(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      registries: [
+        { host: hostile.host, scheme: 'http' },
+        { host: healthy.host, scheme: 'http' },
+      ],
+      mirrors: {},
+      tokenRealms: [],
+      allowLoopback: 'auto',
+    },
+    {
+      LONGSHORE_HEADERS_TIMEOUT_MS: '1000',
+      LONGSHORE_BODY_IDLE_TIMEOUT_MS: '1000',
+      LONGSHORE_POOL_WAIT_MS: '300',
+      LONGSHORE_UPSTREAM_SOCKETS: String(SOCKETS),
+    },
+  );
   hostile.proxyBase = proxy.url;
 });
 
@@ -69,9 +75,18 @@ describe('node server under hostile upstreams and clients', () => {
     // Another registry is not affected by this one's full pool.
     expect((await get(`${proxy.url}proxy/${healthy.host}/v2/x/manifests/latest`)).status).toBe(200);
     // The idle bound frees the pool (the upstream sockets behind the idle clients are closed)...
-    await expect.poll(async () => (await get(`${proxy.url}proxy/${hostile.host}/v2/fine/manifests/latest`)).status, { timeout: 10_000, interval: 250 }).toBe(200);
+    await expect
+      .poll(async () => (await get(`${proxy.url}proxy/${hostile.host}/v2/fine/manifests/latest`)).status, {
+        timeout: 10_000,
+        interval: 250,
+      })
+      .toBe(200);
     // ...by cutting the idle downloads, each logged with its cause.
-    await expect.poll(() => proxy.logs().filter((l) => l.path.includes('/endless/') && l.status === 200 && l.error === 'body-timeout').length, { timeout: 10_000 }).toBe(SOCKETS);
+    await expect
+      .poll(() => proxy.logs().filter((l) => l.path.includes('/endless/') && l.status === 200 && l.error === 'body-timeout').length, {
+        timeout: 10_000,
+      })
+      .toBe(SOCKETS);
     for (const req of held) req.destroy();
   });
 
@@ -84,17 +99,26 @@ describe('node server under hostile upstreams and clients', () => {
   });
 
   it('logs one JSON line per request, with secrets redacted', async () => {
-    await get(`${proxy.url}proxy/${healthy.host}/v2/x/tags/list?n=5&access_token=SECRET123&password=hunter2`, { authorization: 'Bearer TOKEN456' });
+    await get(`${proxy.url}proxy/${healthy.host}/v2/x/tags/list?n=5&access_token=SECRET123&password=hunter2`, {
+      authorization: 'Bearer TOKEN456',
+    });
     await expect.poll(() => proxy.logs().some((l) => l.path.startsWith('/v2/x/tags/list'))).toBe(true);
     const line = proxy.logs().find((l) => l.path.startsWith('/v2/x/tags/list'))!;
-    expect(line).toMatchObject({ registry: healthy.host, method: 'GET', status: 200, bytes: 11, path: '/v2/x/tags/list?n=5&access_token=REDACTED&password=REDACTED' });
+    expect(line).toMatchObject({
+      registry: healthy.host,
+      method: 'GET',
+      status: 200,
+      bytes: 11,
+      path: '/v2/x/tags/list?n=5&access_token=REDACTED&password=REDACTED',
+    });
     expect(line.client).toBe('127.0.0.1');
     expect(typeof line.ms).toBe('number');
     const all = JSON.stringify(proxy.logs());
     for (const secret of ['SECRET123', 'hunter2', 'TOKEN456']) expect(all).not.toContain(secret);
     // The failures above were logged with their kind.
     const kinds = new Set(proxy.logs().map((l) => l.error));
-    for (const kind of ['bad-status', 'headers-timeout', 'reset', 'header-overflow', 'encoding', 'loop', 'body-timeout', 'pool-busy']) expect(kinds, kind).toContain(kind);
+    for (const kind of ['bad-status', 'headers-timeout', 'reset', 'header-overflow', 'encoding', 'loop', 'body-timeout', 'pool-busy'])
+      expect(kinds, kind).toContain(kind);
   });
 
   it('exposes Prometheus metrics', async () => {

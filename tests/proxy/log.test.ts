@@ -7,15 +7,24 @@ describe('request log redaction', () => {
     ['', ''],
     ['?', ''],
     ['?n=10&last=v1', '?n=10&last=v1'],
-    ['?service=registry.docker.io&scope=repository:library/alpine:pull', '?service=registry.docker.io&scope=repository%3Alibrary%2Falpine%3Apull'],
+    [
+      '?service=registry.docker.io&scope=repository:library/alpine:pull',
+      '?service=registry.docker.io&scope=repository%3Alibrary%2Falpine%3Apull',
+    ],
     ['?account=alice&service=x', '?account=REDACTED&service=x'],
-    ['?access_token=abc&refresh_token=def&password=p&X-Amz-Signature=s', '?access_token=REDACTED&refresh_token=REDACTED&password=REDACTED&X-Amz-Signature=REDACTED'],
+    [
+      '?access_token=abc&refresh_token=def&password=p&X-Amz-Signature=s',
+      '?access_token=REDACTED&refresh_token=REDACTED&password=REDACTED&X-Amz-Signature=REDACTED',
+    ],
   ])('%s → %s', (query, expected) => {
     expect(redactQuery(query)).toBe(expected);
   });
 
   it('splits the registry from the path', () => {
-    expect(describeTarget('/proxy/ghcr.io/v2/a/b/manifests/latest', '?token=t')).toEqual({ registry: 'ghcr.io', path: '/v2/a/b/manifests/latest?token=REDACTED' });
+    expect(describeTarget('/proxy/ghcr.io/v2/a/b/manifests/latest', '?token=t')).toEqual({
+      registry: 'ghcr.io',
+      path: '/v2/a/b/manifests/latest?token=REDACTED',
+    });
     expect(describeTarget('/proxy/ghcr.io', '')).toEqual({ registry: 'ghcr.io', path: '/' });
   });
 });

@@ -38,7 +38,10 @@ async function proxyWithMirror(mirror: unknown, headersMs = DEFAULT_CONFIG.timeo
 }
 
 const viaProxy = (server: RunningServer, path: string, init?: RequestInit) =>
-  fetch(new URL(`proxy/${env.anon.host}${path}`, server.url), { ...init, headers: { accept: ACCEPT, origin: new URL(server.url).origin, ...init?.headers } });
+  fetch(new URL(`proxy/${env.anon.host}${path}`, server.url), {
+    ...init,
+    headers: { accept: ACCEPT, origin: new URL(server.url).origin, ...init?.headers },
+  });
 
 beforeAll(async () => {
   staticDir = await mkdtemp(join(tmpdir(), 'longshore-proxy-mirrors-'));
@@ -148,7 +151,7 @@ describe('mirrors with fallback', () => {
     await missing.body?.cancel();
   });
 
-  it('a mirror that asks for credentials (401) falls back to the registry, which gets the client\'s Authorization', async () => {
+  it("a mirror that asks for credentials (401) falls back to the registry, which gets the client's Authorization", async () => {
     // The token registry of the mirror set: it answers 401 to the anonymous proxy request.
     const server = await proxyWithMirror(mirrorSet.env.token.url);
     const fixture = env.fixtures.oci;

@@ -40,7 +40,13 @@ beforeAll(async () => {
     }
     res.end();
   });
-  const config = { listen: { host: '127.0.0.1', port: 0 }, registries: [{ host: registry.host, scheme: 'http' }], mirrors: {}, tokenRealms: [], allowLoopback: 'auto' };
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    registries: [{ host: registry.host, scheme: 'http' }],
+    mirrors: {},
+    tokenRealms: [],
+    allowLoopback: 'auto',
+  };
   instances = await Promise.all([0, 1].map(() => startProxyProcess(config, { LONGSHORE_TRUST_FORWARDED_FOR: 'true' })));
 
   dir = await mkdtemp(join(tmpdir(), 'longshore-nginx-'));
@@ -57,7 +63,9 @@ beforeAll(async () => {
     .replace('root /srv/longshore/dist;', `root ${dist};`)
     .replace('listen 80;', `listen 127.0.0.1:${port};`);
   expect(site).toContain(`listen 127.0.0.1:${port};`);
-  await writeFile(join(dir, 'nginx.conf'), `
+  await writeFile(
+    join(dir, 'nginx.conf'),
+    `
 worker_processes 1;
 error_log ${dir}/error.log warn;
 pid ${dir}/nginx.pid;
@@ -72,14 +80,21 @@ http {
   scgi_temp_path ${dir}/scgi;
   ${site}
 }
-`);
+`,
+  );
   nginx = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   nginx.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   base = `http://127.0.0.1:${port}/`;
   const deadline = Date.now() + 15_000;
-  while (!(await fetch(base).then((r) => r.ok, () => false))) {
-    if (nginx.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start:\n${stderr}\n${await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')}`);
+  while (
+    !(await fetch(base).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (nginx.exitCode !== null || Date.now() > deadline)
+      throw new Error(`nginx did not start:\n${stderr}\n${await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 });
@@ -132,14 +147,16 @@ describe('nginx in front of two instances', () => {
     expect(serving).toBeGreaterThanOrEqual(0);
     await instances[serving]!.stop();
     // The client sees the cut...
-    await expect((async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return 'complete';
-        chunks.push(value);
-        received += value.byteLength;
-      }
-    })()).rejects.toThrow();
+    await expect(
+      (async () => {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return 'complete';
+          chunks.push(value);
+          received += value.byteLength;
+        }
+      })(),
+    ).rejects.toThrow();
     expect(received).toBeLessThan(BLOB.length);
     // ...and retries the rest with a Range request, which nginx sends to the instance still up.
     const rest = await fetch(url, { headers: { range: `bytes=${received}-` } });

@@ -37,7 +37,11 @@ beforeAll(async () => {
   });
   dir = await mkdtemp(join(tmpdir(), 'longshore-nodefetch-'));
   await writeFile(join(dir, 'index.html'), 'x');
-  const config = parseConfig({ ...structuredClone(DEFAULT_CONFIG), listen: { host: '127.0.0.1', port: 0 }, registries: [{ host: upstream.host, scheme: 'http' }] });
+  const config = parseConfig({
+    ...structuredClone(DEFAULT_CONFIG),
+    listen: { host: '127.0.0.1', port: 0 },
+    registries: [{ host: upstream.host, scheme: 'http' }],
+  });
   server = await startServer(config, { staticDir: dir });
 });
 

@@ -36,7 +36,8 @@ const loopbackDenied: ProxyConfig = { ...local, allowLoopback: false };
 const noneLearned: ReadonlySet<string> = new Set();
 const learned: ReadonlySet<string> = new Set(['https://auth.learned.example/oauth/token', 'http://127.0.0.1:9000/token']);
 
-type Expect = { kind: 'registry' | 'realm' | 'preflight'; upstream?: string; forwardAuthorization?: boolean } | { status: number; reason?: RegExp };
+type Expect =
+  { kind: 'registry' | 'realm' | 'preflight'; upstream?: string; forwardAuthorization?: boolean } | { status: number; reason?: RegExp };
 
 interface Row {
   what: string;
@@ -52,21 +53,66 @@ interface Row {
 
 const rows: Row[] = [
   // methods
-  { what: 'GET manifest on Docker Hub', path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/latest', config: publicListen, expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/library/alpine/manifests/latest' } },
-  { what: 'HEAD manifest by digest', method: 'HEAD', path: `/proxy/ghcr.io/v2/foo/bar/manifests/${DIGEST}`, expect: { kind: 'registry', upstream: `https://ghcr.io/v2/foo/bar/manifests/${DIGEST}` } },
+  {
+    what: 'GET manifest on Docker Hub',
+    path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/latest',
+    config: publicListen,
+    expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/library/alpine/manifests/latest' },
+  },
+  {
+    what: 'HEAD manifest by digest',
+    method: 'HEAD',
+    path: `/proxy/ghcr.io/v2/foo/bar/manifests/${DIGEST}`,
+    expect: { kind: 'registry', upstream: `https://ghcr.io/v2/foo/bar/manifests/${DIGEST}` },
+  },
   { what: 'POST is refused', method: 'POST', path: '/proxy/ghcr.io/v2/foo/blobs/uploads/', expect: { status: 405, reason: /POST/ } },
   { what: 'PUT is refused', method: 'PUT', path: '/proxy/ghcr.io/v2/foo/manifests/latest', expect: { status: 405 } },
   { what: 'DELETE is refused', method: 'DELETE', path: `/proxy/ghcr.io/v2/foo/blobs/${DIGEST}`, expect: { status: 405 } },
-  { what: 'preflight for GET', method: 'OPTIONS', path: '/proxy/ghcr.io/v2/foo/manifests/latest', headers: { 'Access-Control-Request-Method': 'GET' }, expect: { kind: 'preflight' } },
-  { what: 'preflight for PUT is refused', method: 'OPTIONS', path: '/proxy/ghcr.io/v2/foo/manifests/latest', headers: { 'access-control-request-method': 'PUT' }, expect: { status: 405 } },
+  {
+    what: 'preflight for GET',
+    method: 'OPTIONS',
+    path: '/proxy/ghcr.io/v2/foo/manifests/latest',
+    headers: { 'Access-Control-Request-Method': 'GET' },
+    expect: { kind: 'preflight' },
+  },
+  {
+    what: 'preflight for PUT is refused',
+    method: 'OPTIONS',
+    path: '/proxy/ghcr.io/v2/foo/manifests/latest',
+    headers: { 'access-control-request-method': 'PUT' },
+    expect: { status: 405 },
+  },
   // distribution API paths
-  { what: 'API version check /v2/', path: '/proxy/quay.io/v2/', config: publicListen, expect: { kind: 'registry', upstream: 'https://quay.io/v2/' } },
+  {
+    what: 'API version check /v2/',
+    path: '/proxy/quay.io/v2/',
+    config: publicListen,
+    expect: { kind: 'registry', upstream: 'https://quay.io/v2/' },
+  },
   { what: '/v2 without slash', path: '/proxy/gcr.io/v2', expect: { kind: 'registry', upstream: 'https://gcr.io/v2/' } },
-  { what: 'blob by digest', path: `/proxy/ghcr.io/v2/a/b/c/blobs/${DIGEST}`, expect: { kind: 'registry', upstream: `https://ghcr.io/v2/a/b/c/blobs/${DIGEST}` } },
-  { what: 'tags/list keeps its query', path: '/proxy/ghcr.io/v2/foo/tags/list', query: '?n=10&last=v1', expect: { kind: 'registry', upstream: 'https://ghcr.io/v2/foo/tags/list?n=10&last=v1' } },
-  { what: '_catalog', path: '/proxy/127.0.0.1:5000/v2/_catalog', query: 'n=5', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/_catalog?n=5' } },
+  {
+    what: 'blob by digest',
+    path: `/proxy/ghcr.io/v2/a/b/c/blobs/${DIGEST}`,
+    expect: { kind: 'registry', upstream: `https://ghcr.io/v2/a/b/c/blobs/${DIGEST}` },
+  },
+  {
+    what: 'tags/list keeps its query',
+    path: '/proxy/ghcr.io/v2/foo/tags/list',
+    query: '?n=10&last=v1',
+    expect: { kind: 'registry', upstream: 'https://ghcr.io/v2/foo/tags/list?n=10&last=v1' },
+  },
+  {
+    what: '_catalog',
+    path: '/proxy/127.0.0.1:5000/v2/_catalog',
+    query: 'n=5',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/_catalog?n=5' },
+  },
   { what: 'blob by tag is refused', path: '/proxy/ghcr.io/v2/foo/blobs/latest', expect: { status: 404, reason: /not a digest/ } },
-  { what: 'upper-case repository name', path: '/proxy/ghcr.io/v2/Foo/manifests/latest', expect: { status: 404, reason: /repository name/ } },
+  {
+    what: 'upper-case repository name',
+    path: '/proxy/ghcr.io/v2/Foo/manifests/latest',
+    expect: { status: 404, reason: /repository name/ },
+  },
   { what: 'bad tag', path: '/proxy/ghcr.io/v2/foo/manifests/-bad', expect: { status: 404, reason: /neither a tag nor a digest/ } },
   { what: 'upload endpoint', path: '/proxy/ghcr.io/v2/foo/blobs/uploads/', expect: { status: 404 } },
   { what: 'non-API path on a registry', path: '/proxy/ghcr.io/login', expect: { status: 404, reason: /start with \/v2\// } },
@@ -77,50 +123,203 @@ const rows: Row[] = [
   { what: 'unknown host', path: '/proxy/evil.example/v2/', expect: { status: 403, reason: /evil\.example is not a configured registry/ } },
   { what: 'host with credentials', path: '/proxy/user@ghcr.io/v2/', expect: { status: 404 } },
   { what: 'host is case-insensitive', path: '/proxy/GHCR.IO/v2/', expect: { kind: 'registry', upstream: 'https://ghcr.io/v2/' } },
-  { what: 'index.docker.io is Docker Hub', path: '/proxy/index.docker.io/v2/', config: publicListen, expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/' } },
-  { what: 'docker.io is Docker Hub', path: '/proxy/docker.io/v2/', config: publicListen, expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/' } },
+  {
+    what: 'index.docker.io is Docker Hub',
+    path: '/proxy/index.docker.io/v2/',
+    config: publicListen,
+    expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/' },
+  },
+  {
+    what: 'docker.io is Docker Hub',
+    path: '/proxy/docker.io/v2/',
+    config: publicListen,
+    expect: { kind: 'registry', upstream: 'https://registry-1.docker.io/v2/' },
+  },
   // realms
-  { what: 'configured realm', path: '/proxy/auth.docker.io/token', query: '?service=registry.docker.io&scope=repository:library/alpine:pull', expect: { kind: 'realm', upstream: 'https://auth.docker.io/token?service=registry.docker.io&scope=repository:library/alpine:pull' } },
-  { what: 'realm under /v2 on a registry host', path: '/proxy/quay.io/v2/auth', query: '?service=quay.io', config: publicListen, expect: { kind: 'realm', upstream: 'https://quay.io/v2/auth?service=quay.io' } },
+  {
+    what: 'configured realm',
+    path: '/proxy/auth.docker.io/token',
+    query: '?service=registry.docker.io&scope=repository:library/alpine:pull',
+    expect: { kind: 'realm', upstream: 'https://auth.docker.io/token?service=registry.docker.io&scope=repository:library/alpine:pull' },
+  },
+  {
+    what: 'realm under /v2 on a registry host',
+    path: '/proxy/quay.io/v2/auth',
+    query: '?service=quay.io',
+    config: publicListen,
+    expect: { kind: 'realm', upstream: 'https://quay.io/v2/auth?service=quay.io' },
+  },
   { what: 'realm host, other path', path: '/proxy/auth.docker.io/admin', expect: { status: 403 } },
-  { what: 'learned realm', path: '/proxy/auth.learned.example/oauth/token', query: '?scope=x', learned, expect: { kind: 'realm', upstream: 'https://auth.learned.example/oauth/token?scope=x' } },
+  {
+    what: 'learned realm',
+    path: '/proxy/auth.learned.example/oauth/token',
+    query: '?scope=x',
+    learned,
+    expect: { kind: 'realm', upstream: 'https://auth.learned.example/oauth/token?scope=x' },
+  },
   { what: 'learned realm, other path', path: '/proxy/auth.learned.example/other', learned, expect: { status: 403 } },
-  { what: 'unknown realm', path: '/proxy/auth.learned.example/oauth/token', learned: noneLearned, expect: { status: 403, reason: /not a configured registry, mirror or token realm/ } },
+  {
+    what: 'unknown realm',
+    path: '/proxy/auth.learned.example/oauth/token',
+    learned: noneLearned,
+    expect: { status: 403, reason: /not a configured registry, mirror or token realm/ },
+  },
   // loopback rules
-  { what: 'loopback registry while listening on loopback', path: '/proxy/127.0.0.1:5000/v2/foo/manifests/latest', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/foo/manifests/latest' } },
-  { what: 'localhost registry while listening on loopback', path: '/proxy/localhost:5001/v2/', expect: { kind: 'registry', upstream: 'http://localhost:5001/v2/' } },
-  { what: 'loopback registry not configured (public listen)', path: '/proxy/127.0.0.1:5000/v2/', config: publicListen, expect: { status: 403 } },
-  { what: 'loopback registry configured, public listen', path: '/proxy/127.0.0.1:5000/v2/', config: publicWithLoopbackRegistry, expect: { status: 403, reason: /loopback address/ } },
-  { what: 'private registry configured, public listen', path: '/proxy/10.1.2.3/v2/', config: publicWithLoopbackRegistry, expect: { status: 403, reason: /private address/ } },
-  { what: 'link-local realm, public listen', path: '/proxy/169.254.169.254/latest', config: publicWithLoopbackRegistry, expect: { status: 403, reason: /link-local/ } },
-  { what: 'loopback registry, public listen, allowLoopback true', path: '/proxy/127.0.0.1:5000/v2/', config: publicAllowLoopback, expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/' } },
-  { what: 'loopback registry, loopback listen, allowLoopback false', path: '/proxy/127.0.0.1:5000/v2/', config: loopbackDenied, expect: { status: 403, reason: /loopback/ } },
-  { what: 'learned loopback realm, loopback listen', path: '/proxy/127.0.0.1:9000/token', learned, expect: { kind: 'realm', upstream: 'http://127.0.0.1:9000/token' } },
-  { what: 'learned loopback realm, public listen', path: '/proxy/127.0.0.1:9000/token', learned, config: publicListen, expect: { status: 403, reason: /loopback/ } },
-  { what: 'unlisted loopback registry while listening on loopback (auto): http, like Docker', path: '/proxy/localhost:5999/v2/x/manifests/1', expect: { kind: 'registry', upstream: 'http://localhost:5999/v2/x/manifests/1' } },
-  { what: 'unlisted 127.0.0.2 registry while listening on loopback (auto)', path: '/proxy/127.0.0.2:7000/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.2:7000/v2/' } },
+  {
+    what: 'loopback registry while listening on loopback',
+    path: '/proxy/127.0.0.1:5000/v2/foo/manifests/latest',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/foo/manifests/latest' },
+  },
+  {
+    what: 'localhost registry while listening on loopback',
+    path: '/proxy/localhost:5001/v2/',
+    expect: { kind: 'registry', upstream: 'http://localhost:5001/v2/' },
+  },
+  {
+    what: 'loopback registry not configured (public listen)',
+    path: '/proxy/127.0.0.1:5000/v2/',
+    config: publicListen,
+    expect: { status: 403 },
+  },
+  {
+    what: 'loopback registry configured, public listen',
+    path: '/proxy/127.0.0.1:5000/v2/',
+    config: publicWithLoopbackRegistry,
+    expect: { status: 403, reason: /loopback address/ },
+  },
+  {
+    what: 'private registry configured, public listen',
+    path: '/proxy/10.1.2.3/v2/',
+    config: publicWithLoopbackRegistry,
+    expect: { status: 403, reason: /private address/ },
+  },
+  {
+    what: 'link-local realm, public listen',
+    path: '/proxy/169.254.169.254/latest',
+    config: publicWithLoopbackRegistry,
+    expect: { status: 403, reason: /link-local/ },
+  },
+  {
+    what: 'loopback registry, public listen, allowLoopback true',
+    path: '/proxy/127.0.0.1:5000/v2/',
+    config: publicAllowLoopback,
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5000/v2/' },
+  },
+  {
+    what: 'loopback registry, loopback listen, allowLoopback false',
+    path: '/proxy/127.0.0.1:5000/v2/',
+    config: loopbackDenied,
+    expect: { status: 403, reason: /loopback/ },
+  },
+  {
+    what: 'learned loopback realm, loopback listen',
+    path: '/proxy/127.0.0.1:9000/token',
+    learned,
+    expect: { kind: 'realm', upstream: 'http://127.0.0.1:9000/token' },
+  },
+  {
+    what: 'learned loopback realm, public listen',
+    path: '/proxy/127.0.0.1:9000/token',
+    learned,
+    config: publicListen,
+    expect: { status: 403, reason: /loopback/ },
+  },
+  {
+    what: 'unlisted loopback registry while listening on loopback (auto): http, like Docker',
+    path: '/proxy/localhost:5999/v2/x/manifests/1',
+    expect: { kind: 'registry', upstream: 'http://localhost:5999/v2/x/manifests/1' },
+  },
+  {
+    what: 'unlisted 127.0.0.2 registry while listening on loopback (auto)',
+    path: '/proxy/127.0.0.2:7000/v2/',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.2:7000/v2/' },
+  },
   { what: 'unlisted loopback registry, public listen', path: '/proxy/localhost:5999/v2/', config: publicListen, expect: { status: 403 } },
-  { what: 'unlisted loopback registry, public listen, allowLoopback true', path: '/proxy/localhost:5999/v2/', config: publicAllowLoopback, expect: { status: 403 } },
-  { what: 'unlisted loopback host, non-API path (an unlearned realm) stays refused', path: '/proxy/127.0.0.1:9999/token', expect: { status: 403, reason: /not a configured registry, mirror or token realm/ } },
+  {
+    what: 'unlisted loopback registry, public listen, allowLoopback true',
+    path: '/proxy/localhost:5999/v2/',
+    config: publicAllowLoopback,
+    expect: { status: 403 },
+  },
+  {
+    what: 'unlisted loopback host, non-API path (an unlearned realm) stays refused',
+    path: '/proxy/127.0.0.1:9999/token',
+    expect: { status: 403, reason: /not a configured registry, mirror or token realm/ },
+  },
   { what: 'unlisted private registry while listening on loopback', path: '/proxy/10.0.0.5:5000/v2/', expect: { status: 403 } },
   // mirrors
-  { what: 'docker.io mirror serves registry-1.docker.io', path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/3', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/library/alpine/manifests/3' } },
-  { what: 'docker.io mirror serves index.docker.io', path: '/proxy/index.docker.io/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/' } },
-  { what: 'mirror for another host', path: `/proxy/quay.io/v2/foo/blobs/${DIGEST}`, expect: { kind: 'registry', upstream: `https://quay-mirror.example/v2/foo/blobs/${DIGEST}` } },
-  { what: 'mirror does not capture realms', path: '/proxy/quay.io/v2/auth', expect: { kind: 'realm', upstream: 'https://quay.io/v2/auth' } },
+  {
+    what: 'docker.io mirror serves registry-1.docker.io',
+    path: '/proxy/registry-1.docker.io/v2/library/alpine/manifests/3',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/library/alpine/manifests/3' },
+  },
+  {
+    what: 'docker.io mirror serves index.docker.io',
+    path: '/proxy/index.docker.io/v2/',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/' },
+  },
+  {
+    what: 'mirror for another host',
+    path: `/proxy/quay.io/v2/foo/blobs/${DIGEST}`,
+    expect: { kind: 'registry', upstream: `https://quay-mirror.example/v2/foo/blobs/${DIGEST}` },
+  },
+  {
+    what: 'mirror does not capture realms',
+    path: '/proxy/quay.io/v2/auth',
+    expect: { kind: 'realm', upstream: 'https://quay.io/v2/auth' },
+  },
   { what: 'loopback mirror, allowLoopback false', path: '/proxy/docker.io/v2/', config: loopbackDenied, expect: { status: 403 } },
   // mirrors get no Authorization unless configured
-  { what: 'a mirror is not handed Authorization', path: '/proxy/docker.io/v2/', expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/', forwardAuthorization: false } },
-  { what: 'a mirror configured with forwardAuthorization is', path: '/proxy/docker.io/v2/', config: { ...local, authorizedMirrors: ['docker.io'] }, expect: { kind: 'registry', forwardAuthorization: true } },
+  {
+    what: 'a mirror is not handed Authorization',
+    path: '/proxy/docker.io/v2/',
+    expect: { kind: 'registry', upstream: 'http://127.0.0.1:5002/v2/', forwardAuthorization: false },
+  },
+  {
+    what: 'a mirror configured with forwardAuthorization is',
+    path: '/proxy/docker.io/v2/',
+    config: { ...local, authorizedMirrors: ['docker.io'] },
+    expect: { kind: 'registry', forwardAuthorization: true },
+  },
   { what: 'a registry is handed Authorization', path: '/proxy/ghcr.io/v2/', expect: { kind: 'registry', forwardAuthorization: true } },
   { what: 'a realm is handed Authorization', path: '/proxy/auth.docker.io/token', expect: { kind: 'realm', forwardAuthorization: true } },
   // loops
-  { what: 'a request carrying our Via', path: '/proxy/ghcr.io/v2/', headers: { via: '1.1 longshore' }, expect: { status: 508, reason: /already went through this proxy/ } },
-  { what: 'our Via among others, any case', path: '/proxy/ghcr.io/v2/', headers: { Via: 'HTTP/1.1 cache (x), 1.1 LongShore' }, expect: { status: 508 } },
-  { what: 'another proxy\'s Via is fine', path: '/proxy/ghcr.io/v2/', headers: { via: '1.1 longshore-cache, 1.0 fred' }, expect: { kind: 'registry' } },
-  { what: 'the proxy itself as a registry', path: '/proxy/127.0.0.1:8080/v2/', self: ['127.0.0.1:8080'], expect: { status: 508, reason: /this proxy itself/ } },
-  { what: 'the proxy itself under another loopback name', path: '/proxy/localhost:8080/v2/', self: selfAuthorities(new URL('http://127.0.0.1:8080/'), { host: '127.0.0.1', port: 8080 }), expect: { status: 508 } },
-  { what: 'another loopback port is not the proxy', path: '/proxy/localhost:8081/v2/', self: ['127.0.0.1:8080', 'localhost:8080'], expect: { kind: 'registry' } },
+  {
+    what: 'a request carrying our Via',
+    path: '/proxy/ghcr.io/v2/',
+    headers: { via: '1.1 longshore' },
+    expect: { status: 508, reason: /already went through this proxy/ },
+  },
+  {
+    what: 'our Via among others, any case',
+    path: '/proxy/ghcr.io/v2/',
+    headers: { Via: 'HTTP/1.1 cache (x), 1.1 LongShore' },
+    expect: { status: 508 },
+  },
+  {
+    what: "another proxy's Via is fine",
+    path: '/proxy/ghcr.io/v2/',
+    headers: { via: '1.1 longshore-cache, 1.0 fred' },
+    expect: { kind: 'registry' },
+  },
+  {
+    what: 'the proxy itself as a registry',
+    path: '/proxy/127.0.0.1:8080/v2/',
+    self: ['127.0.0.1:8080'],
+    expect: { status: 508, reason: /this proxy itself/ },
+  },
+  {
+    what: 'the proxy itself under another loopback name',
+    path: '/proxy/localhost:8080/v2/',
+    self: selfAuthorities(new URL('http://127.0.0.1:8080/'), { host: '127.0.0.1', port: 8080 }),
+    expect: { status: 508 },
+  },
+  {
+    what: 'another loopback port is not the proxy',
+    path: '/proxy/localhost:8081/v2/',
+    self: ['127.0.0.1:8080', 'localhost:8080'],
+    expect: { kind: 'registry' },
+  },
   // more loopback and non-public literal forms
   { what: 'foo.localhost is loopback (RFC 6761)', path: '/proxy/foo.localhost:5000/v2/', config: publicListen, expect: { status: 403 } },
   { what: 'IPv4-translated loopback', path: '/proxy/[::ffff:0:7f00:1]:5000/v2/', config: publicListen, expect: { status: 403 } },
@@ -153,7 +352,12 @@ describe('decide', () => {
 describe('decideRedirect', () => {
   const from = new URL(`https://ghcr.io/v2/foo/blobs/${DIGEST}`);
   it.each([
-    ['absolute CDN URL', 'https://pkg-containers.githubusercontent.com/x?sig=1', publicListen, 'https://pkg-containers.githubusercontent.com/x?sig=1'],
+    [
+      'absolute CDN URL',
+      'https://pkg-containers.githubusercontent.com/x?sig=1',
+      publicListen,
+      'https://pkg-containers.githubusercontent.com/x?sig=1',
+    ],
     ['relative Location', '/v2/other', publicListen, 'https://ghcr.io/v2/other'],
     ['loopback target while listening on loopback', 'http://127.0.0.1:9000/blob', local, 'http://127.0.0.1:9000/blob'],
   ])('follows %s', (_what, location, config, expected) => {
@@ -242,8 +446,14 @@ describe('corsAccess', () => {
 
 describe('carriesOurVia', () => {
   it.each([
-    [null, false], ['', false], ['1.1 longshore', true], ['1.0 fred, 1.1 longshore', true], ['HTTP/1.1 LONGSHORE (comment)', true],
-    ['1.1 longshore.example', false], ['1.1 nginx', false], ['longshore', false],
+    [null, false],
+    ['', false],
+    ['1.1 longshore', true],
+    ['1.0 fred, 1.1 longshore', true],
+    ['HTTP/1.1 LONGSHORE (comment)', true],
+    ['1.1 longshore.example', false],
+    ['1.1 nginx', false],
+    ['longshore', false],
   ] as const)('%s → %s', (via, expected) => {
     expect(carriesOurVia(via)).toBe(expected);
   });
@@ -251,9 +461,9 @@ describe('carriesOurVia', () => {
 
 describe('selfAuthorities', () => {
   it('names the request host, the listen address and, on loopback or wildcard, the loopback names', () => {
-    expect(selfAuthorities(new URL('https://longshore.example/proxy/x'), { host: '0.0.0.0', port: 8080 })).toEqual(expect.arrayContaining([
-      'longshore.example:443', '0.0.0.0:8080', '127.0.0.1:8080', 'localhost:8080', '[::1]:8080',
-    ]));
+    expect(selfAuthorities(new URL('https://longshore.example/proxy/x'), { host: '0.0.0.0', port: 8080 })).toEqual(
+      expect.arrayContaining(['longshore.example:443', '0.0.0.0:8080', '127.0.0.1:8080', 'localhost:8080', '[::1]:8080']),
+    );
     expect(selfAuthorities(new URL('http://10.0.0.2:8080/proxy/x'), { host: '10.0.0.2', port: 8080 })).toEqual(['10.0.0.2:8080']);
   });
 });
@@ -268,20 +478,53 @@ describe('distributionPath', () => {
 
 describe('classifyHost', () => {
   it.each([
-    ['127.0.0.1', 'loopback'], ['127.8.9.10', 'loopback'], ['localhost', 'loopback'], ['[::1]', 'loopback'],
-    ['10.0.0.1', 'private'], ['172.16.5.4', 'private'], ['172.32.0.1', undefined], ['192.168.1.1', 'private'],
-    ['100.64.0.1', 'private'], ['169.254.169.254', 'link-local'], ['0.0.0.0', 'unspecified'], ['[::]', 'unspecified'],
-    ['[fd00::1]', 'private'], ['[fe80::1]', 'link-local'], ['[::ffff:7f00:1]', 'loopback'], ['[::ffff:8.8.8.8]', undefined],
-    ['[64:ff9b::a00:1]', 'private'], ['[2002:7f00:1::]', 'loopback'], ['[2606:4700::1111]', undefined],
-    ['8.8.8.8', undefined], ['ghcr.io', undefined], ['224.0.0.1', 'reserved'],
+    ['127.0.0.1', 'loopback'],
+    ['127.8.9.10', 'loopback'],
+    ['localhost', 'loopback'],
+    ['[::1]', 'loopback'],
+    ['10.0.0.1', 'private'],
+    ['172.16.5.4', 'private'],
+    ['172.32.0.1', undefined],
+    ['192.168.1.1', 'private'],
+    ['100.64.0.1', 'private'],
+    ['169.254.169.254', 'link-local'],
+    ['0.0.0.0', 'unspecified'],
+    ['[::]', 'unspecified'],
+    ['[fd00::1]', 'private'],
+    ['[fe80::1]', 'link-local'],
+    ['[::ffff:7f00:1]', 'loopback'],
+    ['[::ffff:8.8.8.8]', undefined],
+    ['[64:ff9b::a00:1]', 'private'],
+    ['[2002:7f00:1::]', 'loopback'],
+    ['[2606:4700::1111]', undefined],
+    ['8.8.8.8', undefined],
+    ['ghcr.io', undefined],
+    ['224.0.0.1', 'reserved'],
     // RFC 6761: every *.localhost name is loopback
-    ['foo.localhost', 'loopback'], ['a.b.localhost.', 'loopback'], ['LOCALHOST', 'loopback'], ['localhost.example', undefined], ['notlocalhost', undefined],
+    ['foo.localhost', 'loopback'],
+    ['a.b.localhost.', 'loopback'],
+    ['LOCALHOST', 'loopback'],
+    ['localhost.example', undefined],
+    ['notlocalhost', undefined],
     // IPv4 inside IPv6, every written form
-    ['[::ffff:0:7f00:1]', 'loopback'], ['[::ffff:0:127.0.0.1]', 'loopback'], ['[::ffff:0:a00:1]', 'private'], ['[0:0:0:0:0:ffff:7f00:1]', 'loopback'],
-    ['[::ffff:127.0.0.1]', 'loopback'], ['[::ffff:a9fe:a9fe]', 'link-local'], ['[::127.0.0.1]', 'loopback'], ['[::8.8.8.8]', 'reserved'],
-    ['[::ffff:0:808:808]', 'reserved'], ['[::1:0:0:1]', 'reserved'], ['[64:ff9b:1::a00:1]', 'private'], ['[2001:0:4136:e378::1]', 'reserved'],
-    ['[2001:db8::1]', 'reserved'], ['[fec0::1]', 'private'], ['[100::1]', 'reserved'], ['[::1%25eth0]', 'loopback'],
-    ['192.0.2.1', 'reserved'], ['203.0.113.9', 'reserved'],
+    ['[::ffff:0:7f00:1]', 'loopback'],
+    ['[::ffff:0:127.0.0.1]', 'loopback'],
+    ['[::ffff:0:a00:1]', 'private'],
+    ['[0:0:0:0:0:ffff:7f00:1]', 'loopback'],
+    ['[::ffff:127.0.0.1]', 'loopback'],
+    ['[::ffff:a9fe:a9fe]', 'link-local'],
+    ['[::127.0.0.1]', 'loopback'],
+    ['[::8.8.8.8]', 'reserved'],
+    ['[::ffff:0:808:808]', 'reserved'],
+    ['[::1:0:0:1]', 'reserved'],
+    ['[64:ff9b:1::a00:1]', 'private'],
+    ['[2001:0:4136:e378::1]', 'reserved'],
+    ['[2001:db8::1]', 'reserved'],
+    ['[fec0::1]', 'private'],
+    ['[100::1]', 'reserved'],
+    ['[::1%25eth0]', 'loopback'],
+    ['192.0.2.1', 'reserved'],
+    ['203.0.113.9', 'reserved'],
   ])('%s → %s', (host, kind) => {
     expect(classifyHost(host)).toBe(kind);
   });

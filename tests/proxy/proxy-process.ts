@@ -52,7 +52,11 @@ export async function startProxyProcess(config: Record<string, unknown>, env: Re
   return {
     url,
     child,
-    logs: () => stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as RequestLogEntry),
+    logs: () =>
+      stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as RequestLogEntry),
     stderr: () => stderr,
     alive: () => child.exitCode === null && child.signalCode === null,
     stop: async () => {

@@ -73,8 +73,9 @@ describe('proxy against a real registry', () => {
     expect(await sha256(blobBytes)).toBe(layer.digest);
 
     // The CDN saw the blob request, and without the registry's token.
-    const cdnRequests = (await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark))
-      .filter((r) => r.url.includes(layer.digest.replace('sha256:', '')));
+    const cdnRequests = (await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark)).filter((r) =>
+      r.url.includes(layer.digest.replace('sha256:', '')),
+    );
     expect(cdnRequests.length).toBeGreaterThan(0);
     for (const r of cdnRequests) {
       expect(r.headers['authorization']).toBeUndefined();

@@ -146,10 +146,9 @@ describe('startServer', () => {
     const reader = response.body!.getReader();
     await reader.read();
     controller.abort();
-    await expect(Promise.race([
-      endlessClosed.then(() => 'closed'),
-      new Promise((resolve) => setTimeout(() => resolve('still open'), 5000)),
-    ])).resolves.toBe('closed');
+    await expect(
+      Promise.race([endlessClosed.then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still open'), 5000))]),
+    ).resolves.toBe('closed');
   });
 });
 
@@ -167,29 +166,42 @@ function rawMethod(url: string, method: string, path: string): Promise<number> {
 describe('connection cap', () => {
   it('closes connections past limits.maxConnections at once, and serves again when one is gone', async () => {
     const { connect } = await import('node:net');
-    const capped = await startServer(parseConfig({
-      ...structuredClone(DEFAULT_CONFIG),
-      listen: { host: '127.0.0.1', port: 0 },
-      limits: { ...DEFAULT_CONFIG.limits, maxConnections: 2 },
-    }), { staticDir: dir });
+    const capped = await startServer(
+      parseConfig({
+        ...structuredClone(DEFAULT_CONFIG),
+        listen: { host: '127.0.0.1', port: 0 },
+        limits: { ...DEFAULT_CONFIG.limits, maxConnections: 2 },
+      }),
+      { staticDir: dir },
+    );
     try {
       const { port } = new URL(capped.url);
-      const open = () => new Promise<import('node:net').Socket>((resolve, reject) => {
-        const socket = connect(Number(port), '127.0.0.1', () => resolve(socket));
-        socket.on('error', reject);
-      });
-      const closedSoon = (socket: import('node:net').Socket) => new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), 1000);
-        socket.once('close', () => {
-          clearTimeout(timer);
-          resolve(true);
+      const open = () =>
+        new Promise<import('node:net').Socket>((resolve, reject) => {
+          const socket = connect(Number(port), '127.0.0.1', () => resolve(socket));
+          socket.on('error', reject);
         });
-      });
+      const closedSoon = (socket: import('node:net').Socket) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 1000);
+          socket.once('close', () => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+        });
       const held = [await open(), await open()];
       const third = await open();
       expect(await closedSoon(third)).toBe(true);
       held[0]!.destroy();
-      await expect.poll(async () => (await fetch(new URL('healthz', capped.url)).then((r) => r.status, () => 0))).toBe(200);
+      await expect
+        .poll(
+          async () =>
+            await fetch(new URL('healthz', capped.url)).then(
+              (r) => r.status,
+              () => 0,
+            ),
+        )
+        .toBe(200);
       held[1]!.destroy();
     } finally {
       await capped.close();

@@ -30,10 +30,12 @@ afterEach(async () => {
 });
 
 async function serve(middleware: Middleware): Promise<string> {
-  http = createServer((req, res) => middleware(req, res, () => {
-    res.writeHead(418);
-    res.end('next');
-  }));
+  http = createServer((req, res) =>
+    middleware(req, res, () => {
+      res.writeHead(418);
+      res.end('next');
+    }),
+  );
   await new Promise<void>((resolve) => http!.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
 }
@@ -57,7 +59,8 @@ describe('longshoreProxy (Vite plugin)', () => {
     vi.stubEnv('VITEST', '');
     const plugin = longshoreProxy({ config });
     const { server } = fakeVite(true);
-    await expect((plugin.configurePreviewServer as (s: PreviewServer) => Promise<void>)(server as unknown as PreviewServer))
-      .rejects.toThrow(/registry 127\.0\.0\.1:5000 is a loopback address but the server listens on 0\.0\.0\.0/);
+    await expect(
+      (plugin.configurePreviewServer as (s: PreviewServer) => Promise<void>)(server as unknown as PreviewServer),
+    ).rejects.toThrow(/registry 127\.0\.0\.1:5000 is a loopback address but the server listens on 0\.0\.0\.0/);
   });
 });

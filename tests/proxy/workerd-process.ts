@@ -46,7 +46,10 @@ const w :Workerd.Worker = (
 );
 `;
   await writeFile(join(dir, 'config.capnp'), capnp);
-  const child: ChildProcess = spawn(join(ROOT, 'node_modules/.bin/workerd'), ['serve', join(dir, 'config.capnp')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(join(ROOT, 'node_modules/.bin/workerd'), ['serve', join(dir, 'config.capnp')], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
@@ -55,7 +58,10 @@ const w :Workerd.Worker = (
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`workerd exited (${child.exitCode}):\n${output}`);
-    const ok = await fetch(`${url}healthz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`workerd did not answer within 30 s:\n${output}`);
     await new Promise((r) => setTimeout(r, 100));

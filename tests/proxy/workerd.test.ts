@@ -22,7 +22,11 @@ beforeAll(async () => {
     res.end('{"ok":true}');
   });
   workerd = await startWorkerd({
-    registries: [{ host: hostile.host, scheme: 'http' }, { host: healthy.host, scheme: 'http' }, { host: env.token.host, scheme: 'http' }],
+    registries: [
+      { host: hostile.host, scheme: 'http' },
+      { host: healthy.host, scheme: 'http' },
+      { host: env.token.host, scheme: 'http' },
+    ],
     mirrors: {},
     tokenRealms: [],
     allowLoopback: 'auto',
@@ -53,7 +57,9 @@ describe('workerd', () => {
     const challenge = challenged.headers.get('x-longshore-www-authenticate')!;
     await challenged.body?.cancel();
     const scope = /scope="([^"]+)"/.exec(challenge)![1]!;
-    const tokenResponse = await fetch(via(`${env.tokenServer.realm}?service=${encodeURIComponent(env.token.service)}&scope=${encodeURIComponent(scope)}`));
+    const tokenResponse = await fetch(
+      via(`${env.tokenServer.realm}?service=${encodeURIComponent(env.token.service)}&scope=${encodeURIComponent(scope)}`),
+    );
     expect(tokenResponse.status).toBe(200);
     const { token } = (await tokenResponse.json()) as { token: string };
     const manifest = await fetch(via(manifestUrl), { headers: { accept, authorization: `Bearer ${token}` } });
@@ -62,10 +68,14 @@ describe('workerd', () => {
     expect(await sha256(bytes)).toBe(fixture.manifest.digest);
     const layer = (JSON.parse(new TextDecoder().decode(bytes)) as { layers: { digest: string; size: number }[] }).layers[0]!;
     const mark = await requestLogMark(env.staticServer.requestLogUrl);
-    const blob = await fetch(via(`${env.token.url}/v2/${fixture.repository}/blobs/${layer.digest}`), { headers: { authorization: `Bearer ${token}` } });
+    const blob = await fetch(via(`${env.token.url}/v2/${fixture.repository}/blobs/${layer.digest}`), {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(blob.status).toBe(200);
     expect(await sha256(new Uint8Array(await blob.arrayBuffer()))).toBe(layer.digest);
-    const cdn = (await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark)).filter((r) => r.url.includes(layer.digest.slice(7)));
+    const cdn = (await readRequestLog<StaticRequestRecord>(env.staticServer.requestLogUrl, mark)).filter((r) =>
+      r.url.includes(layer.digest.slice(7)),
+    );
     expect(cdn.length).toBeGreaterThan(0);
     for (const r of cdn) expect(r.headers['authorization']).toBeUndefined();
   });

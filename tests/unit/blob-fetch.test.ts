@@ -39,25 +39,31 @@ function server(answers: Answer[] = [], policy: Partial<RetryPolicy> = {}) {
       if (a.status) return new Response('busy', { status: a.status, headers: a.retryAfter ? { 'retry-after': a.retryAfter } : {} });
       const start = range && !a.ignoreRange ? (a.wrongStart ?? range.start) : 0;
       const end = range && !a.ignoreRange ? (range.end ?? blob.byteLength - 1) : blob.byteLength - 1;
-      let body = blob.slice(start, end + 1);
+      const body = blob.slice(start, end + 1);
       if (a.corrupt) body[body.length >> 1] = body[body.length >> 1]! ^ 0xff;
       const headers: Record<string, string> = { 'content-length': String(body.byteLength) };
       if (range && !a.ignoreRange) headers['content-range'] = `bytes ${start}-${end}/${blob.byteLength}`;
       const cut = a.cutAfter;
       const sent = cut === undefined ? body : body.slice(0, cut);
       let at = 0;
-      const stream = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (at < sent.byteLength) {
-            controller.enqueue(sent.slice(at, at + 16_384));
-            at += 16_384;
-          } else if (cut === undefined) controller.close();
-          else controller.error(new TypeError('network error'));
+      const stream = new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            if (at < sent.byteLength) {
+              controller.enqueue(sent.slice(at, at + 16_384));
+              at += 16_384;
+            } else if (cut === undefined) controller.close();
+            else controller.error(new TypeError('network error'));
+          },
         },
-      }, { highWaterMark: 0 });
+        { highWaterMark: 0 },
+      );
       return new Response(stream, { status: range && !a.ignoreRange ? 206 : 200, headers });
     },
-    fail: async (response) => new LongshoreError(response.status === 429 ? 'TOOMANYREQUESTS' : 'HTTP', `status ${response.status}`, { retryable: response.status === 429 || response.status >= 500 }),
+    fail: async (response) =>
+      new LongshoreError(response.status === 429 ? 'TOOMANYREQUESTS' : 'HTTP', `status ${response.status}`, {
+        retryable: response.status === 429 || response.status >= 500,
+      }),
   };
   return { sender, requests, sleeps };
 }
@@ -136,7 +142,10 @@ describe('fetchBlob', () => {
   });
 
   it('a digest mismatch discards everything; every attempt bad → DIGEST_MISMATCH, nothing kept, no partial', async () => {
-    const { sender, requests } = server(Array.from({ length: 10 }, () => ({ corrupt: true })), { retries: 2 });
+    const { sender, requests } = server(
+      Array.from({ length: 10 }, () => ({ corrupt: true })),
+      { retries: 2 },
+    );
     const store = new MemoryBlobStore();
     const error = await rejection(fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected));
     expect(error.code).toBe('DIGEST_MISMATCH');
@@ -146,7 +155,10 @@ describe('fetchBlob', () => {
   });
 
   it('requests per blob: 1 + retries for failures without progress, with jittered exponential waits', async () => {
-    const { sender, requests, sleeps } = server(Array.from({ length: 10 }, () => ({ status: 503 })), { retries: 3 });
+    const { sender, requests, sleeps } = server(
+      Array.from({ length: 10 }, () => ({ status: 503 })),
+      { retries: 3 },
+    );
     const error = await rejection(fetchBlob(sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected));
     expect(error.retryable).toBe(true);
     expect(requests).toHaveLength(4);
@@ -164,11 +176,17 @@ describe('fetchBlob', () => {
     expect(PROGRESS_CREDIT_BYTES).toBe(16 * 1024 * 1024);
     const cuts = [{ cutAfter: 60_000 }, { cutAfter: 60_000 }, { cutAfter: 60_000 }, { cutAfter: 60_000 }];
     const progressing = server(cuts, { retries: 0 });
-    await fetchBlob(progressing.sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected, { progressCreditBytes: 50_000 });
+    await fetchBlob(progressing.sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected, {
+      progressCreditBytes: 50_000,
+    });
     expect(progressing.requests).toHaveLength(5);
     // The same cuts under a credit they never reach: the first one ends it.
     const stalled = server(cuts, { retries: 0 });
-    const error = await rejection(fetchBlob(stalled.sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected, { progressCreditBytes: 70_000 }));
+    const error = await rejection(
+      fetchBlob(stalled.sender, await new MemoryBlobStore().openPartial(digest, blob.byteLength), expected, {
+        progressCreditBytes: 70_000,
+      }),
+    );
     expect(error.code).toBe('NETWORK');
     expect(stalled.requests).toHaveLength(1);
   });
@@ -188,11 +206,19 @@ describe('fetchBlob with parallel ranges', () => {
     };
     let done = 0;
     let peak = 0;
-    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill }, onBytes: (n) => (peak = Math.max(peak, (done += n))) });
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...parallel, spill },
+      onBytes: (n) => (peak = Math.max(peak, (done += n))),
+    });
     // Progress counts bytes as they arrive (spilled ones too), each once.
     expect(done).toBe(blob.byteLength);
     expect(peak).toBe(blob.byteLength);
-    expect(requests).toEqual([{ start: 0, end: 74_999 }, { start: 75_000, end: 149_999 }, { start: 150_000, end: 224_999 }, { start: 225_000, end: 299_999 }]);
+    expect(requests).toEqual([
+      { start: 0, end: 74_999 },
+      { start: 75_000, end: 149_999 },
+      { start: 150_000, end: 224_999 },
+      { start: 225_000, end: 299_999 },
+    ]);
     expect(spills).toEqual([75_000, 150_000, 225_000]);
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
   });
@@ -200,14 +226,18 @@ describe('fetchBlob with parallel ranges', () => {
   it('below the threshold, one stream', async () => {
     const { sender, requests } = server();
     const store = new MemoryBlobStore();
-    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { connections: 4, threshold: 400_000, spill: () => store.createSpill() } });
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { connections: 4, threshold: 400_000, spill: () => store.createSpill() },
+    });
     expect(requests).toEqual([undefined]);
   });
 
   it('a range cut short resumes on its own, narrower', async () => {
     const { sender, requests } = server([{}, { cutAfter: 30_000 }]);
     const store = new MemoryBlobStore();
-    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill: () => store.createSpill() } });
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...parallel, spill: () => store.createSpill() },
+    });
     expect(requests.slice(4)).toEqual([{ start: 105_000, end: 149_999 }]);
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
   });
@@ -215,7 +245,9 @@ describe('fetchBlob with parallel ranges', () => {
   it('a server that ignores Range (200) makes the blob fall back to one stream', async () => {
     const { sender, requests } = server(Array.from({ length: 4 }, () => ({ ignoreRange: true })));
     const store = new MemoryBlobStore();
-    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...parallel, spill: () => store.createSpill() } });
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...parallel, spill: () => store.createSpill() },
+    });
     expect(requests.at(-1)).toBeUndefined();
     expect(requests.length).toBeLessThanOrEqual(5);
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);

@@ -55,7 +55,9 @@ describe('the pull bridge watchdog', () => {
     const err = await bridge.resolve('r.example/a/b:c').catch((e: LongshoreError) => e);
     expect(err).toBeInstanceOf(LongshoreError);
     expect((err as LongshoreError).code).toBe('STALLED');
-    expect((err as LongshoreError).message).toMatch(/^No progress for 0\.1 s while looking up the name: waiting for the manifest of a\/b:c from r\.example\.$/);
+    expect((err as LongshoreError).message).toMatch(
+      /^No progress for 0\.1 s while looking up the name: waiting for the manifest of a\/b:c from r\.example\.$/,
+    );
     expect((err as LongshoreError).retryable).toBe(true);
     // The stuck worker was replaced and the request sent once more before giving up.
     expect(workers).toHaveLength(2);
@@ -65,7 +67,12 @@ describe('the pull bridge watchdog', () => {
   it('answers from a fresh worker when the first never answers before any progress', async () => {
     const answers = (w: FakeWorker, msg: ToWorker) => {
       ready(w, msg);
-      if (msg.type === 'resolve') w.reply({ type: 'resolved', id: msg.id, summary: { kind: 'image', reference: 'x', digest: 'sha256:0', mediaType: 'm', platforms: [] } });
+      if (msg.type === 'resolve')
+        w.reply({
+          type: 'resolved',
+          id: msg.id,
+          summary: { kind: 'image', reference: 'x', digest: 'sha256:0', mediaType: 'm', platforms: [] },
+        });
     };
     const { bridge, workers } = bridgeWith([ready, answers]);
     await expect(bridge.resolve('r.example/a:b')).resolves.toMatchObject({ reference: 'x' });
@@ -77,10 +84,18 @@ describe('the pull bridge watchdog', () => {
       ready(w, msg);
       if (msg.type !== 'pull') return;
       w.reply({ type: 'phase', id: msg.id, phase: 'downloading' });
-      w.reply({ type: 'progress', id: msg.id, events: [
-        { type: 'plan', layers: [{ index: 0, digest: `sha256:${'a'.repeat(64)}`, mediaType: 'm', size: 100, cached: false }], totalBytes: 100 },
-        { type: 'layer', index: 0, digest: `sha256:${'a'.repeat(64)}`, done: 40, size: 100, state: 'downloading' },
-      ] as never });
+      w.reply({
+        type: 'progress',
+        id: msg.id,
+        events: [
+          {
+            type: 'plan',
+            layers: [{ index: 0, digest: `sha256:${'a'.repeat(64)}`, mediaType: 'm', size: 100, cached: false }],
+            totalBytes: 100,
+          },
+          { type: 'layer', index: 0, digest: `sha256:${'a'.repeat(64)}`, done: 40, size: 100, state: 'downloading' },
+        ] as never,
+      });
     };
     const { bridge, workers } = bridgeWith([stallsMidLayer]);
     const err = (await bridge.pull({ references: ['r.example/a:b'], format: 'docker' }).catch((e: LongshoreError) => e)) as LongshoreError;
@@ -106,7 +121,9 @@ describe('the pull bridge watchdog', () => {
 
   it('describes registry requests in words', () => {
     expect(describeRequest('http://h:8080/proxy/r.example:5000/v2/a/b/manifests/v1')).toBe('the manifest of a/b:v1 from r.example:5000');
-    expect(describeRequest(`http://h/proxy/r.example/v2/a/blobs/sha256:${'b'.repeat(64)}`)).toBe('blob sha256:bbbbbbbbbbbb… of a from r.example');
+    expect(describeRequest(`http://h/proxy/r.example/v2/a/blobs/sha256:${'b'.repeat(64)}`)).toBe(
+      'blob sha256:bbbbbbbbbbbb… of a from r.example',
+    );
     expect(describeRequest('http://h/proxy/auth.example/token?scope=x')).toBe('a token from auth.example');
   });
 });

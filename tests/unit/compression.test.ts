@@ -33,7 +33,10 @@ describe('compression', () => {
     expect(await all(stream)).toEqual(text.slice(0, 5000));
   });
 
-  it.each([['native DecompressionStream', false], ['fflate', true]])('gunzips with %s, across odd chunk sizes', async (_name, forceFflate) => {
+  it.each([
+    ['native DecompressionStream', false],
+    ['fflate', true],
+  ])('gunzips with %s, across odd chunk sizes', async (_name, forceFflate) => {
     const gz = gzipSync(text, { level: constants.Z_BEST_SPEED });
     const { compression, stream } = await decompress(chunked(gz, 777), { forceFflate });
     expect(compression).toBe('gzip');

@@ -29,7 +29,10 @@ describe('CredentialsState', () => {
     expect(storage.data.size).toBe(0);
     first.update('a.example', { remember: true });
     first.update('b.example', { remember: true });
-    expect(first.remembered.map((l) => [l.registry, l.username, l.savedAt])).toEqual([['a.example', 'bob', 1_000], ['b.example', 'alice', 1_000]]);
+    expect(first.remembered.map((l) => [l.registry, l.username, l.savedAt])).toEqual([
+      ['a.example', 'bob', 1_000],
+      ['b.example', 'alice', 1_000],
+    ]);
 
     const reloaded = new CredentialsState(new LocalCredentialStore(storage));
     expect(reloaded.login('a.example')).toEqual({ ...bob, remember: true });
@@ -56,7 +59,13 @@ describe('CredentialsState', () => {
     const storage = memoryStorage();
     storage.setItem(CREDENTIALS_KEY, '{not json');
     expect(new LocalCredentialStore(storage).list()).toEqual([]);
-    storage.setItem(CREDENTIALS_KEY, JSON.stringify([{ registry: 'a', username: 1 }, { registry: 'b', username: 'u', password: 'p', savedAt: 2 }]));
+    storage.setItem(
+      CREDENTIALS_KEY,
+      JSON.stringify([
+        { registry: 'a', username: 1 },
+        { registry: 'b', username: 'u', password: 'p', savedAt: 2 },
+      ]),
+    );
     expect(new LocalCredentialStore(storage).list().map((l) => l.registry)).toEqual(['b']);
   });
 });

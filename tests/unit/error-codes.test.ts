@@ -19,33 +19,45 @@ function files(dir: string): string[] {
   });
 }
 
-const sources = ['src/core', 'src/browser', 'src/ui'].flatMap((d) => files(join(root, d))).filter((f) => !f.endsWith(join('src', 'core', 'errors.ts')));
+const sources = ['src/core', 'src/browser', 'src/ui']
+  .flatMap((d) => files(join(root, d)))
+  .filter((f) => !f.endsWith(join('src', 'core', 'errors.ts')));
 
 describe('one list of error codes', () => {
   it('no source outside errors.ts writes a code as a string literal', () => {
     const codes = Object.values(ErrorCode).join('|');
     const literal = new RegExp(`['"\`](?:${codes})['"\`]`);
-    const found = sources.flatMap((f) => readFileSync(f, 'utf8').split('\n')
-      .map((line, i) => ({ line, at: `${relative(root, f)}:${i + 1}` }))
-      .filter(({ line }) => literal.test(line))
-      .map(({ at, line }) => `${at}: ${line.trim()}`));
+    const found = sources.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ line, at: `${relative(root, f)}:${i + 1}` }))
+        .filter(({ line }) => literal.test(line))
+        .map(({ at, line }) => `${at}: ${line.trim()}`),
+    );
     expect(found).toEqual([]);
   });
 
   it('no source classifies an error by its message text', () => {
     const byText = /\.test\([^)]*\bmessage\b|\bmessage\b[^;]*\.(?:includes|startsWith|endsWith|match)\(/;
-    const found = sources.flatMap((f) => readFileSync(f, 'utf8').split('\n')
-      .map((line, i) => ({ line, at: `${relative(root, f)}:${i + 1}` }))
-      .filter(({ line }) => byText.test(line))
-      .map(({ at, line }) => `${at}: ${line.trim()}`));
+    const found = sources.flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ line, at: `${relative(root, f)}:${i + 1}` }))
+        .filter(({ line }) => byText.test(line))
+        .map(({ at, line }) => `${at}: ${line.trim()}`),
+    );
     expect(found).toEqual([]);
   });
 
   it('an unknown code from across a worker boundary becomes INTERNAL, a known one stays', () => {
     expect(isErrorCode('MANIFEST_UNKNOWN')).toBe(true);
     expect(isErrorCode('manifest_unknown')).toBe(false);
-    expect(LongshoreError.fromJSON({ name: 'LongshoreError', code: 'NOT_A_CODE' as ErrorCode, message: 'm', retryable: false }).code).toBe(ErrorCode.Internal);
-    expect(LongshoreError.fromJSON({ name: 'LongshoreError', code: ErrorCode.Denied, message: 'm', retryable: false }).code).toBe(ErrorCode.Denied);
+    expect(LongshoreError.fromJSON({ name: 'LongshoreError', code: 'NOT_A_CODE' as ErrorCode, message: 'm', retryable: false }).code).toBe(
+      ErrorCode.Internal,
+    );
+    expect(LongshoreError.fromJSON({ name: 'LongshoreError', code: ErrorCode.Denied, message: 'm', retryable: false }).code).toBe(
+      ErrorCode.Denied,
+    );
   });
 });
 
@@ -69,14 +81,16 @@ describe('registry errors keep distribution-spec codes from the list', () => {
     expect(err.hint).toBeTruthy();
   });
 
-  it('the proxy\'s refusals keep their own hint', async () => {
+  it("the proxy's refusals keep their own hint", async () => {
     expect((await registryError(respond(403, { errors: [{ code: 'PROXY_DENIED' }] }), ctx)).hint).toMatch(/LONGSHORE_REGISTRIES=/);
     expect((await registryError(respond(502, { errors: [{ code: 'PROXY_UNREACHABLE' }] }), ctx)).hint).toMatch(/Check the host name/);
   });
 });
 
 describe('truncation is told by data, not by words', () => {
-  const layer = tarBytes([{ header: { path: 'a', type: TarEntryType.File, size: 5000, mode: 0o644, uid: 0, gid: 0, mtime: 0 }, content: new Uint8Array(5000) }]);
+  const layer = tarBytes([
+    { header: { path: 'a', type: TarEntryType.File, size: 5000, mode: 0o644, uid: 0, gid: 0, mtime: 0 }, content: new Uint8Array(5000) },
+  ]);
   const stream = (bytes: Uint8Array) => new Blob([bytes as BlobPart]).stream();
 
   it('a gzip layer cut short lists as truncated', async () => {
@@ -88,7 +102,11 @@ describe('truncation is told by data, not by words', () => {
   });
 
   it('an error that only says "truncated" is a read error', async () => {
-    const tricky = tarBytes([{ header: { path: 'x', type: TarEntryType.File, size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 0, pax: { 'SCHILY.xattr.user.x': 'y' } } }]);
+    const tricky = tarBytes([
+      {
+        header: { path: 'x', type: TarEntryType.File, size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 0, pax: { 'SCHILY.xattr.user.x': 'y' } },
+      },
+    ]);
     // A PAX size record that is not a number: the message quotes it, and it says "truncated".
     const text = new TextDecoder('latin1').decode(tricky).replace('SCHILY.xattr.user.x=y', 'size=truncated!!!!!!!');
     const bytes = Uint8Array.from(text, (c) => c.charCodeAt(0));

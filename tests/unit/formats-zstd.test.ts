@@ -8,7 +8,8 @@ import { ErrorCode, LongshoreError } from '../../src/core/errors.ts';
 import { decompress } from '../../src/core/compression.ts';
 import { zstdDecompressStream } from '../../src/core/zstd.ts';
 
-const zstd = (input: Uint8Array, ...args: string[]): Uint8Array => new Uint8Array(execFileSync('zstd', ['-q', '-c', ...args], { input, maxBuffer: 1 << 30 }));
+const zstd = (input: Uint8Array, ...args: string[]): Uint8Array =>
+  new Uint8Array(execFileSync('zstd', ['-q', '-c', ...args], { input, maxBuffer: 1 << 30 }));
 
 /** Half text (compresses well, long matches), half SHA-256 counter bytes (does not). */
 function sample(size: number, seed: string): Uint8Array {

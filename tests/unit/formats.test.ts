@@ -26,11 +26,20 @@ const digestOf = (bytes: Uint8Array | string) => `sha256:${createHash('sha256').
 const GiB = 2 ** 30;
 
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-formats-unit-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-formats-unit-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream({ start(c) { c.enqueue(bytes); c.close(); } });
+  return new ReadableStream({
+    start(c) {
+      c.enqueue(bytes);
+      c.close();
+    },
+  });
 }
 
 interface FakeLayer {
@@ -43,7 +52,10 @@ interface FakeLayer {
 }
 
 /** A synthetic image; its blobs (and uncompressed stand-ins under the diff_ids) go in `store` when they have bytes. */
-async function fakeImage(layers: FakeLayer[], options: { seed?: string; store?: MemoryBlobStore; sizes?: Map<string, number> } = {}): Promise<Image> {
+async function fakeImage(
+  layers: FakeLayer[],
+  options: { seed?: string; store?: MemoryBlobStore; sizes?: Map<string, number> } = {},
+): Promise<Image> {
   const seed = options.seed ?? 'img';
   const descriptors: Descriptor[] = [];
   const diffIds: string[] = [];
@@ -63,7 +75,9 @@ async function fakeImage(layers: FakeLayer[], options: { seed?: string; store?: 
     built.push({ descriptor: d, index, diffId, open: async () => streamOf(l.bytes ?? new Uint8Array(0)) });
   });
   await Promise.all(puts);
-  const configBytes = enc.encode(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds }, history: [] }));
+  const configBytes = enc.encode(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds }, history: [] }),
+  );
   const config: Descriptor = { mediaType: MediaType.OciConfig, digest: digestOf(configBytes), size: configBytes.byteLength };
   const manifestBytes = enc.encode(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config, layers: descriptors }));
   const digest = digestOf(manifestBytes);
@@ -135,52 +149,92 @@ describe('naming', () => {
 describe('exact layouts', () => {
   it('docker: Docker 25 save layout, index.json (platform from the config, as moby writes it) and manifest.json to the byte', async () => {
     const store = new MemoryBlobStore();
-    const image = await fakeImage([{ mediaType: MediaType.OciLayerGzip, bytes: enc.encode('layer-a') }, { mediaType: MediaType.OciLayerZstd, bytes: enc.encode('layer-b') }], { store });
+    const image = await fakeImage(
+      [
+        { mediaType: MediaType.OciLayerGzip, bytes: enc.encode('layer-a') },
+        { mediaType: MediaType.OciLayerZstd, bytes: enc.encode('layer-b') },
+      ],
+      { store },
+    );
     const reference = parseReference('alpine:3.20');
     const file = await assembled(formatById('docker')!, [{ image, reference }], store);
     const hex = (s: string) => s.slice(7);
     const [la, lb] = image.layers.map((l) => l.descriptor.digest);
     expect(tar('-tf', file).trim().split('\n')).toEqual([
-      'blobs/', 'blobs/sha256/',
+      'blobs/',
+      'blobs/sha256/',
       ...[image.digest, image.manifest.config.digest, la!, lb!].map((x) => `blobs/sha256/${hex(x)}`).sort(),
-      'index.json', 'manifest.json', 'oci-layout', 'repositories',
+      'index.json',
+      'manifest.json',
+      'oci-layout',
+      'repositories',
     ]);
     expect(tar('-xOf', file, 'oci-layout')).toBe('{"imageLayoutVersion":"1.0.0"}');
-    expect(tar('-xOf', file, 'index.json')).toBe(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"${image.digest}","size":${image.manifestBytes.byteLength},"annotations":{"io.containerd.image.name":"docker.io/library/alpine:3.20","org.opencontainers.image.ref.name":"3.20"},"platform":{"architecture":"amd64","os":"linux"}}]}`);
-    expect(tar('-xOf', file, 'manifest.json')).toBe(`[{"Config":"blobs/sha256/${hex(image.manifest.config.digest)}","RepoTags":["alpine:3.20"],"Layers":["blobs/sha256/${hex(la!)}","blobs/sha256/${hex(lb!)}"]}]`);
+    expect(tar('-xOf', file, 'index.json')).toBe(
+      `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"${image.digest}","size":${image.manifestBytes.byteLength},"annotations":{"io.containerd.image.name":"docker.io/library/alpine:3.20","org.opencontainers.image.ref.name":"3.20"},"platform":{"architecture":"amd64","os":"linux"}}]}`,
+    );
+    expect(tar('-xOf', file, 'manifest.json')).toBe(
+      `[{"Config":"blobs/sha256/${hex(image.manifest.config.digest)}","RepoTags":["alpine:3.20"],"Layers":["blobs/sha256/${hex(la!)}","blobs/sha256/${hex(lb!)}"]}]`,
+    );
     expect(tar('-xOf', file, 'repositories')).toBe(`{"alpine":{"3.20":"${hex(lb!)}"}}`);
     expect(tar('-xOf', file, `blobs/sha256/${hex(lb!)}`)).toBe('layer-b');
   });
 
   it('tarball: crane order and names; the extension follows the media type', async () => {
     const store = new MemoryBlobStore();
-    const image = await fakeImage([
-      { mediaType: MediaType.DockerLayerGzip, bytes: enc.encode('g') },
-      { mediaType: MediaType.OciLayerZstd, bytes: enc.encode('z') },
-      { mediaType: MediaType.OciLayer, bytes: enc.encode('t') },
-    ], { store });
+    const image = await fakeImage(
+      [
+        { mediaType: MediaType.DockerLayerGzip, bytes: enc.encode('g') },
+        { mediaType: MediaType.OciLayerZstd, bytes: enc.encode('z') },
+        { mediaType: MediaType.OciLayer, bytes: enc.encode('t') },
+      ],
+      { store },
+    );
     const file = await assembled(formatById('tarball')!, [{ image, reference: parseReference('example.com/app:v2') }], store);
     const layers = image.layers.map((l) => l.descriptor.digest.slice(7));
-    expect(tar('-tf', file).trim().split('\n')).toEqual([image.manifest.config.digest, `${layers[0]}.tar.gz`, `${layers[1]}.tar.zst`, `${layers[2]}.tar`, 'manifest.json']);
-    expect(tar('-xOf', file, 'manifest.json')).toBe(`[{"Config":"${image.manifest.config.digest}","RepoTags":["example.com/app:v2"],"Layers":["${layers[0]}.tar.gz","${layers[1]}.tar.zst","${layers[2]}.tar"]}]`);
+    expect(tar('-tf', file).trim().split('\n')).toEqual([
+      image.manifest.config.digest,
+      `${layers[0]}.tar.gz`,
+      `${layers[1]}.tar.zst`,
+      `${layers[2]}.tar`,
+      'manifest.json',
+    ]);
+    expect(tar('-xOf', file, 'manifest.json')).toBe(
+      `[{"Config":"${image.manifest.config.digest}","RepoTags":["example.com/app:v2"],"Layers":["${layers[0]}.tar.gz","${layers[1]}.tar.zst","${layers[2]}.tar"]}]`,
+    );
   });
 
   it('oci: one descriptor, oci-layout, index.json and the blobs, nothing else', async () => {
     const store = new MemoryBlobStore();
     const image = await fakeImage([{ mediaType: MediaType.OciLayerGzip, bytes: enc.encode('x') }], { store });
     const file = await assembled(formatById('oci')!, [{ image, reference: parseReference('example.com/app:v2') }], store);
-    expect(tar('-tf', file).trim().split('\n').filter((n) => !n.startsWith('blobs/'))).toEqual(['index.json', 'oci-layout']);
+    expect(
+      tar('-tf', file)
+        .trim()
+        .split('\n')
+        .filter((n) => !n.startsWith('blobs/')),
+    ).toEqual(['index.json', 'oci-layout']);
     expect(JSON.parse(tar('-xOf', file, 'index.json'))).toEqual({
       schemaVersion: 2,
       mediaType: MediaType.OciIndex,
-      manifests: [{ mediaType: MediaType.OciManifest, digest: image.digest, size: image.manifestBytes.byteLength, annotations: { 'io.containerd.image.name': 'example.com/app:v2', 'org.opencontainers.image.ref.name': 'v2' } }],
+      manifests: [
+        {
+          mediaType: MediaType.OciManifest,
+          digest: image.digest,
+          size: image.manifestBytes.byteLength,
+          annotations: { 'io.containerd.image.name': 'example.com/app:v2', 'org.opencontainers.image.ref.name': 'v2' },
+        },
+      ],
     });
   });
 
   it('the same image under two tags: one manifest.json entry with both tags (docker, tarball); one index.json entry per tag (docker)', async () => {
     const store = new MemoryBlobStore();
     const image = await fakeImage([{ mediaType: MediaType.OciLayerGzip, bytes: enc.encode('x') }], { store });
-    const images = [{ image, reference: parseReference('example.com/app:a') }, { image, reference: parseReference('example.com/app:b') }];
+    const images = [
+      { image, reference: parseReference('example.com/app:a') },
+      { image, reference: parseReference('example.com/app:b') },
+    ];
     for (const id of ['docker', 'tarball']) {
       const file = await assembled(formatById(id)!, images, store);
       const manifest = JSON.parse(tar('-xOf', file, 'manifest.json')) as { RepoTags: string[] }[];
@@ -199,10 +253,13 @@ describe('foreign (non-distributable) layers', () => {
   // (with its urls) in LayerSources, keyed by diff_id, as Docker and crane do.
   it.each(['docker', 'tarball', 'legacy'])('%s lists them in LayerSources and includes the bytes', async (id) => {
     const store = new MemoryBlobStore();
-    const image = await fakeImage([
-      { mediaType: MediaType.DockerForeignLayer, bytes: enc.encode('windows base'), urls: ['https://mcr.example/base.tar.gz'] },
-      { mediaType: MediaType.DockerLayerGzip, bytes: enc.encode('app') },
-    ], { store });
+    const image = await fakeImage(
+      [
+        { mediaType: MediaType.DockerForeignLayer, bytes: enc.encode('windows base'), urls: ['https://mcr.example/base.tar.gz'] },
+        { mediaType: MediaType.DockerLayerGzip, bytes: enc.encode('app') },
+      ],
+      { store },
+    );
     const file = await assembled(formatById(id)!, [{ image, reference: parseReference('example.com/win:1') }], store);
     const [entry] = JSON.parse(tar('-xOf', file, 'manifest.json')) as { Layers: string[]; LayerSources: Record<string, Descriptor> }[];
     expect(entry!.LayerSources).toEqual({ [image.layers[0]!.diffId!]: image.layers[0]!.descriptor });
@@ -211,7 +268,10 @@ describe('foreign (non-distributable) layers', () => {
 
   it('oci keeps them in the layout, descriptor (urls included) untouched in the manifest', async () => {
     const store = new MemoryBlobStore();
-    const image = await fakeImage([{ mediaType: MediaType.OciLayerNondistributableGzip, bytes: enc.encode('nd'), urls: ['https://example/nd'] }], { store });
+    const image = await fakeImage(
+      [{ mediaType: MediaType.OciLayerNondistributableGzip, bytes: enc.encode('nd'), urls: ['https://example/nd'] }],
+      { store },
+    );
     const file = await assembled(formatById('oci')!, [{ image, reference: parseReference('example.com/nd:1') }], store);
     expect(tar('-xOf', file, `blobs/sha256/${image.layers[0]!.descriptor.digest.slice(7)}`)).toBe('nd');
     expect(tar('-xOf', file, `blobs/sha256/${image.digest.slice(7)}`)).toBe(new TextDecoder().decode(image.manifestBytes));
@@ -223,7 +283,13 @@ describe('a 9 GiB layer (PAX size record) through every format', () => {
     const format = formatById(id)!;
     const sizes = new Map<string, number>();
     const big = 9 * GiB;
-    const image = await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: big, diffIdSize: big }, { mediaType: MediaType.OciLayerGzip, size: 1234, diffIdSize: 4096 }], { sizes, seed: 'big' });
+    const image = await fakeImage(
+      [
+        { mediaType: MediaType.OciLayerGzip, size: big, diffIdSize: big },
+        { mediaType: MediaType.OciLayerGzip, size: 1234, diffIdSize: 4096 },
+      ],
+      { sizes, seed: 'big' },
+    );
     const plan = await format.plan([{ image, reference: parseReference('example.com/big:1') }], sizesCtx(sizes));
     const ref = plan.parts.find((p) => isContentRef(p) && p.size === big);
     expect(ref).toBeDefined();
@@ -243,16 +309,28 @@ describe('errors', () => {
   it('every format refuses an empty list; the single-image format refuses two', async () => {
     for (const f of formats) await expect(f.plan([], { size: async () => 0 })).rejects.toMatchObject({ code: ErrorCode.InvalidArgument });
     const sizes = new Map<string, number>();
-    const a = { image: await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: 1 }], { sizes, seed: 'a' }), reference: parseReference('example.com/a:1') };
-    const b = { image: await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: 1 }], { sizes, seed: 'b' }), reference: parseReference('example.com/b:1') };
+    const a = {
+      image: await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: 1 }], { sizes, seed: 'a' }),
+      reference: parseReference('example.com/a:1'),
+    };
+    const b = {
+      image: await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: 1 }], { sizes, seed: 'b' }),
+      reference: parseReference('example.com/b:1'),
+    };
     for (const f of formats.filter((x) => !x.multiImage)) {
-      await expect(f.plan([a, b], sizesCtx(sizes))).rejects.toMatchObject({ code: ErrorCode.InvalidArgument, message: `The ${f.id} format holds one image; 2 were given.` });
+      await expect(f.plan([a, b], sizesCtx(sizes))).rejects.toMatchObject({
+        code: ErrorCode.InvalidArgument,
+        message: `The ${f.id} format holds one image; 2 were given.`,
+      });
     }
     for (const f of formats.filter((x) => x.multiImage)) await expect(f.plan([a, b], sizesCtx(sizes))).resolves.toBeDefined();
   });
 
   it('a blob missing from the store, or of another size than its descriptor, fails while planning', async () => {
-    await expect(storedRef({ size: async () => undefined as unknown as number }, 'sha256:x', 5, 'layer 1')).rejects.toMatchObject({ code: ErrorCode.Store, message: 'The layer 1 (sha256:x) is not in the store.' });
+    await expect(storedRef({ size: async () => undefined as unknown as number }, 'sha256:x', 5, 'layer 1')).rejects.toMatchObject({
+      code: ErrorCode.Store,
+      message: 'The layer 1 (sha256:x) is not in the store.',
+    });
     await expect(storedRef({ size: async () => 4 }, 'sha256:x', 5, 'layer 1')).rejects.toMatchObject({ code: ErrorCode.Store });
     const sizes = new Map<string, number>();
     const image = await fakeImage([{ mediaType: MediaType.OciLayerGzip, size: 10 }], { sizes });
@@ -268,7 +346,10 @@ describe('errors', () => {
 /** A synthetic index over `children` (each with a platform), resolving them from memory. */
 function fakeIndex(children: [Image | ImageIndex, Platform | undefined][], seed: string, sizeSkew = 0): ImageIndex {
   const manifests: Descriptor[] = children.map(([c, platform], i) => ({
-    mediaType: c.mediaType, digest: c.digest, size: c.manifestBytes.byteLength + (i === 0 ? sizeSkew : 0), ...(platform ? { platform } : {}),
+    mediaType: c.mediaType,
+    digest: c.digest,
+    size: c.manifestBytes.byteLength + (i === 0 ? sizeSkew : 0),
+    ...(platform ? { platform } : {}),
   }));
   const manifestBytes = enc.encode(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
   const digest = digestOf(manifestBytes);
@@ -291,8 +372,21 @@ describe('pullIndex and the oci format over a nested index', () => {
     const a = await fakeImage([shared, { mediaType: MediaType.OciLayerGzip, bytes: enc.encode('amd64 app') }], { seed: 'amd64' });
     const b = await fakeImage([shared, { mediaType: MediaType.OciLayerGzip, bytes: enc.encode('arm64 app') }], { seed: 'arm64' });
     const c = await fakeImage([{ mediaType: MediaType.OciLayerZstd, bytes: enc.encode('arm app') }], { seed: 'arm' });
-    const nested = fakeIndex([[b, parsePlatform('linux/arm64')], [c, parsePlatform('linux/arm/v7')]], 'nested');
-    const root = fakeIndex([[a, parsePlatform('linux/amd64')], [nested, undefined]], 'root', sizeSkew);
+    const nested = fakeIndex(
+      [
+        [b, parsePlatform('linux/arm64')],
+        [c, parsePlatform('linux/arm/v7')],
+      ],
+      'nested',
+    );
+    const root = fakeIndex(
+      [
+        [a, parsePlatform('linux/amd64')],
+        [nested, undefined],
+      ],
+      'root',
+      sizeSkew,
+    );
     const source = { resolve: async () => root } as unknown as RemoteSource;
     return { a, b, c, nested, root, source };
   }
@@ -301,7 +395,11 @@ describe('pullIndex and the oci format over a nested index', () => {
     const { a, b, c, nested, root, source } = await tree();
     const store = new MemoryBlobStore();
     const events: PullEvent[] = [];
-    const result = await pullIndex(source, root.reference, { store, platform: parsePlatform('linux/arm64'), onProgress: (e) => events.push(e) });
+    const result = await pullIndex(source, root.reference, {
+      store,
+      platform: parsePlatform('linux/arm64'),
+      onProgress: (e) => events.push(e),
+    });
     expect(result.image.digest).toBe(b.digest);
     expect(result.index!.children.map((x) => x.digest)).toEqual([a.digest, b.digest, c.digest]);
     expect(result.index!.nested.map((x) => x.digest)).toEqual([nested.digest]);
@@ -311,11 +409,18 @@ describe('pullIndex and the oci format over a nested index', () => {
     expect(store.keys().sort()).toEqual([...distinct].sort());
 
     const file = await assembled(formatById('oci')!, [{ ...result, reference: parseReference('example.com/app:1') }], store);
-    const blobs = tar('-tf', file).trim().split('\n').filter((n) => /^blobs\/sha256\/./.test(n)).map((n) => `sha256:${n.slice(13)}`).sort();
+    const blobs = tar('-tf', file)
+      .trim()
+      .split('\n')
+      .filter((n) => /^blobs\/sha256\/./.test(n))
+      .map((n) => `sha256:${n.slice(13)}`)
+      .sort();
     const expected = new Set([root.digest, nested.digest, ...[a, b, c].flatMap((x) => [x.digest, x.manifest.config.digest]), ...distinct]);
     expect(blobs).toEqual([...expected].sort());
     expect(tar('-xOf', file, `blobs/sha256/${nested.digest.slice(7)}`)).toBe(new TextDecoder().decode(nested.manifestBytes));
-    expect((JSON.parse(tar('-xOf', file, 'index.json')) as { manifests: Descriptor[] }).manifests.map((m) => m.digest)).toEqual([root.digest]);
+    expect((JSON.parse(tar('-xOf', file, 'index.json')) as { manifests: Descriptor[] }).manifests.map((m) => m.digest)).toEqual([
+      root.digest,
+    ]);
   });
 
   it('no child for the platform: the first runnable child', async () => {

@@ -57,7 +57,7 @@ describe('LayerPool', () => {
     expect(third!.job.label).toBe('layer 2');
   });
 
-  it('rejects with the worker\'s typed error', async () => {
+  it("rejects with the worker's typed error", async () => {
     const { p, workers } = pool(1);
     const run = p.run(job(1), config, { 'r.example': { username: 'u', password: 'p' } }, () => {}, new AbortController().signal);
     const msg = workers[0]!.received[0] as Extract<ToLayerWorker, { type: 'run' }>;
@@ -67,7 +67,7 @@ describe('LayerPool', () => {
     await expect(run).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', retryable: true });
   });
 
-  it('hands the pull worker\'s tokens to the layer worker with the job', async () => {
+  it("hands the pull worker's tokens to the layer worker with the job", async () => {
     const { p, workers } = pool(1);
     const auth = [{ registry: 'r.example', scope: 'repository:a:pull', header: 'Bearer t', expiresAt: 1e15 }];
     const run = p.run(job(1), config, undefined, () => {}, new AbortController().signal, auth);

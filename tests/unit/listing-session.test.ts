@@ -12,23 +12,53 @@ import { InspectorState } from '../../src/ui/inspect/inspector-state.svelte.ts';
 const enc = new TextEncoder();
 
 function tar(specs: [string, TarEntryHeader['type'], string?, string?][]): Uint8Array {
-  return tarBytes(specs.map(([path, type, content, link]) => {
-    const body = content === undefined ? undefined : enc.encode(content);
-    const header: TarEntryHeader = { path, type, size: body?.length ?? 0, mode: type === TarEntryType.Directory ? 0o755 : 0o644, uid: 0, gid: 0, mtime: 0 };
-    if (link) header.linkname = link;
-    return body ? { header, content: body } : { header };
-  }));
+  return tarBytes(
+    specs.map(([path, type, content, link]) => {
+      const body = content === undefined ? undefined : enc.encode(content);
+      const header: TarEntryHeader = {
+        path,
+        type,
+        size: body?.length ?? 0,
+        mode: type === TarEntryType.Directory ? 0o755 : 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+      };
+      if (link) header.linkname = link;
+      return body ? { header, content: body } : { header };
+    }),
+  );
 }
 
 const LAYERS = [
-  gzipSync(tar([['etc/', TarEntryType.Directory], ['etc/a', TarEntryType.File, 'A-old'], ['etc/b', TarEntryType.Hardlink, undefined, 'etc/a'], ['etc/gone', TarEntryType.File, 'x']])),
-  gzipSync(tar([['etc/a', TarEntryType.File, 'A-new'], ['etc/.wh.gone', TarEntryType.File, '']])),
+  gzipSync(
+    tar([
+      ['etc/', TarEntryType.Directory],
+      ['etc/a', TarEntryType.File, 'A-old'],
+      ['etc/b', TarEntryType.Hardlink, undefined, 'etc/a'],
+      ['etc/gone', TarEntryType.File, 'x'],
+    ]),
+  ),
+  gzipSync(
+    tar([
+      ['etc/a', TarEntryType.File, 'A-new'],
+      ['etc/.wh.gone', TarEntryType.File, ''],
+    ]),
+  ),
 ];
 
 const TARGET: InspectTarget = {
   reference: 'example.test/app:1',
-  config: { rootfs: { type: 'layers', diff_ids: ['sha256:' + '0'.repeat(64), 'sha256:' + '1'.repeat(64)] }, history: [{ created_by: 'one' }, { created_by: 'ENV', empty_layer: true }, { created_by: 'two' }] },
-  layers: LAYERS.map((l, i) => ({ digest: `sha256:${String(i).repeat(64)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: l.length, diffId: undefined })),
+  config: {
+    rootfs: { type: 'layers', diff_ids: ['sha256:' + '0'.repeat(64), 'sha256:' + '1'.repeat(64)] },
+    history: [{ created_by: 'one' }, { created_by: 'ENV', empty_layer: true }, { created_by: 'two' }],
+  },
+  layers: LAYERS.map((l, i) => ({
+    digest: `sha256:${String(i).repeat(64)}`,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    size: l.length,
+    diffId: undefined,
+  })),
 };
 
 const toBlob = async (stream: ReadableStream<Uint8Array>, type: string) => new Blob([await new Response(stream).arrayBuffer()], { type });
@@ -64,10 +94,13 @@ function fakeBridge(): InspectBridgeLike & { sessions: Map<number, InspectSessio
 const until = (check: () => void) => vi.waitFor(check, { timeout: 10_000, interval: 5 });
 
 describe('InspectorState over an InspectSession', () => {
-  it('opens a target, lists layers, merges, explains whiteouts and downloads a hardlink\'s content', async () => {
+  it("opens a target, lists layers, merges, explains whiteouts and downloads a hardlink's content", async () => {
     const bridge = fakeBridge();
     const saved: { name: string; text: string }[] = [];
-    const state = new InspectorState(() => bridge, (blob, name) => void blob.text().then((text) => saved.push({ name, text })));
+    const state = new InspectorState(
+      () => bridge,
+      (blob, name) => void blob.text().then((text) => saved.push({ name, text })),
+    );
     await state.openTarget(TARGET);
     await bridge.sessions.get(state.opened!.session)!.settled();
     await until(() => {

@@ -22,26 +22,36 @@ import {
 const utf8 = new TextEncoder();
 const MTIME = 1_704_067_200;
 
-type Spec = { path: string; type?: TarEntryHeader['type']; content?: string | Uint8Array; mode?: number; link?: string; pax?: Record<string, string>; dev?: [number, number] };
+type Spec = {
+  path: string;
+  type?: TarEntryHeader['type'];
+  content?: string | Uint8Array;
+  mode?: number;
+  link?: string;
+  pax?: Record<string, string>;
+  dev?: [number, number];
+};
 
 function layerTar(specs: Spec[]): Uint8Array {
-  return tarBytes(specs.map((s) => {
-    const type = s.type ?? TarEntryType.File;
-    const content = typeof s.content === 'string' ? utf8.encode(s.content) : s.content;
-    const header: TarEntryHeader = {
-      path: s.path,
-      type,
-      size: type === TarEntryType.File ? content?.length ?? 0 : 0,
-      mode: s.mode ?? (type === TarEntryType.Directory ? 0o755 : 0o644),
-      uid: 0,
-      gid: 0,
-      mtime: MTIME,
-    };
-    if (s.link) header.linkname = s.link;
-    if (s.pax) header.pax = s.pax;
-    if (s.dev) [header.devmajor, header.devminor] = s.dev;
-    return type === TarEntryType.File && content ? { header, content } : { header };
-  }));
+  return tarBytes(
+    specs.map((s) => {
+      const type = s.type ?? TarEntryType.File;
+      const content = typeof s.content === 'string' ? utf8.encode(s.content) : s.content;
+      const header: TarEntryHeader = {
+        path: s.path,
+        type,
+        size: type === TarEntryType.File ? (content?.length ?? 0) : 0,
+        mode: s.mode ?? (type === TarEntryType.Directory ? 0o755 : 0o644),
+        uid: 0,
+        gid: 0,
+        mtime: MTIME,
+      };
+      if (s.link) header.linkname = s.link;
+      if (s.pax) header.pax = s.pax;
+      if (s.dev) [header.devmajor, header.devminor] = s.dev;
+      return type === TarEntryType.File && content ? { header, content } : { header };
+    }),
+  );
 }
 
 function streamOf(bytes: Uint8Array, chunk = 4096): ReadableStream<Uint8Array> {
@@ -112,8 +122,16 @@ describe('listLayer', () => {
     ]);
     expect(l.status).toBe('complete');
     expect(l.entries.map((e) => [e.path, e.kind])).toEqual([
-      ['', 'dir'], ['bin', 'dir'], ['bin/su', 'file'], ['bin/su-link', 'hardlink'], ['bin/sh', 'symlink'],
-      ['dev/null', 'char'], ['dev/loop0', 'block'], ['run/fifo', 'fifo'], ['etc/.wh.gone', 'whiteout'], ['var/.wh..wh..opq', 'opaque'],
+      ['', 'dir'],
+      ['bin', 'dir'],
+      ['bin/su', 'file'],
+      ['bin/su-link', 'hardlink'],
+      ['bin/sh', 'symlink'],
+      ['dev/null', 'char'],
+      ['dev/loop0', 'block'],
+      ['run/fifo', 'fifo'],
+      ['etc/.wh.gone', 'whiteout'],
+      ['var/.wh..wh..opq', 'opaque'],
     ]);
     const [, , su, link, sh, nul] = l.entries;
     expect(modeString(su!.kind, su!.mode)).toBe('-rwsr-xr-x');
@@ -122,7 +140,17 @@ describe('listLayer', () => {
     expect([nul!.devMajor, nul!.devMinor]).toEqual([1, 3]);
     expect(l.entries[8]!.whiteout).toBe('etc/gone');
     expect(l.entries[9]!.whiteout).toBe('var');
-    expect(l.totals).toMatchObject({ entries: 10, files: 1, dirs: 2, symlinks: 1, hardlinks: 1, devices: 3, whiteouts: 1, opaques: 1, bytes: 2 });
+    expect(l.totals).toMatchObject({
+      entries: 10,
+      files: 1,
+      dirs: 2,
+      symlinks: 1,
+      hardlinks: 1,
+      devices: 3,
+      whiteouts: 1,
+      opaques: 1,
+      bytes: 2,
+    });
     expect(l.issueCount).toBe(0);
   });
 
@@ -142,14 +170,20 @@ describe('listLayer', () => {
   });
 
   it('keeps names with control characters and markup as data, and flags control characters', async () => {
-    const l = await list([{ path: 'weird/<img src=x onerror=alert(1)>.txt', content: 'x' }, { path: 'weird/new\nline\x1b[2J', content: 'y' }]);
+    const l = await list([
+      { path: 'weird/<img src=x onerror=alert(1)>.txt', content: 'x' },
+      { path: 'weird/new\nline\x1b[2J', content: 'y' },
+    ]);
     expect(l.entries.map((e) => e.path)).toEqual(['weird/<img src=x onerror=alert(1)>.txt', 'weird/new\nline\x1b[2J']);
     expect(l.issues).toHaveLength(1);
     expect(l.issues[0]).toMatchObject({ code: 'control-characters', message: expect.stringContaining('new\\nline\\x1b[2J') });
   });
 
   it('stops at a huge PAX header with the entries before it and a clear reason', async () => {
-    const tar = layerTar([{ path: 'first', content: 'ok' }, { path: 'huge', content: 'x', pax: { comment: 'A'.repeat(2 * 1024 * 1024) } }]);
+    const tar = layerTar([
+      { path: 'first', content: 'ok' },
+      { path: 'huge', content: 'x', pax: { comment: 'A'.repeat(2 * 1024 * 1024) } },
+    ]);
     const l = await list(tar);
     expect(l.status).toBe('failed');
     expect(l.entries.map((e) => e.path)).toEqual(['first']);
@@ -157,7 +191,10 @@ describe('listLayer', () => {
   });
 
   it('reports a truncated stream and keeps what was read', async () => {
-    const tar = layerTar([{ path: 'a', content: 'hello' }, { path: 'b', content: new Uint8Array(5000) }]);
+    const tar = layerTar([
+      { path: 'a', content: 'hello' },
+      { path: 'b', content: new Uint8Array(5000) },
+    ]);
     const l = await list(tar.slice(0, 512 * 3 + 100));
     expect(l.status).toBe('failed');
     expect(l.entries.map((e) => e.path)).toEqual(['a', 'b']);
@@ -165,7 +202,12 @@ describe('listLayer', () => {
   });
 
   it('stops a gzip bomb at the decompressed-bytes cap', async () => {
-    const bomb = gzipSync(layerTar([{ path: 'zeros', content: new Uint8Array(16 * 1024 * 1024) }, { path: 'after', content: 'x' }]));
+    const bomb = gzipSync(
+      layerTar([
+        { path: 'zeros', content: new Uint8Array(16 * 1024 * 1024) },
+        { path: 'after', content: 'x' },
+      ]),
+    );
     expect(bomb.length).toBeLessThan(64 * 1024);
     const l = await list(new Uint8Array(bomb), { limits: { maxBytes: 1024 * 1024 } });
     expect(l.status).toBe('limited');
@@ -185,17 +227,41 @@ describe('listLayer', () => {
   });
 });
 
-const E = (path: string, kind: ListingEntry['kind'], extra: Partial<ListingEntry> = {}): ListingEntry =>
-  ({ ordinal: 0, path, kind, size: 0, mode: kind === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: MTIME, ...extra });
+const E = (path: string, kind: ListingEntry['kind'], extra: Partial<ListingEntry> = {}): ListingEntry => ({
+  ordinal: 0,
+  path,
+  kind,
+  size: 0,
+  mode: kind === 'dir' ? 0o755 : 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: MTIME,
+  ...extra,
+});
 
 function layer(...entries: ListingEntry[]): ListingEntry[] {
   return entries.map((e, i) => ({ ...e, ordinal: i }));
 }
 
 describe('mergeLayers', () => {
-  it('applies whiteouts and opaque markers to lower layers only, before the layer\'s own entries', () => {
-    const l0 = layer(E('a', 'dir'), E('a/b', 'dir'), E('a/b/bar', 'file', { size: 3 }), E('etc', 'dir'), E('etc/gone', 'file', { size: 10 }), E('etc/keep', 'file'));
-    const l1 = layer(E('a', 'dir'), E('a/b', 'dir'), E('a/b/foo', 'file', { size: 4 }), E('a/.wh..wh..opq', 'opaque', { whiteout: 'a' }), E('etc/.wh.gone', 'whiteout', { whiteout: 'etc/gone' }), E('etc/new', 'file'), E('etc/.wh.new', 'whiteout', { whiteout: 'etc/new' }));
+  it("applies whiteouts and opaque markers to lower layers only, before the layer's own entries", () => {
+    const l0 = layer(
+      E('a', 'dir'),
+      E('a/b', 'dir'),
+      E('a/b/bar', 'file', { size: 3 }),
+      E('etc', 'dir'),
+      E('etc/gone', 'file', { size: 10 }),
+      E('etc/keep', 'file'),
+    );
+    const l1 = layer(
+      E('a', 'dir'),
+      E('a/b', 'dir'),
+      E('a/b/foo', 'file', { size: 4 }),
+      E('a/.wh..wh..opq', 'opaque', { whiteout: 'a' }),
+      E('etc/.wh.gone', 'whiteout', { whiteout: 'etc/gone' }),
+      E('etc/new', 'file'),
+      E('etc/.wh.new', 'whiteout', { whiteout: 'etc/new' }),
+    );
     const m = mergeLayers([l0, l1]);
     expect(m.entries.map((e) => `${e.path}@${e.layer}`)).toEqual(['a@1', 'a/b@1', 'a/b/foo@1', 'etc@0', 'etc/keep@0', 'etc/new@1']);
     expect(m.entries.find((e) => e.path === 'a')!.overrides).toEqual([0]);
@@ -207,10 +273,22 @@ describe('mergeLayers', () => {
 
   it('replaces a directory by a non-directory whole, and a directory over a directory keeps children', () => {
     const l0 = layer(E('d', 'dir'), E('d/x', 'file', { size: 1 }), E('e', 'dir', { mode: 0o700 }), E('e/y', 'file'), E('f', 'file'));
-    const l1 = layer(E('d', 'symlink', { linkTarget: '/tmp' }), E('e', 'dir', { mode: 0o755 }), E('f', 'dir'), E('f/z', 'file'), E('g/h', 'file'));
+    const l1 = layer(
+      E('d', 'symlink', { linkTarget: '/tmp' }),
+      E('e', 'dir', { mode: 0o755 }),
+      E('f', 'dir'),
+      E('f/z', 'file'),
+      E('g/h', 'file'),
+    );
     const m = mergeLayers([l0, l1]);
     expect(m.entries.map((e) => `${e.path}:${e.entry.kind}@${e.layer}${e.implicit ? '(implicit)' : ''}`)).toEqual([
-      'd:symlink@1', 'e:dir@1', 'e/y:file@0', 'f:dir@1', 'f/z:file@1', 'g:dir@-1(implicit)', 'g/h:file@1',
+      'd:symlink@1',
+      'e:dir@1',
+      'e/y:file@0',
+      'f:dir@1',
+      'f/z:file@1',
+      'g:dir@-1(implicit)',
+      'g/h:file@1',
     ]);
     expect(m.changes[1]).toMatchObject({ changed: 3, deleted: 1, added: 2 });
   });
@@ -244,7 +322,10 @@ describe('export', () => {
     const blobs = [t0, t1];
     const listings = await Promise.all(blobs.map((b) => list(b)));
     const merged = mergeLayers(listings.map((l) => l.entries));
-    const plan = planExport(merged, listings.map((l) => l.entries));
+    const plan = planExport(
+      merged,
+      listings.map((l) => l.entries),
+    );
     const out = await collect(exportStream(plan, { openLayer: async (i) => streamOf(blobs[i]!, 700) }));
     const got: string[] = [];
     for await (const e of readTar(streamOf(out))) {
@@ -264,7 +345,11 @@ describe('export', () => {
   });
 
   it('extracts one entry body by ordinal without reading the rest', async () => {
-    const tar = layerTar([{ path: 'a', content: 'A' }, { path: 'b', content: 'BBBB' }, { path: 'c', content: 'C' }]);
+    const tar = layerTar([
+      { path: 'a', content: 'A' },
+      { path: 'b', content: 'BBBB' },
+      { path: 'c', content: 'C' },
+    ]);
     const { header, body } = await openEntryBody(streamOf(tar, 100), 1);
     expect(header.path).toBe('b');
     expect(new TextDecoder().decode(await collect(body))).toBe('BBBB');
@@ -288,9 +373,19 @@ describe('filters and views', () => {
   });
 
   it('answers flat and tree queries with sorting, filtering and directory totals', () => {
-    const entries = layer(E('usr', 'dir'), E('usr/lib', 'dir'), E('usr/lib/big.so', 'file', { size: 900 }), E('usr/lib/small.so', 'file', { size: 10 }), E('etc/passwd', 'file', { size: 50 }));
+    const entries = layer(
+      E('usr', 'dir'),
+      E('usr/lib', 'dir'),
+      E('usr/lib/big.so', 'file', { size: 900 }),
+      E('usr/lib/small.so', 'file', { size: 10 }),
+      E('etc/passwd', 'file', { size: 50 }),
+    );
     const view = new ListingView(layerItems(entries, 0));
-    expect(view.rows({ mode: 'flat', sort: 'size', descending: true }, 0, 3).rows.map((r) => r.path)).toEqual(['usr/lib/big.so', 'etc/passwd', 'usr/lib/small.so']);
+    expect(view.rows({ mode: 'flat', sort: 'size', descending: true }, 0, 3).rows.map((r) => r.path)).toEqual([
+      'usr/lib/big.so',
+      'etc/passwd',
+      'usr/lib/small.so',
+    ]);
     const tree = view.rows({ mode: 'tree' }, 0, 10);
     expect(tree.rows.map((r) => r.path)).toEqual(['etc', 'usr']);
     expect(tree.rows[1]!.totals).toEqual({ entries: 3, files: 2, bytes: 910 });

@@ -5,11 +5,20 @@ import { observeRegistry, parseMirror, type RegistryNotice } from '../../src/cor
 import { mirrorText } from '../../src/ui/state/rate-limit.svelte.ts';
 
 const served = (by: string, reason?: string) =>
-  new Headers({ 'x-longshore-served-by': by, 'x-longshore-mirror': '127.0.0.1:5001', ...(reason ? { 'x-longshore-mirror-fallback': reason } : {}) });
+  new Headers({
+    'x-longshore-served-by': by,
+    'x-longshore-mirror': '127.0.0.1:5001',
+    ...(reason ? { 'x-longshore-mirror-fallback': reason } : {}),
+  });
 
 describe('mirror notices', () => {
   it('parses the headers, and ignores answers without them or with unknown values', () => {
-    expect(parseMirror('r.example', served('mirror'))).toEqual({ type: 'mirror', registry: 'r.example', servedBy: 'mirror', mirror: '127.0.0.1:5001' });
+    expect(parseMirror('r.example', served('mirror'))).toEqual({
+      type: 'mirror',
+      registry: 'r.example',
+      servedBy: 'mirror',
+      mirror: '127.0.0.1:5001',
+    });
     expect(parseMirror('r.example', served('upstream', 'down'))).toMatchObject({ servedBy: 'upstream', reason: 'down' });
     expect(parseMirror('r.example', served('upstream', 'weird'))).not.toHaveProperty('reason');
     expect(parseMirror('r.example', served('cdn'))).toBeUndefined();
@@ -26,7 +35,9 @@ describe('mirror notices', () => {
 
   it('words each case', () => {
     expect(mirrorText({ type: 'mirror', registry: 'r', servedBy: 'mirror', mirror: 'm:1' })).toBe('r: served by mirror m:1');
-    expect(mirrorText({ type: 'mirror', registry: 'r', servedBy: 'upstream', mirror: 'm:1', reason: 'down' })).toBe('r: mirror m:1 down, served by the registry itself (upstream)');
+    expect(mirrorText({ type: 'mirror', registry: 'r', servedBy: 'upstream', mirror: 'm:1', reason: 'down' })).toBe(
+      'r: mirror m:1 down, served by the registry itself (upstream)',
+    );
     expect(mirrorText({ type: 'mirror', registry: 'r', servedBy: 'upstream', mirror: 'm:1', reason: 'missing' })).toContain('lacks it');
   });
 });

@@ -17,24 +17,88 @@ import {
 /** containerd's TestOnly table: platform → [children it runs, children it does not]. */
 const ONLY: [string, string[], string[]][] = [
   ['linux/amd64', ['linux/amd64', 'linux/386'], ['linux/amd64/v2', 'linux/arm/v7', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/amd64/v2', ['linux/amd64', 'linux/amd64/v1', 'linux/amd64/v2', 'linux/386'], ['linux/amd64/v3', 'linux/amd64/v4', 'linux/arm/v7', 'linux/arm64', 'windows/amd64', 'windows/arm']],
+  [
+    'linux/amd64/v2',
+    ['linux/amd64', 'linux/amd64/v1', 'linux/amd64/v2', 'linux/386'],
+    ['linux/amd64/v3', 'linux/amd64/v4', 'linux/arm/v7', 'linux/arm64', 'windows/amd64', 'windows/arm'],
+  ],
   ['linux/386', ['linux/386'], ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'windows/amd64', 'windows/arm']],
   ['windows/amd64', ['windows/amd64'], ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'windows/arm']],
-  ['linux/arm/v8', ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8'], ['linux/amd64', 'linux/arm/v4', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/arm/v7', ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7'], ['linux/amd64', 'linux/arm/v4', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/arm/v6', ['linux/arm/v5', 'linux/arm/v6'], ['linux/amd64', 'linux/arm', 'linux/arm/v4', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/arm/v5', ['linux/arm/v5'], ['linux/amd64', 'linux/arm', 'linux/arm/v4', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/arm/v4', ['linux/arm/v4'], ['linux/amd64', 'linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm']],
-  ['linux/arm64/v9', [
-    'linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'linux/arm64/v8', 'linux/arm64/v8.1',
-    'linux/arm64/v8.2', 'linux/arm64/v8.3', 'linux/arm64/v8.4', 'linux/arm64/v8.5', 'linux/arm64/v9', 'linux/arm64/v9.0',
-  ], ['linux/amd64', 'linux/arm/v4', 'windows/amd64', 'windows/arm', 'linux/arm64/v8.6']],
-  ['linux/arm64/v8.1', ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'linux/arm64/v8', 'linux/arm64/v8.1'], [
-    'linux/amd64', 'linux/arm/v4', 'linux/arm/v9', 'linux/arm64/v9', 'windows/amd64', 'windows/arm',
-  ]],
-  ['linux/arm64', ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'linux/arm64/v8'], [
-    'linux/amd64', 'linux/arm/v4', 'linux/arm/v9', 'linux/arm64/v9', 'windows/amd64', 'windows/arm',
-  ]],
+  [
+    'linux/arm/v8',
+    ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8'],
+    ['linux/amd64', 'linux/arm/v4', 'linux/arm64', 'windows/amd64', 'windows/arm'],
+  ],
+  [
+    'linux/arm/v7',
+    ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7'],
+    ['linux/amd64', 'linux/arm/v4', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm'],
+  ],
+  [
+    'linux/arm/v6',
+    ['linux/arm/v5', 'linux/arm/v6'],
+    ['linux/amd64', 'linux/arm', 'linux/arm/v4', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'windows/amd64', 'windows/arm'],
+  ],
+  [
+    'linux/arm/v5',
+    ['linux/arm/v5'],
+    [
+      'linux/amd64',
+      'linux/arm',
+      'linux/arm/v4',
+      'linux/arm/v6',
+      'linux/arm/v7',
+      'linux/arm/v8',
+      'linux/arm64',
+      'windows/amd64',
+      'windows/arm',
+    ],
+  ],
+  [
+    'linux/arm/v4',
+    ['linux/arm/v4'],
+    [
+      'linux/amd64',
+      'linux/arm',
+      'linux/arm/v5',
+      'linux/arm/v6',
+      'linux/arm/v7',
+      'linux/arm/v8',
+      'linux/arm64',
+      'windows/amd64',
+      'windows/arm',
+    ],
+  ],
+  [
+    'linux/arm64/v9',
+    [
+      'linux/arm',
+      'linux/arm/v5',
+      'linux/arm/v6',
+      'linux/arm/v7',
+      'linux/arm/v8',
+      'linux/arm64',
+      'linux/arm64/v8',
+      'linux/arm64/v8.1',
+      'linux/arm64/v8.2',
+      'linux/arm64/v8.3',
+      'linux/arm64/v8.4',
+      'linux/arm64/v8.5',
+      'linux/arm64/v9',
+      'linux/arm64/v9.0',
+    ],
+    ['linux/amd64', 'linux/arm/v4', 'windows/amd64', 'windows/arm', 'linux/arm64/v8.6'],
+  ],
+  [
+    'linux/arm64/v8.1',
+    ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'linux/arm64/v8', 'linux/arm64/v8.1'],
+    ['linux/amd64', 'linux/arm/v4', 'linux/arm/v9', 'linux/arm64/v9', 'windows/amd64', 'windows/arm'],
+  ],
+  [
+    'linux/arm64',
+    ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', 'linux/arm64/v8'],
+    ['linux/amd64', 'linux/arm/v4', 'linux/arm/v9', 'linux/arm64/v9', 'windows/amd64', 'windows/arm'],
+  ],
 ];
 
 describe('what a platform runs (containerd TestOnly)', () => {
@@ -54,8 +118,28 @@ describe('the order children are preferred in (containerd platformVector)', () =
     ['linux/amd64/v3', ['linux/amd64/v3', 'linux/amd64/v2', 'linux/amd64', 'linux/386']],
     ['linux/arm/v7', ['linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5']],
     ['linux/arm64', ['linux/arm64', 'linux/arm/v8', 'linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5']],
-    ['linux/arm64/v8.2', ['linux/arm64/v8.2', 'linux/arm64/v8.1', 'linux/arm64', 'linux/arm/v8', 'linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5']],
-    ['linux/arm64/v9.1', ['linux/arm64/v9.1', 'linux/arm64/v9', 'linux/arm64/v8.6', 'linux/arm64/v8.5', 'linux/arm64/v8.4', 'linux/arm64/v8.3', 'linux/arm64/v8.2', 'linux/arm64/v8.1', 'linux/arm64', 'linux/arm/v8', 'linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5']],
+    [
+      'linux/arm64/v8.2',
+      ['linux/arm64/v8.2', 'linux/arm64/v8.1', 'linux/arm64', 'linux/arm/v8', 'linux/arm/v7', 'linux/arm/v6', 'linux/arm/v5'],
+    ],
+    [
+      'linux/arm64/v9.1',
+      [
+        'linux/arm64/v9.1',
+        'linux/arm64/v9',
+        'linux/arm64/v8.6',
+        'linux/arm64/v8.5',
+        'linux/arm64/v8.4',
+        'linux/arm64/v8.3',
+        'linux/arm64/v8.2',
+        'linux/arm64/v8.1',
+        'linux/arm64',
+        'linux/arm/v8',
+        'linux/arm/v7',
+        'linux/arm/v6',
+        'linux/arm/v5',
+      ],
+    ],
     ['linux/arm/v4', ['linux/arm/v4']],
   ])('%s', (want, order) => {
     expect(compatiblePlatforms(parsePlatform(want)).map(formatPlatform)).toEqual(order);
@@ -63,7 +147,12 @@ describe('the order children are preferred in (containerd platformVector)', () =
 
   const child = (platform: string): Descriptor => {
     const [os, architecture, variant] = platform.split('/') as [string, string, string | undefined];
-    return { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${platform.replace(/[^a-z0-9]/g, '').padEnd(64, '0')}`, size: 1, platform: { os, architecture, ...(variant ? { variant } : {}) } };
+    return {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: `sha256:${platform.replace(/[^a-z0-9]/g, '').padEnd(64, '0')}`,
+      size: 1,
+      platform: { os, architecture, ...(variant ? { variant } : {}) },
+    };
   };
   const pick = (want: string, children: string[]) => {
     const all = children.map(child);

@@ -8,11 +8,25 @@ import type { PullEvent } from '../../src/core/progress.ts';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 
-function scriptedBridge(run: (req: PullRequest, hooks: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (e: PullEvent[]) => void }) => Promise<PullOutcome>): BridgeLike & { requests: PullRequest[] } {
+function scriptedBridge(
+  run: (
+    req: PullRequest,
+    hooks: { signal?: AbortSignal; onPhase?: (p: Phase) => void; onProgress?: (e: PullEvent[]) => void },
+  ) => Promise<PullOutcome>,
+): BridgeLike & { requests: PullRequest[] } {
   const requests: PullRequest[] = [];
   return {
     requests,
-    resolve: async () => ({ kind: 'index', reference: 'x', digest: digest('a'), mediaType: 'm', platforms: [{ label: 'linux/amd64', digest: digest('b') }, { label: 'linux/arm64', digest: digest('c') }] }),
+    resolve: async () => ({
+      kind: 'index',
+      reference: 'x',
+      digest: digest('a'),
+      mediaType: 'm',
+      platforms: [
+        { label: 'linux/amd64', digest: digest('b') },
+        { label: 'linux/arm64', digest: digest('c') },
+      ],
+    }),
     pull: (req, hooks = {}) => {
       requests.push(req);
       return run(req, hooks);
@@ -20,7 +34,16 @@ function scriptedBridge(run: (req: PullRequest, hooks: { signal?: AbortSignal; o
   };
 }
 
-const outcome: PullOutcome = { blob: new Blob(['x']), saved: { kind: 'blob', name: 'alpine_latest.tar', bytes: 1 }, fileName: 'alpine_latest.tar', size: 1, format: 'legacy', reference: 'docker.io/library/alpine:latest', digest: digest('d'), platform: 'linux/amd64' };
+const outcome: PullOutcome = {
+  blob: new Blob(['x']),
+  saved: { kind: 'blob', name: 'alpine_latest.tar', bytes: 1 },
+  fileName: 'alpine_latest.tar',
+  size: 1,
+  format: 'legacy',
+  reference: 'docker.io/library/alpine:latest',
+  digest: digest('d'),
+  platform: 'linux/amd64',
+};
 
 describe('PullState', () => {
   it('validates the name as you type', () => {
@@ -37,7 +60,11 @@ describe('PullState', () => {
   it('takes several names at once and says which one is wrong', () => {
     const s = new PullState(scriptedBridge(async () => outcome));
     s.name = 'alpine, ghcr.io/o/r:v1  busybox';
-    expect(s.refs.map((r) => r.canonical)).toEqual(['docker.io/library/alpine:latest', 'ghcr.io/o/r:v1', 'docker.io/library/busybox:latest']);
+    expect(s.refs.map((r) => r.canonical)).toEqual([
+      'docker.io/library/alpine:latest',
+      'ghcr.io/o/r:v1',
+      'docker.io/library/busybox:latest',
+    ]);
     expect(s.canPull).toBe(true);
     s.name = 'alpine Bad:1';
     expect(s.nameError?.message).toMatch(/^Name 2 of 2: .*Bad/);
@@ -55,10 +82,16 @@ describe('PullState', () => {
     let t = 0;
     const bridge = scriptedBridge(async (_req, { onPhase, onProgress }) => {
       onPhase!('resolving');
-      onProgress!([{ type: 'plan', totalBytes: 300, layers: [
-        { index: 0, digest: digest('1'), mediaType: 'm', size: 100, cached: true },
-        { index: 1, digest: digest('2'), mediaType: 'm', size: 200, cached: false },
-      ] }]);
+      onProgress!([
+        {
+          type: 'plan',
+          totalBytes: 300,
+          layers: [
+            { index: 0, digest: digest('1'), mediaType: 'm', size: 100, cached: true },
+            { index: 1, digest: digest('2'), mediaType: 'm', size: 200, cached: false },
+          ],
+        },
+      ]);
       onPhase!('downloading');
       t = 1000;
       onProgress!([{ type: 'layer', index: 1, digest: digest('2'), state: 'downloading', done: 50, total: 200 }]);
@@ -80,14 +113,20 @@ describe('PullState', () => {
     await s.pull();
     expect(s.status).toBe('ready');
     expect(s.outcome?.fileName).toBe('alpine_latest.tar');
-    expect(bridge.requests[0]).toMatchObject({ references: ['docker.io/library/alpine:latest'], platform: 'linux/arm64', format: 'docker' });
+    expect(bridge.requests[0]).toMatchObject({
+      references: ['docker.io/library/alpine:latest'],
+      platform: 'linux/arm64',
+      format: 'docker',
+    });
     expect(s.layers.map((l) => l.state)).toEqual(['cached', 'done']);
   });
 
   it('shows a failure with its code and hint, and offers no download', async () => {
-    const s = new PullState(scriptedBridge(async () => {
-      throw new LongshoreError('MANIFEST_UNKNOWN', 'manifest x: 404', { hint: 'Check the tag.' });
-    }));
+    const s = new PullState(
+      scriptedBridge(async () => {
+        throw new LongshoreError('MANIFEST_UNKNOWN', 'manifest x: 404', { hint: 'Check the tag.' });
+      }),
+    );
     s.name = 'alpine:nope';
     await s.pull();
     expect(s.status).toBe('failed');
@@ -97,10 +136,15 @@ describe('PullState', () => {
 
   it('cancel returns to a quiet cancelled state without an error or a download', async () => {
     let release!: () => void;
-    const s = new PullState(scriptedBridge((_req, { signal }) => new Promise((resolve, reject) => {
-      release = () => resolve(outcome);
-      signal!.addEventListener('abort', () => reject(new AbortedError()));
-    })));
+    const s = new PullState(
+      scriptedBridge(
+        (_req, { signal }) =>
+          new Promise((resolve, reject) => {
+            release = () => resolve(outcome);
+            signal!.addEventListener('abort', () => reject(new AbortedError()));
+          }),
+      ),
+    );
     s.name = 'alpine';
     const p = s.pull();
     expect(s.busy).toBe(true);

@@ -6,7 +6,7 @@ import { parseManifest } from '../../src/core/image/manifest.ts';
 import { matchPlatform, parsePlatform, formatPlatform, selectablePlatforms } from '../../src/core/image/platform.ts';
 import { sha256, verifyingStream } from '../../src/core/digest.ts';
 import { parseReference, type ImageReference } from '../../src/core/reference.ts';
-import { LongshoreError } from '../../src/core/errors.ts';
+import { type LongshoreError } from '../../src/core/errors.ts';
 import { registryError } from '../../src/core/registry/errors.ts';
 import type { Descriptor } from '../../src/core/image/model.ts';
 
@@ -16,17 +16,30 @@ describe('WWW-Authenticate parsing', () => {
   it.each([
     [
       'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"',
-      [{ scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' } }],
+      [
+        {
+          scheme: 'bearer',
+          params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' },
+        },
+      ],
     ],
     [
       'Bearer realm="https://r.example/token",scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope"',
-      [{ scheme: 'bearer', params: { realm: 'https://r.example/token', scope: 'repository:a/b:pull,push repository:c:pull', error: 'insufficient_scope' } }],
+      [
+        {
+          scheme: 'bearer',
+          params: { realm: 'https://r.example/token', scope: 'repository:a/b:pull,push repository:c:pull', error: 'insufficient_scope' },
+        },
+      ],
     ],
     ['Basic realm="Registry Realm"', [{ scheme: 'basic', params: { realm: 'Registry Realm' } }]],
     ['basic realm=registry', [{ scheme: 'basic', params: { realm: 'registry' } }]],
     [
       'Basic realm="x", Bearer realm="https://t.example/token", service="svc"',
-      [{ scheme: 'basic', params: { realm: 'x' } }, { scheme: 'bearer', params: { realm: 'https://t.example/token', service: 'svc' } }],
+      [
+        { scheme: 'basic', params: { realm: 'x' } },
+        { scheme: 'bearer', params: { realm: 'https://t.example/token', service: 'svc' } },
+      ],
     ],
     ['Bearer realm="a\\"b"', [{ scheme: 'bearer', params: { realm: 'a"b' } }]],
   ])('%s', (header, expected) => {
@@ -52,10 +65,13 @@ describe('retry', () => {
   it('waits as told on 429, then succeeds', async () => {
     const waits: number[] = [];
     let calls = 0;
-    const res = await fetchWithRetry(async () => {
-      calls++;
-      return calls < 3 ? new Response('slow down', { status: 429, headers: { 'retry-after': '2' } }) : new Response('ok');
-    }, { ...defaultRetryPolicy, sleep: async (ms) => void waits.push(ms) });
+    const res = await fetchWithRetry(
+      async () => {
+        calls++;
+        return calls < 3 ? new Response('slow down', { status: 429, headers: { 'retry-after': '2' } }) : new Response('ok');
+      },
+      { ...defaultRetryPolicy, sleep: async (ms) => void waits.push(ms) },
+    );
     expect(await res.text()).toBe('ok');
     expect(waits).toEqual([2000, 2000]);
   });
@@ -63,11 +79,14 @@ describe('retry', () => {
   it('backs off on 503 and network errors, gives up after the retries', async () => {
     const waits: number[] = [];
     let calls = 0;
-    const res = await fetchWithRetry(async () => {
-      calls++;
-      if (calls === 1) throw new TypeError('fetch failed');
-      return new Response('no', { status: 503 });
-    }, { ...defaultRetryPolicy, retries: 3, random: () => 0.5, sleep: async (ms) => void waits.push(ms) });
+    const res = await fetchWithRetry(
+      async () => {
+        calls++;
+        if (calls === 1) throw new TypeError('fetch failed');
+        return new Response('no', { status: 503 });
+      },
+      { ...defaultRetryPolicy, retries: 3, random: () => 0.5, sleep: async (ms) => void waits.push(ms) },
+    );
     expect(res.status).toBe(503);
     expect(calls).toBe(4);
     // Equal jitter: half of 500·2^i fixed, half random (here the middle of it).
@@ -76,7 +95,10 @@ describe('retry', () => {
 
   it('does not retry a 404', async () => {
     let calls = 0;
-    const res = await fetchWithRetry(async () => (calls++, new Response('', { status: 404 })), { ...defaultRetryPolicy, sleep: async () => {} });
+    const res = await fetchWithRetry(async () => (calls++, new Response('', { status: 404 })), {
+      ...defaultRetryPolicy,
+      sleep: async () => {},
+    });
     expect(res.status).toBe(404);
     expect(calls).toBe(1);
   });
@@ -88,18 +110,27 @@ describe('manifest parsing', () => {
   const bytes = (o: unknown) => enc.encode(JSON.stringify(o));
 
   it('takes the media type from Content-Type, ignoring parameters, else from the body, else the shape', () => {
-    expect(parseManifest(bytes({ schemaVersion: 2, config, layers: [desc] }), 'application/vnd.oci.image.manifest.v1+json; charset=utf-8').mediaType)
-      .toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(
+      parseManifest(bytes({ schemaVersion: 2, config, layers: [desc] }), 'application/vnd.oci.image.manifest.v1+json; charset=utf-8')
+        .mediaType,
+    ).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(parseManifest(bytes({ schemaVersion: 2, config, layers: [desc] }), null).kind).toBe('image');
     expect(parseManifest(bytes({ schemaVersion: 2, manifests: [] }), 'application/json').kind).toBe('index');
-    expect(parseManifest(bytes({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', manifests: [] }), '').mediaType)
-      .toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect(
+      parseManifest(bytes({ schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', manifests: [] }), '')
+        .mediaType,
+    ).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
   });
 
   it('refuses schema 1 with a clear message', () => {
-    const fn = () => parseManifest(bytes({ schemaVersion: 1, name: 'x', fsLayers: [] }), 'application/vnd.docker.distribution.manifest.v1+prettyjws');
+    const fn = () =>
+      parseManifest(bytes({ schemaVersion: 1, name: 'x', fsLayers: [] }), 'application/vnd.docker.distribution.manifest.v1+prettyjws');
     expect(fn).toThrow(/schema 1/);
-    try { fn(); } catch (e) { expect((e as LongshoreError).code).toBe('UNSUPPORTED_MANIFEST'); }
+    try {
+      fn();
+    } catch (e) {
+      expect((e as LongshoreError).code).toBe('UNSUPPORTED_MANIFEST');
+    }
   });
 
   it.each([
@@ -121,7 +152,11 @@ describe('manifest parsing', () => {
 describe('platform matching', () => {
   const d = (platform?: Descriptor['platform'], annotations?: Record<string, string>): Descriptor => ({
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    digest: `sha256:${String(Math.random()).slice(2).padEnd(64, '0').slice(0, 64).replace(/[^0-9]/g, '0')}`,
+    digest: `sha256:${String(Math.random())
+      .slice(2)
+      .padEnd(64, '0')
+      .slice(0, 64)
+      .replace(/[^0-9]/g, '0')}`,
     size: 1,
     ...(platform ? { platform } : {}),
     ...(annotations ? { annotations } : {}),
@@ -216,7 +251,10 @@ function scripted(handlers: Array<(url: URL, init: RequestInit) => Response | un
 describe('registry client auth (scripted fetch; the real registries are in tests/integration)', () => {
   it('shares only tokens still valid, and adopting keeps whichever lasts longer', () => {
     let now = 1_000;
-    const client = new RegistryClient({ transport: { fetch: async () => new Response() }, retry: { now: () => now, sleep: async () => {} } });
+    const client = new RegistryClient({
+      transport: { fetch: async () => new Response() },
+      retry: { now: () => now, sleep: async () => {} },
+    });
     client.adoptAuth([
       { registry: 'reg.example', scope: 'repository:a:pull', header: 'Bearer long', expiresAt: 50_000 },
       { registry: 'reg.example', scope: 'repository:b:pull', header: 'Bearer stale', expiresAt: 500 },
@@ -234,12 +272,15 @@ describe('registry client auth (scripted fetch; the real registries are in tests
     let now = 0;
     let tokens = 0;
     const { fetch, log } = scripted([
-      (u) => u.host === 'auth.example' ? Response.json({ access_token: `t${++tokens}`, expires_in: 100 }) : undefined,
+      (u) => (u.host === 'auth.example' ? Response.json({ access_token: `t${++tokens}`, expires_in: 100 }) : undefined),
       (u, init) => {
         const auth = new Headers(init.headers).get('authorization');
         if (u.host !== 'reg.example') return undefined;
         if (auth !== `Bearer t${tokens}` || tokens === 0) {
-          return new Response('{}', { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"' } });
+          return new Response('{}', {
+            status: 401,
+            headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"' },
+          });
         }
         return new Response('{"tags":["x"]}');
       },
@@ -259,10 +300,14 @@ describe('registry client auth (scripted fetch; the real registries are in tests
 
   it('answers one fresh challenge when a token is refused, then reports UNAUTHORIZED', async () => {
     const { fetch, log } = scripted([
-      (u) => u.host === 'auth.example' ? Response.json({ token: 'nope' }) : undefined,
-      (u) => u.host === 'reg.example'
-        ? new Response('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}', { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg"' } })
-        : undefined,
+      (u) => (u.host === 'auth.example' ? Response.json({ token: 'nope' }) : undefined),
+      (u) =>
+        u.host === 'reg.example'
+          ? new Response('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}', {
+              status: 401,
+              headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg"' },
+            })
+          : undefined,
     ]);
     const client = new RegistryClient({ transport: { fetch }, retry: { sleep: async () => {} } });
     await expect(client.getManifest(parseReference('reg.example/a/b'))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
@@ -273,17 +318,23 @@ describe('registry client auth (scripted fetch; the real registries are in tests
     const layer = enc.encode('layer-bytes');
     const digest = await sha256(layer);
     const { fetch, log } = scripted([
-      (u) => u.host === 'auth.example' ? Response.json({ token: 'tok' }) : undefined,
-      (u) => u.host === 'cdn.example' ? new Response(layer as BodyInit) : undefined,
+      (u) => (u.host === 'auth.example' ? Response.json({ token: 'tok' }) : undefined),
+      (u) => (u.host === 'cdn.example' ? new Response(layer as BodyInit) : undefined),
       (u, init) => {
         if (u.host !== 'reg.example') return undefined;
         if (new Headers(init.headers).get('authorization') !== 'Bearer tok') {
-          return new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg"' } });
+          return new Response('', {
+            status: 401,
+            headers: { 'www-authenticate': 'Bearer realm="https://auth.example/token",service="reg"' },
+          });
         }
         return new Response(null, { status: 307, headers: { location: 'https://cdn.example/blob?sig=1' } });
       },
     ]);
-    const client = new RegistryClient({ transport: { fetch }, credentials: (r) => (r === 'reg.example' ? { username: 'u', password: 'p' } : undefined) });
+    const client = new RegistryClient({
+      transport: { fetch },
+      credentials: (r) => (r === 'reg.example' ? { username: 'u', password: 'p' } : undefined),
+    });
     const stream = await client.openBlob(parseReference('reg.example/a/b'), { mediaType: 'x', digest, size: layer.length });
     expect(new Uint8Array(await new Response(stream).arrayBuffer())).toEqual(layer);
     expect(log.find((l) => l.url.startsWith('https://auth.example'))!.auth).toMatch(/^Basic /);
@@ -292,10 +343,13 @@ describe('registry client auth (scripted fetch; the real registries are in tests
 
   it('does not send credentials to a plain-http realm on another public host', async () => {
     const { fetch, log } = scripted([
-      (u) => u.host === 'auth.example' ? Response.json({ token: 'tok' }) : undefined,
-      (u, init) => u.host === 'reg.example'
-        ? new Headers(init.headers).get('authorization') === 'Bearer tok' ? new Response('{"tags":[]}') : new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token"' } })
-        : undefined,
+      (u) => (u.host === 'auth.example' ? Response.json({ token: 'tok' }) : undefined),
+      (u, init) =>
+        u.host === 'reg.example'
+          ? new Headers(init.headers).get('authorization') === 'Bearer tok'
+            ? new Response('{"tags":[]}')
+            : new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token"' } })
+          : undefined,
     ]);
     const client = new RegistryClient({ transport: { fetch }, credentials: () => ({ username: 'u', password: 'p' }) });
     await getJson(client, parseReference('reg.example/a'));
@@ -305,14 +359,17 @@ describe('registry client auth (scripted fetch; the real registries are in tests
   it('checks the manifest body against Docker-Content-Digest', async () => {
     const body = enc.encode('{"schemaVersion":2}');
     const { fetch } = scripted([
-      (u) => u.host === 'reg.example' ? new Response(body as BodyInit, { headers: { 'docker-content-digest': `sha256:${'0'.repeat(64)}` } }) : undefined,
+      (u) =>
+        u.host === 'reg.example'
+          ? new Response(body as BodyInit, { headers: { 'docker-content-digest': `sha256:${'0'.repeat(64)}` } })
+          : undefined,
     ]);
     const client = new RegistryClient({ transport: { fetch }, retry: { sleep: async () => {} } });
     await expect(client.getManifest(parseReference('reg.example/a:b'))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
 
   it('caps manifest size', async () => {
-    const { fetch } = scripted([(u) => u.host === 'reg.example' ? new Response(new Uint8Array(5 * 1024 * 1024) as BodyInit) : undefined]);
+    const { fetch } = scripted([(u) => (u.host === 'reg.example' ? new Response(new Uint8Array(5 * 1024 * 1024) as BodyInit) : undefined)]);
     const client = new RegistryClient({ transport: { fetch } });
     await expect(client.getManifest(parseReference('reg.example/a:b'))).rejects.toMatchObject({ code: 'TOO_LARGE' });
   });

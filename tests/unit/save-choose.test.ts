@@ -8,11 +8,24 @@ import { PullState, type BridgeLike } from '../../src/ui/state/pull-state.svelte
 import type { PullOutcome, PullRequest } from '../../src/browser/protocol.ts';
 import type { JournalEntry } from '../../src/browser/journal.ts';
 
-const outcome: PullOutcome = { saved: { kind: 'file', name: 'alpine_latest.tar', bytes: 1 }, fileName: 'alpine_latest.tar', size: 1, format: 'docker', reference: 'docker.io/library/alpine:latest', digest: `sha256:${'d'.repeat(64)}`, platform: 'linux/amd64' };
+const outcome: PullOutcome = {
+  saved: { kind: 'file', name: 'alpine_latest.tar', bytes: 1 },
+  fileName: 'alpine_latest.tar',
+  size: 1,
+  format: 'docker',
+  reference: 'docker.io/library/alpine:latest',
+  digest: `sha256:${'d'.repeat(64)}`,
+  platform: 'linux/amd64',
+};
 
 describe('save paths', () => {
   it('Chromium (pickers and a service worker): the picked file first, the folder offered last', () => {
-    expect(savePaths({ filePicker: true, folderPicker: true, serviceWorker: true }).map((p) => [p.kind, p.streams])).toEqual([['file', true], ['stream', true], ['blob', false], ['folder', true]]);
+    expect(savePaths({ filePicker: true, folderPicker: true, serviceWorker: true }).map((p) => [p.kind, p.streams])).toEqual([
+      ['file', true],
+      ['stream', true],
+      ['blob', false],
+      ['folder', true],
+    ]);
   });
 
   it('Firefox / Safari (a service worker, no pickers): the streamed download first', () => {
@@ -42,7 +55,12 @@ function fakes() {
       return Promise.resolve(answer);
     },
   };
-  const prepared = (target: PreparedSave['target']): PreparedSave => ({ target, path: saver.paths.find((p) => p.kind === target.kind)!, hooks: {}, dispose: () => calls.push('dispose') });
+  const prepared = (target: PreparedSave['target']): PreparedSave => ({
+    target,
+    path: saver.paths.find((p) => p.kind === target.kind)!,
+    hooks: {},
+    dispose: () => calls.push('dispose'),
+  });
   return { requests, calls, bridge, saver, setAnswer: (a: PreparedSave | undefined) => (answer = a), prepared };
 }
 
@@ -80,9 +98,27 @@ describe('PullState and the destination', () => {
     const f = fakes();
     const s = new PullState(f.bridge, () => 0, undefined, f.saver);
     f.setAnswer(f.prepared({ kind: 'blob' }));
-    const entry: JournalEntry = { id: 'abc-123', references: ['docker.io/library/alpine:latest'], format: 'legacy', platform: 'linux/arm64', keepCopy: false, save: 'stream', bytesDone: 5, bytesTotal: 10, startedAt: 1, updatedAt: 2, temporary: [] };
+    const entry: JournalEntry = {
+      id: 'abc-123',
+      references: ['docker.io/library/alpine:latest'],
+      format: 'legacy',
+      platform: 'linux/arm64',
+      keepCopy: false,
+      save: 'stream',
+      bytesDone: 5,
+      bytesTotal: 10,
+      startedAt: 1,
+      updatedAt: 2,
+      temporary: [],
+    };
     await s.resume(entry);
     expect(f.calls[0]).toBe('stream alpine_latest.tar');
-    expect(f.requests[0]).toMatchObject({ references: ['docker.io/library/alpine:latest'], format: 'legacy', platform: 'linux/arm64', keepCopy: false, journalId: 'abc-123' });
+    expect(f.requests[0]).toMatchObject({
+      references: ['docker.io/library/alpine:latest'],
+      format: 'legacy',
+      platform: 'linux/arm64',
+      keepCopy: false,
+      journalId: 'abc-123',
+    });
   });
 });

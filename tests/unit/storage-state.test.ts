@@ -24,7 +24,10 @@ function fakeService(view: CatalogView, persistGrant: boolean | undefined) {
 
 const view: CatalogView = {
   images: [],
-  shared: [{ key: 'sha256:' + 'a'.repeat(64), size: 300, users: ['x', 'y'] }, { key: 'sha256:' + 'b'.repeat(64), size: 200, users: ['x', 'y'] }],
+  shared: [
+    { key: 'sha256:' + 'a'.repeat(64), size: 300, users: ['x', 'y'] },
+    { key: 'sha256:' + 'b'.repeat(64), size: 200, users: ['x', 'y'] },
+  ],
   storeBytes: 1000,
   orphanBytes: 0,
   budget: undefined,
@@ -48,7 +51,14 @@ describe('StorageState', () => {
     await s.clear();
     await s.persist();
     expect(s.persistAnswer).toBe('denied');
-    expect(calls).toEqual([`delete sha256:${'c'.repeat(64)}`, 'budget 250000000', 'budget undefined', 'budget undefined', 'budget undefined', 'clear']);
+    expect(calls).toEqual([
+      `delete sha256:${'c'.repeat(64)}`,
+      'budget 250000000',
+      'budget undefined',
+      'budget undefined',
+      'budget undefined',
+      'clear',
+    ]);
   });
 
   it('says what offline can rebuild', () => {

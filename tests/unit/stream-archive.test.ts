@@ -18,11 +18,21 @@ import { isLaterRef } from '../../src/core/formats/types.ts';
 
 const enc = new TextEncoder();
 const digestOf = (bytes: Uint8Array | string) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-const streamOf = (bytes: Uint8Array) => new ReadableStream<Uint8Array>({ start(c) { c.enqueue(bytes); c.close(); } });
+const streamOf = (bytes: Uint8Array) =>
+  new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(bytes);
+      c.close();
+    },
+  });
 
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'longshore-stream-unit-')); });
-afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'longshore-stream-unit-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 /** An image of `n` layers with random bytes; compressed and "uncompressed" (longer) stand-ins. */
 function image(n: number): { image: Image; blobs: Map<string, Uint8Array> } {
@@ -40,7 +50,9 @@ function image(n: number): { image: Image; blobs: Map<string, Uint8Array> } {
     diffIds.push(diffId);
     layers.push({ descriptor: d, index: i, diffId, open: async () => streamOf(bytes) });
   }
-  const configBytes = enc.encode(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds }, history: [] }));
+  const configBytes = enc.encode(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds }, history: [] }),
+  );
   const config: Descriptor = { mediaType: MediaType.OciConfig, digest: digestOf(configBytes), size: configBytes.byteLength };
   const manifestBytes = enc.encode(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config, layers: descriptors }));
   const digest = digestOf(manifestBytes);
@@ -81,9 +93,10 @@ describe('streamed archive', () => {
 
       // Store the blobs in reverse archive order, one every few ms, while the writer waits for its turn.
       const waiters = new Map<string, (n: number) => void>();
-      const ready = (key: string) => new Promise<number>((resolve) => {
-        void store.size(key).then((n) => (n === undefined ? waiters.set(key, resolve) : resolve(n)));
-      });
+      const ready = (key: string) =>
+        new Promise<number>((resolve) => {
+          void store.size(key).then((n) => (n === undefined ? waiters.set(key, resolve) : resolve(n)));
+        });
       const chunks: Uint8Array[] = [];
       const log: string[] = [];
       const sink: ArchiveSink = {
@@ -119,15 +132,19 @@ describe('streamed archive', () => {
   it('a blob that never becomes ready stops the writer with the pull’s error, before anything after it is written', async () => {
     const { image: img } = image(2);
     const format = formats.find((f) => f.id === 'tarball')!;
-    const entries = await format.entries([{ image: img, reference: parseReference('example.com/stream:v1') }], { size: async (k) => img.layers.find((l) => l.descriptor.digest === k)!.descriptor.size });
+    const entries = await format.entries([{ image: img, reference: parseReference('example.com/stream:v1') }], {
+      size: async (k) => img.layers.find((l) => l.descriptor.digest === k)!.descriptor.size,
+    });
     const copied: string[] = [];
     const sink: ArchiveSink = { write: async () => undefined, copy: async (k) => void copied.push(k) };
     const err = new Error('layer 2 failed');
     const first = img.layers[0]!.descriptor;
-    await expect(writeEntries(entries, sink, async (k) => {
-      if (k === first.digest) return first.size;
-      throw err;
-    })).rejects.toBe(err);
+    await expect(
+      writeEntries(entries, sink, async (k) => {
+        if (k === first.digest) return first.size;
+        throw err;
+      }),
+    ).rejects.toBe(err);
     expect(copied).toEqual([first.digest]);
   });
 });

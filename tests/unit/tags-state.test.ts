@@ -31,7 +31,11 @@ describe('TagsState', () => {
     expect(state.tags.at(-1)).toBe('v2499');
     expect(state.shown).toHaveLength(SHOWN_TAGS);
     state.filter = 'V24';
-    expect(state.matches).toEqual(['v24', ...Array.from({ length: 10 }, (_, i) => `v24${i}`), ...Array.from({ length: 100 }, (_, i) => `v24${String(i).padStart(2, '0')}`)]);
+    expect(state.matches).toEqual([
+      'v24',
+      ...Array.from({ length: 10 }, (_, i) => `v24${i}`),
+      ...Array.from({ length: 100 }, (_, i) => `v24${String(i).padStart(2, '0')}`),
+    ]);
     expect(state.loading).toBe(false);
   });
 
@@ -43,7 +47,12 @@ describe('TagsState', () => {
     expect(svc.heads).toEqual(['r.example/app:1.0']);
     expect(state.head?.digest).toBe(digest);
 
-    const failing = new TagsState({ ...svc, list: async () => { throw new LongshoreError('NAME_UNKNOWN', 'no such repository', { hint: 'check it' }); } });
+    const failing = new TagsState({
+      ...svc,
+      list: async () => {
+        throw new LongshoreError('NAME_UNKNOWN', 'no such repository', { hint: 'check it' });
+      },
+    });
     await failing.open('r.example/none');
     expect(failing.error).toEqual({ code: 'NAME_UNKNOWN', message: 'no such repository', hint: 'check it' });
     expect(failing.loading).toBe(false);

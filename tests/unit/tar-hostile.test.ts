@@ -11,7 +11,15 @@ import { listLayer } from '../../src/core/listing/index.ts';
 const MiB = 1024 * 1024;
 type Part = { header: TarEntryHeader; content?: Uint8Array };
 
-const header = (path: string, type: TarEntryHeader['type'], size = 0): TarEntryHeader => ({ path, type, size, mode: 0o644, uid: 0, gid: 0, mtime: 1_704_067_200 });
+const header = (path: string, type: TarEntryHeader['type'], size = 0): TarEntryHeader => ({
+  path,
+  type,
+  size,
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  mtime: 1_704_067_200,
+});
 const file = (path: string, text = ''): Part => {
   const content = new TextEncoder().encode(text);
   return { header: header(path, TarEntryType.File, content.length), content };
@@ -69,24 +77,43 @@ async function readAll(bytes: Uint8Array) {
 const randomAccess = (bytes: Uint8Array) => blobRandomAccess(new Blob([bytes as BlobPart]));
 
 // 40 extended headers of ~125 KB each before one entry: 5 MB of metadata, each header far under 1 MiB.
-const chained = tarBytes([...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxExtended, records(`x${i}`, 1000))), file('victim', 'x')]);
+const chained = tarBytes([
+  ...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxExtended, records(`x${i}`, 1000))),
+  file('victim', 'x'),
+]);
 // The same with global headers.
-const chainedGlobals = tarBytes([...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxGlobal, records(`g${i}`, 1000))), file('victim', 'x')]);
+const chainedGlobals = tarBytes([
+  ...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxGlobal, records(`g${i}`, 1000))),
+  file('victim', 'x'),
+]);
 
 describe('chained extended headers', () => {
-  it.each([['PAX extended', chained], ['PAX global', chainedGlobals]])('%s headers in a row stop at 1 MiB in total, not after 5 MB', async (_name, bytes) => {
-    const err = await readAll(bytes).then(() => undefined, (e: unknown) => e as { code: string; message: string; data: { offset: number } });
+  it.each([
+    ['PAX extended', chained],
+    ['PAX global', chainedGlobals],
+  ])('%s headers in a row stop at 1 MiB in total, not after 5 MB', async (_name, bytes) => {
+    const err = await readAll(bytes).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string; data: { offset: number } },
+    );
     expect(err?.code).toBe('TAR');
     expect(err?.message).toMatch(/metadata headers in a row.*over the limit of 1048576 bytes/);
     expect(err?.data.offset).toBeLessThan(2 * MiB);
   });
 
   it('the archive index stops there too', async () => {
-    await expect(indexTar(randomAccess(chained))).rejects.toMatchObject({ code: 'TAR', message: expect.stringMatching(/metadata headers in a row/) });
+    await expect(indexTar(randomAccess(chained))).rejects.toMatchObject({
+      code: 'TAR',
+      message: expect.stringMatching(/metadata headers in a row/),
+    });
   });
 
   it('a layer listing ends failed with that reason, and keeps what it listed before', async () => {
-    const layer = tarBytes([file('before', 'a'), ...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxExtended, records(`x${i}`, 1000))), file('victim', 'x')]);
+    const layer = tarBytes([
+      file('before', 'a'),
+      ...Array.from({ length: 40 }, (_, i) => meta(TarEntryType.PaxExtended, records(`x${i}`, 1000))),
+      file('victim', 'x'),
+    ]);
     const listing = await listLayer(streamOf(layer));
     expect(listing.status).toBe('failed');
     expect(listing.entries.map((e) => e.path)).toEqual(['before']);
@@ -94,7 +121,10 @@ describe('chained extended headers', () => {
   });
 
   it('a long run under the total still reads, and the last value of a key wins', async () => {
-    const parts = [...Array.from({ length: 7 }, (_, i) => meta(TarEntryType.PaxExtended, { ...records(`ok${i}`, 1000), path: `name-${i}` })), file('short')];
+    const parts = [
+      ...Array.from({ length: 7 }, (_, i) => meta(TarEntryType.PaxExtended, { ...records(`ok${i}`, 1000), path: `name-${i}` })),
+      file('short'),
+    ];
     const [entry] = await readAll(tarBytes(parts));
     expect(entry!.path).toBe('name-6');
     expect(Object.keys(entry!.pax ?? {})).toHaveLength(7 * 1000 + 1);
@@ -121,14 +151,20 @@ describe('global records', () => {
   });
 
   it('apply to the entries after them until an empty value removes them (pax spec)', async () => {
-    const headers = await readAll(tarBytes([
-      meta(TarEntryType.PaxGlobal, { mtime: '1000', gname: 'staff' }),
-      file('a'),
-      meta(TarEntryType.PaxExtended, { mtime: '2000' }),
-      file('b'),
-      meta(TarEntryType.PaxGlobal, { gname: '' }),
-      file('c'),
-    ]));
-    expect(headers.map((h) => [h.path, h.mtime, h.gname ?? ''])).toEqual([['a', 1000, 'staff'], ['b', 2000, 'staff'], ['c', 1000, '']]);
+    const headers = await readAll(
+      tarBytes([
+        meta(TarEntryType.PaxGlobal, { mtime: '1000', gname: 'staff' }),
+        file('a'),
+        meta(TarEntryType.PaxExtended, { mtime: '2000' }),
+        file('b'),
+        meta(TarEntryType.PaxGlobal, { gname: '' }),
+        file('c'),
+      ]),
+    );
+    expect(headers.map((h) => [h.path, h.mtime, h.gname ?? ''])).toEqual([
+      ['a', 1000, 'staff'],
+      ['b', 2000, 'staff'],
+      ['c', 1000, ''],
+    ]);
   });
 });

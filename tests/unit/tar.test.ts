@@ -56,26 +56,32 @@ function randomBytes(n: number, seed: number): Uint8Array {
 }
 
 /** A stream of `bytes` cut into chunks whose sizes come from `chunkSize`. */
-function chunked(bytes: Uint8Array, chunkSize: (index: number) => number): ReadableStream<Uint8Array> & { cancelled: () => boolean; pulledToEnd: () => boolean } {
+function chunked(
+  bytes: Uint8Array,
+  chunkSize: (index: number) => number,
+): ReadableStream<Uint8Array> & { cancelled: () => boolean; pulledToEnd: () => boolean } {
   let offset = 0;
   let index = 0;
   let cancelled = false;
   let pulledToEnd = false;
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (offset >= bytes.length) {
-        pulledToEnd = true;
-        controller.close();
-        return;
-      }
-      const n = Math.max(1, chunkSize(index++));
-      controller.enqueue(bytes.slice(offset, offset + n));
-      offset += n;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (offset >= bytes.length) {
+          pulledToEnd = true;
+          controller.close();
+          return;
+        }
+        const n = Math.max(1, chunkSize(index++));
+        controller.enqueue(bytes.slice(offset, offset + n));
+        offset += n;
+      },
+      cancel() {
+        cancelled = true;
+      },
     },
-    cancel() {
-      cancelled = true;
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   return Object.assign(stream, { cancelled: () => cancelled, pulledToEnd: () => pulledToEnd });
 }
 
@@ -98,7 +104,10 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
   return out;
 }
 
-async function collect(stream: ReadableStream<Uint8Array>, how: 'body' | 'bytes' = 'body'): Promise<{ header: TarEntryHeader; content: Uint8Array }[]> {
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+  how: 'body' | 'bytes' = 'body',
+): Promise<{ header: TarEntryHeader; content: Uint8Array }[]> {
   const out: { header: TarEntryHeader; content: Uint8Array }[] = [];
   for await (const entry of readTar(stream)) {
     out.push({ header: entry.header, content: how === 'body' ? await readAll(entry.body()) : await entry.bytes() });
@@ -107,7 +116,10 @@ async function collect(stream: ReadableStream<Uint8Array>, how: 'body' | 'bytes'
 }
 
 async function expectTarError(promise: Promise<unknown>, message: RegExp): Promise<LongshoreError> {
-  const err = await promise.then(() => undefined, (e: unknown) => e);
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(LongshoreError);
   expect((err as LongshoreError).code).toBe(ErrorCode.Tar);
   expect((err as LongshoreError).message).toMatch(message);
@@ -225,7 +237,7 @@ describe('tar header encoding', () => {
     expect(decodeHeader(bytes)?.path).toBe(path);
   });
 
-  it('keeps a directory\'s trailing slash in the name part when splitting', () => {
+  it("keeps a directory's trailing slash in the name part when splitting", () => {
     const path = `${'p'.repeat(150)}/${'q'.repeat(60)}/`;
     const bytes = encodeHeader(dirHeader(path));
     expect(bytes.length).toBe(BLOCK_SIZE);
@@ -240,7 +252,9 @@ describe('tar header encoding', () => {
     expect(paxOf(bytes)).toEqual({ path });
     // The 'x' header's own name: "PaxHeaders.0/<base>" when "<dir>/PaxHeaders.0/<base>" cannot fit.
     expect(decodeHeader(bytes.subarray(0, BLOCK_SIZE))?.path).toBe(`PaxHeaders.0/${'c'.repeat(87)}`);
-    expect(decodeHeader(encodeHeader(fileHeader(`a/b/\u00e9${'x'.repeat(80)}`, 0)).subarray(0, BLOCK_SIZE))?.path).toBe(`a/b/PaxHeaders.0/_${'x'.repeat(80)}`);
+    expect(decodeHeader(encodeHeader(fileHeader(`a/b/\u00e9${'x'.repeat(80)}`, 0)).subarray(0, BLOCK_SIZE))?.path).toBe(
+      `a/b/PaxHeaders.0/_${'x'.repeat(80)}`,
+    );
     expect(await readOne(bytes)).toEqual(fileHeader(path, 0, { pax: { path } }));
   });
 
@@ -312,9 +326,11 @@ describe('tar header encoding', () => {
   });
 
   it('emits caller PAX records sorted after the derived ones, derived keys recomputed', () => {
-    const bytes = encodeHeader(fileHeader(`${'z'.repeat(101)}`, 0, {
-      pax: { 'SCHILY.xattr.user.b': '2', 'SCHILY.xattr.user.a': '1', path: 'ignored', size: '5' },
-    }));
+    const bytes = encodeHeader(
+      fileHeader(`${'z'.repeat(101)}`, 0, {
+        pax: { 'SCHILY.xattr.user.b': '2', 'SCHILY.xattr.user.a': '1', path: 'ignored', size: '5' },
+      }),
+    );
     expect(text.decode(bytes.subarray(BLOCK_SIZE, 2 * BLOCK_SIZE)).replace(/\0+$/, '')).toBe(
       `111 path=${'z'.repeat(101)}\n25 SCHILY.xattr.user.a=1\n25 SCHILY.xattr.user.b=2\n`,
     );
@@ -326,7 +342,17 @@ describe('tar header encoding', () => {
   });
 
   it('writes devices with major/minor numbers and other types with zeros', () => {
-    const dev: TarEntryHeader = { path: 'dev/null', type: TarEntryType.CharDevice, size: 0, mode: 0o666, uid: 0, gid: 0, mtime: 0, devmajor: 1, devminor: 3 };
+    const dev: TarEntryHeader = {
+      path: 'dev/null',
+      type: TarEntryType.CharDevice,
+      size: 0,
+      mode: 0o666,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      devmajor: 1,
+      devminor: 3,
+    };
     const bytes = encodeHeader(dev);
     expect(field(bytes, 329, 16)).toBe('0000001\u00000000003\0');
     expect(decodeHeader(bytes)).toEqual(dev);
@@ -438,7 +464,13 @@ describe('PAX records', () => {
   });
 
   it('keeps the last of repeated keys and values containing "=" and newlines', () => {
-    const bytes = concat(encodePax([['a', '1'], ['a', '2']]), encodePax({ b: 'x=y\nz' }));
+    const bytes = concat(
+      encodePax([
+        ['a', '1'],
+        ['a', '2'],
+      ]),
+      encodePax({ b: 'x=y\nz' }),
+    );
     expect(parsePax(bytes)).toEqual({ a: '2', b: 'x=y\nz' });
   });
 
@@ -507,7 +539,11 @@ describe('tar writer plan', () => {
     expect(plan.size).toBe(BLOCK_SIZE * 5 + 1024 + 4096 + BLOCK_SIZE + END_OF_ARCHIVE_SIZE);
     const read = await collect(whole(archive));
     expect(read.map((e) => [e.header.path, e.content.length])).toEqual([
-      ['layers/', 0], ['layers/a.tar', 1000], ['layers/b.tar', 4096], ['layers/empty', 0], ['manifest.json', 2],
+      ['layers/', 0],
+      ['layers/a.tar', 1000],
+      ['layers/b.tar', 4096],
+      ['layers/empty', 0],
+      ['manifest.json', 2],
     ]);
     expect(read[1]!.content).toEqual(blobA);
     expect(read[2]!.content).toEqual(blobB);
@@ -527,7 +563,10 @@ describe('tar writer plan', () => {
   });
 
   it('rejects content that does not match the header', () => {
-    expectTarThrow(() => planTar([{ header: fileHeader('a', 3), content: utf8.encode('ab') }]), /header size 3 does not match content size 2/);
+    expectTarThrow(
+      () => planTar([{ header: fileHeader('a', 3), content: utf8.encode('ab') }]),
+      /header size 3 does not match content size 2/,
+    );
     expectTarThrow(() => planTar([{ header: fileHeader('a', 3) }]), /header size 3 does not match content size 0/);
     expectTarThrow(() => planTar([{ header: fileHeader('a', 3), content: contentRef('k', 4) }]), /does not match/);
     expectTarThrow(() => planTar([{ header: dirHeader('d/'), content: utf8.encode('x') }]), /cannot have content/);
@@ -546,7 +585,12 @@ describe('tar reader', () => {
   it('reads entries across random chunk sizes', async () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const next = prng(seed);
-      expectSample(await collect(chunked(archive, () => 1 + Math.floor(next() * 2000)), seed % 2 ? 'body' : 'bytes'));
+      expectSample(
+        await collect(
+          chunked(archive, () => 1 + Math.floor(next() * 2000)),
+          seed % 2 ? 'body' : 'bytes',
+        ),
+      );
     }
   });
 
@@ -631,7 +675,7 @@ describe('tar reader', () => {
     expectSample(await collect(whole(oneZeroBlock)));
   });
 
-  it('tolerates a stream that ends inside the last entry\'s padding', async () => {
+  it("tolerates a stream that ends inside the last entry's padding", async () => {
     const bare = archive.subarray(0, archive.length - END_OF_ARCHIVE_SIZE - 1);
     expectSample(await collect(whole(bare)));
   });
@@ -657,18 +701,29 @@ describe('tar reader', () => {
     expect(stream.cancelled()).toBe(true);
   });
 
-  it('reports a stream truncated inside an entry\'s content', async () => {
+  it("reports a stream truncated inside an entry's content", async () => {
     const cut = archive.subarray(0, 7 * BLOCK_SIZE + 1000); // app/big's content starts at block 7
-    const err = await expectTarError(collect(chunked(cut, () => 333)), /Tar archive is truncated: entry "app\/big" \(header at byte offset \d+\) has \d+ of 70001 content bytes/);
+    const err = await expectTarError(
+      collect(chunked(cut, () => 333)),
+      /Tar archive is truncated: entry "app\/big" \(header at byte offset \d+\) has \d+ of 70001 content bytes/,
+    );
     expect(err.data).toMatchObject({ path: 'app/big', expected: 70_001 });
     // Also when the caller skips rather than reads.
-    await expectTarError((async () => {
-      for await (const _ of readTar(whole(cut))) { /* skip all */ }
-    })(), /truncated: entry "app\/big"/);
+    await expectTarError(
+      (async () => {
+        for await (const _ of readTar(whole(cut))) {
+          /* skip all */
+        }
+      })(),
+      /truncated: entry "app\/big"/,
+    );
   });
 
   it('reports a stream truncated inside a header', async () => {
-    await expectTarError(collect(whole(archive.subarray(0, BLOCK_SIZE + 100))), /ends inside a header at byte offset 512 \(100 of 512 bytes\)/);
+    await expectTarError(
+      collect(whole(archive.subarray(0, BLOCK_SIZE + 100))),
+      /ends inside a header at byte offset 512 \(100 of 512 bytes\)/,
+    );
   });
 
   it('reports a stream truncated after a PAX header', async () => {
@@ -690,9 +745,14 @@ describe('tar reader', () => {
 
   it('limits PAX header size, naming the limit', async () => {
     const bytes = tarBytes([{ header: fileHeader('f', 0, { pax: { comment: 'c'.repeat(5000) } }) }]);
-    await expectTarError((async () => {
-      for await (const _ of readTar(whole(bytes), { maxPaxBytes: 4096 })) { /* read */ }
-    })(), /PAX extended header at byte offset 0 is 5014 bytes, over the limit of 4096 bytes \(maxPaxBytes\)/);
+    await expectTarError(
+      (async () => {
+        for await (const _ of readTar(whole(bytes), { maxPaxBytes: 4096 })) {
+          /* read */
+        }
+      })(),
+      /PAX extended header at byte offset 0 is 5014 bytes, over the limit of 4096 bytes \(maxPaxBytes\)/,
+    );
     expect((await collect(whole(bytes)))[0]!.header.pax).toEqual({ comment: 'c'.repeat(5000) });
     // The default limit is 1 MiB.
     const huge = tarBytes([{ header: fileHeader('f', 0, { pax: { comment: 'c'.repeat(1024 * 1024) } }) }]);
@@ -703,7 +763,8 @@ describe('tar reader', () => {
   it('applies global PAX headers to later entries, overridden by extended ones', async () => {
     const global = encodePax({ uname: 'globaluser', comment: 'g', mtime: '123' });
     const bytes = concat(
-      rawBlock('pax_global_header', 'g', global.length), withData(global),
+      rawBlock('pax_global_header', 'g', global.length),
+      withData(global),
       encodeHeader(fileHeader('a', 0)),
       encodeHeader(fileHeader('b', 0, { uname: 'own', pax: { comment: '' } })),
       ((): Uint8Array => {
@@ -727,22 +788,40 @@ describe('tar reader', () => {
     const longLink = `target/${'t'.repeat(200)}`;
     const nameData = utf8.encode(`${longName}\0`);
     const linkData = utf8.encode(`${longLink}\0`);
-    const link: TarEntryHeader = { path: 'short', type: TarEntryType.Symlink, size: 0, mode: 0o777, uid: 0, gid: 0, mtime: 0, linkname: 'x' };
+    const link: TarEntryHeader = {
+      path: 'short',
+      type: TarEntryType.Symlink,
+      size: 0,
+      mode: 0o777,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      linkname: 'x',
+    };
     const bytes = concat(
-      rawBlock('././@LongLink', 'L', nameData.length), withData(nameData),
-      rawBlock('././@LongLink', 'K', linkData.length), withData(linkData),
+      rawBlock('././@LongLink', 'L', nameData.length),
+      withData(nameData),
+      rawBlock('././@LongLink', 'K', linkData.length),
+      withData(linkData),
       encodeHeader(link),
-      rawBlock('././@LongLink', 'L', nameData.length), withData(nameData),
-      encodeHeader(fileHeader('short2', 4)), withData(utf8.encode('data')),
+      rawBlock('././@LongLink', 'L', nameData.length),
+      withData(nameData),
+      encodeHeader(fileHeader('short2', 4)),
+      withData(utf8.encode('data')),
       endOfArchive(),
     );
     const read = await collect(chunked(bytes, () => 1));
     expect(read[0]!.header).toEqual({ ...link, path: longName, linkname: longLink });
     expect(read[1]!.header.path).toBe(longName);
     expect(text.decode(read[1]!.content)).toBe('data');
-    await expectTarError((async () => {
-      for await (const _ of readTar(whole(bytes), { maxPaxBytes: 100 })) { /* read */ }
-    })(), /GNU long name at byte offset 0 is 306 bytes, over the limit of 100 bytes/);
+    await expectTarError(
+      (async () => {
+        for await (const _ of readTar(whole(bytes), { maxPaxBytes: 100 })) {
+          /* read */
+        }
+      })(),
+      /GNU long name at byte offset 0 is 306 bytes, over the limit of 100 bytes/,
+    );
   });
 
   it('treats header-only types as having no content whatever their size field says', async () => {
@@ -750,13 +829,19 @@ describe('tar reader', () => {
     dir.set(utf8.encode('00000001000\0'), 124);
     const bytes = concat(resign(dir), encodeHeader(fileHeader('f', 1)), withData(utf8.encode('z')), endOfArchive());
     const read = await collect(whole(bytes));
-    expect(read.map((e) => [e.header.path, e.header.size, text.decode(e.content)])).toEqual([['d/', 0, ''], ['f', 1, 'z']]);
+    expect(read.map((e) => [e.header.path, e.header.size, text.decode(e.content)])).toEqual([
+      ['d/', 0, ''],
+      ['f', 1, 'z'],
+    ]);
   });
 
   it('stops with an Aborted error when the signal fires', async () => {
     const controller = new AbortController();
     const pending = (async () => {
-      for await (const entry of readTar(chunked(archive, () => 64), { signal: controller.signal })) {
+      for await (const entry of readTar(
+        chunked(archive, () => 64),
+        { signal: controller.signal },
+      )) {
         if (entry.header.path === 'app/big') {
           const reader = entry.body().getReader();
           await reader.read();
@@ -765,12 +850,18 @@ describe('tar reader', () => {
         }
       }
     })();
-    const err = await pending.then(() => undefined, (e: unknown) => e);
+    const err = await pending.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect((err as LongshoreError).code).toBe(ErrorCode.Aborted);
 
     const aborted = AbortSignal.abort();
     const iterator = readTar(whole(archive), { signal: aborted });
-    const first = await iterator.next().then(() => undefined, (e: unknown) => e);
+    const first = await iterator.next().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect((first as LongshoreError).code).toBe(ErrorCode.Aborted);
   });
 

@@ -6,7 +6,12 @@ const formats = ['docker', 'legacy', 'oci', 'tarball'];
 
 describe('deep links', () => {
   it('round-trips a pull, several names included', () => {
-    const state = { image: 'alpine:3.20 ghcr.io/o/r@sha256:' + 'a'.repeat(64), platform: 'linux/arm/v7', format: 'oci', allPlatforms: true };
+    const state = {
+      image: 'alpine:3.20 ghcr.io/o/r@sha256:' + 'a'.repeat(64),
+      platform: 'linux/arm/v7',
+      format: 'oci',
+      allPlatforms: true,
+    };
     const query = linkQuery(state);
     expect(query).toMatch(/^\?image=alpine%3A3\.20\+ghcr\.io/);
     expect(readLink(query, formats)).toEqual(state);

@@ -50,7 +50,17 @@ describe('verified reads of stored blobs', () => {
     expect(dropped).toEqual([bad.key]);
     const sound = await stored(true);
     const opened: string[] = [];
-    const counting = { ...sound.store, has: sound.store.has.bind(sound.store), size: sound.store.size.bind(sound.store), put: sound.store.put.bind(sound.store), delete: sound.store.delete.bind(sound.store), open: async (k: string) => { opened.push(k); return sound.store.open(k); } };
+    const counting = {
+      ...sound.store,
+      has: sound.store.has.bind(sound.store),
+      size: sound.store.size.bind(sound.store),
+      put: sound.store.put.bind(sound.store),
+      delete: sound.store.delete.bind(sound.store),
+      open: async (k: string) => {
+        opened.push(k);
+        return sound.store.open(k);
+      },
+    };
     const wrapped = verifiedStore(counting);
     expect(await wrapped.has(sound.key)).toBe(true);
     expect(await wrapped.has(sound.key)).toBe(true);

@@ -16,7 +16,8 @@ export function openBlobDestination(store: StoredBlobs, plannedSize?: number): T
     async close() {
       const blob = new Blob(parts, { type: 'application/x-tar' });
       parts = [];
-      if (plannedSize !== undefined && blob.size !== plannedSize) throw new LongshoreError(ErrorCode.Internal, `Assembled ${blob.size} bytes, planned ${plannedSize}.`);
+      if (plannedSize !== undefined && blob.size !== plannedSize)
+        throw new LongshoreError(ErrorCode.Internal, `Assembled ${blob.size} bytes, planned ${plannedSize}.`);
       return blob;
     },
     async abort() {

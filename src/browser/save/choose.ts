@@ -27,7 +27,10 @@ export interface SaveFeatures {
 }
 
 interface PickerWindow {
-  showSaveFilePicker?: (options?: { suggestedName?: string; types?: { description: string; accept: Record<string, string[]> }[] }) => Promise<FileSystemFileHandle>;
+  showSaveFilePicker?: (options?: {
+    suggestedName?: string;
+    types?: { description: string; accept: Record<string, string[]> }[];
+  }) => Promise<FileSystemFileHandle>;
   showDirectoryPicker?: (options?: { mode?: 'read' | 'readwrite'; id?: string }) => Promise<FileSystemDirectoryHandle>;
 }
 
@@ -36,7 +39,8 @@ export function detectSaveFeatures(): SaveFeatures {
   return {
     filePicker: typeof w.showSaveFilePicker === 'function',
     folderPicker: typeof w.showDirectoryPicker === 'function',
-    serviceWorker: typeof navigator !== 'undefined' && 'serviceWorker' in navigator && typeof isSecureContext !== 'undefined' && isSecureContext,
+    serviceWorker:
+      typeof navigator !== 'undefined' && 'serviceWorker' in navigator && typeof isSecureContext !== 'undefined' && isSecureContext,
   };
 }
 
@@ -100,7 +104,13 @@ export function browserSaver(features: SaveFeatures = detectSaveFeatures()): Sav
       },
     };
   };
-  const blob = (note?: string): PreparedSave => ({ target: { kind: 'blob' }, path: PATHS.blob, ...(note ? { note } : {}), hooks: {}, dispose: () => undefined });
+  const blob = (note?: string): PreparedSave => ({
+    target: { kind: 'blob' },
+    path: PATHS.blob,
+    ...(note ? { note } : {}),
+    hooks: {},
+    dispose: () => undefined,
+  });
   const fallback = (why: string): PreparedSave => (offered('stream') ? streamed(why) : blob(why));
 
   return {
@@ -109,10 +119,14 @@ export function browserSaver(features: SaveFeatures = detectSaveFeatures()): Sav
       const w = window as PickerWindow;
       if (kind === 'file' && offered('file') && w.showSaveFilePicker) {
         // Called now, inside the click: the picker needs the user gesture.
-        const picking = w.showSaveFilePicker({ suggestedName: fileName, types: [{ description: 'Tar archive', accept: { 'application/x-tar': ['.tar'] } }] });
+        const picking = w.showSaveFilePicker({
+          suggestedName: fileName,
+          types: [{ description: 'Tar archive', accept: { 'application/x-tar': ['.tar'] } }],
+        });
         return picking.then(
           (handle): PreparedSave => ({ target: { kind: 'file', handle }, path: PATHS.file, hooks: {}, dispose: () => undefined }),
-          (err: unknown) => fallback(`No file was chosen (${err instanceof Error ? err.name : 'refused'}): saving to your downloads instead.`),
+          (err: unknown) =>
+            fallback(`No file was chosen (${err instanceof Error ? err.name : 'refused'}): saving to your downloads instead.`),
         );
       }
       if (kind === 'folder' && offered('folder') && w.showDirectoryPicker) {
@@ -121,7 +135,9 @@ export function browserSaver(features: SaveFeatures = detectSaveFeatures()): Sav
           (handle): PreparedSave => ({ target: { kind: 'folder', handle }, path: PATHS.folder, hooks: {}, dispose: () => undefined }),
           (err: unknown) => {
             if (err instanceof Error && err.name === 'AbortError') return undefined;
-            return fallback(`The folder could not be opened (${err instanceof Error ? err.name : 'refused'}): saving an archive to your downloads instead.`);
+            return fallback(
+              `The folder could not be opened (${err instanceof Error ? err.name : 'refused'}): saving an archive to your downloads instead.`,
+            );
           },
         );
       }

@@ -18,8 +18,17 @@ export interface StoredBlobs {
 
 export async function storedBlob(store: StoredBlobs, key: string, size: number): Promise<Blob> {
   const blob = await store.getBlob(key);
-  if (!blob) throw new LongshoreError(ErrorCode.Store, `Blob ${key} vanished from the browser cache while saving.`, { hint: 'Pull again; the browser may have evicted storage.', retryable: true, data: { key } });
-  if (blob.size !== size) throw new LongshoreError(ErrorCode.Store, `Cached blob ${key} is ${blob.size} bytes, expected ${size}.`, { retryable: true, data: { key } });
+  if (!blob)
+    throw new LongshoreError(ErrorCode.Store, `Blob ${key} vanished from the browser cache while saving.`, {
+      hint: 'Pull again; the browser may have evicted storage.',
+      retryable: true,
+      data: { key },
+    });
+  if (blob.size !== size)
+    throw new LongshoreError(ErrorCode.Store, `Cached blob ${key} is ${blob.size} bytes, expected ${size}.`, {
+      retryable: true,
+      data: { key },
+    });
   return blob;
 }
 
@@ -29,8 +38,11 @@ export function saveError(err: unknown, what: string): LongshoreError {
   const name = err instanceof Error ? err.name : '';
   const message = err instanceof Error ? err.message : String(err);
   if (name === 'AbortError') return new LongshoreError(ErrorCode.Aborted, `Saving ${what} was cancelled.`);
-  const hint = name === 'QuotaExceededError' ? 'The disk is full, or the browser’s storage quota is used up. Free space and pull again.'
-    : name === 'NotAllowedError' ? 'The browser no longer allows writing there. Pull again and choose the destination again.'
-      : 'Pull again; if it keeps failing, choose another destination.';
+  const hint =
+    name === 'QuotaExceededError'
+      ? 'The disk is full, or the browser’s storage quota is used up. Free space and pull again.'
+      : name === 'NotAllowedError'
+        ? 'The browser no longer allows writing there. Pull again and choose the destination again.'
+        : 'Pull again; if it keeps failing, choose another destination.';
   return new LongshoreError(ErrorCode.Store, `Writing ${what} failed: ${name ? `${name}: ` : ''}${message}`, { hint, cause: err });
 }

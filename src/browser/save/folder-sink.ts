@@ -38,7 +38,12 @@ async function readText(dir: FileSystemDirectoryHandle, name: string): Promise<s
   }
 }
 
-export async function saveLayoutFolder(root: FileSystemDirectoryHandle, entries: readonly FormatEntry[], ready: BlobReady, options: Options): Promise<number> {
+export async function saveLayoutFolder(
+  root: FileSystemDirectoryHandle,
+  entries: readonly FormatEntry[],
+  ready: BlobReady,
+  options: Options,
+): Promise<number> {
   const what = `to the folder ${root.name}`;
   const created: { dir: FileSystemDirectoryHandle; name: string }[] = [];
   const writing = new Set<FileSystemWritableFileStream>();
@@ -87,7 +92,9 @@ export async function saveLayoutFolder(root: FileSystemDirectoryHandle, entries:
     if (previous !== undefined) {
       const parsed = JSON.parse(previous) as { manifests?: unknown };
       if (!Array.isArray(parsed.manifests)) {
-        throw new LongshoreError(ErrorCode.InvalidArgument, `The folder ${root.name} holds an index.json that is not an OCI image index.`, { hint: 'Choose an empty folder, or one that holds an OCI image layout.' });
+        throw new LongshoreError(ErrorCode.InvalidArgument, `The folder ${root.name} holds an index.json that is not an OCI image index.`, {
+          hint: 'Choose an empty folder, or one that holds an OCI image layout.',
+        });
       }
       previousManifests = parsed.manifests as Descriptor[];
     }
@@ -97,36 +104,45 @@ export async function saveLayoutFolder(root: FileSystemDirectoryHandle, entries:
     // stored ones each as soon as it has been verified, several at a time.
     // The first failure stops the others before the clean-up (they may wait on blobs yet to come).
     const stop = new AbortController();
-    const stopped = new Promise<never>((_, reject) => stop.signal.addEventListener('abort', () => reject(stop.signal.reason as Error), { once: true }));
+    const stopped = new Promise<never>((_, reject) =>
+      stop.signal.addEventListener('abort', () => reject(stop.signal.reason as Error), { once: true }),
+    );
     stopped.catch(() => undefined);
-    const settled = await Promise.allSettled(files.map(async (e) => {
-      try {
-        const content = e.content;
-        if (isContentRef(content) || isLaterRef(content)) {
-          const size = await Promise.race([ready(content.key), stopped]);
-          options.signal?.throwIfAborted();
-          await writeFile(e.header.path, await storedBlob(options.store, content.key, size), false);
-          await options.onCopied?.(content.key);
-        } else {
-          await writeFile(e.header.path, content ?? new Uint8Array(0), false);
+    const settled = await Promise.allSettled(
+      files.map(async (e) => {
+        try {
+          const content = e.content;
+          if (isContentRef(content) || isLaterRef(content)) {
+            const size = await Promise.race([ready(content.key), stopped]);
+            options.signal?.throwIfAborted();
+            await writeFile(e.header.path, await storedBlob(options.store, content.key, size), false);
+            await options.onCopied?.(content.key);
+          } else {
+            await writeFile(e.header.path, content ?? new Uint8Array(0), false);
+          }
+        } catch (err) {
+          if (!stop.signal.aborted) stop.abort(err);
+          throw err;
         }
-      } catch (err) {
-        if (!stop.signal.aborted) stop.abort(err);
-        throw err;
-      }
-    }));
+      }),
+    );
     if (stop.signal.aborted) throw stop.signal.reason;
     if (settled.some((s) => s.status === 'rejected')) throw (settled.find((s) => s.status === 'rejected') as PromiseRejectedResult).reason;
     options.signal?.throwIfAborted();
     const layout = entries.find((e) => e.header.path === 'oci-layout');
-    if (layout?.content instanceof Uint8Array && (await fileSize(root, 'oci-layout')) === undefined) await writeFile('oci-layout', layout.content, true);
+    if (layout?.content instanceof Uint8Array && (await fileSize(root, 'oci-layout')) === undefined)
+      await writeFile('oci-layout', layout.content, true);
     const index = entries.find((e) => e.header.path === 'index.json');
     if (!(index?.content instanceof Uint8Array)) throw new LongshoreError(ErrorCode.Internal, 'The layout plan has no index.json.');
     let indexBytes = index.content;
     if (previous !== undefined) {
       const ours = JSON.parse(new TextDecoder().decode(indexBytes)) as { manifests: Descriptor[] };
-      const same = (a: Descriptor, b: Descriptor) => a.digest === b.digest && JSON.stringify(a.annotations ?? {}) === JSON.stringify(b.annotations ?? {});
-      const merged = { ...JSON.parse(previous) as object, manifests: [...previousManifests.filter((d) => !ours.manifests.some((o) => same(o, d))), ...ours.manifests] };
+      const same = (a: Descriptor, b: Descriptor) =>
+        a.digest === b.digest && JSON.stringify(a.annotations ?? {}) === JSON.stringify(b.annotations ?? {});
+      const merged = {
+        ...(JSON.parse(previous) as object),
+        manifests: [...previousManifests.filter((d) => !ours.manifests.some((o) => same(o, d))), ...ours.manifests],
+      };
       indexBytes = new TextEncoder().encode(JSON.stringify(merged));
     }
     await writeFile('index.json', indexBytes, true);

@@ -48,7 +48,9 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
     while (!until()) {
       if (cancelled) throw cancelledError();
       if (failure !== undefined) {
-        throw new LongshoreError(ErrorCode.Internal, `The streamed download could not start: ${failure}`, { hint: 'Choose another place to save (“when the pull ends” always works) and pull again.' });
+        throw new LongshoreError(ErrorCode.Internal, `The streamed download could not start: ${failure}`, {
+          hint: 'Choose another place to save (“when the pull ends” always works) and pull again.',
+        });
       }
       options.signal?.throwIfAborted();
       const left = deadline === undefined ? undefined : deadline - Date.now();
@@ -60,20 +62,31 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
       await new Promise<void>((resolve) => {
         wake = resolve;
         const timer = left === undefined ? setTimeout(resolve, 1000) : setTimeout(resolve, Math.min(left, 1000));
-        options.signal?.addEventListener('abort', () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
+        options.signal?.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
       });
     }
   };
 
   const send = async (bytes: Uint8Array) => {
     for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
-      await waitFor(() => credit > 0 && !cancelled, 'start the download', started ? undefined : options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS);
+      await waitFor(
+        () => credit > 0 && !cancelled,
+        'start the download',
+        started ? undefined : (options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS),
+      );
       const piece = bytes.subarray(offset, offset + CHUNK_BYTES);
       // Transfer whole buffers (Blob stream chunks are); copy views of larger ones.
-      const own = piece.byteOffset === 0 && piece.byteLength === piece.buffer.byteLength && piece.buffer instanceof ArrayBuffer ? piece : piece.slice();
+      const own =
+        piece.byteOffset === 0 && piece.byteLength === piece.buffer.byteLength && piece.buffer instanceof ArrayBuffer
+          ? piece
+          : piece.slice();
       credit -= own.byteLength;
       post({ t: 'chunk', b: own }, [own.buffer as ArrayBuffer]);
     }
@@ -89,7 +102,11 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
       // in the body comes. Credit is charged for its whole size, so the next part waits until the
       // browser has taken most of it.
       const blob = await storedBlob(options.store, key, size);
-      await waitFor(() => credit > 0 && !cancelled, 'start the download', started ? undefined : options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS);
+      await waitFor(
+        () => credit > 0 && !cancelled,
+        'start the download',
+        started ? undefined : (options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS),
+      );
       credit -= size;
       post({ t: 'blob', b: blob });
     },

@@ -21,7 +21,10 @@ export function registerSaveWorker(): Promise<ServiceWorkerRegistration | undefi
     try {
       // Built as save-sw.js (vite.config.ts); the dev server serves the source as a module.
       const script = import.meta.env.DEV ? new URL('src/browser/save/sw.ts', base()) : new URL('save-sw.js', base());
-      return await navigator.serviceWorker.register(script, { scope: new URL(SAVE_SCOPE, base()).pathname, ...(import.meta.env.DEV ? { type: 'module' as const } : {}) });
+      return await navigator.serviceWorker.register(script, {
+        scope: new URL(SAVE_SCOPE, base()).pathname,
+        ...(import.meta.env.DEV ? { type: 'module' as const } : {}),
+      });
     } catch {
       return undefined;
     }

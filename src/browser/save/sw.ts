@@ -42,7 +42,12 @@ self.addEventListener('fetch', (event) => {
   const id = decodeURIComponent(url.pathname.slice(scope.length).split('/')[0] ?? '');
   const p = pending.get(id);
   if (!p) {
-    event.respondWith(new Response('This download is no longer available. Pull again.', { status: 404, headers: { 'content-type': 'text/plain; charset=utf-8' } }));
+    event.respondWith(
+      new Response('This download is no longer available. Pull again.', {
+        status: 404,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+      }),
+    );
     return;
   }
   pending.delete(id);
@@ -83,51 +88,54 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
     wake = undefined;
     w?.();
   });
-  return new ReadableStream<Uint8Array>({
-    start() {
-      post({ t: 'credit', n: WINDOW_BYTES });
-    },
-    async pull(controller) {
-      for (;;) {
-        if (failure !== undefined) {
-          await reading?.cancel().catch(() => undefined);
-          controller.error(new Error(failure));
-          port.close();
-          return;
-        }
-        if (reading) {
-          // A stored blob, read here chunk by chunk as the download takes it.
-          const { done, value } = await reading.read();
-          if (!done) {
-            controller.enqueue(value);
-            post({ t: 'credit', n: value.byteLength });
+  return new ReadableStream<Uint8Array>(
+    {
+      start() {
+        post({ t: 'credit', n: WINDOW_BYTES });
+      },
+      async pull(controller) {
+        for (;;) {
+          if (failure !== undefined) {
+            await reading?.cancel().catch(() => undefined);
+            controller.error(new Error(failure));
+            port.close();
             return;
           }
-          reading = undefined;
-          continue;
+          if (reading) {
+            // A stored blob, read here chunk by chunk as the download takes it.
+            const { done, value } = await reading.read();
+            if (!done) {
+              controller.enqueue(value);
+              post({ t: 'credit', n: value.byteLength });
+              return;
+            }
+            reading = undefined;
+            continue;
+          }
+          const next = queue.shift();
+          if (next instanceof Blob) {
+            reading = next.stream().getReader();
+            continue;
+          }
+          if (next) {
+            controller.enqueue(next);
+            post({ t: 'credit', n: next.byteLength });
+            return;
+          }
+          if (ended) break;
+          await new Promise<void>((resolve) => (wake = resolve));
         }
-        const next = queue.shift();
-        if (next instanceof Blob) {
-          reading = next.stream().getReader();
-          continue;
-        }
-        if (next) {
-          controller.enqueue(next);
-          post({ t: 'credit', n: next.byteLength });
-          return;
-        }
-        if (ended) break;
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-      controller.close();
-      post({ t: 'done' });
-      port.close();
+        controller.close();
+        post({ t: 'done' });
+        port.close();
+      },
+      cancel() {
+        post({ t: 'cancel' });
+        port.close();
+      },
     },
-    cancel() {
-      post({ t: 'cancel' });
-      port.close();
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }
 
 /** RFC 6266: an ASCII fallback name plus the exact name in RFC 5987 encoding. */

@@ -32,11 +32,7 @@ export type ToSaveWorker =
  * download); `done`: the browser took every byte; `cancel`: the user cancelled the download. The
  * page sends `fail` on the same port when it could not start the download at all.
  */
-export type FromSaveWorker =
-  | { t: 'credit'; n: number }
-  | { t: 'done' }
-  | { t: 'cancel' }
-  | { t: 'fail'; message: string };
+export type FromSaveWorker = { t: 'credit'; n: number } | { t: 'done' } | { t: 'cancel' } | { t: 'fail'; message: string };
 
 /** Page → service worker: serve the download `id` from `port`. */
 export interface SaveRegistration {

@@ -71,15 +71,21 @@ export async function openArchive(source: RandomAccess, options: { signal?: Abor
     return { format: tarball ? 'tarball' : 'docker', images, entryCount: entries.length };
   }
   const top = [...new Set(entries.map((e) => e.path.split('/')[0]))].slice(0, 8);
-  throw archiveError('This tar is not an image archive: it has neither oci-layout + index.json nor manifest.json.',
-    'Open a file made by docker save, skopeo/podman (docker-archive or oci-archive), crane pull, or an OCI layout packed with tar.', { top });
+  throw archiveError(
+    'This tar is not an image archive: it has neither oci-layout + index.json nor manifest.json.',
+    'Open a file made by docker save, skopeo/podman (docker-archive or oci-archive), crane pull, or an OCI layout packed with tar.',
+    { top },
+  );
 }
 
 function refuseCompressed(head: Uint8Array): void {
   const compression = sniffCompression(head);
   if (compression === 'none') return;
-  throw archiveError(`This file is ${compression}-compressed; an image archive is read as a plain tar.`,
-    `Decompress it first (e.g. ${compression === 'gzip' ? 'gunzip' : 'unzstd'} image.tar.${compression === 'gzip' ? 'gz' : 'zst'}), then open the .tar.`, { compression });
+  throw archiveError(
+    `This file is ${compression}-compressed; an image archive is read as a plain tar.`,
+    `Decompress it first (e.g. ${compression === 'gzip' ? 'gunzip' : 'unzstd'} image.tar.${compression === 'gzip' ? 'gz' : 'zst'}), then open the .tar.`,
+    { compression },
+  );
 }
 
 /** The outer tar's files by path: links followed, small ones read with a cap, layers as slices. */
@@ -117,7 +123,10 @@ class ArchiveFiles {
   }
 
   async read(e: IndexedEntry, limit: number, what: string): Promise<Uint8Array> {
-    if (e.size > limit) throw archiveError(`${what} is ${e.size} bytes, over the ${limit}-byte limit.`, 'The archive looks damaged or hostile.', { path: e.path });
+    if (e.size > limit)
+      throw archiveError(`${what} is ${e.size} bytes, over the ${limit}-byte limit.`, 'The archive looks damaged or hostile.', {
+        path: e.path,
+      });
     return this.#source.read(e.offset, e.size);
   }
 
@@ -155,7 +164,12 @@ async function ociImages(files: ArchiveFiles, legacy: LegacyManifestEntry[] | un
         const child = files.blob(d.digest);
         if (!child) continue; // other platforms are often left out of a save
         const childNames = [d.annotations?.[CONTAINERD_NAME], d.annotations?.[REF_NAME]].filter((n): n is string => !!n);
-        await visit(await files.read(child, MAX_MANIFEST_BYTES, 'A manifest'), d.mediaType, childNames.length ? childNames : names, depth + 1);
+        await visit(
+          await files.read(child, MAX_MANIFEST_BYTES, 'A manifest'),
+          d.mediaType,
+          childNames.length ? childNames : names,
+          depth + 1,
+        );
       }
       return;
     }
@@ -165,8 +179,17 @@ async function ociImages(files: ArchiveFiles, legacy: LegacyManifestEntry[] | un
     const config = parseConfig(await files.read(configEntry, MAX_CONFIG_BYTES, 'The config'), m.layers.length);
     const layers = m.layers.map((d: Descriptor, i: number) => {
       const e = files.blob(d.digest);
-      if (!e) throw archiveError(`Layer ${i + 1} (${d.digest}) is missing from the archive.`, 'The archive is incomplete (a foreign or lazily-pulled layer?).', { digest: d.digest });
-      return files.layer(e, `blobs/sha256/${d.digest.slice(7)}`, { digest: d.digest, mediaType: d.mediaType, diffId: config.rootfs.diff_ids[i] });
+      if (!e)
+        throw archiveError(
+          `Layer ${i + 1} (${d.digest}) is missing from the archive.`,
+          'The archive is incomplete (a foreign or lazily-pulled layer?).',
+          { digest: d.digest },
+        );
+      return files.layer(e, `blobs/sha256/${d.digest.slice(7)}`, {
+        digest: d.digest,
+        mediaType: d.mediaType,
+        diffId: config.rootfs.diff_ids[i],
+      });
     });
     // Docker 25+ names its images in manifest.json, by config path.
     const fromLegacy = legacy?.find((l) => l.Config === `blobs/sha256/${m.config.digest.slice(7)}`)?.RepoTags?.[0];
@@ -175,23 +198,30 @@ async function ociImages(files: ArchiveFiles, legacy: LegacyManifestEntry[] | un
   const index = files.resolve('index.json');
   if (!index) throw archiveError('index.json is not a regular file.', 'The archive looks damaged.');
   await visit(await files.read(index, MAX_MANIFEST_BYTES, 'index.json'), MediaType.OciIndex, [], 0);
-  if (images.length === 0) throw archiveError('index.json names no image whose blobs are in the archive.', 'Save or copy the image again with its platform included.');
+  if (images.length === 0)
+    throw archiveError(
+      'index.json names no image whose blobs are in the archive.',
+      'Save or copy the image again with its platform included.',
+    );
   return images;
 }
 
 /** The images of a legacy docker save or a crane tarball, from manifest.json. */
 async function legacyImages(files: ArchiveFiles, legacy: LegacyManifestEntry[]): Promise<{ images: ArchiveImage[]; tarball: boolean }> {
   let tarball = false;
-  const images = await Promise.all(legacy.map(async (item, n) => {
-    if (typeof item?.Config !== 'string' || !Array.isArray(item.Layers)) throw archiveError(`manifest.json entry ${n + 1} has no Config or Layers.`, 'The archive looks damaged.');
-    const configEntry = files.resolve(item.Config);
-    if (!configEntry) throw archiveError(`The config "${item.Config}" named in manifest.json is missing.`, 'The archive is incomplete.');
-    // docker save names the config <hex>.json; go-containerregistry's tarball names it sha256:<hex>.
-    if (!item.Config.endsWith('.json')) tarball = true;
-    const config = parseConfig(await files.read(configEntry, MAX_CONFIG_BYTES, 'The config'), item.Layers.length);
-    const layers = item.Layers.map((name, i) => legacyLayer(files, name, config.rootfs.diff_ids[i]));
-    return image(item.RepoTags?.[0] ?? `image ${n + 1}`, config, layers);
-  }));
+  const images = await Promise.all(
+    legacy.map(async (item, n) => {
+      if (typeof item?.Config !== 'string' || !Array.isArray(item.Layers))
+        throw archiveError(`manifest.json entry ${n + 1} has no Config or Layers.`, 'The archive looks damaged.');
+      const configEntry = files.resolve(item.Config);
+      if (!configEntry) throw archiveError(`The config "${item.Config}" named in manifest.json is missing.`, 'The archive is incomplete.');
+      // docker save names the config <hex>.json; go-containerregistry's tarball names it sha256:<hex>.
+      if (!item.Config.endsWith('.json')) tarball = true;
+      const config = parseConfig(await files.read(configEntry, MAX_CONFIG_BYTES, 'The config'), item.Layers.length);
+      const layers = item.Layers.map((name, i) => legacyLayer(files, name, config.rootfs.diff_ids[i]));
+      return image(item.RepoTags?.[0] ?? `image ${n + 1}`, config, layers);
+    }),
+  );
   if (images.length === 0) throw archiveError('manifest.json lists no images.', 'The archive holds no image.');
   return { images, tarball };
 }
@@ -201,7 +231,7 @@ function legacyLayer(files: ArchiveFiles, name: string, diffId: string | undefin
   if (!e) throw archiveError(`Layer "${name}" named in manifest.json is missing.`, 'The archive is incomplete.', { name });
   const hex = /(?:^|\/)(?:sha256:)?([a-f0-9]{64})(?:\.tar(?:\.gz)?)?$/.exec(name)?.[1];
   // A legacy layer.tar is the uncompressed layer: its digest is the diff_id.
-  const digest = hex && !name.endsWith('/layer.tar') ? `sha256:${hex}` : diffId ?? name;
+  const digest = hex && !name.endsWith('/layer.tar') ? `sha256:${hex}` : (diffId ?? name);
   const mediaType = name.endsWith('.gz') ? MediaType.DockerLayerGzip : MediaType.DockerLayer;
   return files.layer(e, name, { digest, mediaType, diffId });
 }
@@ -216,4 +246,3 @@ function image(name: string, config: ImageConfig, layers: ArchiveLayer[]): Archi
   if (platform) target.platform = platform;
   return { name, target, layers };
 }
-

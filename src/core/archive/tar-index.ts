@@ -57,7 +57,8 @@ export async function indexTar(source: RandomAccess, options: IndexTarOptions = 
   const meta = async (header: TarEntryHeader, at: number, what: MetadataKind): Promise<Uint8Array> => {
     extended.admit(header.size, at, what);
     const data = await ahead.read(at + BLOCK_SIZE, header.size);
-    if (data.length < header.size) throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at, ...TRUNCATED });
+    if (data.length < header.size)
+      throw formatError(`The archive is truncated inside an extended header at byte ${at}.`, { offset: at, ...TRUNCATED });
     return data.slice();
   };
   while (pos + BLOCK_SIZE <= source.size) {
@@ -90,7 +91,11 @@ export async function indexTar(source: RandomAccess, options: IndexTarOptions = 
     const hasBody = header.type === TarEntryType.File;
     const size = hasBody ? header.size : 0;
     const end = pos + BLOCK_SIZE + size;
-    if (end > source.size) throw formatError(`The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`, { path: header.path, ...TRUNCATED });
+    if (end > source.size)
+      throw formatError(
+        `The archive is truncated: "${header.path}" needs ${size} bytes from byte ${pos + BLOCK_SIZE}, the file has ${source.size}.`,
+        { path: header.path, ...TRUNCATED },
+      );
     const clean = cleanPath(header.path);
     if (clean.ok) out.push({ path: clean.path, header, offset: pos + BLOCK_SIZE, size });
     if (out.length > maxEntries) throw formatError(`The archive has more than ${maxEntries} entries.`);

@@ -35,7 +35,8 @@ interface ManifestEntry {
 export const dockerFormat: Format = defineFormat({
   id: 'docker',
   label: 'docker save (Docker 25+)',
-  description: 'What docker save writes today: the registry’s compressed layers as they are, image digest kept; loads in Docker, Podman and skopeo.',
+  description:
+    'What docker save writes today: the registry’s compressed layers as they are, image digest kept; loads in Docker, Podman and skopeo.',
   needsUncompressed: false,
   multiImage: true,
   allPlatforms: false,
@@ -52,7 +53,8 @@ export const dockerFormat: Format = defineFormat({
       if (!entry) {
         entry = { Config: paths.config, RepoTags: [], Layers: paths.layers };
         const sources: Record<string, Descriptor> = {};
-        for (const layer of image.layers) if (layer.diffId && isForeignLayer(layer.descriptor.mediaType)) sources[layer.diffId] = layer.descriptor;
+        for (const layer of image.layers)
+          if (layer.diffId && isForeignLayer(layer.descriptor.mediaType)) sources[layer.diffId] = layer.descriptor;
         if (Object.keys(sources).length) entry.LayerSources = sources;
         manifest.set(image.digest, entry);
       }
@@ -61,10 +63,16 @@ export const dockerFormat: Format = defineFormat({
       if (named.has(key)) continue;
       named.add(key);
       entry.RepoTags.push(tag);
-      descriptors.push(layoutDescriptor(image, {
-        [IMAGE_NAME_ANNOTATION]: qualifiedTag(reference, image.digest),
-        [REF_NAME_ANNOTATION]: tagFor(reference, image.digest),
-      }, configPlatform(image)));
+      descriptors.push(
+        layoutDescriptor(
+          image,
+          {
+            [IMAGE_NAME_ANNOTATION]: qualifiedTag(reference, image.digest),
+            [REF_NAME_ANNOTATION]: tagFor(reference, image.digest),
+          },
+          configPlatform(image),
+        ),
+      );
       // Docker 25 points `repositories` at the top layer's blob; only Docker ≤ 1.9 read the file.
       const top = image.layers.at(-1);
       if (top) {

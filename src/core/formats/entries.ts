@@ -3,7 +3,16 @@
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { TarEntryType } from '../tar/header.ts';
 import { contentRef, planTar, type ContentRef, type TarPlanEntry } from '../tar/writer.ts';
-import { isLaterRef, laterRef, type ArchivePlan, type Format, type FormatEntry, type LaterRef, type PlanContext, type SinkImage } from './types.ts';
+import {
+  isLaterRef,
+  laterRef,
+  type ArchivePlan,
+  type Format,
+  type FormatEntry,
+  type LaterRef,
+  type PlanContext,
+  type SinkImage,
+} from './types.ts';
 import type { Descriptor } from '../image/model.ts';
 import { foreignLayerNeeded, foreignUrls } from '../image/foreign.ts';
 
@@ -58,7 +67,11 @@ export async function requireLayer(ctx: PlanContext, d: Descriptor, key: string,
 export async function storedRef(ctx: PlanContext, key: string, expected: number | undefined, what: string): Promise<ContentRef> {
   const size: unknown = await ctx.size(key);
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
-    throw new LongshoreError(ErrorCode.Store, `The ${what} (${key}) is not in the store.`, { hint: 'Pull the image again.', retryable: true, data: { key } });
+    throw new LongshoreError(ErrorCode.Store, `The ${what} (${key}) is not in the store.`, {
+      hint: 'Pull the image again.',
+      retryable: true,
+      data: { key },
+    });
   }
   if (expected !== undefined && size !== expected) {
     throw new LongshoreError(ErrorCode.Store, `The stored ${what} (${key}) is ${size} bytes, but its descriptor says ${expected}.`, {
@@ -81,7 +94,9 @@ export async function uncompressedRef(ctx: PlanContext, key: string, what: strin
 export function sizedEntries(entries: readonly FormatEntry[]): TarPlanEntry[] {
   return entries.map((e) => {
     if (isLaterRef(e.content)) {
-      throw new LongshoreError(ErrorCode.Internal, `The size of ${e.header.path} (${e.content.key}) is not known yet.`, { data: { path: e.header.path, key: e.content.key } });
+      throw new LongshoreError(ErrorCode.Internal, `The size of ${e.header.path} (${e.content.key}) is not known yet.`, {
+        data: { path: e.header.path, key: e.content.key },
+      });
     }
     return e as TarPlanEntry;
   });
@@ -108,7 +123,9 @@ export function sortEntries<T extends { header: { path: string } }>(entries: T[]
 /** The arguments check every format's plan starts with. */
 export function checkImages(format: Pick<Format, 'id' | 'multiImage'>, images: readonly SinkImage[]): void {
   if (!Array.isArray(images) || images.length === 0) {
-    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.id} format needs at least one image.`, { data: { format: format.id } });
+    throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.id} format needs at least one image.`, {
+      data: { format: format.id },
+    });
   }
   if (images.length > 1 && !format.multiImage) {
     throw new LongshoreError(ErrorCode.InvalidArgument, `The ${format.id} format holds one image; ${images.length} were given.`, {

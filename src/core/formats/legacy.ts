@@ -10,7 +10,17 @@ import { sha256, digestHex } from '../digest.ts';
 import { ErrorCode, LongshoreError } from '../errors.ts';
 import { isForeignLayer } from '../image/media-types.ts';
 import type { HistoryEntry, Image } from '../image/model.ts';
-import { bytesEntry, checkImages, defineFormat, dirEntry, fileEntry, requireLayer, sortEntries, splitRepoTag, uncompressedRef } from './entries.ts';
+import {
+  bytesEntry,
+  checkImages,
+  defineFormat,
+  dirEntry,
+  fileEntry,
+  requireLayer,
+  sortEntries,
+  splitRepoTag,
+  uncompressedRef,
+} from './entries.ts';
 import { isLaterRef, repoTag, type Format, type FormatEntry, type PlanContext, type SinkImage } from './types.ts';
 
 export { sortEntries, splitRepoTag };
@@ -30,7 +40,11 @@ function layerHistory(image: Image): HistoryEntry[] {
   return h.length === image.layers.length ? h : image.layers.map(() => ({}));
 }
 
-export async function legacyImageEntries(image: Image, tags: string[], ctx: PlanContext): Promise<{ entries: FormatEntry[]; manifest: Record<string, unknown>; topId: string }> {
+export async function legacyImageEntries(
+  image: Image,
+  tags: string[],
+  ctx: PlanContext,
+): Promise<{ entries: FormatEntry[]; manifest: Record<string, unknown>; topId: string }> {
   const entries: FormatEntry[] = [];
   const configName = `${digestHex(image.manifest.config.digest)}.json`;
   entries.push(bytesEntry(configName, image.configBytes));
@@ -47,7 +61,7 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
     const h = history[layer.index] ?? {};
     const json: Record<string, unknown> = { id };
     if (parent) json['parent'] = parent;
-    json['created'] = top ? image.config.created ?? h.created ?? '1970-01-01T00:00:00Z' : h.created ?? '1970-01-01T00:00:00Z';
+    json['created'] = top ? (image.config.created ?? h.created ?? '1970-01-01T00:00:00Z') : (h.created ?? '1970-01-01T00:00:00Z');
     json['container_config'] = { Cmd: h.created_by ? [h.created_by] : null };
     if (h.author) json['author'] = h.author;
     if (h.comment) json['comment'] = h.comment;
@@ -74,7 +88,8 @@ export async function legacyImageEntries(image: Image, tags: string[], ctx: Plan
 export const legacyFormat: Format = defineFormat({
   id: 'legacy',
   label: 'docker save (legacy)',
-  description: 'The classic docker save layout of Docker 24 and older, with uncompressed layers: loads in any Docker version and in Podman, but the image digest changes.',
+  description:
+    'The classic docker save layout of Docker 24 and older, with uncompressed layers: loads in any Docker version and in Podman, but the image digest changes.',
   needsUncompressed: true,
   multiImage: true,
   allPlatforms: false,

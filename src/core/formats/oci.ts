@@ -22,7 +22,8 @@ import { qualifiedTag, tagFor, type Format, type FormatEntry, type PlanContext, 
 export const ociFormat: Format = defineFormat({
   id: 'oci',
   label: 'OCI image layout',
-  description: 'An OCI image layout in a tar (oci-archive), digests kept, optionally with every platform; for skopeo, podman, umoci and crane.',
+  description:
+    'An OCI image layout in a tar (oci-archive), digests kept, optionally with every platform; for skopeo, podman, umoci and crane.',
   needsUncompressed: false,
   multiImage: false,
   allPlatforms: true,

@@ -37,7 +37,8 @@ export function blobOrder(entries: readonly FormatEntry[]): string[] {
 /** How many entries use each stored blob (a blob may be written twice, e.g. under two legacy layer ids). */
 export function blobUses(entries: readonly FormatEntry[]): Map<string, number> {
   const uses = new Map<string, number>();
-  for (const e of entries) if (isContentRef(e.content) || isLaterRef(e.content)) uses.set(e.content.key, (uses.get(e.content.key) ?? 0) + 1);
+  for (const e of entries)
+    if (isContentRef(e.content) || isLaterRef(e.content)) uses.set(e.content.key, (uses.get(e.content.key) ?? 0) + 1);
   return uses;
 }
 
@@ -45,7 +46,12 @@ export function blobUses(entries: readonly FormatEntry[]): Map<string, number> {
  * Write `entries` as a tar to `sink`, waiting for each stored blob with `ready`; `onCopied` is told
  * after each blob went in (e.g. to drop a temporary copy). Returns the bytes written.
  */
-export async function writeEntries(entries: readonly FormatEntry[], sink: ArchiveSink, ready: BlobReady, options: { signal?: AbortSignal; onCopied?: (key: string) => void | Promise<void> } = {}): Promise<number> {
+export async function writeEntries(
+  entries: readonly FormatEntry[],
+  sink: ArchiveSink,
+  ready: BlobReady,
+  options: { signal?: AbortSignal; onCopied?: (key: string) => void | Promise<void> } = {},
+): Promise<number> {
   const { signal } = options;
   let written = 0;
   let run: Uint8Array[] = [];
@@ -72,7 +78,11 @@ export async function writeEntries(entries: readonly FormatEntry[], sink: Archiv
       const size = await ready(content.key);
       signal?.throwIfAborted();
       if (isContentRef(content) && size !== content.size) {
-        throw new LongshoreError(ErrorCode.Store, `The stored blob ${content.key} is ${size} bytes, but the archive planned ${content.size}.`, { data: { key: content.key, expected: content.size, actual: size } });
+        throw new LongshoreError(
+          ErrorCode.Store,
+          `The stored blob ${content.key} is ${size} bytes, but the archive planned ${content.size}.`,
+          { data: { key: content.key, expected: content.size, actual: size } },
+        );
       }
       push(encodeHeader({ ...entry.header, size }));
       await flush();

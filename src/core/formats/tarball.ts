@@ -28,7 +28,8 @@ export function layerFileName(layer: Layer): string {
 export const tarballFormat: Format = defineFormat({
   id: 'tarball',
   label: 'crane tarball',
-  description: 'The tarball crane pull writes by default: config and compressed layers as they are, plus manifest.json; loads in Docker and Podman.',
+  description:
+    'The tarball crane pull writes by default: config and compressed layers as they are, plus manifest.json; loads in Docker and Podman.',
   needsUncompressed: false,
   multiImage: true,
   allPlatforms: false,

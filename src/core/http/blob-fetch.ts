@@ -65,7 +65,10 @@ export const PROGRESS_CREDIT_BYTES = 16 * 1024 * 1024;
 export class RetryBudget {
   #failures = 0;
   #streak = 0;
-  constructor(readonly policy: RetryPolicy, readonly credit = PROGRESS_CREDIT_BYTES) {}
+  constructor(
+    readonly policy: RetryPolicy,
+    readonly credit = PROGRESS_CREDIT_BYTES,
+  ) {}
 
   get failures(): number {
     return this.#failures;
@@ -104,7 +107,10 @@ export function parseContentRange(header: string | null): { start: number; end: 
 
 /** A retryable failure carrying the answer that caused it (for Retry-After). */
 class AttemptError extends Error {
-  constructor(readonly error: LongshoreError, readonly response?: Response) {
+  constructor(
+    readonly error: LongshoreError,
+    readonly response?: Response,
+  ) {
     super(error.message);
   }
 }
@@ -159,7 +165,12 @@ export async function fetchBlob(sender: BlobSender, sink: BlobSink, expected: Ex
         }
         if (signal?.aborted) throw new AbortedError();
         if (err instanceof RestartSignal) {
-          if (!budget.spend(0)) throw new LongshoreError(ErrorCode.Network, `The ${expected.label} could not be resumed: the server answered a range request with another range.`, { retryable: true });
+          if (!budget.spend(0))
+            throw new LongshoreError(
+              ErrorCode.Network,
+              `The ${expected.label} could not be resumed: the server answered a range request with another range.`,
+              { retryable: true },
+            );
           continue;
         }
         const failure = err instanceof AttemptError ? err : new AttemptError(LongshoreError.from(err));
@@ -260,26 +271,37 @@ async function fetchFrom(sender: BlobSender, cursor: Cursor, expected: ExpectedB
   } else if (response.status === 206) {
     // A range nobody asked for: refuse it rather than guess.
     await response.body?.cancel().catch(() => undefined);
-    throw new AttemptError(new LongshoreError(ErrorCode.Network, `The ${expected.label} was answered with a partial response to a full request.`, { retryable: true }));
+    throw new AttemptError(
+      new LongshoreError(ErrorCode.Network, `The ${expected.label} was answered with a partial response to a full request.`, {
+        retryable: true,
+      }),
+    );
   }
   const length = response.headers.get('content-length');
   if (length !== null && /^\d+$/.test(length) && Number(length) !== expected.size - cursor.pos) {
     await response.body?.cancel().catch(() => undefined);
-    throw new LongshoreError(ErrorCode.SizeMismatch, `The ${expected.label} is served as ${Number(length) + cursor.pos} bytes, but its descriptor says ${expected.size}.`, {
-      hint: 'The registry serves a different blob than the manifest describes. Nothing was kept.',
-      retryable: true,
-      data: { expected: expected.size, actual: Number(length) + cursor.pos, digest: expected.digest },
-    });
+    throw new LongshoreError(
+      ErrorCode.SizeMismatch,
+      `The ${expected.label} is served as ${Number(length) + cursor.pos} bytes, but its descriptor says ${expected.size}.`,
+      {
+        hint: 'The registry serves a different blob than the manifest describes. Nothing was kept.',
+        retryable: true,
+        data: { expected: expected.size, actual: Number(length) + cursor.pos, digest: expected.digest },
+      },
+    );
   }
-  if (!response.body) throw new AttemptError(new LongshoreError(ErrorCode.Network, `The ${expected.label} came back without a body.`, { retryable: true }));
+  if (!response.body)
+    throw new AttemptError(new LongshoreError(ErrorCode.Network, `The ${expected.label} came back without a body.`, { retryable: true }));
   await pump(guardBody(response.body, `the ${expected.label}`, signal), cursor, expected.size, expected);
   if (cursor.pos < expected.size) {
     // The body ended cleanly but early (a relay that cut it short): what came is kept and resumed.
-    throw new AttemptError(new LongshoreError(ErrorCode.Network, `The ${expected.label} ended after ${cursor.pos} of ${expected.size} bytes.`, {
-      hint: 'The transfer was cut off; it continues from the last byte received.',
-      retryable: true,
-      data: { received: cursor.pos, size: expected.size },
-    }));
+    throw new AttemptError(
+      new LongshoreError(ErrorCode.Network, `The ${expected.label} ended after ${cursor.pos} of ${expected.size} bytes.`, {
+        hint: 'The transfer was cut off; it continues from the last byte received.',
+        retryable: true,
+        data: { received: cursor.pos, size: expected.size },
+      }),
+    );
   }
 }
 

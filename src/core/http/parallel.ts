@@ -98,7 +98,14 @@ export async function fetchParallel(
 }
 
 /** One range to its end, resumed after breaks: into the cursor (first part) or its spill. */
-async function fetchRange(sender: BlobSender, part: Part, cursor: Cursor, expected: ExpectedBlob, budget: RetryBudget, signal: AbortSignal): Promise<void> {
+async function fetchRange(
+  sender: BlobSender,
+  part: Part,
+  cursor: Cursor,
+  expected: ExpectedBlob,
+  budget: RetryBudget,
+  signal: AbortSignal,
+): Promise<void> {
   const held = () => (part.spill ? part.start + part.spill.size : cursor.pos);
   for (;;) {
     const from = held();
@@ -110,14 +117,21 @@ async function fetchRange(sender: BlobSender, part: Part, cursor: Cursor, expect
         throw new RangesIgnored();
       }
       const got = parseContentRange(response.headers.get('content-range'));
-      if (!got || got.start !== from || got.end !== part.end || (got.total !== undefined && got.total !== expected.size) || !response.body) {
+      if (
+        !got ||
+        got.start !== from ||
+        got.end !== part.end ||
+        (got.total !== undefined && got.total !== expected.size) ||
+        !response.body
+      ) {
         await response.body?.cancel().catch(() => undefined);
         throw new RangesIgnored();
       }
       const body = guardBody(response.body, `the ${expected.label}`, signal);
       if (part.spill) await spillBody(body, part.spill, part.end - from + 1, cursor.onBytes);
       else await pump(body, cursor, part.end + 1, expected);
-      if (held() <= part.end) throw new LongshoreError(ErrorCode.Network, `A range of the ${expected.label} ended early.`, { retryable: true });
+      if (held() <= part.end)
+        throw new LongshoreError(ErrorCode.Network, `A range of the ${expected.label} ended early.`, { retryable: true });
       return;
     } catch (err) {
       if (err instanceof RangesIgnored || err instanceof SinkError || signal.aborted) throw err;

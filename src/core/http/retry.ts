@@ -74,11 +74,7 @@ export function retryDelayMs(response: Response | undefined, attempt: number, po
  * signal fires. Network errors (TypeError from fetch) are retried too. The last response or
  * error is what the caller sees.
  */
-export async function fetchWithRetry(
-  attempt: () => Promise<Response>,
-  policy: RetryPolicy,
-  signal?: AbortSignal,
-): Promise<Response> {
+export async function fetchWithRetry(attempt: () => Promise<Response>, policy: RetryPolicy, signal?: AbortSignal): Promise<Response> {
   for (let i = 0; ; i++) {
     throwIfAborted(signal);
     let response: Response;

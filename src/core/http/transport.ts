@@ -42,27 +42,34 @@ export function proxyRewrite(base: string): (url: string) => string {
  */
 export function guardBody(body: ReadableStream<Uint8Array>, what: string, signal?: AbortSignal): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let result: ReadableStreamReadResult<Uint8Array>;
-      try {
-        result = await reader.read();
-      } catch (err) {
-        if (signal?.aborted) throw new AbortedError();
-        if (err instanceof LongshoreError) throw err;
-        throw new LongshoreError(ErrorCode.Network, `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`, {
-          hint: 'The transfer was cut off. Nothing partial was kept; try again.',
-          retryable: true,
-          cause: err,
-        });
-      }
-      if (result.done) controller.close();
-      else controller.enqueue(result.value);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (err) {
+          if (signal?.aborted) throw new AbortedError();
+          if (err instanceof LongshoreError) throw err;
+          throw new LongshoreError(
+            ErrorCode.Network,
+            `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`,
+            {
+              hint: 'The transfer was cut off. Nothing partial was kept; try again.',
+              retryable: true,
+              cause: err,
+            },
+          );
+        }
+        if (result.done) controller.close();
+        else controller.enqueue(result.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
     },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }
 
 /** Read a body up to `limit` bytes; returns undefined past the limit (the rest is cancelled). */

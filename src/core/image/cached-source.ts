@@ -51,7 +51,10 @@ export function isUnreachable(err: unknown): boolean {
   const e = LongshoreError.from(err);
   if (e.code === ErrorCode.Network || e.code === ErrorCode.ProxyUnreachable) return true;
   const status = typeof e.data['status'] === 'number' ? e.data['status'] : 0;
-  return (e.code === ErrorCode.Http || e.code === ErrorCode.ErrorPage || e.code === ErrorCode.Registry) && (status === 502 || status === 503 || status === 504);
+  return (
+    (e.code === ErrorCode.Http || e.code === ErrorCode.ErrorPage || e.code === ErrorCode.Registry) &&
+    (status === 502 || status === 503 || status === 504)
+  );
 }
 
 /** Everything a pull resolved through the source: what the catalog records once the pull succeeded. */
@@ -114,7 +117,13 @@ export class CachedSource extends RemoteSource {
       const cached = tagged && (await this.#fromCache(withDigest(ref, tagged.digest), tagged.digest, descriptor));
       if (!tagged || !cached) throw err;
       const e = LongshoreError.from(err);
-      this.#onCached({ reference: ref.canonical, digest: tagged.digest, reason: 'unreachable', cachedAt: tagged.pulledAt, error: { code: e.code, message: e.message } });
+      this.#onCached({
+        reference: ref.canonical,
+        digest: tagged.digest,
+        reason: 'unreachable',
+        cachedAt: tagged.pulledAt,
+        error: { code: e.code, message: e.message },
+      });
       return this.#see(cached);
     }
   }
@@ -136,7 +145,8 @@ export class CachedSource extends RemoteSource {
       index,
       diffId: config.rootfs.diff_ids[index],
       // Only reached when the store lacks the blob: then the registry is the one place to get it.
-      open: (sig?: AbortSignal) => this.client.openBlob(pinned, d, { ...(sig ? { signal: sig } : {}), label: `layer ${index + 1}/${count}` }),
+      open: (sig?: AbortSignal) =>
+        this.client.openBlob(pinned, d, { ...(sig ? { signal: sig } : {}), label: `layer ${index + 1}/${count}` }),
     }));
     return {
       kind: 'image',
@@ -161,7 +171,12 @@ export class CachedSource extends RemoteSource {
       digest,
       manifestBytes: bytes,
       manifest,
-      platforms: (): PlatformChoice[] => selectablePlatforms(manifest.manifests).map((c) => ({ platform: c.platform, label: formatPlatform(c.platform), descriptor: c.descriptor })),
+      platforms: (): PlatformChoice[] =>
+        selectablePlatforms(manifest.manifests).map((c) => ({
+          platform: c.platform,
+          label: formatPlatform(c.platform),
+          descriptor: c.descriptor,
+        })),
       image: async (platform: Platform, signal?: AbortSignal): Promise<Image> => {
         const resolved = await child(matchPlatform(manifest.manifests, platform), signal);
         return resolved.kind === 'index' ? resolved.image(platform, signal) : resolved;

@@ -30,17 +30,25 @@ export function foreignHosts(d: Descriptor): string[] {
 /** A foreign layer that was not fetched (its source is not allowed), and a format that needs its bytes. */
 export function foreignLayerNeeded(d: Descriptor, what: string, format: string): LongshoreError {
   const hosts = foreignHosts(d);
-  return new LongshoreError(ErrorCode.ForeignLayer, `The ${what} is a foreign layer (${d.mediaType}) served from ${hosts.join(', ') || 'no URL'}, not by the registry, and it was not fetched; the ${format} format needs its bytes.`, {
-    hint: `Allow its source in the proxy config (${FOREIGN_CONFIG_KEY}: ["${foreignUrls(d)[0] ? new URL(foreignUrls(d)[0]!).origin + '/' : 'https://host/'}"]), or choose the docker or oci format, which keep the layer's descriptor and URLs without its bytes.`,
-    data: { digest: d.digest, mediaType: d.mediaType, urls: foreignUrls(d) },
-  });
+  return new LongshoreError(
+    ErrorCode.ForeignLayer,
+    `The ${what} is a foreign layer (${d.mediaType}) served from ${hosts.join(', ') || 'no URL'}, not by the registry, and it was not fetched; the ${format} format needs its bytes.`,
+    {
+      hint: `Allow its source in the proxy config (${FOREIGN_CONFIG_KEY}: ["${foreignUrls(d)[0] ? new URL(foreignUrls(d)[0]!).origin + '/' : 'https://host/'}"]), or choose the docker or oci format, which keep the layer's descriptor and URLs without its bytes.`,
+      data: { digest: d.digest, mediaType: d.mediaType, urls: foreignUrls(d) },
+    },
+  );
 }
 
 /** Why a foreign layer was left out of the pull (a notice, the pull goes on). */
 export function foreignLayerSkipped(d: Descriptor, what: string, reason: string): LongshoreError {
   const hosts = foreignHosts(d);
-  return new LongshoreError(ErrorCode.ForeignLayer, `The ${what} is a foreign layer served from ${hosts.join(', ') || 'no URL'}; it was not fetched: ${reason}`, {
-    hint: `The archive keeps its descriptor and URLs (a loader fetches it from there). To include its bytes, add its source to the proxy config key ${FOREIGN_CONFIG_KEY}.`,
-    data: { digest: d.digest, mediaType: d.mediaType, urls: foreignUrls(d) },
-  });
+  return new LongshoreError(
+    ErrorCode.ForeignLayer,
+    `The ${what} is a foreign layer served from ${hosts.join(', ') || 'no URL'}; it was not fetched: ${reason}`,
+    {
+      hint: `The archive keeps its descriptor and URLs (a loader fetches it from there). To include its bytes, add its source to the proxy config key ${FOREIGN_CONFIG_KEY}.`,
+      data: { digest: d.digest, mediaType: d.mediaType, urls: foreignUrls(d) },
+    },
+  );
 }

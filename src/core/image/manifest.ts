@@ -10,8 +10,7 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 export type ParsedManifest =
-  | { kind: 'image'; mediaType: string; manifest: ImageManifest }
-  | { kind: 'index'; mediaType: string; manifest: IndexManifest };
+  { kind: 'image'; mediaType: string; manifest: ImageManifest } | { kind: 'index'; mediaType: string; manifest: IndexManifest };
 
 function invalid(message: string, data: Record<string, unknown> = {}): LongshoreError {
   return new LongshoreError(ErrorCode.InvalidManifest, message, {
@@ -21,9 +20,13 @@ function invalid(message: string, data: Record<string, unknown> = {}): Longshore
 }
 
 export function schema1Error(what: string): LongshoreError {
-  return new LongshoreError(ErrorCode.UnsupportedManifest, `${what} is a Docker schema 1 manifest, which is deprecated and not supported.`, {
-    hint: 'Schema 1 images predate 2017. Re-push the image with a current client (docker push, skopeo copy --format v2s2) and pull that.',
-  });
+  return new LongshoreError(
+    ErrorCode.UnsupportedManifest,
+    `${what} is a Docker schema 1 manifest, which is deprecated and not supported.`,
+    {
+      hint: 'Schema 1 images predate 2017. Re-push the image with a current client (docker push, skopeo copy --format v2s2) and pull that.',
+    },
+  );
 }
 
 function checkDescriptor(d: unknown, where: string): Descriptor {
@@ -33,17 +36,22 @@ function checkDescriptor(d: unknown, where: string): Descriptor {
   if (!isDigest(desc.digest)) {
     const digest = String(desc.digest);
     if (/^[a-z0-9]+([+._-][a-z0-9]+)*:/.test(digest) && !digest.startsWith('sha256:')) {
-      throw new LongshoreError(ErrorCode.UnsupportedManifest, `${where} uses digest ${digest}; only sha256 digests are supported.`, { data: { digest } });
+      throw new LongshoreError(ErrorCode.UnsupportedManifest, `${where} uses digest ${digest}; only sha256 digests are supported.`, {
+        data: { digest },
+      });
     }
     throw invalid(`${where} has an invalid digest ${JSON.stringify(desc.digest)}.`);
   }
-  if (typeof desc.size !== 'number' || !Number.isSafeInteger(desc.size) || desc.size < 0) throw invalid(`${where} has an invalid size ${JSON.stringify(desc.size)}.`);
+  if (typeof desc.size !== 'number' || !Number.isSafeInteger(desc.size) || desc.size < 0)
+    throw invalid(`${where} has an invalid size ${JSON.stringify(desc.size)}.`);
   return desc as Descriptor;
 }
 
 export function parseManifest(bytes: Uint8Array, contentType: string | null | undefined, what = 'The manifest'): ParsedManifest {
   if (bytes.byteLength > MAX_MANIFEST_BYTES) {
-    throw new LongshoreError(ErrorCode.TooLarge, `${what} is ${bytes.byteLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit.`, { data: { size: bytes.byteLength } });
+    throw new LongshoreError(ErrorCode.TooLarge, `${what} is ${bytes.byteLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit.`, {
+      data: { size: bytes.byteLength },
+    });
   }
   const header = baseMediaType(contentType);
   if (isSchema1MediaType(header)) throw schema1Error(what);
@@ -59,7 +67,7 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null | un
   if (body['schemaVersion'] !== 2) throw invalid(`${what} has schemaVersion ${JSON.stringify(body['schemaVersion'])}; expected 2.`);
 
   const declared = typeof body['mediaType'] === 'string' ? body['mediaType'] : undefined;
-  let mediaType = isIndexMediaType(header) || isImageManifestMediaType(header) ? header : declared ?? '';
+  let mediaType = isIndexMediaType(header) || isImageManifestMediaType(header) ? header : (declared ?? '');
   if (!mediaType) mediaType = Array.isArray(body['manifests']) ? MediaType.OciIndex : MediaType.OciManifest;
   if (declared && declared !== mediaType) {
     throw invalid(`${what} says it is ${declared} but was served as ${mediaType}.`, { declared, served: mediaType });
@@ -95,7 +103,10 @@ export function parseConfig(bytes: Uint8Array, layerCount: number): ImageConfig 
     });
   }
   if (config.rootfs.diff_ids.length !== layerCount) {
-    throw new LongshoreError(ErrorCode.InvalidManifest, `The image config lists ${config.rootfs.diff_ids.length} diff_ids but the manifest has ${layerCount} layers.`);
+    throw new LongshoreError(
+      ErrorCode.InvalidManifest,
+      `The image config lists ${config.rootfs.diff_ids.length} diff_ids but the manifest has ${layerCount} layers.`,
+    );
   }
   for (const d of config.rootfs.diff_ids) {
     if (!isDigest(d)) throw new LongshoreError(ErrorCode.InvalidManifest, `The image config has an invalid diff_id ${JSON.stringify(d)}.`);

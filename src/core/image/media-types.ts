@@ -23,12 +23,9 @@ export const MediaType = {
 
 export type ManifestKind = 'image' | 'index';
 
-export const MANIFEST_ACCEPT = [
-  MediaType.OciIndex,
-  MediaType.DockerManifestList,
-  MediaType.OciManifest,
-  MediaType.DockerManifest,
-].join(', ');
+export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.DockerManifest].join(
+  ', ',
+);
 
 export function isIndexMediaType(mt: string): boolean {
   return mt === MediaType.OciIndex || mt === MediaType.DockerManifestList;

@@ -59,10 +59,14 @@ function normalizeArch(architecture: string, variant: string): { architecture: s
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().split('/');
   if (parts.length < 2 || parts.length > 3 || parts.some((s) => !/^[a-z0-9_.-]+$/i.test(s))) {
-    throw new LongshoreError(ErrorCode.InvalidArgument, `Invalid platform ${JSON.stringify(text)}: expected os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8.`, {
-      hint: 'Write the platform as os/arch or os/arch/variant.',
-      data: { platform: text },
-    });
+    throw new LongshoreError(
+      ErrorCode.InvalidArgument,
+      `Invalid platform ${JSON.stringify(text)}: expected os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8.`,
+      {
+        hint: 'Write the platform as os/arch or os/arch/variant.',
+        data: { platform: text },
+      },
+    );
   }
   const [os, architecture, variant] = parts as [string, string, string | undefined];
   return normalizePlatform({ os, architecture, variant });
@@ -75,14 +79,20 @@ export function formatPlatform(p: Platform): string {
 }
 
 /** The label of an image config's platform (OCI image-spec config.md os/architecture/variant), if it names one. */
-export function configPlatformLabel(config: { os?: string | undefined; architecture?: string | undefined; variant?: string | undefined }): string | undefined {
+export function configPlatformLabel(config: {
+  os?: string | undefined;
+  architecture?: string | undefined;
+  variant?: string | undefined;
+}): string | undefined {
   if (!config.os || !config.architecture) return undefined;
   return formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) });
 }
 
 export function isAttestation(d: Descriptor): boolean {
-  return d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest'
-    || (d.platform?.os === 'unknown' && d.platform?.architecture === 'unknown');
+  return (
+    d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
+    (d.platform?.os === 'unknown' && d.platform?.architecture === 'unknown')
+  );
 }
 
 /** The platform a child stands for; children without one are linux/amd64 (crane/containerd default). */
@@ -166,8 +176,14 @@ export function matchPlatform(manifests: readonly Descriptor[], want: Platform):
   }
   if (best) return best.d;
   const available = selectablePlatforms(manifests).map((c) => formatPlatform(c.platform));
-  throw new LongshoreError(ErrorCode.NoMatchingPlatform, `No image for ${formatPlatform(want)} in this index; it has ${available.length ? available.join(', ') : 'no runnable images'}.`, {
-    hint: available.length ? `Choose one of: ${available.join(', ')}.` : 'The index holds no image manifests (only attestations or artifacts).',
-    data: { wanted: formatPlatform(want), available },
-  });
+  throw new LongshoreError(
+    ErrorCode.NoMatchingPlatform,
+    `No image for ${formatPlatform(want)} in this index; it has ${available.length ? available.join(', ') : 'no runnable images'}.`,
+    {
+      hint: available.length
+        ? `Choose one of: ${available.join(', ')}.`
+        : 'The index holds no image manifests (only attestations or artifacts).',
+      data: { wanted: formatPlatform(want), available },
+    },
+  );
 }

@@ -24,7 +24,8 @@ export class RemoteSource {
       descriptor: d,
       index,
       diffId: config.rootfs.diff_ids[index],
-      open: (sig?: AbortSignal) => this.client.openBlob(pinned, d, { ...(sig ? { signal: sig } : {}), label: `layer ${index + 1}/${parsed.manifest.layers.length}` }),
+      open: (sig?: AbortSignal) =>
+        this.client.openBlob(pinned, d, { ...(sig ? { signal: sig } : {}), label: `layer ${index + 1}/${parsed.manifest.layers.length}` }),
     }));
     const image: Image = {
       kind: 'image',
@@ -43,7 +44,9 @@ export class RemoteSource {
 
   async #readConfig(ref: ImageReference, d: Descriptor, signal?: AbortSignal): Promise<Uint8Array> {
     if (d.size > MAX_CONFIG_BYTES) {
-      throw new LongshoreError(ErrorCode.TooLarge, `The image config is ${d.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit.`, { data: { size: d.size } });
+      throw new LongshoreError(ErrorCode.TooLarge, `The image config is ${d.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit.`, {
+        data: { size: d.size },
+      });
     }
     const stream = await this.client.openBlob(ref, d, { ...(signal ? { signal } : {}), label: 'config' });
     return (await readCapped(stream, MAX_CONFIG_BYTES))!;
@@ -63,7 +66,12 @@ export class RemoteSource {
       manifest,
       platforms: (): PlatformChoice[] =>
         selectablePlatforms(manifest.manifests)
-          .filter((c) => isImageManifestMediaType(c.descriptor.mediaType) || c.descriptor.mediaType.includes('index') || c.descriptor.mediaType.includes('list'))
+          .filter(
+            (c) =>
+              isImageManifestMediaType(c.descriptor.mediaType) ||
+              c.descriptor.mediaType.includes('index') ||
+              c.descriptor.mediaType.includes('list'),
+          )
           .map((c) => ({ platform: c.platform, label: formatPlatform(c.platform), descriptor: c.descriptor })),
       image: async (platform: Platform, signal?: AbortSignal): Promise<Image> => {
         const chosen = matchPlatform(manifest.manifests, platform);

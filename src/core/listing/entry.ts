@@ -103,11 +103,16 @@ export function visibleName(text: string): string {
   if (!CONTROL.test(text)) return text;
   return text.replace(/[\u0000-\u001f\u007f\\]/g, (c) => {
     switch (c) {
-      case '\\': return '\\\\';
-      case '\n': return '\\n';
-      case '\t': return '\\t';
-      case '\r': return '\\r';
-      default: return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+      case '\\':
+        return '\\\\';
+      case '\n':
+        return '\\n';
+      case '\t':
+        return '\\t';
+      case '\r':
+        return '\\r';
+      default:
+        return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
     }
   });
 }
@@ -127,12 +132,19 @@ const TYPE_CHAR: Record<EntryKind, string> = {
 /** `ls -l` style: type, then rwx for owner, group and others with s/S, s/S and t/T (GNU tar prints hardlinks with 'h'). */
 export function modeString(kind: EntryKind, mode: number): string {
   const bit = (mask: number, c: string) => (mode & mask ? c : '-');
-  const special = (exec: number, flag: number, on: string, off: string) =>
-    mode & flag ? (mode & exec ? on : off) : bit(exec, 'x');
-  return TYPE_CHAR[kind]
-    + bit(0o400, 'r') + bit(0o200, 'w') + special(0o100, 0o4000, 's', 'S')
-    + bit(0o040, 'r') + bit(0o020, 'w') + special(0o010, 0o2000, 's', 'S')
-    + bit(0o004, 'r') + bit(0o002, 'w') + special(0o001, 0o1000, 't', 'T');
+  const special = (exec: number, flag: number, on: string, off: string) => (mode & flag ? (mode & exec ? on : off) : bit(exec, 'x'));
+  return (
+    TYPE_CHAR[kind] +
+    bit(0o400, 'r') +
+    bit(0o200, 'w') +
+    special(0o100, 0o4000, 's', 'S') +
+    bit(0o040, 'r') +
+    bit(0o020, 'w') +
+    special(0o010, 0o2000, 's', 'S') +
+    bit(0o004, 'r') +
+    bit(0o002, 'w') +
+    special(0o001, 0o1000, 't', 'T')
+  );
 }
 
 const KIND_OF: Record<string, EntryKind> = {
@@ -158,9 +170,22 @@ export function entryFromHeader(header: TarEntryHeader, ordinal: number): { entr
     return { issues };
   }
   const path = clean.path;
-  if (clean.absolute) issues.push({ code: 'absolute-path', path: raw, ordinal, message: `"${visibleName(raw)}" is absolute; read as "/${visibleName(path)}".` });
-  if (clean.dotDot) issues.push({ code: 'dot-dot', path: raw, ordinal, message: `"${visibleName(raw)}" has ".." segments; read as "/${visibleName(path)}".` });
-  if (hasControlCharacters(raw)) issues.push({ code: 'control-characters', path: raw, ordinal, message: `"${visibleName(raw)}" has control characters in its name.` });
+  if (clean.absolute)
+    issues.push({
+      code: 'absolute-path',
+      path: raw,
+      ordinal,
+      message: `"${visibleName(raw)}" is absolute; read as "/${visibleName(path)}".`,
+    });
+  if (clean.dotDot)
+    issues.push({
+      code: 'dot-dot',
+      path: raw,
+      ordinal,
+      message: `"${visibleName(raw)}" has ".." segments; read as "/${visibleName(path)}".`,
+    });
+  if (hasControlCharacters(raw))
+    issues.push({ code: 'control-characters', path: raw, ordinal, message: `"${visibleName(raw)}" has control characters in its name.` });
 
   let kind: EntryKind = KIND_OF[header.type] ?? EntryKind.File;
   const entry: ListingEntry = {
@@ -191,7 +216,12 @@ export function entryFromHeader(header: TarEntryHeader, ordinal: number): { entr
     const target = cleanPath(header.linkname ?? '');
     if (!target.ok || target.path === '') {
       const why = target.ok ? 'points at the root' : target.reason;
-      issues.push({ code: 'unsafe-link', path: raw, ordinal, message: `Dropped hardlink "${visibleName(raw)}" → "${visibleName(header.linkname ?? '')}": the target ${why}.` });
+      issues.push({
+        code: 'unsafe-link',
+        path: raw,
+        ordinal,
+        message: `Dropped hardlink "${visibleName(raw)}" → "${visibleName(header.linkname ?? '')}": the target ${why}.`,
+      });
       return { issues };
     }
     entry.linkTarget = target.path;
@@ -207,7 +237,12 @@ export function entryFromHeader(header: TarEntryHeader, ordinal: number): { entr
       entry.whiteout = dir;
     } else if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
       // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): reserved names with no meaning in an image.
-      issues.push({ code: 'reserved-whiteout', path: raw, ordinal, message: `"${visibleName(raw)}" is a reserved whiteout name (AUFS metadata); ignored.` });
+      issues.push({
+        code: 'reserved-whiteout',
+        path: raw,
+        ordinal,
+        message: `"${visibleName(raw)}" is a reserved whiteout name (AUFS metadata); ignored.`,
+      });
       return { issues };
     } else {
       const name = base.slice(WHITEOUT_PREFIX.length);
@@ -245,13 +280,30 @@ export function emptyTotals(): LayerTotals {
 export function countEntry(totals: LayerTotals, entry: ListingEntry): void {
   totals.entries++;
   switch (entry.kind) {
-    case 'file': totals.files++; totals.bytes += entry.size; break;
-    case 'dir': totals.dirs++; break;
-    case 'symlink': totals.symlinks++; break;
-    case 'hardlink': totals.hardlinks++; break;
-    case 'char': case 'block': case 'fifo': totals.devices++; break;
-    case 'whiteout': totals.whiteouts++; break;
-    case 'opaque': totals.opaques++; break;
+    case 'file':
+      totals.files++;
+      totals.bytes += entry.size;
+      break;
+    case 'dir':
+      totals.dirs++;
+      break;
+    case 'symlink':
+      totals.symlinks++;
+      break;
+    case 'hardlink':
+      totals.hardlinks++;
+      break;
+    case 'char':
+    case 'block':
+    case 'fifo':
+      totals.devices++;
+      break;
+    case 'whiteout':
+      totals.whiteouts++;
+      break;
+    case 'opaque':
+      totals.opaques++;
+      break;
   }
 }
 

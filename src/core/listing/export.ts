@@ -89,18 +89,29 @@ export function planExport(merged: MergedFilesystem, layerEntries: readonly (rea
     const source = m.linkSource;
     const sourceEntry = source ? byOrdinal[source.layer]?.get(source.ordinal) : undefined;
     if (!source || !sourceEntry) {
-      dropped.push({ code: 'dangling-hardlink', path: m.path, ordinal: e.ordinal, message: `Left out /${m.path}: a hardlink to /${e.linkTarget}, which does not exist.` });
+      dropped.push({
+        code: 'dangling-hardlink',
+        path: m.path,
+        ordinal: e.ordinal,
+        message: `Left out /${m.path}: a hardlink to /${e.linkTarget}, which does not exist.`,
+      });
       continue;
     }
     const key = `${source.layer}:${source.ordinal}`;
     if (alive.has(key)) {
       at(m.layer, e.ordinal).push({ header: { ...headerFor(m.path, e), linkname: source.path }, body: false });
     } else if (promoted.has(key)) {
-      at(m.layer, e.ordinal).push({ header: { ...headerFor(m.path, e), type: TarEntryType.Hardlink, size: 0, linkname: promoted.get(key)! }, body: false });
+      at(m.layer, e.ordinal).push({
+        header: { ...headerFor(m.path, e), type: TarEntryType.Hardlink, size: 0, linkname: promoted.get(key)! },
+        body: false,
+      });
     } else {
       // The linked inode outlives its first name: write it here, with the inode's attributes.
       promoted.set(key, m.path);
-      at(source.layer, source.ordinal).push({ header: headerFor(m.path, sourceEntry), body: sourceEntry.kind === EntryKind.File && sourceEntry.size > 0 });
+      at(source.layer, source.ordinal).push({
+        header: headerFor(m.path, sourceEntry),
+        body: sourceEntry.kind === EntryKind.File && sourceEntry.size > 0,
+      });
       bytes += sourceEntry.size;
     }
     entries++;
@@ -125,7 +136,10 @@ async function* exportChunks(plan: ExportPlan, options: ExportOptions): AsyncGen
     let remaining = wanted.size;
     const last = Math.max(...wanted.keys());
     let ordinal = 0;
-    for await (const tarEntry of readTar(await options.openLayer(layer, signal), { signal, ...(options.maxPaxBytes ? { maxPaxBytes: options.maxPaxBytes } : {}) })) {
+    for await (const tarEntry of readTar(await options.openLayer(layer, signal), {
+      signal,
+      ...(options.maxPaxBytes ? { maxPaxBytes: options.maxPaxBytes } : {}),
+    })) {
       const items = wanted.get(ordinal++);
       if (items) {
         for (const item of items) {
@@ -160,21 +174,24 @@ async function* exportChunks(plan: ExportPlan, options: ExportOptions): AsyncGen
 /** The export as a stream of tar bytes; pulling drives the reading, so memory stays flat. */
 export function exportStream(plan: ExportPlan, options: ExportOptions): ReadableStream<Uint8Array> {
   let chunks: AsyncGenerator<Uint8Array, void, undefined> | undefined;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        throwIfAborted(options.signal);
-        chunks ??= exportChunks(plan, options);
-        const next = await chunks.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      } catch (err) {
-        controller.error(options.signal?.aborted ? new AbortedError() : err);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          throwIfAborted(options.signal);
+          chunks ??= exportChunks(plan, options);
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } catch (err) {
+          controller.error(options.signal?.aborted ? new AbortedError() : err);
+          await chunks?.return().catch(() => undefined);
+        }
+      },
+      async cancel() {
         await chunks?.return().catch(() => undefined);
-      }
+      },
     },
-    async cancel() {
-      await chunks?.return().catch(() => undefined);
-    },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }

@@ -4,8 +4,15 @@ import { ErrorCode, LongshoreError } from '../errors.ts';
 import type { TarEntryHeader } from '../tar/header.ts';
 import { readTar } from '../tar/reader.ts';
 
-export async function openEntryBody(tar: ReadableStream<Uint8Array>, ordinal: number, options: { signal?: AbortSignal; maxPaxBytes?: number } = {}): Promise<{ header: TarEntryHeader; body: ReadableStream<Uint8Array> }> {
-  const entries = readTar(tar, { ...(options.signal ? { signal: options.signal } : {}), ...(options.maxPaxBytes ? { maxPaxBytes: options.maxPaxBytes } : {}) });
+export async function openEntryBody(
+  tar: ReadableStream<Uint8Array>,
+  ordinal: number,
+  options: { signal?: AbortSignal; maxPaxBytes?: number } = {},
+): Promise<{ header: TarEntryHeader; body: ReadableStream<Uint8Array> }> {
+  const entries = readTar(tar, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.maxPaxBytes ? { maxPaxBytes: options.maxPaxBytes } : {}),
+  });
   let index = 0;
   for (;;) {
     const next = await entries.next();
@@ -14,24 +21,27 @@ export async function openEntryBody(tar: ReadableStream<Uint8Array>, ordinal: nu
     }
     if (index++ !== ordinal) continue;
     const reader = next.value.body().getReader();
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) {
-            controller.close();
-            await entries.return();
-          } else controller.enqueue(value.slice());
-        } catch (err) {
-          controller.error(err);
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          try {
+            const { done, value } = await reader.read();
+            if (done) {
+              controller.close();
+              await entries.return();
+            } else controller.enqueue(value.slice());
+          } catch (err) {
+            controller.error(err);
+            await entries.return().catch(() => undefined);
+          }
+        },
+        async cancel() {
+          await reader.cancel().catch(() => undefined);
           await entries.return().catch(() => undefined);
-        }
+        },
       },
-      async cancel() {
-        await reader.cancel().catch(() => undefined);
-        await entries.return().catch(() => undefined);
-      },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     return { header: next.value.header, body };
   }
 }

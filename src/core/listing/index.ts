@@ -17,7 +17,16 @@ export {
   type ListingEntry,
   type ListingIssue,
 } from './entry.ts';
-export { DEFAULT_LISTING_LIMITS, ListingLimitError, listLayer, newListing, type LayerListing, type ListLayerOptions, type ListingLimits, type ListingStatus } from './list-layer.ts';
+export {
+  DEFAULT_LISTING_LIMITS,
+  ListingLimitError,
+  listLayer,
+  newListing,
+  type LayerListing,
+  type ListLayerOptions,
+  type ListingLimits,
+  type ListingStatus,
+} from './list-layer.ts';
 export { mergeLayers, type EntrySource, type LayerChanges, type MergedEntry, type MergedFilesystem, type WhiteoutEffect } from './merge.ts';
 export { exportStream, planExport, type ExportItem, type ExportOptions, type ExportPlan } from './export.ts';
 export { openEntryBody } from './extract.ts';

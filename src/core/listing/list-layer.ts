@@ -126,11 +126,15 @@ export async function listLayer(blob: ReadableStream<Uint8Array>, options: ListL
     const error = err instanceof ListingLimitError ? err : LongshoreError.from(err);
     listing.status = error instanceof ListingLimitError ? 'limited' : 'failed';
     listing.error = error;
-    addIssue(listing, {
-      code: error instanceof ListingLimitError ? 'limit' : isTruncation(error) ? 'truncated' : 'read-error',
-      path: '',
-      message: error.message,
-    }, limits.maxIssues);
+    addIssue(
+      listing,
+      {
+        code: error instanceof ListingLimitError ? 'limit' : isTruncation(error) ? 'truncated' : 'read-error',
+        path: '',
+        message: error.message,
+      },
+      limits.maxIssues,
+    );
   }
   await options.onProgress?.(listing);
   return listing;

@@ -166,7 +166,14 @@ function applyMarker(pass: LayerPass, e: ListingEntry): void {
   }
   pass.changes.deleted += acc.removed;
   pass.changes.removedBytes += acc.removedBytes;
-  pass.effects.set(e.ordinal, { ordinal: e.ordinal, kind: e.kind as WhiteoutEffect['kind'], target, removed: acc.removed, removedBytes: acc.removedBytes, fromLayers: [...acc.fromLayers].sort((a, b) => a - b) });
+  pass.effects.set(e.ordinal, {
+    ordinal: e.ordinal,
+    kind: e.kind as WhiteoutEffect['kind'],
+    target,
+    removed: acc.removed,
+    removedBytes: acc.removedBytes,
+    fromLayers: [...acc.fromLayers].sort((a, b) => a - b),
+  });
 }
 
 /** The directory an entry goes in, made (implied) where missing; a non-directory in the way is replaced. */
@@ -249,7 +256,12 @@ function resolveHardlink(pass: LayerPass, e: ListingEntry, node: Node): void {
     pass.links.set(e.ordinal, node.linkSource);
     return;
   }
-  pass.issues.push({ code: 'dangling-hardlink', path: e.path, ordinal: e.ordinal, message: `Layer ${pass.layer + 1}: hardlink /${e.path} points at /${e.linkTarget}, which is not a file at that point.` });
+  pass.issues.push({
+    code: 'dangling-hardlink',
+    path: e.path,
+    ordinal: e.ordinal,
+    message: `Layer ${pass.layer + 1}: hardlink /${e.path} points at /${e.linkTarget}, which is not a file at that point.`,
+  });
 }
 
 /** Every path of the tree in path order (depth first, names by code unit). */

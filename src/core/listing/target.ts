@@ -33,7 +33,12 @@ export function inspectTargetOf(image: Image): InspectTarget {
     reference: image.reference.canonical,
     digest: image.digest,
     config: c,
-    layers: image.layers.map((l) => ({ digest: l.descriptor.digest, mediaType: l.descriptor.mediaType, size: l.descriptor.size, diffId: l.diffId })),
+    layers: image.layers.map((l) => ({
+      digest: l.descriptor.digest,
+      mediaType: l.descriptor.mediaType,
+      size: l.descriptor.size,
+      diffId: l.diffId,
+    })),
   };
   const platform = configPlatformLabel(c);
   if (platform) target.platform = platform;

@@ -67,7 +67,9 @@ function isDirItem(item: ViewItem | undefined): boolean {
 
 export class ListingView {
   readonly items: ViewItem[] = [];
-  readonly #nodes: TreeNode[] = [{ name: '', path: '', depth: -1, parent: -1, children: [], item: -1, totals: { entries: 0, files: 0, bytes: 0 } }];
+  readonly #nodes: TreeNode[] = [
+    { name: '', path: '', depth: -1, parent: -1, children: [], item: -1, totals: { entries: 0, files: 0, bytes: 0 } },
+  ];
   readonly #byPath = new Map<string, number>([['', 0]]);
   #cache: { key: string; ids: Int32Array; tree: boolean; open: Set<number> } | undefined;
 
@@ -118,7 +120,15 @@ export class ListingView {
     const parent = slash < 0 ? 0 : this.#ensure(path.slice(0, slash));
     const id = this.#nodes.length;
     const parentNode = this.#nodes[parent]!;
-    this.#nodes.push({ name: path.slice(slash + 1), path, depth: parentNode.depth + 1, parent, children: [], item: -1, totals: { entries: 0, files: 0, bytes: 0 } });
+    this.#nodes.push({
+      name: path.slice(slash + 1),
+      path,
+      depth: parentNode.depth + 1,
+      parent,
+      children: [],
+      item: -1,
+      totals: { entries: 0, files: 0, bytes: 0 },
+    });
     parentNode.children.push(id);
     this.#byPath.set(path, id);
     return id;
@@ -132,19 +142,36 @@ export class ListingView {
 
   #sortValue(key: SortKey, item: ViewItem | undefined, node: TreeNode | undefined, order: number): string | number {
     switch (key) {
-      case 'order': return order;
-      case 'path': return item?.path ?? node?.path ?? '';
-      case 'name': { const p = item?.path ?? node?.path ?? ''; return p.slice(p.lastIndexOf('/') + 1); }
-      case 'size': return node && isDirItem(item) ? node.totals.bytes : item?.entry.size ?? 0;
-      case 'mode': return item?.entry.mode ?? 0;
-      case 'owner': return item ? item.entry.uid * 2 ** 22 + item.entry.gid : 0;
-      case 'mtime': return item?.entry.mtime ?? 0;
-      case 'layer': return item?.layer ?? -1;
+      case 'order':
+        return order;
+      case 'path':
+        return item?.path ?? node?.path ?? '';
+      case 'name': {
+        const p = item?.path ?? node?.path ?? '';
+        return p.slice(p.lastIndexOf('/') + 1);
+      }
+      case 'size':
+        return node && isDirItem(item) ? node.totals.bytes : (item?.entry.size ?? 0);
+      case 'mode':
+        return item?.entry.mode ?? 0;
+      case 'owner':
+        return item ? item.entry.uid * 2 ** 22 + item.entry.gid : 0;
+      case 'mtime':
+        return item?.entry.mtime ?? 0;
+      case 'layer':
+        return item?.layer ?? -1;
     }
   }
 
   #run(q: ViewQuery): { ids: Int32Array; tree: boolean; open: Set<number> } {
-    const key = JSON.stringify([q.mode, q.filter ?? '', q.sort ?? 'order', q.descending === true, q.mode === 'tree' ? q.expanded ?? [] : 0, this.items.length]);
+    const key = JSON.stringify([
+      q.mode,
+      q.filter ?? '',
+      q.sort ?? 'order',
+      q.descending === true,
+      q.mode === 'tree' ? (q.expanded ?? []) : 0,
+      this.items.length,
+    ]);
     if (this.#cache?.key === key) return this.#cache;
     const filter = compileFilter(q.filter ?? '');
     const sort = q.sort ?? (q.mode === 'tree' ? 'name' : 'order');
@@ -229,7 +256,15 @@ export class ListingView {
         const node = this.#nodes[id]!;
         const item = node.item >= 0 ? this.items[node.item] : undefined;
         const isDir = node.children.length > 0 || isDirItem(item);
-        const row: ViewRow = { index: i, path: node.path, name: node.name, depth: node.depth, isDir, hasChildren: node.children.length > 0, expanded: open.has(id) };
+        const row: ViewRow = {
+          index: i,
+          path: node.path,
+          name: node.name,
+          depth: node.depth,
+          isDir,
+          hasChildren: node.children.length > 0,
+          expanded: open.has(id),
+        };
         if (item) row.item = item;
         if (isDir) row.totals = { ...node.totals };
         rows.push(row);
@@ -268,7 +303,12 @@ export class ListingView {
 }
 
 /** The items of one layer's listing, with what each whiteout did when the merge knows it. */
-export function layerItems(entries: readonly ListingEntry[], layer: number, effects?: Map<number, WhiteoutEffect>, links?: Map<number, EntrySource>): ViewItem[] {
+export function layerItems(
+  entries: readonly ListingEntry[],
+  layer: number,
+  effects?: Map<number, WhiteoutEffect>,
+  links?: Map<number, EntrySource>,
+): ViewItem[] {
   return entries.map((entry) => {
     const item: ViewItem = { path: entry.path, entry, layer };
     const effect = effects?.get(entry.ordinal);

@@ -125,7 +125,9 @@ export class Authenticator {
     try {
       realmUrl = new URL(realm);
     } catch {
-      throw new LongshoreError(ErrorCode.Auth, `${registry} named an invalid token realm ${JSON.stringify(realm)}.`, { data: { registry, realm } });
+      throw new LongshoreError(ErrorCode.Auth, `${registry} named an invalid token realm ${JSON.stringify(realm)}.`, {
+        data: { registry, realm },
+      });
     }
     const scopes = [...new Set([...challengeScopes(challenge), scope])];
     const query = new URLSearchParams();
@@ -144,20 +146,30 @@ export class Authenticator {
     const response = await fetchWithRetry(() => this.transport.fetch(fetched, { headers, signal }), this.retry, signal);
     const body = await readCapped(response.body && guardBody(response.body, `a token for ${registry}`, signal), TOKEN_BODY_LIMIT);
     if (!response.ok && proxyRefused(body)) {
-      throw new LongshoreError(ErrorCode.ProxyDenied, `longshore's proxy is not allowed to reach ${registry}'s token service ${realmUrl.origin}${realmUrl.pathname}.`, {
-        hint: `Add "${realmUrl.origin}${realmUrl.pathname}" to the "tokenRealms" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`,
-        data: { registry, realm: realmUrl.origin + realmUrl.pathname, status: response.status },
-      });
+      throw new LongshoreError(
+        ErrorCode.ProxyDenied,
+        `longshore's proxy is not allowed to reach ${registry}'s token service ${realmUrl.origin}${realmUrl.pathname}.`,
+        {
+          hint: `Add "${realmUrl.origin}${realmUrl.pathname}" to the "tokenRealms" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`,
+          data: { registry, realm: realmUrl.origin + realmUrl.pathname, status: response.status },
+        },
+      );
     }
     if (!response.ok) {
       const denied = response.status === 401 || response.status === 403;
-      throw new LongshoreError(denied ? ErrorCode.Unauthorized : ErrorCode.Auth, `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`, {
-        hint: denied
-          ? creds ? `The credentials for ${registry} were rejected. Check the user name and password (or access token).` : `${registry} requires sign-in for this repository. Add credentials, or check the repository name.`
-          : 'The registry\'s token service failed; try again later.',
-        retryable: response.status === 429 || response.status >= 500,
-        data: { registry, realm: realmUrl.origin + realmUrl.pathname, status: response.status },
-      });
+      throw new LongshoreError(
+        denied ? ErrorCode.Unauthorized : ErrorCode.Auth,
+        `The token service ${realmUrl.origin}${realmUrl.pathname} refused a token for ${registry} (${response.status}).`,
+        {
+          hint: denied
+            ? creds
+              ? `The credentials for ${registry} were rejected. Check the user name and password (or access token).`
+              : `${registry} requires sign-in for this repository. Add credentials, or check the repository name.`
+            : "The registry's token service failed; try again later.",
+          retryable: response.status === 429 || response.status >= 500,
+          data: { registry, realm: realmUrl.origin + realmUrl.pathname, status: response.status },
+        },
+      );
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
@@ -165,10 +177,16 @@ export class Authenticator {
     } catch {
       throw new LongshoreError(ErrorCode.Auth, `The token service for ${registry} did not return JSON.`, { data: { registry } });
     }
-    const token = typeof parsed.token === 'string' && parsed.token ? parsed.token
-      : typeof parsed.access_token === 'string' && parsed.access_token ? parsed.access_token : undefined;
+    const token =
+      typeof parsed.token === 'string' && parsed.token
+        ? parsed.token
+        : typeof parsed.access_token === 'string' && parsed.access_token
+          ? parsed.access_token
+          : undefined;
     if (!token) {
-      throw new LongshoreError(ErrorCode.Auth, `The token service for ${registry} returned neither "token" nor "access_token".`, { data: { registry } });
+      throw new LongshoreError(ErrorCode.Auth, `The token service for ${registry} returned neither "token" nor "access_token".`, {
+        data: { registry },
+      });
     }
     const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_SECONDS;
     // Renew a little early so a token does not expire in flight.

@@ -51,7 +51,11 @@ export class RegistryClient {
     this.#transport = options.transport;
     this.#retry = { ...defaultRetryPolicy, ...options.retry };
     const creds = options.credentials ?? (() => undefined);
-    this.#auth = new Authenticator(this.#transport, (apiHost) => creds(apiHost) ?? creds(apiHost === 'registry-1.docker.io' ? 'docker.io' : apiHost), this.#retry);
+    this.#auth = new Authenticator(
+      this.#transport,
+      (apiHost) => creds(apiHost) ?? creds(apiHost === 'registry-1.docker.io' ? 'docker.io' : apiHost),
+      this.#retry,
+    );
     this.#scheme = options.scheme ?? ((host) => (isLoopbackHost(host) ? 'http' : 'https'));
   }
 
@@ -74,7 +78,12 @@ export class RegistryClient {
    * answered once with a fresh token or credentials and the request retried; a second refusal is
    * returned to the caller as it is.
    */
-  async request(apiHost: string, path: string, scope: string, init: { method?: string; headers?: Record<string, string>; signal?: AbortSignal; retry?: boolean } = {}): Promise<Response> {
+  async request(
+    apiHost: string,
+    path: string,
+    scope: string,
+    init: { method?: string; headers?: Record<string, string>; signal?: AbortSignal; retry?: boolean } = {},
+  ): Promise<Response> {
     const url = `${this.baseUrl(apiHost)}${path}`;
     let authorization = this.#auth.cached(apiHost, scope);
     for (let attempt = 0; ; attempt++) {
@@ -99,7 +108,11 @@ export class RegistryClient {
    * following redirects by hand; Authorization is dropped on a change of origin, every other
    * header (Range included) goes along to the redirect target.
    */
-  async #send(url: string, init: { method?: string; headers?: Record<string, string>; retry?: boolean }, signal?: AbortSignal): Promise<Response> {
+  async #send(
+    url: string,
+    init: { method?: string; headers?: Record<string, string>; retry?: boolean },
+    signal?: AbortSignal,
+  ): Promise<Response> {
     const policy = init.retry === false ? { ...this.#retry, retries: 0 } : this.#retry;
     let current = url;
     let headers = { ...init.headers };
@@ -154,7 +167,9 @@ export class RegistryClient {
     if (!response.ok) throw await registryError(response, ctx);
     const bytes = await readCapped(response.body && guardBody(response.body, `the ${what}`, options.signal), MAX_MANIFEST_BYTES);
     if (!bytes) {
-      throw new LongshoreError(ErrorCode.TooLarge, `The ${what} is over the ${MAX_MANIFEST_BYTES}-byte limit for manifests.`, { data: { limit: MAX_MANIFEST_BYTES } });
+      throw new LongshoreError(ErrorCode.TooLarge, `The ${what} is over the ${MAX_MANIFEST_BYTES}-byte limit for manifests.`, {
+        data: { limit: MAX_MANIFEST_BYTES },
+      });
     }
     const digest = await sha256(bytes);
     if (ref.digest && digest !== ref.digest) {
@@ -177,19 +192,30 @@ export class RegistryClient {
   /** A blob's bytes, verified against the descriptor's size and digest while they stream. */
   async openBlob(ref: ImageReference, descriptor: Descriptor, options: BlobOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const label = options.label ?? `blob ${descriptor.digest}`;
-    const response = await this.request(ref.apiHost, `/v2/${ref.repository}/blobs/${descriptor.digest}`, repositoryScope(ref.repository), options.signal ? { signal: options.signal } : {});
+    const response = await this.request(
+      ref.apiHost,
+      `/v2/${ref.repository}/blobs/${descriptor.digest}`,
+      repositoryScope(ref.repository),
+      options.signal ? { signal: options.signal } : {},
+    );
     if (!response.ok) throw await registryError(response, { what: label, registry: ref.registry, repository: ref.repository });
     const length = response.headers.get('content-length');
     if (length !== null && /^\d+$/.test(length) && Number(length) !== descriptor.size) {
       await response.body?.cancel().catch(() => undefined);
-      throw new LongshoreError(ErrorCode.SizeMismatch, `The ${label} is served as ${length} bytes, but its descriptor says ${descriptor.size}.`, {
-        hint: 'The registry serves a different blob than the manifest describes. Nothing was kept.',
-        retryable: true,
-        data: { expected: descriptor.size, actual: Number(length), digest: descriptor.digest },
-      });
+      throw new LongshoreError(
+        ErrorCode.SizeMismatch,
+        `The ${label} is served as ${length} bytes, but its descriptor says ${descriptor.size}.`,
+        {
+          hint: 'The registry serves a different blob than the manifest describes. Nothing was kept.',
+          retryable: true,
+          data: { expected: descriptor.size, actual: Number(length), digest: descriptor.digest },
+        },
+      );
     }
     if (!response.body) throw new LongshoreError(ErrorCode.Network, `The ${label} came back without a body.`, { retryable: true });
-    return guardBody(response.body, `the ${label}`, options.signal).pipeThrough(verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes));
+    return guardBody(response.body, `the ${label}`, options.signal).pipeThrough(
+      verifyingStream({ digest: descriptor.digest, size: descriptor.size, label }, options.onBytes),
+    );
   }
 
   /**
@@ -203,11 +229,12 @@ export class RegistryClient {
     const scope = repositoryScope(ref.repository);
     return {
       retry: this.#retry,
-      send: (range, signal) => this.request(ref.apiHost, path, scope, {
-        headers: range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {},
-        retry: false,
-        ...(signal ? { signal } : {}),
-      }),
+      send: (range, signal) =>
+        this.request(ref.apiHost, path, scope, {
+          headers: range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {},
+          retry: false,
+          ...(signal ? { signal } : {}),
+        }),
       fail: (response) => registryError(response, { what: label, registry: ref.registry, repository: ref.repository }),
     };
   }

@@ -18,11 +18,29 @@ interface SpecError {
 
 /** distribution-spec "Error Codes" we pass through as they are, and our proxy's refusals. */
 const KNOWN: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  ErrorCode.BlobUnknown, ErrorCode.BlobUploadInvalid, ErrorCode.BlobUploadUnknown, ErrorCode.DigestInvalid,
-  ErrorCode.ManifestBlobUnknown, ErrorCode.ManifestInvalid, ErrorCode.ManifestUnknown, ErrorCode.ManifestUnverified,
-  ErrorCode.NameInvalid, ErrorCode.NameUnknown, ErrorCode.SizeInvalid, ErrorCode.TagInvalid, ErrorCode.Unauthorized,
-  ErrorCode.Denied, ErrorCode.Unsupported, ErrorCode.TooManyRequests, ErrorCode.ProxyDenied, ErrorCode.ProxyUnreachable,
-  ErrorCode.ProxyLoop, ErrorCode.ProxyRateLimited, ErrorCode.ProxyBusy, ErrorCode.ProxyTimeout, ErrorCode.ProxyBadUpstream,
+  ErrorCode.BlobUnknown,
+  ErrorCode.BlobUploadInvalid,
+  ErrorCode.BlobUploadUnknown,
+  ErrorCode.DigestInvalid,
+  ErrorCode.ManifestBlobUnknown,
+  ErrorCode.ManifestInvalid,
+  ErrorCode.ManifestUnknown,
+  ErrorCode.ManifestUnverified,
+  ErrorCode.NameInvalid,
+  ErrorCode.NameUnknown,
+  ErrorCode.SizeInvalid,
+  ErrorCode.TagInvalid,
+  ErrorCode.Unauthorized,
+  ErrorCode.Denied,
+  ErrorCode.Unsupported,
+  ErrorCode.TooManyRequests,
+  ErrorCode.ProxyDenied,
+  ErrorCode.ProxyUnreachable,
+  ErrorCode.ProxyLoop,
+  ErrorCode.ProxyRateLimited,
+  ErrorCode.ProxyBusy,
+  ErrorCode.ProxyTimeout,
+  ErrorCode.ProxyBadUpstream,
   ErrorCode.ProxyInternal,
 ]);
 
@@ -36,11 +54,16 @@ function knownCode(code: unknown): ErrorCode | undefined {
 /** No usable code in the body: say what the status says (distribution-spec maps these). */
 function codeForStatus(status: number, what: string): ErrorCode {
   switch (status) {
-    case 401: return ErrorCode.Unauthorized;
-    case 403: return ErrorCode.Denied;
-    case 429: return ErrorCode.TooManyRequests;
-    case 404: return what.startsWith('manifest') ? ErrorCode.ManifestUnknown : what.startsWith('blob') ? ErrorCode.BlobUnknown : ErrorCode.Http;
-    default: return ErrorCode.Http;
+    case 401:
+      return ErrorCode.Unauthorized;
+    case 403:
+      return ErrorCode.Denied;
+    case 429:
+      return ErrorCode.TooManyRequests;
+    case 404:
+      return what.startsWith('manifest') ? ErrorCode.ManifestUnknown : what.startsWith('blob') ? ErrorCode.BlobUnknown : ErrorCode.Http;
+    default:
+      return ErrorCode.Http;
   }
 }
 
@@ -95,8 +118,10 @@ function proxiedHost(response: Response, ctx: RequestContext): string {
 
 function proxyDeniedHint(host: string): string {
   const url = `${/^(localhost|127\.|\[::1\])/.test(host) ? 'http' : 'https'}://${host}`;
-  return `Allow it where longshore runs: start it with LONGSHORE_REGISTRIES=${url} (a comma list, added to the defaults), `
-    + `or add "${url}" to the "registries" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`;
+  return (
+    `Allow it where longshore runs: start it with LONGSHORE_REGISTRIES=${url} (a comma list, added to the defaults), ` +
+    `or add "${url}" to the "registries" list of the LONGSHORE_CONFIG file (README, "Proxy configuration").`
+  );
 }
 
 /** An HTML document instead of a registry answer: by Content-Type, or by its first bytes. */
@@ -107,7 +132,12 @@ function isHtml(contentType: string, text: string): boolean {
 /** The page's <title> (or first heading), as plain text, for the message. */
 function htmlTitle(text: string): string {
   const raw = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(text)?.[1] ?? /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(text)?.[1] ?? '';
-  return raw.replace(/<[^>]*>/g, '').replace(/&[a-z]+;|&#\d+;/gi, ' ').replace(/\s+/g, ' ').trim().slice(0, 120);
+  return raw
+    .replace(/<[^>]*>/g, '')
+    .replace(/&[a-z]+;|&#\d+;/gi, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 120);
 }
 
 /** Docker Hub's (and distribution's) answer to a token that grants nothing: 401 + error="insufficient_scope". */
@@ -136,13 +166,18 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
 
   if (specErrors.length === 0 && isHtml(response.headers.get('content-type') ?? '', text)) {
     const title = htmlTitle(text);
-    return new LongshoreError(ErrorCode.ErrorPage, `${ctx.what}: ${status}, a web page${title ? ` ("${title}")` : ''} came back instead of a registry answer.`, {
-      hint: status >= 500
-        ? `Something between you and ${ctx.registry} (a corporate proxy, load balancer or the registry's front end) is failing. Try again in a few minutes; if it lasts, check the registry's status page or your network's proxy.`
-        : `Something between you and ${ctx.registry} (a corporate proxy, captive portal or firewall) answered instead of the registry. Check that ${ctx.registry} is reachable from your network.`,
-      retryable,
-      data: { ...base, title },
-    });
+    return new LongshoreError(
+      ErrorCode.ErrorPage,
+      `${ctx.what}: ${status}, a web page${title ? ` ("${title}")` : ''} came back instead of a registry answer.`,
+      {
+        hint:
+          status >= 500
+            ? `Something between you and ${ctx.registry} (a corporate proxy, load balancer or the registry's front end) is failing. Try again in a few minutes; if it lasts, check the registry's status page or your network's proxy.`
+            : `Something between you and ${ctx.registry} (a corporate proxy, captive portal or firewall) answered instead of the registry. Check that ${ctx.registry} is reachable from your network.`,
+        retryable,
+        data: { ...base, title },
+      },
+    );
   }
 
   const first = specErrors[0];
@@ -151,24 +186,36 @@ export async function registryError(response: Response, ctx: RequestContext): Pr
 
   if (code === ErrorCode.ProxyDenied) {
     const host = proxiedHost(response, ctx);
-    return new LongshoreError(code, `${ctx.what}: longshore's proxy is not allowed to reach ${host}${registryMessage ? ` (${registryMessage})` : ''}.`, {
-      hint: proxyDeniedHint(host),
-      data: { ...base, host },
-    });
+    return new LongshoreError(
+      code,
+      `${ctx.what}: longshore's proxy is not allowed to reach ${host}${registryMessage ? ` (${registryMessage})` : ''}.`,
+      {
+        hint: proxyDeniedHint(host),
+        data: { ...base, host },
+      },
+    );
   }
   if (code === ErrorCode.ProxyUnreachable) {
     const host = proxiedHost(response, ctx);
-    return new LongshoreError(code, `${ctx.what}: ${host} did not answer; the registry is down or the host name is wrong${registryMessage ? ` (${registryMessage})` : ''}.`, {
-      hint: `Check the host name ${host}, then try again later (longshore already retried).`,
-      retryable,
-      data: { ...base, host },
-    });
+    return new LongshoreError(
+      code,
+      `${ctx.what}: ${host} did not answer; the registry is down or the host name is wrong${registryMessage ? ` (${registryMessage})` : ''}.`,
+      {
+        hint: `Check the host name ${host}, then try again later (longshore already retried).`,
+        retryable,
+        data: { ...base, host },
+      },
+    );
   }
   if (insufficientScope(response) && (code === ErrorCode.Unauthorized || code === ErrorCode.Denied)) {
-    return new LongshoreError(ErrorCode.NotFoundOrPrivate, `${ctx.what}: not found, or private (${ctx.registry} answered 401 insufficient_scope, as Docker Hub does for both).`, {
-      hint: hintFor(ErrorCode.NotFoundOrPrivate, ctx),
-      data: base,
-    });
+    return new LongshoreError(
+      ErrorCode.NotFoundOrPrivate,
+      `${ctx.what}: not found, or private (${ctx.registry} answered 401 insufficient_scope, as Docker Hub does for both).`,
+      {
+        hint: hintFor(ErrorCode.NotFoundOrPrivate, ctx),
+        data: base,
+      },
+    );
   }
   const message = `${ctx.what}: ${status} ${code}${registryMessage ? ` (${registryMessage})` : ''}`;
   return new LongshoreError(code, message, { hint: hintFor(code, ctx), retryable, data: base });

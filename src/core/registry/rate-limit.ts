@@ -100,7 +100,8 @@ export function observeRegistry(transport: Transport, onNotice: (notice: Registr
       }
       if (response.status === 429 || response.status === 503) {
         const wait = retryAfterMs(response.headers.get('retry-after'), now());
-        if (wait !== undefined) onNotice({ type: 'retry-wait', registry, status: response.status, until: now() + Math.min(wait, maxDelay) });
+        if (wait !== undefined)
+          onNotice({ type: 'retry-wait', registry, status: response.status, until: now() + Math.min(wait, maxDelay) });
       }
       return response;
     },

@@ -57,7 +57,12 @@ export async function listTags(client: RegistryClient, ref: ImageReference, opti
   let path = `/v2/${ref.repository}/tags/list?n=${pageSize}`;
   let pages = 0;
   for (;;) {
-    const response = await client.request(ref.apiHost, path, repositoryScope(ref.repository), options.signal ? { signal: options.signal } : {});
+    const response = await client.request(
+      ref.apiHost,
+      path,
+      repositoryScope(ref.repository),
+      options.signal ? { signal: options.signal } : {},
+    );
     if (!response.ok) throw await registryError(response, { what, registry: ref.registry, repository: ref.repository });
     const bytes = await readCapped(response.body && guardBody(response.body, `the ${what}`, options.signal), maxBytes);
     if (!bytes) {
@@ -72,7 +77,10 @@ export async function listTags(client: RegistryClient, ref: ImageReference, opti
       const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { tags?: unknown };
       page = Array.isArray(parsed.tags) ? parsed.tags.filter((t): t is string => typeof t === 'string') : [];
     } catch {
-      throw new LongshoreError(ErrorCode.Registry, `The ${what} (page ${pages}) is not JSON.`, { hint: 'The registry (or something in between) answered oddly; try again.', data: { page: pages } });
+      throw new LongshoreError(ErrorCode.Registry, `The ${what} (page ${pages}) is not JSON.`, {
+        hint: 'The registry (or something in between) answered oddly; try again.',
+        data: { page: pages },
+      });
     }
     const fresh = page.filter((t) => !seen.has(t));
     for (const t of fresh) seen.add(t);
@@ -101,7 +109,8 @@ export async function headManifest(client: RegistryClient, ref: ImageReference, 
     ...(signal ? { signal } : {}),
   });
   await response.body?.cancel().catch(() => undefined);
-  if (!response.ok) throw await registryError(response, { what: `manifest ${ref.canonical}`, registry: ref.registry, repository: ref.repository });
+  if (!response.ok)
+    throw await registryError(response, { what: `manifest ${ref.canonical}`, registry: ref.registry, repository: ref.repository });
   const digest = response.headers.get('docker-content-digest');
   const length = response.headers.get('content-length');
   return {

@@ -72,7 +72,11 @@ export interface PartialInfo {
  * reader back); the signal cancels the read. Returns the byte count; throws if aborted. Stores
  * call this from put() and commit only after it returned.
  */
-export async function drain(stream: ReadableStream<Uint8Array>, signal: AbortSignal | undefined, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<number> {
+export async function drain(
+  stream: ReadableStream<Uint8Array>,
+  signal: AbortSignal | undefined,
+  onChunk: (chunk: Uint8Array) => void | Promise<void>,
+): Promise<number> {
   let total = 0;
   const reader = stream.getReader();
   const onAbort = () => void reader.cancel().catch(() => undefined);
@@ -94,7 +98,10 @@ export async function drain(stream: ReadableStream<Uint8Array>, signal: AbortSig
 /** An in-memory store for tests and the Node CLI. */
 export class MemoryBlobStore implements BlobStore {
   readonly #blobs = new Map<string, Uint8Array[]>();
-  readonly #partials = new Map<string, { chunks: Uint8Array[]; done: number; total: number; state: Uint8Array | undefined; updatedAt: number }>();
+  readonly #partials = new Map<
+    string,
+    { chunks: Uint8Array[]; done: number; total: number; state: Uint8Array | undefined; updatedAt: number }
+  >();
   /** The writer of each key; a second one waits for it, as with IdbBlobStore's locks. */
   readonly #writing = new Map<string, Promise<void>>();
   /** Bytes a partial keeps in memory before it "persists" them with a hasher state (like a store segment). */
@@ -184,7 +191,9 @@ export class MemoryBlobStore implements BlobStore {
   }
 
   listPartials(): PartialInfo[] {
-    return [...this.#partials].filter(([, p]) => p.done > 0).map(([key, p]) => ({ key, done: p.done, total: p.total, updatedAt: p.updatedAt }));
+    return [...this.#partials]
+      .filter(([, p]) => p.done > 0)
+      .map(([key, p]) => ({ key, done: p.done, total: p.total, updatedAt: p.updatedAt }));
   }
 
   async has(key: string): Promise<boolean> {

@@ -34,7 +34,11 @@ export async function checkStored(store: BlobStore, key: string, signal?: AbortS
  * The stored `key` as a stream that errors with DIGEST_MISMATCH (and drops the key) if the bytes
  * do not hash to it. A consumer that commits only on a clean end never keeps the bad bytes.
  */
-export async function openVerified(store: BlobStore, key: string, onDropped?: (key: string) => void): Promise<ReadableStream<Uint8Array> | undefined> {
+export async function openVerified(
+  store: BlobStore,
+  key: string,
+  onDropped?: (key: string) => void,
+): Promise<ReadableStream<Uint8Array> | undefined> {
   const stream = await store.open(key);
   if (!stream || !isDigest(key)) return stream;
   const verify = verifyingStream({ digest: key, label: `cached blob ${key}` });

@@ -35,13 +35,19 @@ export class ExtendedHeaders {
   /** Call before reading a metadata header's `size` data bytes: refuses one, or a run, too large. */
   admit(size: number, offset: number, what: MetadataKind): void {
     if (size > this.#maxBytes) {
-      throw tarError(`Tar ${what} at byte offset ${offset} is ${size} bytes, over the limit of ${this.#maxBytes} bytes (maxPaxBytes).`,
-        { offset, size, limit: this.#maxBytes }, 'The archive has an unusually large extended header; raise maxPaxBytes if it is trusted.');
+      throw tarError(
+        `Tar ${what} at byte offset ${offset} is ${size} bytes, over the limit of ${this.#maxBytes} bytes (maxPaxBytes).`,
+        { offset, size, limit: this.#maxBytes },
+        'The archive has an unusually large extended header; raise maxPaxBytes if it is trusted.',
+      );
     }
     this.#pendingBytes += size;
     if (this.#pendingBytes > this.#maxBytes) {
-      throw tarError(`Tar metadata headers in a row, up to the ${what} at byte offset ${offset}, total ${this.#pendingBytes} bytes, over the limit of ${this.#maxBytes} bytes (maxPaxBytes).`,
-        { offset, size: this.#pendingBytes, limit: this.#maxBytes }, 'The archive chains extended headers far beyond what any tar writer produces; it is probably crafted.');
+      throw tarError(
+        `Tar metadata headers in a row, up to the ${what} at byte offset ${offset}, total ${this.#pendingBytes} bytes, over the limit of ${this.#maxBytes} bytes (maxPaxBytes).`,
+        { offset, size: this.#pendingBytes, limit: this.#maxBytes },
+        'The archive chains extended headers far beyond what any tar writer produces; it is probably crafted.',
+      );
     }
   }
 
@@ -53,7 +59,8 @@ export class ExtendedHeaders {
   /** An empty value removes the key (pax spec, "pax Extended Header"). */
   global(records: Record<string, string>, offset: number): void {
     for (const [key, value] of Object.entries(records)) {
-      if (key.startsWith('GNU.sparse.')) throw tarError(`Tar PAX global header at byte offset ${offset} declares sparse files, which are not supported.`, { offset });
+      if (key.startsWith('GNU.sparse.'))
+        throw tarError(`Tar PAX global header at byte offset ${offset} declares sparse files, which are not supported.`, { offset });
       if (!GLOBAL_FIELDS.has(key)) continue;
       if (value === '') delete this.#global[key];
       else this.#global[key] = value;

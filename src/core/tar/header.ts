@@ -95,7 +95,10 @@ const WRITABLE_TYPES: ReadonlySet<string> = new Set([
 const DERIVED_PAX_KEYS: ReadonlySet<string> = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname', 'mtime']);
 
 export function tarError(message: string, data: Record<string, unknown> = {}, hint?: string): LongshoreError {
-  return new LongshoreError(ErrorCode.Tar, message, { data, hint: hint ?? 'The tar data is malformed or uses a feature Longshore does not support.' });
+  return new LongshoreError(ErrorCode.Tar, message, {
+    data,
+    hint: hint ?? 'The tar data is malformed or uses a feature Longshore does not support.',
+  });
 }
 
 /** Zero bytes needed after `size` content bytes to reach the next 512-byte block. */
@@ -158,13 +161,23 @@ export function encodeHeader(h: TarEntryHeader): Uint8Array {
   }
 
   if (h.pax) {
-    const extra = Object.keys(h.pax).filter((k) => !DERIVED_PAX_KEYS.has(k)).sort();
+    const extra = Object.keys(h.pax)
+      .filter((k) => !DERIVED_PAX_KEYS.has(k))
+      .sort();
     for (const key of extra) records.push([key, h.pax[key]!]);
   }
 
   const isDevice = h.type === TarEntryType.CharDevice || h.type === TarEntryType.BlockDevice;
   const ustar = writeUstar({
-    name, prefix, linkname, uname, gname, size, uid, gid, mtime,
+    name,
+    prefix,
+    linkname,
+    uname,
+    gname,
+    size,
+    uid,
+    gid,
+    mtime,
     mode: h.mode,
     typeflag: h.type,
     devmajor: isDevice ? (h.devmajor ?? 0) : 0,
@@ -196,9 +209,8 @@ export function encodeHeader(h: TarEntryHeader): Uint8Array {
 
 /** PAX records as "<length> <key>=<value>\n", length counting the whole record in bytes. */
 export function encodePax(records: Iterable<readonly [string, string]> | Record<string, string>): Uint8Array {
-  const list: Iterable<readonly [string, string]> = Symbol.iterator in records
-    ? (records as Iterable<readonly [string, string]>)
-    : Object.entries(records);
+  const list: Iterable<readonly [string, string]> =
+    Symbol.iterator in records ? (records as Iterable<readonly [string, string]>) : Object.entries(records);
   const parts: Uint8Array[] = [];
   let total = 0;
   for (const [key, value] of list) {
@@ -226,7 +238,11 @@ function validateForWrite(h: TarEntryHeader): void {
   }
   const integer = (value: unknown, field: string, max: number): void => {
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > max) {
-      throw tarError(`Tar entry "${h.path}" has an invalid ${field} ${String(value)}: expected an integer from 0 to ${max}.`, { ...where, field, value });
+      throw tarError(`Tar entry "${h.path}" has an invalid ${field} ${String(value)}: expected an integer from 0 to ${max}.`, {
+        ...where,
+        field,
+        value,
+      });
     }
   };
   integer(h.size, 'size', Number.MAX_SAFE_INTEGER);
@@ -405,8 +421,11 @@ export function decodeHeader(block: Uint8Array, offset?: number): TarEntryHeader
 
   const stored = readNumber(block, 'chksum', at);
   if (stored !== checksum(block) && stored !== signedChecksum(block)) {
-    throw tarError(`Tar header checksum mismatch${at}: stored ${stored}, computed ${checksum(block)}.`, { ...where, stored, computed: checksum(block) },
-      'The archive is corrupt or is not a tar archive.');
+    throw tarError(
+      `Tar header checksum mismatch${at}: stored ${stored}, computed ${checksum(block)}.`,
+      { ...where, stored, computed: checksum(block) },
+      'The archive is corrupt or is not a tar archive.',
+    );
   }
 
   const magic = readString(block, 'magic');
@@ -549,15 +568,30 @@ export function applyPax(header: TarEntryHeader, records: Record<string, string>
     kept[key] = value;
     any = true;
     switch (key) {
-      case 'path': header.path = value; break;
-      case 'linkpath': header.linkname = value; break;
-      case 'uname': header.uname = value; break;
-      case 'gname': header.gname = value; break;
-      case 'size': header.size = integer(key, value); break;
-      case 'uid': header.uid = integer(key, value); break;
-      case 'gid': header.gid = integer(key, value); break;
+      case 'path':
+        header.path = value;
+        break;
+      case 'linkpath':
+        header.linkname = value;
+        break;
+      case 'uname':
+        header.uname = value;
+        break;
+      case 'gname':
+        header.gname = value;
+        break;
+      case 'size':
+        header.size = integer(key, value);
+        break;
+      case 'uid':
+        header.uid = integer(key, value);
+        break;
+      case 'gid':
+        header.gid = integer(key, value);
+        break;
       case 'mtime':
-        if (!/^-?\d{1,15}(\.\d+)?$/.test(value)) throw tarError(`PAX record mtime=${JSON.stringify(value)}${at} is not a valid time.`, { key, value });
+        if (!/^-?\d{1,15}(\.\d+)?$/.test(value))
+          throw tarError(`PAX record mtime=${JSON.stringify(value)}${at} is not a valid time.`, { key, value });
         header.mtime = Number(value);
         break;
     }

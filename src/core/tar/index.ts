@@ -11,5 +11,14 @@ export {
   parsePax,
   type TarEntryHeader,
 } from './header.ts';
-export { contentRef, isContentRef, planTar, tarBytes, type ArchivePart, type ContentRef, type TarPlan, type TarPlanEntry } from './writer.ts';
+export {
+  contentRef,
+  isContentRef,
+  planTar,
+  tarBytes,
+  type ArchivePart,
+  type ContentRef,
+  type TarPlan,
+  type TarPlanEntry,
+} from './writer.ts';
 export { DEFAULT_MAX_PAX_BYTES, readTar, type ReadTarOptions, type TarEntry } from './reader.ts';

@@ -1,16 +1,7 @@
 // Streaming tar reader: entries one after another, each body streamed from the input, so an
 // archive of any size is read in constant memory. Understands ustar, PAX ('x', 'g') and GNU ('L', 'K').
 import { AbortedError, TRUNCATED, throwIfAborted } from '../errors.ts';
-import {
-  BLOCK_SIZE,
-  TarEntryType,
-  decodeHeader,
-  isZeroBlock,
-  paddingFor,
-  parsePax,
-  tarError,
-  type TarEntryHeader,
-} from './header.ts';
+import { BLOCK_SIZE, TarEntryType, decodeHeader, isZeroBlock, paddingFor, parsePax, tarError, type TarEntryHeader } from './header.ts';
 import { ExtendedHeaders, type MetadataKind } from './extended.ts';
 
 export interface ReadTarOptions {
@@ -65,7 +56,11 @@ export function readTar(stream: ReadableStream<Uint8Array>, options: ReadTarOpti
   return entries(stream, options.signal, maxPaxBytes);
 }
 
-async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal | undefined, maxPaxBytes: number): AsyncGenerator<TarEntry, void, undefined> {
+async function* entries(
+  stream: ReadableStream<Uint8Array>,
+  signal: AbortSignal | undefined,
+  maxPaxBytes: number,
+): AsyncGenerator<TarEntry, void, undefined> {
   throwIfAborted(signal);
   const reader = stream.getReader();
   const source = new ByteSource(reader, signal);
@@ -81,7 +76,10 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
       const block = await source.readExact(BLOCK_SIZE);
       if (block.length === 0) break;
       if (block.length < BLOCK_SIZE) {
-        throw tarError(`Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`, { offset, received: block.length, ...TRUNCATED });
+        throw tarError(
+          `Tar archive is truncated: it ends inside a header at byte offset ${offset} (${block.length} of ${BLOCK_SIZE} bytes).`,
+          { offset, received: block.length, ...TRUNCATED },
+        );
       }
       const raw = decodeHeader(block, offset);
       if (raw === null) {
@@ -114,7 +112,10 @@ async function* entries(stream: ReadableStream<Uint8Array>, signal: AbortSignal 
       current = undefined;
     }
     if (meta.pending) {
-      throw tarError(`Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`, { offset: source.position, ...TRUNCATED });
+      throw tarError(
+        `Tar archive is truncated: it ends after an extended header, before the entry it describes (byte offset ${source.position}).`,
+        { offset: source.position, ...TRUNCATED },
+      );
     }
     await source.drain();
     completed = true;
@@ -133,11 +134,22 @@ async function endOfArchive(source: ByteSource, offset: number): Promise<void> {
   throw tarError(`Tar archive has a lone zero block at byte offset ${offset} followed by more data.`, { offset });
 }
 
-async function readMeta(source: ByteSource, raw: TarEntryHeader, offset: number, meta: ExtendedHeaders, what: MetadataKind): Promise<Uint8Array> {
+async function readMeta(
+  source: ByteSource,
+  raw: TarEntryHeader,
+  offset: number,
+  meta: ExtendedHeaders,
+  what: MetadataKind,
+): Promise<Uint8Array> {
   meta.admit(raw.size, offset, what);
   const data = await source.readExact(raw.size);
   if (data.length < raw.size) {
-    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, { offset, expected: raw.size, received: data.length, ...TRUNCATED });
+    throw tarError(`Tar archive is truncated: the ${what} at byte offset ${offset} has ${data.length} of ${raw.size} bytes.`, {
+      offset,
+      expected: raw.size,
+      received: data.length,
+      ...TRUNCATED,
+    });
   }
   await source.skip(paddingFor(raw.size));
   return data;
@@ -240,7 +252,9 @@ class StreamedEntry implements TarEntry {
   #claim(how: 'body' | 'bytes'): void {
     this.#checkCurrent();
     if (this.#claimed !== undefined) {
-      throw tarError(`The content of tar entry "${this.header.path}" was already read with ${this.#claimed}().`, { path: this.header.path });
+      throw tarError(`The content of tar entry "${this.header.path}" was already read with ${this.#claimed}().`, {
+        path: this.header.path,
+      });
     }
     this.#claimed = how;
   }
@@ -251,8 +265,11 @@ class StreamedEntry implements TarEntry {
 
   #gone(): Error {
     const why = this.#passed ? 'the reader has moved past it' : 'it was skipped';
-    return tarError(`The content of tar entry "${this.header.path}" is gone: ${why}.`, { path: this.header.path },
-      'Read each entry\'s body before asking for the next entry.');
+    return tarError(
+      `The content of tar entry "${this.header.path}" is gone: ${why}.`,
+      { path: this.header.path },
+      "Read each entry's body before asking for the next entry.",
+    );
   }
 
   #run<T>(step: () => Promise<T>): Promise<T> {

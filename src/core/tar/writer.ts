@@ -116,7 +116,10 @@ function checkEntry(entry: TarPlanEntry, index: number): number {
   }
   if (header.size !== contentSize) {
     throw tarError(`Tar entry "${path}": header size ${header.size} does not match content size ${contentSize}.`, {
-      index, path, headerSize: header.size, contentSize,
+      index,
+      path,
+      headerSize: header.size,
+      contentSize,
     });
   }
   return contentSize;

@@ -35,15 +35,23 @@ export function layerName(layer: number): string {
 export function describeKind(item: ViewItem): string {
   const e = item.entry;
   switch (e.kind) {
-    case 'symlink': return `symlink → ${visibleName(e.linkTarget ?? '')}`;
-    case 'hardlink': return `hardlink → /${visibleName(e.linkTarget ?? '')}`;
-    case 'char': return `character device ${e.devMajor},${e.devMinor}`;
-    case 'block': return `block device ${e.devMajor},${e.devMinor}`;
-    case 'fifo': return 'FIFO';
-    case 'dir': return item.implicit ? 'directory (implied by its contents)' : 'directory';
+    case 'symlink':
+      return `symlink → ${visibleName(e.linkTarget ?? '')}`;
+    case 'hardlink':
+      return `hardlink → /${visibleName(e.linkTarget ?? '')}`;
+    case 'char':
+      return `character device ${e.devMajor},${e.devMinor}`;
+    case 'block':
+      return `block device ${e.devMajor},${e.devMinor}`;
+    case 'fifo':
+      return 'FIFO';
+    case 'dir':
+      return item.implicit ? 'directory (implied by its contents)' : 'directory';
     case 'whiteout':
-    case 'opaque': return explain(item) ?? e.kind;
-    default: return 'file';
+    case 'opaque':
+      return explain(item) ?? e.kind;
+    default:
+      return 'file';
   }
 }
 

@@ -194,24 +194,27 @@ export class InspectorState {
     const count = this.#visible.count + 2 * OVERSCAN;
     const view = this.view;
     const query = $state.snapshot(this.query) as ViewQuery;
-    this.bridge.query(session, view, query, start, count).then(
-      (result) => {
-        if (seq !== this.#seq || session !== this.opened?.session) return;
-        this.total = result.total;
-        this.rows = result.rows;
-        this.rowsStart = start;
-        if (this.active >= result.total) this.active = Math.max(0, result.total - 1);
-      },
-      (err) => {
-        if (session === this.opened?.session) this.error = shown(err);
-      },
-    ).finally(() => {
-      this.#inFlight = false;
-      if (this.#again) {
-        this.#again = false;
-        this.refresh();
-      }
-    });
+    this.bridge
+      .query(session, view, query, start, count)
+      .then(
+        (result) => {
+          if (seq !== this.#seq || session !== this.opened?.session) return;
+          this.total = result.total;
+          this.rows = result.rows;
+          this.rowsStart = start;
+          if (this.active >= result.total) this.active = Math.max(0, result.total - 1);
+        },
+        (err) => {
+          if (session === this.opened?.session) this.error = shown(err);
+        },
+      )
+      .finally(() => {
+        this.#inFlight = false;
+        if (this.#again) {
+          this.#again = false;
+          this.refresh();
+        }
+      });
   }
 
   /** Save one file's content (from its layer; a hardlink gives what it links to). */

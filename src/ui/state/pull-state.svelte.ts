@@ -15,7 +15,6 @@ import { archiveFileName } from '../../browser/save/file-name.ts';
 import type { Credentials } from '../../core/registry/auth.ts';
 import { CredentialsState } from './credentials.svelte.ts';
 import { RateLimitState } from './rate-limit.svelte.ts';
-import type { RegistryNotice } from '../../core/registry/rate-limit.ts';
 
 export type Status = 'idle' | 'resolving' | 'downloading' | 'assembling' | 'ready' | 'failed' | 'cancelled';
 
@@ -85,17 +84,24 @@ export class PullState {
     const first = this.parsedAll[bad]!;
     if (first.ok || this.names.length === 1) return first;
     const e = first.error;
-    return { ok: false as const, error: new InvalidReferenceError(`Name ${bad + 1} of ${this.names.length}: ${e.message}`, e.hint ?? '', e.data) };
+    return {
+      ok: false as const,
+      error: new InvalidReferenceError(`Name ${bad + 1} of ${this.names.length}: ${e.message}`, e.hint ?? '', e.data),
+    };
   });
   readonly nameError = $derived(this.parsed && !this.parsed.ok ? this.parsed.error : undefined);
   readonly formatInfo = $derived(formatById(this.format) ?? DEFAULT_FORMAT);
-  readonly multiImageError = $derived(this.names.length > 1 && !this.formatInfo.multiImage
-    ? `The ${this.formatInfo.label} format holds one image; choose docker, legacy or tarball for ${this.names.length} names.`
-    : undefined);
+  readonly multiImageError = $derived(
+    this.names.length > 1 && !this.formatInfo.multiImage
+      ? `The ${this.formatInfo.label} format holds one image; choose docker, legacy or tarball for ${this.names.length} names.`
+      : undefined,
+  );
   readonly busy = $derived(this.status === 'resolving' || this.status === 'downloading' || this.status === 'assembling');
   readonly canPull = $derived(this.parsed?.ok === true && !this.busy && !this.multiImageError);
   readonly platformOptions = $derived(
-    this.summary?.kind === 'index' ? this.summary.platforms.map((p) => p.label) : ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
+    this.summary?.kind === 'index'
+      ? this.summary.platforms.map((p) => p.label)
+      : ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
   );
   readonly totalBytes = $derived(this.layers.reduce((n, l) => n + l.size, 0));
   readonly doneBytes = $derived(this.layers.reduce((n, l) => n + l.done, 0));
@@ -252,7 +258,15 @@ export class PullState {
     let rows = this.layers.slice();
     for (const e of events) {
       if (e.type === 'plan') {
-        rows = e.layers.map((l) => ({ index: l.index, digest: l.digest, mediaType: l.mediaType, size: l.size, done: l.cached ? l.size : 0, state: l.cached ? 'cached' : 'waiting', rate: 0 }));
+        rows = e.layers.map((l) => ({
+          index: l.index,
+          digest: l.digest,
+          mediaType: l.mediaType,
+          size: l.size,
+          done: l.cached ? l.size : 0,
+          state: l.cached ? 'cached' : 'waiting',
+          rate: 0,
+        }));
       } else if (e.type === 'layer') {
         const row = rows[e.index];
         if (!row) continue;

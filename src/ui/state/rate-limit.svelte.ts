@@ -55,6 +55,7 @@ export function windowText(seconds: number | undefined): string {
 /** "served by mirror 127.0.0.1:5001" / "mirror 127.0.0.1:5001 down, served by the registry". */
 export function mirrorText(m: MirrorNotice): string {
   if (m.servedBy === 'mirror') return `${m.registry}: served by mirror ${m.mirror}`;
-  const why = m.reason === 'down' ? 'down' : m.reason === 'missing' ? 'lacks it' : m.reason === 'unauthorized' ? 'refused access' : 'not used';
+  const why =
+    m.reason === 'down' ? 'down' : m.reason === 'missing' ? 'lacks it' : m.reason === 'unauthorized' ? 'refused access' : 'not used';
   return `${m.registry}: mirror ${m.mirror} ${why}, served by the registry itself (upstream)`;
 }

@@ -36,7 +36,16 @@ export class TagsState {
     this.#abort?.abort();
     const ac = new AbortController();
     this.#abort = ac;
-    Object.assign(this, { repository, tags: [], truncated: false, error: undefined, filter: '', picked: '', head: undefined, loading: true });
+    Object.assign(this, {
+      repository,
+      tags: [],
+      truncated: false,
+      error: undefined,
+      filter: '',
+      picked: '',
+      head: undefined,
+      loading: true,
+    });
     const collected: string[] = [];
     try {
       const list = await this.service.list(repository, {

@@ -10,7 +10,10 @@ export interface JournalLike {
 export class UnfinishedPulls {
   entries = $state.raw<JournalEntry[]>([]);
 
-  constructor(private readonly journal: JournalLike, private readonly dropBlobs: (keys: string[]) => Promise<void>) {}
+  constructor(
+    private readonly journal: JournalLike,
+    private readonly dropBlobs: (keys: string[]) => Promise<void>,
+  ) {}
 
   async load(): Promise<void> {
     this.entries = await this.journal.list().catch(() => []);

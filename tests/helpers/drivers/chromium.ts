@@ -7,14 +7,26 @@ import { ERROR_TRAP } from './in-page.ts';
 import type { EngineDriver, Key, PageDriver } from './types.ts';
 
 const KEYS: Record<Key, string> = {
-  Tab: 'Tab', 'Shift+Tab': 'Shift+Tab', Enter: 'Enter', Space: ' ', Escape: 'Escape',
-  ArrowUp: 'ArrowUp', ArrowDown: 'ArrowDown', ArrowLeft: 'ArrowLeft', ArrowRight: 'ArrowRight', Home: 'Home', End: 'End',
+  Tab: 'Tab',
+  'Shift+Tab': 'Shift+Tab',
+  Enter: 'Enter',
+  Space: ' ',
+  Escape: 'Escape',
+  ArrowUp: 'ArrowUp',
+  ArrowDown: 'ArrowDown',
+  ArrowLeft: 'ArrowLeft',
+  ArrowRight: 'ArrowRight',
+  Home: 'Home',
+  End: 'End',
 };
 
 class ChromiumPage implements PageDriver {
   readonly #errors: string[] = [];
 
-  constructor(readonly page: Page, readonly dir: string) {
+  constructor(
+    readonly page: Page,
+    readonly dir: string,
+  ) {
     page.on('pageerror', (e) => this.#errors.push(`pageerror: ${e.stack ?? e.message}`));
   }
 
@@ -81,7 +93,11 @@ export async function chromiumEngine(dir: string): Promise<EngineDriver> {
   return {
     name: 'chromium',
     async newPage(options = {}) {
-      const context = await browser.newContext({ acceptDownloads: true, viewport: { width: options.width ?? 1280, height: options.height ?? 900 }, ...(options.userAgent ? { userAgent: options.userAgent } : {}) });
+      const context = await browser.newContext({
+        acceptDownloads: true,
+        viewport: { width: options.width ?? 1280, height: options.height ?? 900 },
+        ...(options.userAgent ? { userAgent: options.userAgent } : {}),
+      });
       await context.addInitScript(ERROR_TRAP);
       return new ChromiumPage(await context.newPage(), dir);
     },

@@ -11,16 +11,29 @@ import type { CaughtDownload, EngineDriver, Key, PageDriver } from './types.ts';
 export const FIREFOX_PATH = '/usr/bin/firefox-esr';
 
 const KEYS: Record<Exclude<Key, 'Shift+Tab'>, string> = {
-  Tab: 'Tab', Enter: 'Enter', Space: 'Space', Escape: 'Escape',
-  ArrowUp: 'ArrowUp', ArrowDown: 'ArrowDown', ArrowLeft: 'ArrowLeft', ArrowRight: 'ArrowRight', Home: 'Home', End: 'End',
+  Tab: 'Tab',
+  Enter: 'Enter',
+  Space: 'Space',
+  Escape: 'Escape',
+  ArrowUp: 'ArrowUp',
+  ArrowDown: 'ArrowDown',
+  ArrowLeft: 'ArrowLeft',
+  ArrowRight: 'ArrowRight',
+  Home: 'Home',
+  End: 'End',
 };
 
 /** Downloads land in one directory per browser; one download at a time is awaited per page. */
 class FirefoxPage implements PageDriver {
   readonly #errors: string[] = [];
 
-  constructor(readonly page: Page, readonly downloadDir: string, readonly outDir: string, readonly lock: { busy: Promise<unknown> }) {
-    page.on('pageerror', (e) => this.#errors.push(`pageerror: ${e instanceof Error ? e.stack ?? e.message : String(e)}`));
+  constructor(
+    readonly page: Page,
+    readonly downloadDir: string,
+    readonly outDir: string,
+    readonly lock: { busy: Promise<unknown> },
+  ) {
+    page.on('pageerror', (e) => this.#errors.push(`pageerror: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
   }
 
   async goto(url: string): Promise<void> {
@@ -87,9 +100,15 @@ class FirefoxPage implements PageDriver {
           // Firefox may write under a temporary name first and rename it: a file that vanishes
           // or still grows is not the download yet.
           const name = fresh[0]!;
-          const size = await stat(join(this.downloadDir, name)).then((s) => s.size, () => -1);
+          const size = await stat(join(this.downloadDir, name)).then(
+            (s) => s.size,
+            () => -1,
+          );
           await new Promise((r) => setTimeout(r, 200));
-          const again = await stat(join(this.downloadDir, name)).then((s) => s.size, () => -2);
+          const again = await stat(join(this.downloadDir, name)).then(
+            (s) => s.size,
+            () => -2,
+          );
           const settled = (await readdir(this.downloadDir)).filter((n) => !before.has(n));
           if (size >= 0 && again === size && settled.length === 1 && settled[0] === name) {
             const path = join(this.outDir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);

@@ -7,7 +7,8 @@ export type EngineName = 'chromium' | 'firefox' | 'webkit';
 export const ENGINES: readonly EngineName[] = ['chromium', 'firefox', 'webkit'];
 
 /** Keys `press` understands (the W3C WebDriver key table has these too). */
-export type Key = 'Tab' | 'Shift+Tab' | 'Enter' | 'Space' | 'Escape' | 'ArrowUp' | 'ArrowDown' | 'ArrowLeft' | 'ArrowRight' | 'Home' | 'End';
+export type Key =
+  'Tab' | 'Shift+Tab' | 'Enter' | 'Space' | 'Escape' | 'ArrowUp' | 'ArrowDown' | 'ArrowLeft' | 'ArrowRight' | 'Home' | 'End';
 
 export interface CaughtDownload {
   /** The file name the page suggested (`<a download>`). */
@@ -40,6 +41,10 @@ export interface PageDriver {
 export interface EngineDriver {
   readonly name: EngineName;
   /** A fresh page with its own storage (IndexedDB starts empty). */
-  newPage(options?: { width?: number; height?: number; /** Chromium only: the other drivers keep their own. */ userAgent?: string }): Promise<PageDriver>;
+  newPage(options?: {
+    width?: number;
+    height?: number;
+    /** Chromium only: the other drivers keep their own. */ userAgent?: string;
+  }): Promise<PageDriver>;
   close(): Promise<void>;
 }

@@ -19,13 +19,24 @@ export const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser
 const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 // W3C WebDriver §17.4.2, the normalised key table.
 const KEYS: Record<Exclude<Key, 'Shift+Tab'>, string> = {
-  Tab: '\uE004', Enter: '\uE007', Space: ' ', Escape: '\uE00C',
-  ArrowUp: '\uE013', ArrowDown: '\uE015', ArrowLeft: '\uE012', ArrowRight: '\uE014', Home: '\uE011', End: '\uE010',
+  Tab: '\uE004',
+  Enter: '\uE007',
+  Space: ' ',
+  Escape: '\uE00C',
+  ArrowUp: '\uE013',
+  ArrowDown: '\uE015',
+  ArrowLeft: '\uE012',
+  ArrowRight: '\uE014',
+  Home: '\uE011',
+  End: '\uE010',
 };
 const SHIFT = '\uE008';
 
 class WebDriverSession {
-  constructor(readonly base: string, readonly id: string) {}
+  constructor(
+    readonly base: string,
+    readonly id: string,
+  ) {}
 
   async cmd<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${this.base}/session/${this.id}${path}`, {
@@ -45,7 +56,10 @@ class WebDriverSession {
 }
 
 class WebKitPage implements PageDriver {
-  constructor(readonly session: WebDriverSession, readonly dir: string) {}
+  constructor(
+    readonly session: WebDriverSession,
+    readonly dir: string,
+  ) {}
 
   async goto(url: string): Promise<void> {
     await this.session.cmd('POST', '/url', { url });
@@ -62,12 +76,15 @@ class WebKitPage implements PageDriver {
   }
 
   async fill(selector: string, value: string): Promise<void> {
-    await this.evaluate(`(sel) => {
+    await this.evaluate(
+      `(sel) => {
       const input = document.querySelector(sel);
       input.focus();
       input.value = '';
       input.dispatchEvent(new Event('input', { bubbles: true }));
-    }`, [selector]);
+    }`,
+      [selector],
+    );
     if (!value) return;
     const el = await this.session.element(selector);
     await this.session.cmd('POST', `/element/${el}/value`, { text: value });
@@ -86,13 +103,19 @@ class WebKitPage implements PageDriver {
   async press(key: Key): Promise<void> {
     const keys = key === 'Shift+Tab' ? [SHIFT, KEYS.Tab] : [KEYS[key]];
     const down = keys.map((value) => ({ type: 'keyDown', value }));
-    const up = keys.slice().reverse().map((value) => ({ type: 'keyUp', value }));
+    const up = keys
+      .slice()
+      .reverse()
+      .map((value) => ({ type: 'keyUp', value }));
     await this.session.cmd('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions: [...down, ...up] }] });
     await this.session.cmd('DELETE', '/actions');
   }
 
   async type(text: string): Promise<void> {
-    const actions = [...text].flatMap((value) => [{ type: 'keyDown', value }, { type: 'keyUp', value }]);
+    const actions = [...text].flatMap((value) => [
+      { type: 'keyDown', value },
+      { type: 'keyUp', value },
+    ]);
     await this.session.cmd('POST', '/actions', { actions: [{ type: 'key', id: 'keyboard', actions }] });
     await this.session.cmd('DELETE', '/actions');
   }
@@ -110,16 +133,22 @@ class WebKitPage implements PageDriver {
       if (Date.now() > deadline) throw new Error(`WebKit: the page started no download within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const { name, size } = await this.evaluate<{ name: string; size: number }>(`(i) => window.__e2eDownloads[i].then((d) => ({ name: d.name, size: d.blob.size }))`, [before]);
+    const { name, size } = await this.evaluate<{ name: string; size: number }>(
+      `(i) => window.__e2eDownloads[i].then((d) => ({ name: d.name, size: d.blob.size }))`,
+      [before],
+    );
     const chunks: Buffer[] = [];
     const CHUNK = 4 * 1024 * 1024;
     for (let at = 0; at < size; at += CHUNK) {
-      const b64 = await this.evaluate<string>(`(i, at, end) => window.__e2eDownloads[i].then((d) => new Promise((resolve, reject) => {
+      const b64 = await this.evaluate<string>(
+        `(i, at, end) => window.__e2eDownloads[i].then((d) => new Promise((resolve, reject) => {
         const r = new FileReader();
         r.onload = () => resolve(String(r.result).slice(String(r.result).indexOf(',') + 1));
         r.onerror = () => reject(r.error);
         r.readAsDataURL(d.blob.slice(at, end));
-      }))`, [before, at, Math.min(size, at + CHUNK)]);
+      }))`,
+        [before, at, Math.min(size, at + CHUNK)],
+      );
       chunks.push(Buffer.from(b64, 'base64'));
     }
     const path = join(this.dir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);
@@ -134,7 +163,10 @@ class WebKitPage implements PageDriver {
 
   async setViewport(width: number, height: number): Promise<void> {
     // The window rect includes MiniBrowser's toolbar; size the window so the viewport is `width` wide.
-    const inner = await this.evaluate<[number, number]>('() => [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]', []);
+    const inner = await this.evaluate<[number, number]>(
+      '() => [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]',
+      [],
+    );
     await this.session.cmd('POST', '/window/rect', { width: width + inner[0], height: height + inner[1] });
   }
 
@@ -160,7 +192,9 @@ function freePort(): Promise<number> {
 
 /** Xvfb on a display it picks itself (-displayfd: no race between parallel test files). */
 async function startXvfb(): Promise<{ proc: ChildProcess; display: string }> {
-  const proc = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1400x1000x24', '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  const proc = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1400x1000x24', '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+  });
   const display = await new Promise<string>((resolve, reject) => {
     let out = '';
     proc.stdio[3]!.on('data', (d: Buffer) => {
@@ -179,8 +213,18 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
   const xvfb = await startXvfb();
   const port = await freePort();
   // As root in a container, WebKitGTK's bubblewrap sandbox cannot start.
-  const env = { ...process.env, DISPLAY: xvfb.display, WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS: '1', GSETTINGS_BACKEND: 'memory', NO_AT_BRIDGE: '1' };
-  const driver = spawn('dbus-run-session', ['--', WEBKIT_DRIVER, `--port=${port}`, '--host=127.0.0.1'], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const env = {
+    ...process.env,
+    DISPLAY: xvfb.display,
+    WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS: '1',
+    GSETTINGS_BACKEND: 'memory',
+    NO_AT_BRIDGE: '1',
+  };
+  const driver = spawn('dbus-run-session', ['--', WEBKIT_DRIVER, `--port=${port}`, '--host=127.0.0.1'], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
   let log = '';
   driver.stderr!.on('data', (d: Buffer) => {
     log = (log + d.toString()).slice(-4000);
@@ -201,7 +245,11 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
       const res = await fetch(`${base}/session`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ capabilities: { alwaysMatch: { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] }, timeouts: { script: 120_000 } } } }),
+        body: JSON.stringify({
+          capabilities: {
+            alwaysMatch: { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] }, timeouts: { script: 120_000 } },
+          },
+        }),
       });
       const json = (await res.json()) as { value: { sessionId?: string; message?: string } };
       if (!json.value.sessionId) throw new Error(`WebKitWebDriver: no session: ${json.value.message}\n${log}`);
@@ -220,7 +268,9 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
       if (driver.pid) {
         try {
           process.kill(-driver.pid, 'SIGTERM');
-        } catch { /* gone already */ }
+        } catch {
+          /* gone already */
+        }
       }
       xvfb.proc.kill('SIGTERM');
     },
