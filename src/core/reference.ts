@@ -16,6 +16,7 @@
 //   component read as a registry ("docker.io/foo.bar/x"), so parse(familiar) always round-trips.
 
 import { InvalidReferenceError } from './errors.ts';
+import { isLoopbackHostname } from './net/destination.ts';
 
 export const DOCKER_HUB_REGISTRY = 'docker.io';
 export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
@@ -38,9 +39,7 @@ const TAG = /^\w[\w.-]{0,127}$/;
 const DOMAIN_COMPONENT = /^(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])$/;
 const IPV6_BODY = /^[0-9a-f:]+$/;
 const PORT = /^[0-9]+$/;
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const IMAGE_ID = /^[a-f0-9]{64}$/i;
-const LOCALHOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*localhost\.?$/;
 
 export interface ImageReference {
   /** Registry for naming: 'docker.io', 'ghcr.io', 'localhost:5000', '[::1]:5000'. Lowercase. */
@@ -276,15 +275,13 @@ export function isLoopbackHost(host: string): boolean {
     if (close === -1) return false;
     const after = h.slice(close + 1);
     if (after !== '' && !(after.startsWith(':') && isPort(after.slice(1)))) return false;
-    return isIpv6Loopback(h.slice(1, close));
+    return isLoopbackHostname(h.slice(0, close + 1));
   }
   const colons = h.split(':').length - 1;
-  if (colons > 1) return isIpv6Loopback(h);
+  if (colons > 1) return isLoopbackHostname(h);
   const [hostname = '', port] = h.split(':');
   if (port !== undefined && !isPort(port)) return false;
-  if (LOCALHOST_NAME.test(hostname)) return true;
-  const octets = ipv4Octets(hostname);
-  return octets !== undefined && octets[0] === 127;
+  return isLoopbackHostname(hostname);
 }
 
 function build(registry: string, repository: string, tag: string | undefined, digest: string | undefined): ImageReference {
@@ -506,50 +503,6 @@ function isPort(text: string): boolean {
   if (!PORT.test(text)) return false;
   const n = Number(text);
   return n >= 1 && n <= 65535;
-}
-
-function isOctet(text: string): boolean {
-  return (text === '0' || !text.startsWith('0')) && Number(text) <= 255;
-}
-
-function ipv4Octets(text: string): number[] | undefined {
-  const m = IPV4.exec(text);
-  if (m === null || !m.slice(1).every(isOctet)) return undefined;
-  return m.slice(1).map(Number);
-}
-
-// The eight 16-bit groups of an IPv6 address ("::" shorthand, a dotted IPv4 tail: RFC 4291 §2.2).
-function ipv6Groups(body: string): number[] | undefined {
-  let text = body;
-  const tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.')) {
-    const octets = ipv4Octets(text.slice(lastColon + 1));
-    if (octets === undefined) return undefined;
-    tail.push((octets[0]! << 8) | octets[1]!, (octets[2]! << 8) | octets[3]!);
-    // Keep a "::" that ends right before the IPv4 part; drop a single ":".
-    const prefix = text.slice(0, lastColon + 1);
-    text = prefix.endsWith('::') ? prefix : prefix.slice(0, -1);
-  }
-  if (!IPV6_BODY.test(text)) return undefined;
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const groups = (s: string): string[] => (s === '' ? [] : s.split(':'));
-  const head = groups(halves[0] ?? '');
-  const rest = halves.length === 2 ? groups(halves[1] ?? '') : [];
-  const given = head.length + rest.length + tail.length;
-  if (halves.length === 2 ? given > 7 : given !== 8) return undefined;
-  const all = [...head, ...Array<string>(8 - given).fill('0'), ...rest];
-  if (all.some((g) => g === '' || g.length > 4)) return undefined;
-  return [...all.map((g) => parseInt(g, 16)), ...tail];
-}
-
-// ::1, or ::ffff:127.x.y.z (an IPv4-mapped loopback address).
-function isIpv6Loopback(body: string): boolean {
-  const g = ipv6Groups(body);
-  if (g === undefined) return false;
-  const zeros = (n: number): boolean => g.slice(0, n).every((x) => x === 0);
-  return (zeros(7) && g[7] === 1) || (zeros(5) && g[5] === 0xffff && g[6]! >> 8 === 127);
 }
 
 // Messages quote the offending text, cut short so a pasted novel does not become the message.

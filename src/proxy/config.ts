@@ -3,7 +3,7 @@
 // once here so that policy.ts and handler.ts can trust what they get. Runtime-neutral: the only
 // node API (reading the file) is imported lazily, and only when no reader is injected.
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
-import { classifyHost, isLoopbackHost } from './destination.ts';
+import { classifyHost, isLoopbackHostname as isLoopbackHost } from '../core/net/destination.ts';
 
 export type Scheme = 'http' | 'https';
 

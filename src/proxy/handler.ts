@@ -5,7 +5,7 @@
 // body untouched under an idle bound, and never throws: every failure becomes a
 // distribution-style error (`{ errors: [{ code, message, detail }] }`).
 import { PROXY_PATH, loopbackAllowed, publicConfig, type ProxyConfig } from './config.ts';
-import { classifyAddress, classifyHost } from './destination.ts';
+import { classifyAddress, classifyHost } from '../core/net/destination.ts';
 import { ClientLimits } from './limits.ts';
 import { describeTarget, type RequestLogEntry } from './log.ts';
 import { ProxyMetrics } from './metrics.ts';

@@ -5,7 +5,7 @@
 // "Endpoints") or a token realm, and the upstream host must not be loopback/private unless the
 // config allows it.
 import { DOCKER_HUB_ALIASES, DOCKER_HUB_API_HOST, PROXY_PATH, loopbackAllowed, normaliseRealm, type ProxyConfig } from './config.ts';
-import { classifyHost, isLoopbackHost } from './destination.ts';
+import { classifyHost, isLoopbackHostname as isLoopbackHost } from '../core/net/destination.ts';
 
 export interface ProxyRequest {
   method: string;

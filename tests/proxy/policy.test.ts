@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, parseConfig, type ProxyConfig } from '../../src/proxy/config.ts';
-import { classifyHost } from '../../src/proxy/destination.ts';
+import { classifyHost } from '../../src/core/net/destination.ts';
 import {
   carriesOurVia,
   corsAccess,

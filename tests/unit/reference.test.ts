@@ -929,7 +929,8 @@ describe('isLoopbackHost', () => {
     ['[::ffff:10.0.0.1]', false],
     ['[::ffff:128.0.0.1]', false],
     ['[::ffff:127.0.0.256]', false],
-    ['[::127.0.0.1]', false],
+    // The deprecated IPv4-compatible form (RFC 4291 §2.5.5.1) still means 127.0.0.1: loopback, as the proxy's address rules say.
+    ['[::127.0.0.1]', true],
     ['[::fffe:127.0.0.1]', false],
     ['[1::ffff:127.0.0.1]', false],
     ['localhost:99999', false],

@@ -1,6 +1,7 @@
-// Classifies an upstream host by its literal form: loopback, private, link-local and other
+// Classifies a host by its literal form: loopback, private, link-local and other
 // non-public addresses (RFC 6890 special-purpose registries). Pure: names are not resolved here;
-// the handler may additionally check what a name resolves to (see handler.ts `lookup`).
+// the proxy's handler may additionally check what a name resolves to (src/proxy/handler.ts
+// `lookup`). The one place both the proxy and the core decide what is loopback.
 
 /** Why a host is not a public destination, or undefined when it is public (by its literal form). */
 export type NonPublicKind = 'loopback' | 'private' | 'link-local' | 'unspecified' | 'reserved';
@@ -11,7 +12,8 @@ export type NonPublicKind = 'loopback' | 'private' | 'link-local' | 'unspecified
  */
 export function classifyHost(host: string): NonPublicKind | undefined {
   const name = host.toLowerCase().replace(/\.$/, '');
-  if (name === 'localhost' || name.endsWith('.localhost')) return 'loopback';
+  // Every label non-empty: `.localhost` or `a..localhost` are not names at all.
+  if ((name === 'localhost' || name.endsWith('.localhost')) && name.split('.').every((label) => label !== '')) return 'loopback';
   if (name.startsWith('[') && name.endsWith(']')) return classifyIPv6(name.slice(1, -1));
   if (name.includes(':')) return classifyIPv6(name);
   const v4 = parseIPv4(name);
@@ -22,7 +24,7 @@ export function classifyHost(host: string): NonPublicKind | undefined {
  * True for hosts that name the local machine itself: `localhost` and every `*.localhost` name
  * (RFC 6761 6.3: they resolve to loopback), 127.0.0.0/8, ::1 and the IPv4-mapped forms of those.
  */
-export function isLoopbackHost(host: string): boolean {
+export function isLoopbackHostname(host: string): boolean {
   return classifyHost(host) === 'loopback';
 }
 
@@ -36,7 +38,8 @@ function parseIPv4(text: string): number | undefined {
   if (parts.length !== 4) return undefined;
   let value = 0;
   for (const part of parts) {
-    if (!/^\d{1,3}$/.test(part)) return undefined;
+    // No leading zeros (`127.0.0.01`): the URL parser never produces them, and typed ones are ambiguous.
+    if (!/^(?:0|[1-9]\d{0,2})$/.test(part)) return undefined;
     const n = Number(part);
     if (n > 255) return undefined;
     value = value * 256 + n;
