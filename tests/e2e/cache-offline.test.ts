@@ -50,6 +50,9 @@ async function openApp(): Promise<Page> {
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(server.url);
   await page.getByLabel('Image', { exact: true }).waitFor();
+  // These tests take the download the Download button offers when the pull ends (the streamed
+  // paths are tests/e2e/save.test.ts).
+  await page.getByLabel('Save to').selectOption('blob');
   return page;
 }
 
