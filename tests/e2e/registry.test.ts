@@ -254,7 +254,9 @@ describe('rate limits', () => {
       await page.getByRole('button', { name: 'Pull' }).click();
       const wait = page.getByTestId('rate-wait');
       await wait.waitFor({ timeout: 20_000 });
-      expect((await wait.textContent())?.replace(/\s+/g, ' ')).toMatch(new RegExp(`${anonFront.host} is rate-limiting this pull: retrying in [12] s`));
+      expect((await wait.textContent())?.replace(/\s+/g, ' ')).toMatch(
+        new RegExp(`${anonFront.host} is rate-limiting this pull: retrying in [12] s`),
+      );
       await page.getByTestId('download').waitFor({ timeout: 45_000 });
       expect(await wait.count()).toBe(0);
       expect(anonFront.requests.filter((r) => r.action === 'fail').length - failed).toBe(2);
