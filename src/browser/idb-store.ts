@@ -158,6 +158,46 @@ export class IdbBlobStore implements BlobStore {
   }
 
   /** One read-write transaction over the object store (idb-keyval's store, raw). */
+  /**
+   * Gathers chunks into segments of `limit` bytes, written one at a time while the next fills:
+   * reading never waits on IndexedDB unless it gets a whole segment ahead (at most two held).
+   * `segments` lists the keys written or being written, in order.
+   */
+  #segmentWriter(what: string, keyFor: (n: number) => string, limit: number) {
+    const segments: string[] = [];
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const segKey = keyFor(segments.length);
+      segments.push(segKey);
+      const blob = new Blob(pending as BlobPart[]);
+      pending = [];
+      pendingBytes = 0;
+      await writing;
+      const value = await this.#segmentValue(blob);
+      writing = this.#tx(what, (s) => s.put(value, segKey));
+      writing.catch(() => undefined);
+    };
+    return {
+      segments,
+      flush,
+      write: async (chunk: Uint8Array): Promise<void> => {
+        pending.push(chunk);
+        pendingBytes += chunk.byteLength;
+        if (pendingBytes >= limit) await flush();
+      },
+      /** The outcome of the last segment write. */
+      settled: (): Promise<void> => writing,
+      /** Forget what has not been flushed. */
+      drop: (): void => {
+        pending = [];
+        pendingBytes = 0;
+      },
+    };
+  }
+
   /** What a segment is stored as: the Blob itself, or its bytes where this browser refuses Blobs. */
   async #segmentValue(blob: Blob): Promise<Blob | ArrayBuffer> {
     return (await acceptsBlobs(this.#db)) ? blob : blob.arrayBuffer();
@@ -194,32 +234,13 @@ export class IdbBlobStore implements BlobStore {
 
   async put(key: string, stream: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<number> {
     const release = await this.#hold(key, signal);
-    const segments: string[] = [];
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
-    // One segment is written while the next one fills: reading never waits on IndexedDB unless
-    // it gets a whole segment ahead (bounded memory: at most two segments held).
-    let writing: Promise<void> = Promise.resolve();
-    const flush = async () => {
-      if (pendingBytes === 0) return;
-      const segKey = `${this.#segmentKey(key)}:${segments.length}`;
-      segments.push(segKey);
-      const blob = new Blob(pending as BlobPart[]);
-      pending = [];
-      pendingBytes = 0;
-      await writing;
-      const value = await this.#segmentValue(blob);
-      writing = this.#tx(`a segment of ${key}`, (s) => s.put(value, segKey));
-      writing.catch(() => undefined);
-    };
+    const prefix = this.#segmentKey(key);
+    const writer = this.#segmentWriter(`a segment of ${key}`, (n) => `${prefix}:${n}`, this.#segmentBytes);
+    const { segments } = writer;
     try {
-      const total = await drain(stream, signal, async (chunk) => {
-        pending.push(chunk);
-        pendingBytes += chunk.byteLength;
-        if (pendingBytes >= this.#segmentBytes) await flush();
-      });
-      await flush();
-      await writing;
+      const total = await drain(stream, signal, (chunk) => writer.write(chunk));
+      await writer.flush();
+      await writer.settled();
       signal?.throwIfAborted();
       const old = await this.#record(key);
       await this.#tx(`the record of ${key}`, (s) => {
@@ -228,7 +249,7 @@ export class IdbBlobStore implements BlobStore {
       });
       return total;
     } catch (err) {
-      await writing.catch(() => undefined);
+      await writer.settled().catch(() => undefined);
       await this.#tx('cleanup', (s) => segments.forEach((seg) => s.delete(seg))).catch(() => undefined);
       throw storageError(err, `blob ${key}`);
     } finally {
@@ -264,45 +285,32 @@ export class IdbBlobStore implements BlobStore {
    * leaves them alone while the download holds the key's lock, and removes them after a crash).
    */
   async createSpill(key: string): Promise<Spill> {
-    const segments: string[] = [];
     const limit = Math.min(this.#segmentBytes, SPILL_SEGMENT_BYTES);
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
+    const writer = this.#segmentWriter(
+      `a range of ${key}`,
+      (n) => `seg:${key}:spill${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}:${n}`,
+      limit,
+    );
+    const { segments } = writer;
     let size = 0;
-    let writing: Promise<void> = Promise.resolve();
-    const flush = async () => {
-      if (!pendingBytes) return;
-      const segKey = `seg:${key}:spill${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}:${segments.length}`;
-      segments.push(segKey);
-      const blob = new Blob(pending as BlobPart[]);
-      pending = [];
-      pendingBytes = 0;
-      await writing;
-      const value = await this.#segmentValue(blob);
-      writing = this.#tx(`a range of ${key}`, (s) => s.put(value, segKey));
-      writing.catch(() => undefined);
-    };
     return {
       get size() {
         return size;
       },
       write: async (chunk) => {
-        pending.push(chunk);
-        pendingBytes += chunk.byteLength;
         size += chunk.byteLength;
-        if (pendingBytes >= limit) await flush();
+        await writer.write(chunk);
       },
       read: async () => {
-        await flush();
-        await writing;
+        await writer.flush();
+        await writer.settled();
         const parts = (await getMany<unknown>(segments, this.#db)).map(segmentBlob);
         if (parts.some((p) => !p)) throw new LongshoreError(ErrorCode.Store, `A stored range of ${key} went missing.`, { retryable: true });
         return new Blob(parts as Blob[]).stream();
       },
       discard: async () => {
-        pending = [];
-        pendingBytes = 0;
-        await writing.catch(() => undefined);
+        writer.drop();
+        await writer.settled().catch(() => undefined);
         const drop = segments.splice(0);
         if (drop.length) await this.#tx('cleanup', (s) => drop.forEach((seg) => s.delete(seg)));
       },
