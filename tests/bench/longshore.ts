@@ -1,7 +1,7 @@
 // Drives the real page the way a person does (type a name, pick a format and where to save, press
 // Pull, and for the Blob path press Download) in Debian's headless Chromium, and times it: Pull
 // click → the file starts (the streamed download begins; for the Blob path, the Download button),
-// Pull click → file saved. The page's status changes are stamped in the page, so the time spent
+// Pull click → file complete. The page's status changes are stamped in the page, so the time spent
 // resolving, downloading and assembling can be told apart.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -92,18 +92,26 @@ const OPFS_PICKER = `(() => {
 })()`;
 
 export interface PullTiming {
+  /** performance.now() of this process at the Pull click (the relay stamps bytes in the same clock). */
+  clickAt: number;
   /** Pull click → the page says the pull is done (Blob path: the Download button). */
   buttonSeconds: number;
   /** Pull click → the file starts: the streamed download begins (Blob path: the Download click). */
   firstByteSeconds: number;
   /** Pull click → Chromium finished writing the download. */
   downloadedSeconds: number;
-  /** Pull click → file fully written by saveAs (Playwright's copy of the download). */
-  savedSeconds: number;
-  /** Seconds after the click at which the page first showed each status (resolving, downloading, …). */
+  /**
+   * Seconds after the click at which the page first showed each status (resolving, downloading, …),
+   * `written` (the save progress first showed) and `arrived` (every layer's progress bar full: the
+   * last layer byte reached the page).
+   */
   phases: Record<string, number>;
   fileName: string;
-  /** The saved archive on disk; undefined for `file` (it stays in the browser's private file system). */
+  /**
+   * The downloaded archive on disk (Chromium's own file, in Playwright's artifacts directory: not
+   * copied, so a 6 GB image needs no second 6 GB); the caller removes it once verified. Undefined
+   * for `file` (it stays in the browser's private file system).
+   */
   file: string | undefined;
   /** Its size as the page reads it back (`file`). */
   bytes?: number;
@@ -126,7 +134,11 @@ const STAMP_PHASES = `(() => {
     const status = document.querySelector('[data-testid="status"]')?.getAttribute('data-status');
     if (status && !(status in state.phases)) state.phases[status] = (performance.now() - state.t0) / 1000;
     if (!('written' in state.phases) && document.querySelector('[data-testid="save-progress"]')) state.phases.written = (performance.now() - state.t0) / 1000;
-  }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
+    if (!('arrived' in state.phases)) {
+      const bars = document.querySelectorAll('table.layers progress');
+      if (bars.length > 0 && [...bars].every((p) => p.value >= p.max)) state.phases.arrived = (performance.now() - state.t0) / 1000;
+    }
+  }).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['data-status', 'value'] });
 })()`;
 
 /** What moves while a pull is alive: the status and every progress bar's value. */
@@ -187,13 +199,12 @@ export async function typeName(page: Page, name: string, fail: (message: string)
 
 /**
  * Types the name, waits for the page's own look-up of it to finish (as a person would see the
- * platform before pressing Pull), selects the format, then times Pull → Download → saved.
+ * platform before pressing Pull), selects the format, then times Pull → the file starts → the file is complete.
  */
 export async function pullAndSave(
   page: Page,
   name: string,
   format: string,
-  outDir: string,
   timeoutMs: number,
   beforeClick?: () => Promise<void>,
   save: BenchSave = 'stream',
@@ -249,7 +260,7 @@ export async function pullAndSave(
       buttonSeconds,
       firstByteSeconds: phases['written'] ?? Number.NaN,
       downloadedSeconds: buttonSeconds,
-      savedSeconds: buttonSeconds,
+      clickAt: started,
       phases,
       fileName,
       file: undefined,
@@ -262,17 +273,11 @@ export async function pullAndSave(
     firstByteSeconds = buttonSeconds;
     [download] = await Promise.all([page.waitForEvent('download', { timeout: timeoutMs }), button.click()]);
   }
-  // path() resolves when Chromium has written the whole file; saveAs then copies it (a cost a
-  // person's download does not have, reported apart).
-  if ((await download.path()) === null) throw new PullFailedError(`download of ${name} (${format}) failed: ${await download.failure()}`);
+  // path() resolves when Chromium has written the whole file.
+  const file = await download.path();
   const downloadedSeconds = (performance.now() - started) / 1000;
-  const file = join(outDir, `${format}-${Date.now()}-${download.suggestedFilename()}`);
-  await download.saveAs(file);
-  const savedSeconds = (performance.now() - started) / 1000;
   const failure = await download.failure();
-  if (failure) throw new PullFailedError(`download of ${name} (${format}) failed: ${failure}`);
-  // Playwright keeps its own copy until the context closes; a large image would fill the disk.
-  await download.delete();
+  if (file === null || failure) throw new PullFailedError(`download of ${name} (${format}) failed: ${failure}`);
   const phases = await page.evaluate(() => window.__longshoreBench?.phases ?? {});
-  return { buttonSeconds, firstByteSeconds, downloadedSeconds, savedSeconds, phases, fileName: download.suggestedFilename(), file };
+  return { clickAt: started, buttonSeconds, firstByteSeconds, downloadedSeconds, phases, fileName: download.suggestedFilename(), file };
 }

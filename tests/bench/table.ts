@@ -12,7 +12,7 @@ export interface Sample {
   /** longshore only: seconds after the click at which each page status first showed. */
   phases?: Record<string, number>;
   outputBytes: number;
-  /** pageHeap, workerHeap, heapSum, chromiumRss, chromiumPss, chromiumRssAtStart, proxyRss, skopeoRss (bytes). */
+  /** pageHeap, workerHeap, heapSum, chromiumRss, chromiumPss, chromiumRssAtStart, proxyRss, skopeoRss, disk (bytes). */
   peaks: Record<string, number>;
   /** How many 200 ms heap readings answered; a worker busy in one long step misses some. */
   heapSamples?: { page: number; worker: number; workerMissed: number };
@@ -22,8 +22,18 @@ export interface Sample {
   otherBlobRequests?: number;
   /** The blob requests themselves, kept when their count was not the expected one. */
   requestLog?: string[];
-  /** Through the shaping relay (--link): layer body bytes it served, those after a cut, and how many layers were cut. */
-  relay?: { layerBytes: number; afterCut: number; cuts: number };
+  /**
+   * Through the shaping relay (--link): layer body bytes it served, those of requests made after a
+   * cut, how many layers were cut and their size, the largest share of one cut layer fetched after
+   * its cut (%), bytes beyond each layer's size (fetched twice),
+   * and when the last layer byte left it (performance.now() of the bench process).
+   */
+  relay?: { layerBytes: number; afterCut: number; cuts: number; cutBytes: number; worstPercent: number; twice: number; lastByteAt: number };
+  /**
+   * longshore: seconds from the last layer byte to the file complete (`downloaded`): `relay`, from
+   * when the relay sent it (--link); `page`, from when the page's progress showed every layer full.
+   */
+  tail?: { relay?: number; page?: number };
 }
 
 export interface Scenario {
@@ -35,6 +45,8 @@ export interface Scenario {
   cache?: 'cold' | 'warm';
   /** The skopeo scenario key this one is compared with. */
   peerKey?: string;
+  /** The ratio to that peer the issue asks for, and which target it is. */
+  target?: { max: number; why: string };
   /** Compressed bytes of the image's layers (the network input). */
   inputBytes: number;
   samples: Sample[];
@@ -54,6 +66,12 @@ export interface Summary {
   mbPerSecond: number;
   ratio: number | undefined;
   ratioPeer: string | undefined;
+  target: { max: number; why: string } | undefined;
+  /** Medians of Sample.tail. */
+  tailRelay: number | undefined;
+  tailPage: number | undefined;
+  /** Most disk the run took (free space fall), over its samples. */
+  disk: number | undefined;
   buttonMedian: number | undefined;
   phases: Record<string, number> | undefined;
   outputBytes: number;
@@ -103,6 +121,10 @@ export function summarise(scenarios: readonly Scenario[]): Summary[] {
             phaseNames.map((p) => [p, median(s.samples.map((x) => x.phases?.[p]).filter((v): v is number => v !== undefined))]),
           )
         : undefined;
+      const middle = (pick: (x: Sample) => number | undefined): number | undefined => {
+        const values = s.samples.map(pick).filter((v): v is number => v !== undefined);
+        return values.length ? median(values) : undefined;
+      };
       const most = (pick: (x: Sample) => number | undefined): number | undefined => {
         const values = s.samples.map(pick).filter((v): v is number => v !== undefined);
         return values.length ? Math.max(...values) : undefined;
@@ -118,6 +140,10 @@ export function summarise(scenarios: readonly Scenario[]): Summary[] {
         mbPerSecond: s.inputBytes / 1e6 / m,
         ratio: peerMedian !== undefined && Number.isFinite(peerMedian) ? m / peerMedian : undefined,
         ratioPeer: s.peerKey ? scenarios.find((x) => x.key === s.peerKey)?.what : undefined,
+        target: s.target,
+        tailRelay: middle((x) => x.tail?.relay),
+        tailPage: middle((x) => x.tail?.page),
+        disk: peak(s.samples, 'disk'),
         buttonMedian: buttons.length ? median(buttons) : undefined,
         phases,
         outputBytes: median(s.samples.map((x) => x.outputBytes)),
@@ -225,8 +251,19 @@ const COLUMNS: Column[] = [
   { title: 'run', cell: (s) => s.label },
   { title: 'wall s, median (min–max)', cell: (s) => (s.runs > 1 ? `${secs(s.median)} (${secs(s.min)}–${secs(s.max)})` : secs(s.median)) },
   { title: 'MB/s in', cell: (s) => s.mbPerSecond.toFixed(1) },
-  { title: '÷ skopeo', cell: (s) => (s.ratio === undefined ? '—' : `${s.ratio.toFixed(2)}× ${s.ratioPeer}`) },
+  {
+    title: '÷ skopeo (target)',
+    cell: (s) =>
+      s.ratio === undefined ? '—' : `${s.ratio.toFixed(2)}× ${s.ratioPeer}${s.target ? ` (≤ ${s.target.max.toFixed(1)})` : ''}`,
+  },
   { title: 'to button s', cell: (s) => (s.buttonMedian === undefined ? '—' : secs(s.buttonMedian)) },
+  {
+    title: 'file after last byte s relay / page',
+    cell: (s) =>
+      s.tailRelay === undefined && s.tailPage === undefined
+        ? '—'
+        : `${s.tailRelay === undefined ? '—' : s.tailRelay.toFixed(2)} / ${s.tailPage === undefined ? '—' : s.tailPage.toFixed(2)}`,
+  },
   { title: 'out MB', cell: (s) => mb(s.outputBytes) },
   {
     title: 'heap MB page / workers',
@@ -243,7 +280,31 @@ const COLUMNS: Column[] = [
   },
   { title: 'proxy RSS MB', cell: (s) => mb(s.proxyRss) },
   { title: 'layer reqs (other)', cell: (s) => (s.layerRequests === undefined ? '—' : `${s.layerRequests} (${s.otherBlobRequests ?? 0})`) },
+  { title: 'disk GB', cell: (s) => (s.disk === undefined ? '—' : (s.disk / 1e9).toFixed(1)) },
 ];
+
+/**
+ * Which of issue 14's targets apply to the rows and where each stands: the ratio to skopeo (see
+ * Scenario.target) and the file complete within `tailSeconds` of the last layer byte.
+ */
+export function targetLines(summaries: readonly Summary[], tailSeconds: number): string[] {
+  const lines: string[] = [];
+  for (const s of summaries) {
+    if (s.target && s.ratio !== undefined)
+      lines.push(
+        `target ${s.variant} ${s.label}: ${s.target.why}: ${s.ratio.toFixed(2)}× ${s.ratioPeer} — ${s.ratio <= s.target.max ? 'met' : 'not met'}`,
+      );
+    const tail = s.tailRelay ?? s.tailPage;
+    if (tail !== undefined && s.label.endsWith('cold'))
+      lines.push(
+        `target ${s.variant} ${s.label}: file complete within ${tailSeconds} s of the last layer byte: ` +
+          `${s.tailRelay !== undefined ? `${s.tailRelay.toFixed(2)} s after it left the relay` : ''}` +
+          `${s.tailRelay !== undefined && s.tailPage !== undefined ? ', ' : ''}` +
+          `${s.tailPage !== undefined ? `${s.tailPage.toFixed(2)} s after the page showed it` : ''} — ${tail <= tailSeconds ? 'met' : 'not met'}`,
+      );
+  }
+  return lines;
+}
 
 /** Scenarios that broke before giving a sample, as one line each. */
 export function failureLines(scenarios: readonly Scenario[]): string[] {
@@ -448,10 +509,12 @@ export function markdown(m: MarkdownInput): string {
     ...(m.failures.length || m.notes.length ? ['', ...m.failures.map((f) => `- ${f}`), ...m.notes.map((n) => `- ${n}`)] : []),
     '',
     [
-      "Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright's `download.path()`; its extra copy by `saveAs` is not counted, it is `phases.saved` in the JSON); skopeo = spawn → exit.",
+      "Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright's `download.path()`; the file is judged where Chromium wrote it, then removed); skopeo = spawn → exit.",
       'To button: Pull click → Download button (archive composed).',
       'MB/s in: compressed layer bytes ÷ median wall time.',
-      '÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive).',
+      "÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive); through a shaping link, ÷ skopeo's `oci:` (its fastest destination, which fetches layers in parallel); issue 14's target for the row in brackets.",
+      'File after last byte: seconds from the last layer byte to the file complete, as the relay sent it (--link) / as the page\'s progress showed every layer full (cold pulls).',
+      'Disk GB: the most the free disk fell during the run (shared machine: others\' writes count too).',
       'Heap: V8 heap in use on the page, and summed over its workers (the pull worker and its layer workers); buffers: ArrayBuffer backing stores outside the heap; peaks of 200 ms samples.',
       "Peak RSS: sum over Chromium's processes, sampled every 200 ms (PSS in brackets: shared pages counted once, every fifth sample), or the skopeo process; RSS at click: the same sum just before Pull.",
       'Layer reqs (other): layer blob GET/HEADs reaching the registry or its redirect target from the click on (other blobs, i.e. the config, in brackets).',
