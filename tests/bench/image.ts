@@ -292,7 +292,8 @@ async function build(dir: string, label: string, targetBytes: number, shape: Sha
 
   log(`building the ${label} ${shape} image from /${SOURCE_ROOTS.join(' and /')} (once; cached in ${dir})`);
   const weights = LAYER_WEIGHTS[shape];
-  const smallestLayer = (Math.min(...weights, 0.05) * targetBytes) / INITIAL_RATIO;
+  // The files' size limit follows the smallest planned layer (big-layer: its last one, ~5 %).
+  const smallestLayer = (Math.min(...weights, shape === 'default' ? 1 : 0.05) * targetBytes) / INITIAL_RATIO;
   const cursor = new FileCursor(SOURCE_ROOTS.flatMap(walk), Math.min(MAX_FILE_BYTES, smallestLayer / 2));
   const uncompressedSizes: number[] = [];
   let compressed = 0;

@@ -845,7 +845,7 @@ async function main(): Promise<void> {
     for (const line of failures) console.log(`  ${line}`);
     const md = markdown({
       machine,
-      imageLabel: opts.label,
+      imageLabel: opts.shape === 'default' ? opts.label : `${opts.label} ${opts.shape}`,
       layers: first.layers.length,
       compressed: Object.fromEntries(opts.variants.map((v) => [v, images[v].compressedBytes])),
       uncompressed: first.uncompressedBytes,

@@ -292,7 +292,7 @@ export function targetLines(summaries: readonly Summary[], tailSeconds: number):
   for (const s of summaries) {
     if (s.target && s.ratio !== undefined)
       lines.push(
-        `target ${s.variant} ${s.label}: ${s.target.why}: ${s.ratio.toFixed(2)}× ${s.ratioPeer} — ${s.ratio <= s.target.max ? 'met' : 'not met'}`,
+        `target ${s.variant} ${s.label}: ${s.target.why} → ${s.ratio.toFixed(2)}× ${s.ratioPeer} — ${s.ratio <= s.target.max ? 'met' : 'not met'}`,
       );
     const tail = s.tailRelay ?? s.tailPage;
     if (tail !== undefined && s.label.endsWith('cold'))
