@@ -118,7 +118,8 @@ export async function startRelay(target: string, shape: LinkShape): Promise<Rela
       // The fraction cut is decided here, before any wait, so two ranges of one blob cannot both take it.
       let cutHere = cutAt !== undefined && sent + piece.length >= cutAt;
       if (stats && !stats.cut && relay.shape.cutFraction > 0 && stats.size >= CUT_FRACTION_MIN_BYTES) {
-        const room = Math.floor(stats.size * relay.shape.cutFraction) - stats.claimed;
+        // Rounded up, so what is left after the cut is at most (1 − fraction) of the blob.
+        const room = Math.ceil(stats.size * relay.shape.cutFraction) - stats.claimed;
         if (piece.length >= room) {
           piece = piece.subarray(0, Math.max(0, room));
           stats.cut = true;
@@ -144,7 +145,10 @@ export async function startRelay(target: string, shape: LinkShape): Promise<Rela
       if (cutHere) {
         if (stats) stats.cut = true;
         up.destroy();
-        res.destroy();
+        // The connection closes after the bytes written so far (FIN, not RST): every byte the relay
+        // counted reaches the client, so what it fetches after the cut is all the cut's cost.
+        if (res.socket) res.socket.end();
+        else res.destroy();
         return;
       }
     }

@@ -452,7 +452,10 @@ function ratioTarget(opts: Options, format: string): Scenario['target'] {
   if (format !== 'docker') return undefined;
   return opts.shape === 'big-layer'
     ? { max: 0.6, why: "link, one-big-layer image: cold docker ≤ 0.6× skopeo's oci:" }
-    : { max: 1.0, why: `link, default shape: cold docker ≤ 1.0× skopeo's oci:${opts.label === '400MB' ? '' : ' (stated for the 400MB preset)'}` };
+    : {
+        max: 1.0,
+        why: `link, default shape: cold docker ≤ 1.0× skopeo's oci:${opts.label === '400MB' ? '' : ' (stated for the 400MB preset)'}`,
+      };
 }
 
 async function peerRun(c: Context, reference: string, archive: PeerArchive): Promise<Sample> {
