@@ -13,7 +13,7 @@ const tools = {
   openssl: 'openssl',
   zstd: 'zstd',
   nginx: 'nginx',
-  // e2e in Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver + MiniBrowser under Xvfb and D-Bus).
+  // e2e in Firefox (WebDriver BiDi) and WebKit (WebKitWebDriver + Epiphany under Xvfb and D-Bus).
   'firefox-esr': 'firefox-esr',
   WebKitWebDriver: 'webkit2gtk-driver',
   Xvfb: 'xvfb',

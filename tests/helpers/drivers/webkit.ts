@@ -1,7 +1,12 @@
 // WebKit (WebKitGTK, Safari's engine) through Debian's WebKitWebDriver: classic W3C WebDriver
 // over HTTP (a small client on fetch, below), under its own Xvfb and D-Bus session. The browser
-// is WebKitGTK's MiniBrowser: Debian 12's epiphany-browser 43.1 aborts when WebKitWebDriver
-// creates its first window (ephy_embed_container_get_active_child assertion), whatever the flags.
+// is Epiphany (GNOME Web, Debian's epiphany-browser) in automation mode, the WebKitGTK browser
+// people use; E2E_WEBKIT_BROWSER=minibrowser drives WebKitGTK's MiniBrowser instead. Epiphany 43.1
+// aborts on about 1 start in 3–5 here: its automation handler for "create a web view" asks for the
+// application's active window (ephy_embed_container_get_active_child, seen in a gdb backtrace)
+// before Epiphany has made its first window, an assertion. The session request then fails with
+// "Unknown error creating top level browsing context" and is asked again (newSession below).
+// WebKitWebDriver holds one session at a time, so an engine has one page open at once.
 // Each page is its own WebDriver session (an ephemeral website data store: IndexedDB starts
 // empty). WebDriver cannot hand over a download, so the page's Blob is captured in the page
 // (in-page.ts DOWNLOAD_TRAP) and read back in base64 chunks.
@@ -15,6 +20,18 @@ import type { CaughtDownload, EngineDriver, Key, PageDriver } from './types.ts';
 
 export const WEBKIT_DRIVER = '/usr/bin/WebKitWebDriver';
 export const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
+export const EPIPHANY = '/usr/bin/epiphany';
+
+/** The browser WebKitWebDriver launches, and the flag that puts it under automation. */
+function webkitBrowser(): { binary: string; args: string[] } {
+  const wanted = process.env['E2E_WEBKIT_BROWSER'] ?? 'epiphany';
+  if (wanted === 'epiphany') return { binary: EPIPHANY, args: ['--automation-mode'] };
+  if (wanted === 'minibrowser') return { binary: MINIBROWSER, args: ['--automation'] };
+  throw new Error(`E2E_WEBKIT_BROWSER: epiphany or minibrowser, got "${wanted}"`);
+}
+
+/** Session requests that fail because the browser aborted while starting are asked again this often. */
+const BROWSER_START_ATTEMPTS = 10;
 
 const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 // W3C WebDriver §17.4.2, the normalised key table.
@@ -207,8 +224,9 @@ async function startXvfb(): Promise<{ proc: ChildProcess; display: string }> {
 }
 
 export async function webkitEngine(dir: string): Promise<EngineDriver> {
-  for (const bin of [WEBKIT_DRIVER, MINIBROWSER]) {
-    if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install webkit2gtk-driver xvfb dbus`);
+  const browser = webkitBrowser();
+  for (const bin of [WEBKIT_DRIVER, browser.binary]) {
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install webkit2gtk-driver epiphany-browser xvfb dbus`);
   }
   const xvfb = await startXvfb();
   const port = await freePort();
@@ -239,21 +257,27 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
     }
   }
   const sessions = new Set<WebKitPage>();
-  return {
-    name: 'webkit',
-    async newPage(options = {}) {
+  const newSession = async (): Promise<string> => {
+    for (let attempt = 1; ; attempt++) {
       const res = await fetch(`${base}/session`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
-          capabilities: {
-            alwaysMatch: { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] }, timeouts: { script: 120_000 } },
-          },
+          capabilities: { alwaysMatch: { 'webkitgtk:browserOptions': browser, timeouts: { script: 120_000 } } },
         }),
       });
       const json = (await res.json()) as { value: { sessionId?: string; message?: string } };
-      if (!json.value.sessionId) throw new Error(`WebKitWebDriver: no session: ${json.value.message}\n${log}`);
-      const page = new WebKitPage(new WebDriverSession(base, json.value.sessionId), dir);
+      if (json.value.sessionId) return json.value.sessionId;
+      const aborted = /creating top level browsing context/i.test(json.value.message ?? '');
+      if (!aborted || attempt >= BROWSER_START_ATTEMPTS)
+        throw new Error(`WebKitWebDriver: no session after ${attempt} attempt(s): ${json.value.message}\n${log}`);
+    }
+  };
+  return {
+    name: 'webkit',
+    async newPage(options = {}) {
+      const sessionId = await newSession();
+      const page = new WebKitPage(new WebDriverSession(base, sessionId), dir);
       sessions.add(page);
       const close = page.close.bind(page);
       page.close = async () => {
