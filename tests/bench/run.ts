@@ -55,6 +55,7 @@ const USAGE = `npm run bench -- [options]
   --no-warm                  skip the warm (second, cached) pulls
   --profile                  trace the first cold pull of each format (Chromium tracing) and print busy time per thread
   --no-listing               skip the layer-listing measurement (100,000-entry layer; runs after the pull rounds by default)
+  --no-proxy-cost            skip the proxy-cost step (curl fetches the largest layer 10 times: 50 GB at 6GB)
   --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
   --listing-from a,b         where the listed layer comes from: pulled (pulled in the page, the default), archive (local oci-archive), or both
   --save stream|file|blob    longshore saves with the service worker's streamed download (default), the picked file
@@ -69,6 +70,9 @@ const USAGE = `npm run bench -- [options]
 const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
 const APP_DIR = join(CACHE_DIR, 'dist');
 
+/** A step the options turned off. */
+class SkippedStep extends Error {}
+
 interface Options {
   label: string;
   targetBytes: number;
@@ -82,6 +86,8 @@ interface Options {
   profile: boolean;
   /** run: after the pull rounds; skip: --no-listing; only: --listing-only. */
   listing: 'run' | 'skip' | 'only';
+  /** Measure the proxy's cost on the largest layer (curl direct vs proxied; 10 transfers of it). */
+  proxyCost: boolean;
   listingFrom: ListingSource[];
   save: BenchSave;
   link: LinkShape | undefined;
@@ -100,6 +106,7 @@ function options(): Options {
       'no-warm': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'no-listing': { type: 'boolean', default: false },
+      'no-proxy-cost': { type: 'boolean', default: false },
       'listing-only': { type: 'boolean', default: false },
       'listing-from': { type: 'string', default: 'pulled' },
       save: { type: 'string', default: 'stream' },
@@ -151,6 +158,7 @@ function options(): Options {
     warm: !values['no-warm'],
     profile: values.profile,
     listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
+    proxyCost: !values['no-proxy-cost'],
     listingFrom: [...new Set(listingFrom)] as ListingSource[],
     save: ['blob', 'stream', 'file'].includes(values.save)
       ? (values.save as BenchSave)
@@ -800,6 +808,7 @@ async function main(): Promise<void> {
     let proxyRaw: ProxyCost | undefined;
     let proxyFailure: string | undefined;
     try {
+      if (!opts.proxyCost) throw new SkippedStep();
       proxyRaw = await measureProxyCost(
         {
           registryUrl: env.token.url,
@@ -814,8 +823,10 @@ async function main(): Promise<void> {
         Math.max(5, opts.rounds),
       );
     } catch (err) {
-      proxyFailure = `proxy cost: BROKEN: ${err instanceof Error ? err.message : String(err)}`;
-      log(proxyFailure);
+      if (!(err instanceof SkippedStep)) {
+        proxyFailure = `proxy cost: BROKEN: ${err instanceof Error ? err.message : String(err)}`;
+        log(proxyFailure);
+      }
     } finally {
       await proxySampler.stop();
     }
