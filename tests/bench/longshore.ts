@@ -160,11 +160,18 @@ async function stallWatch(page: Page, signal: AbortSignal): Promise<{ state: str
   while (!signal.aborted) {
     await new Promise((r) => setTimeout(r, STALL_POLL_MS));
     if (signal.aborted) break;
-    const snapshot = (await page.evaluate(PROGRESS_SNAPSHOT).catch(() => last)) as string;
+    // A page that stops answering (its main thread blocked, or the CDP session gone) counts as no
+    // progress: the evaluate is given up on, not awaited forever (a 1.5GB run once hung here silently).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const snapshot = (await Promise.race([
+      page.evaluate(PROGRESS_SNAPSHOT).catch(() => last),
+      new Promise<string>((r) => (timer = setTimeout(() => r(last), STALL_POLL_MS * 2))),
+    ]).finally(() => clearTimeout(timer))) as string;
     if (snapshot !== last) {
       last = snapshot;
       since = Date.now();
     } else if (Date.now() - since > STALL_MS) {
+      if (!snapshot) return { state: 'the page never answered a progress query' };
       const { bars: _bars, ...state } = JSON.parse(snapshot) as Record<string, string>;
       return { state: JSON.stringify(state) };
     }
