@@ -150,8 +150,9 @@ export class PullBridge {
 
   /**
    * Send a request; when it stalls before any layer arrived, replace the worker and send it once
-   * more (nothing was stored yet, so this repeats no work): Firefox's occasional unanswered first
-   * IndexedDB request in a worker is answered in a fresh one. A second stall is the person's to see.
+   * more (nothing was stored yet, so this repeats no work): a worker that froze (as Firefox's
+   * did inside a nested `new Worker()`, layer-host.ts) is not waited on twice. A second stall is
+   * the person's to see.
    */
   async #request<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks = {}): Promise<T> {
     try {

@@ -121,7 +121,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       try {
         if (!swept) {
           swept = true;
-          // A local database answers in milliseconds; Firefox sometimes never does (README, Browser support).
+          // A local database answers in milliseconds: a tighter bound than a registry's.
           post({
             type: 'activity',
             id: msg.id,
