@@ -99,4 +99,28 @@ describe('architecture', () => {
     );
     expect(bad).toEqual([]);
   });
+
+  it('no worker starts a worker: the page starts every one (layer-host.ts)', () => {
+    // Firefox ESR under WebDriver BiDi sometimes never returns from `new Worker()` called in a
+    // worker, freezing it with its IndexedDB transactions open (README, "Browser support").
+    const entries = layers.browser.filter((f) => readFileSync(f, 'utf8').includes('/// <reference lib="webworker" />'));
+    expect(entries.map((f) => relative(root, f))).toContain('src/browser/worker.ts');
+    const seen = new Set<string>();
+    const walk = (file: string): void => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const spec of imports(file)) if (spec.startsWith('.')) walk(resolve(dirname(file), spec));
+    };
+    entries.forEach(walk);
+    const bad = [...seen]
+      .filter((f) =>
+        /\bnew\s+(Shared)?Worker\s*\(/.test(
+          readFileSync(f, 'utf8')
+            .replace(/\/\/.*$/gm, '')
+            .replace(/\/\*[\s\S]*?\*\//g, ''),
+        ),
+      )
+      .map((f) => relative(root, f));
+    expect(bad).toEqual([]);
+  });
 });

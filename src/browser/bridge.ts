@@ -10,6 +10,7 @@ import type { RegistryNotice } from '../core/registry/rate-limit.ts';
 import type { FromWorker, Phase, PullOutcome, PullRequest, ResolveSummary, SaveProgress, ToWorker, WorkerConfig } from './protocol.ts';
 import { DEFAULT_READY_MS, DEFAULT_STALL_MS, StallWatch } from './watchdog.ts';
 import { WorkerRpc } from './worker-rpc.ts';
+import { hostLayerWorker } from './layer-host.ts';
 
 export interface PullHooks {
   onPhase?: (phase: Phase) => void;
@@ -27,6 +28,8 @@ export interface BridgeOptions {
   /** The worker must post 'ready' within this long of being created. */
   readyMs?: number;
   factory?: () => Worker;
+  /** Starts a layer worker the pull worker asked for (default: layer-worker.ts). */
+  layerFactory?: () => Worker;
 }
 
 const cancel = (id: number): ToWorker => ({ type: 'cancel', id });
@@ -41,7 +44,10 @@ export class PullBridge {
   #watch!: StallWatch;
   #readyTimer: ReturnType<typeof setTimeout> | undefined;
   #ready = false;
+  /** The layer workers the current pull worker asked for (layer-host.ts): they go when it goes. */
+  readonly #layers = new Set<() => void>();
   readonly #factory: () => Worker;
+  readonly #layerFactory: (() => Worker) | undefined;
   readonly #stallMs: number;
   readonly #readyMs: number;
 
@@ -52,6 +58,7 @@ export class PullBridge {
     const opts: BridgeOptions =
       typeof Worker !== 'undefined' && options instanceof Worker ? { factory: () => options } : (options as BridgeOptions);
     this.#factory = opts.factory ?? (() => new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'longshore-pull' }));
+    this.#layerFactory = opts.layerFactory;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.#readyMs = opts.readyMs ?? DEFAULT_READY_MS;
     this.#spawn();
@@ -82,20 +89,33 @@ export class PullBridge {
     clearTimeout(this.#readyTimer);
     this.#watch.stop();
     rpc.failAll(error);
+    this.#stopLayers();
+  }
+
+  #stopLayers(): void {
+    for (const stop of this.#layers) stop();
+    this.#layers.clear();
   }
 
   #live(): WorkerRpc<ToWorker, Hooks> {
     if (this.#rpc.dead) {
       clearTimeout(this.#readyTimer);
       this.#watch.stop();
+      this.#stopLayers();
       this.#spawn();
     }
     return this.#rpc;
   }
 
   #receive(rpc: WorkerRpc<ToWorker, Hooks>, watch: StallWatch, msg: FromWorker): void {
-    if (rpc.dead) return;
+    if (rpc.dead) {
+      if (msg.type === 'spawn-layer') msg.port.close();
+      return;
+    }
     switch (msg.type) {
+      case 'spawn-layer':
+        this.#layers.add(hostLayerWorker(msg.port, this.#layerFactory));
+        return;
       case 'ready':
         this.#ready = true;
         clearTimeout(this.#readyTimer);
@@ -130,8 +150,9 @@ export class PullBridge {
 
   /**
    * Send a request; when it stalls before any layer arrived, replace the worker and send it once
-   * more (nothing was stored yet, so this repeats no work): Firefox's occasional unanswered first
-   * IndexedDB request in a worker is answered in a fresh one. A second stall is the person's to see.
+   * more (nothing was stored yet, so this repeats no work): a worker that froze (as Firefox's
+   * did inside a nested `new Worker()`, layer-host.ts) is not waited on twice. A second stall is
+   * the person's to see.
    */
   async #request<T>(stage: string, build: (id: number) => ToWorker, signal: AbortSignal | undefined, hooks: Hooks = {}): Promise<T> {
     try {
@@ -183,5 +204,6 @@ export class PullBridge {
     clearTimeout(this.#readyTimer);
     this.#watch.stop();
     this.#rpc.terminate();
+    this.#stopLayers();
   }
 }

@@ -4,8 +4,12 @@
 export interface Capabilities {
   /** showSaveFilePicker: a download can be written to a picked file while it streams. */
   fileSystemAccess: boolean;
-  /** A Worker can start a Worker (layers then spread over several cores). */
-  nestedWorkers: boolean;
+  /**
+   * The page can start the layer workers it hands the pull worker (layer-host.ts), so layers
+   * spread over several cores. Not probed by starting a worker from a worker: Firefox under
+   * WebDriver BiDi sometimes never returns from that (README, "Browser support").
+   */
+  layerWorkers: boolean;
   /** DecompressionStream formats the engine decodes natively (the rest fall back to JS). */
   decompression: string[];
   /** navigator.storage.persist exists (the cache can be kept from eviction). */
@@ -16,33 +20,6 @@ export interface Capabilities {
 }
 
 const FORMATS = ['gzip', 'deflate', 'deflate-raw', 'zstd'];
-
-function nestedWorkers(timeoutMs: number): Promise<boolean> {
-  if (typeof Worker === 'undefined' || typeof Blob === 'undefined') return Promise.resolve(false);
-  // The outer worker reports whether it could start an inner one and hear from it.
-  const inner = 'postMessage(1)';
-  const outer = `try { const w = new Worker(URL.createObjectURL(new Blob([${JSON.stringify(inner)}], { type: 'text/javascript' })));
-    w.onmessage = () => postMessage(true); w.onerror = () => postMessage(false); } catch (e) { postMessage(false); }`;
-  return new Promise<boolean>((resolve) => {
-    let worker: Worker;
-    try {
-      worker = new Worker(URL.createObjectURL(new Blob([outer], { type: 'text/javascript' })));
-    } catch {
-      return resolve(false);
-    }
-    const done = (v: boolean) => {
-      clearTimeout(timer);
-      worker.terminate();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    worker.onmessage = (e) => done(e.data === true);
-    worker.onerror = (e) => {
-      e.preventDefault();
-      done(false);
-    };
-  });
-}
 
 function indexedDbBlobs(timeoutMs: number): Promise<boolean> {
   if (typeof indexedDB === 'undefined') return Promise.resolve(false);
@@ -86,10 +63,10 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
       return false;
     }
   });
-  const [nested, idbBlobs] = await Promise.all([nestedWorkers(timeoutMs), indexedDbBlobs(timeoutMs)]);
+  const idbBlobs = await indexedDbBlobs(timeoutMs);
   return {
     fileSystemAccess: typeof (globalThis as { showSaveFilePicker?: unknown }).showSaveFilePicker === 'function',
-    nestedWorkers: nested,
+    layerWorkers: typeof Worker !== 'undefined' && typeof MessageChannel !== 'undefined',
     decompression,
     persistentStorage: typeof navigator !== 'undefined' && typeof navigator.storage?.persist === 'function',
     serviceWorkers: typeof navigator !== 'undefined' && 'serviceWorker' in navigator,

@@ -17,10 +17,8 @@ export class LayerPool {
   readonly #members: { rpc: WorkerRpc<ToLayerWorker, Hooks>; busy: number }[];
   readonly #factory: () => Worker;
 
-  constructor(
-    size: number,
-    factory: () => Worker = () => new Worker(new URL('./layer-worker.ts', import.meta.url), { type: 'module', name: 'longshore-layer' }),
-  ) {
+  /** `factory` gives a layer worker: the page's, over a port (layer-host.ts), never one started here. */
+  constructor(size: number, factory: () => Worker) {
     this.#factory = factory;
     this.#members = Array.from({ length: Math.max(1, size) }, () => ({ rpc: this.#rpc(), busy: 0 }));
   }
@@ -69,9 +67,8 @@ export class LayerPool {
   }
 }
 
-/** Workers for layers: one per core, at most `limit` (a browser without nested Workers gets none). */
+/** Workers for layers: one per core, at most `limit` (the page starts them, so nested Workers are not needed). */
 export function layerPoolSize(limit: number): number {
-  if (typeof Worker === 'undefined') return 0;
   const cores = typeof navigator !== 'undefined' && navigator.hardwareConcurrency ? navigator.hardwareConcurrency : 2;
   return Math.max(1, Math.min(cores, limit));
 }

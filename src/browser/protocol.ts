@@ -89,4 +89,6 @@ export type FromWorker =
   /** A registry's rate limit, or a wait before a retry it asked for (RateLimit-*, Retry-After). */
   | { type: 'notice'; id: number; notice: RegistryNotice }
   | { type: 'done'; id: number; outcome: PullOutcome }
-  | { type: 'error'; id: number; error: ErrorJSON };
+  | { type: 'error'; id: number; error: ErrorJSON }
+  /** Start a layer worker connected to `port` (layer-host.ts: the page starts every worker). */
+  | { type: 'spawn-layer'; port: MessagePort };

@@ -9,6 +9,7 @@ import { PullJournal } from './journal.ts';
 import { ImageCatalog } from './image-catalog.ts';
 import { pullJob, resolveJob } from './pull-job.ts';
 import { LayerPool, layerPoolSize } from './layer-pool.ts';
+import { PortWorker } from './layer-port.ts';
 import { DEFAULT_CONCURRENCY } from '../core/pull.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.ts';
 import { describeRequest } from './watchdog.ts';
@@ -26,16 +27,12 @@ const jobs = new Map<number, AbortController>();
 let swept = false;
 let pool: LayerPool | undefined;
 
-/** Started on the first pull; none where this browser cannot start Workers from a Worker. */
+/** Started on the first pull; its workers are the page's (layer-host.ts), reached over ports. */
 function layerPool(): LayerPool | undefined {
   if (pool) return pool;
   const size = layerPoolSize(config.concurrency ?? DEFAULT_CONCURRENCY);
-  if (size === 0) return undefined;
-  try {
-    pool = new LayerPool(size);
-  } catch {
-    return undefined;
-  }
+  if (size === 0 || typeof MessageChannel === 'undefined') return undefined;
+  pool = new LayerPool(size, () => new PortWorker((port) => post({ type: 'spawn-layer', port }, [port])) as unknown as Worker);
   return pool;
 }
 
@@ -124,7 +121,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       try {
         if (!swept) {
           swept = true;
-          // A local database answers in milliseconds; Firefox sometimes never does (README, Browser support).
+          // A local database answers in milliseconds: a tighter bound than a registry's.
           post({
             type: 'activity',
             id: msg.id,

@@ -1,7 +1,7 @@
 // Hangs are impossible to miss, in every engine: a registry that stops answering mid-pull gives
 // the stage's STALLED error within the watchdog's bound (shortened here with ?stallTimeout), the
-// worker is replaced, and pressing Pull again works. Also the reproduction of Firefox's silent
-// hangs: fresh pages, each looking up a missing name and pulling, must each end in an answer.
+// worker is replaced, and pressing Pull again works. Also the guard against Firefox's old hang:
+// fresh pages, each looking up a missing name and pulling, must each answer at the first try.
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { forEachEngine, type E2EPage, type EngineHandle } from '../helpers/e2e.ts';
 import { startAppServer } from '../helpers/app-server.ts';
@@ -80,26 +80,20 @@ forEachEngine((engine) => {
     expect(retried, `${await page.text(SEL.error)}`).toBe('download');
   });
 
-  it("fresh pages each answer a missing name and a pull within the bound, never silently (the reproduction of Firefox's hangs)", async () => {
-    // Firefox ESR 153 leaves the pull worker's first IndexedDB request unanswered on about one
-    // fresh page in ten to forty (root cause not found; see README "Browser support"); the bridge
-    // then asks a fresh worker once. What must hold everywhere: every try ends within the bound,
-    // with the right answer or a STALLED error naming what it waited for, after which Pull again
-    // gives the right answer.
-    let stalls = 0;
-    for (let i = 0; i < Number(process.env['E2E_FRESH_PAGES'] ?? 6); i++) {
+  it("fresh pages each answer a missing name and a pull at the first try (the guard against Firefox ESR's frozen pull worker)", async () => {
+    // Firefox ESR under WebDriver BiDi sometimes never returns from `new Worker()` called in a
+    // worker; the pull worker used to start its layer workers itself and froze there with its
+    // IndexedDB transactions open, so the pull and its retry stalled on about one fresh page in
+    // 25 (README "Browser support"). The page now starts every worker (layer-host.ts). Each page
+    // must answer right the first time: no STALLED.
+    const pages = Number(process.env['E2E_FRESH_PAGES'] ?? 6);
+    for (let i = 0; i < pages; i++) {
       const page = await open(engine);
       const name = `${env.anon.host}/nope/missing-${i}:latest`;
       expect(await pullOutcome(page, name, STALL_MS * 5)).toBe('error');
-      if ((await page.attr(SEL.error, 'data-code')) === 'STALLED') {
-        stalls++;
-        expect(await page.text(SEL.error)).toMatch(/No progress for 3 s while resolving the manifest: waiting for /);
-        expect(await pullOutcome(page, name, STALL_MS * 5)).toBe('error');
-      }
       expect(await page.attr(SEL.error, 'data-code'), (await page.text(SEL.error)) ?? '').toBe('MANIFEST_UNKNOWN');
       expect(await pullOutcome(page, `${env.anon.host}/test/plain:latest`, 45_000), (await page.text(SEL.error)) ?? '').toBe('download');
       await engine.finish(page);
     }
-    console.log(`[stall e2e] ${engine.name}: STALLED shown on ${stalls} first tries of ${process.env['E2E_FRESH_PAGES'] ?? 6} fresh pages`);
   }, 180_000);
 });

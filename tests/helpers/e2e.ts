@@ -195,18 +195,10 @@ async function check(page: E2EPage): Promise<void> {
   expect(errors, `${page.engine}: uncaught errors in the page`).toEqual([]);
 }
 
-/**
- * Firefox ESR's IndexedDB sometimes never answers a request from a fresh page's worker (README,
- * "Browser support": about 1 page in 10–40 here). The watchdog turns that into a STALLED error
- * naming the wait, and the test that met it fails; it is then run once more, and a second failure
- * fails the run. The other engines get no retry.
- */
-const RETRIES: Record<EngineName, number> = { chromium: 0, firefox: 1, webkit: 0 };
-
 /** Run `body` once per selected engine, each in its own describe block named after the engine. */
 export function forEachEngine(body: (engine: EngineHandle) => void): void {
   for (const name of selectedEngines()) {
-    describe(name, { retry: RETRIES[name] }, () => {
+    describe(name, () => {
       let driver: EngineDriver | undefined;
       let dir = '';
       const open = new Set<E2EPage>();
