@@ -45,11 +45,14 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
   const ac = new AbortController();
   jobs.set(msg.id, ac);
   let pending = 0;
+  /** Bytes moved without new ones (a spilled range read back and hashed): still progress (n: 0). */
+  let moved = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
     timer = undefined;
-    if (pending) post({ type: 'bytes', id: msg.id, n: pending });
+    if (pending || moved) post({ type: 'bytes', id: msg.id, n: pending });
     pending = 0;
+    moved = false;
   };
   try {
     const client = clientFor(msg);
@@ -60,6 +63,7 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
       : client.blobSender(ref, msg.job.descriptor, msg.job.label);
     await storeLayer(from, msg.job, { store, signal: ac.signal, parallel: msg.config.parallel ?? DEFAULT_PARALLEL }, (n) => {
       pending += n;
+      moved = true;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
     });
     if (timer !== undefined) clearTimeout(timer);

@@ -206,13 +206,20 @@ describe('fetchBlob with parallel ranges', () => {
     };
     let done = 0;
     let peak = 0;
+    let beatsAfterAll = 0;
     await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
       parallel: { ...parallel, spill },
-      onBytes: (n) => (peak = Math.max(peak, (done += n))),
+      onBytes: (n) => {
+        peak = Math.max(peak, (done += n));
+        if (n === 0 && done === blob.byteLength) beatsAfterAll++;
+      },
     });
     // Progress counts bytes as they arrive (spilled ones too), each once.
     expect(done).toBe(blob.byteLength);
     expect(peak).toBe(blob.byteLength);
+    // Reading the spilled ranges back after the last byte arrived still reports movement (onBytes(0)
+    // per chunk), so a watchdog does not take a long read-back for a stall.
+    expect(beatsAfterAll).toBeGreaterThan(0);
     expect(requests).toEqual([
       { start: 0, end: 74_999 },
       { start: 75_000, end: 149_999 },

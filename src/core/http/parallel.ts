@@ -78,8 +78,10 @@ export async function fetchParallel(
       } catch (err) {
         throw new SinkError(err);
       }
-      // Reported when they arrived: not again as they pass the cursor.
-      const quiet: Cursor = { ...cursor, onBytes: () => undefined };
+      // Reported when they arrived: not again as they pass the cursor. Each chunk read back still
+      // says the blob is moving (onBytes(0)): reading back and hashing three quarters of a 5 GB
+      // layer takes longer than the page's stall bound, which counted it as a hang.
+      const quiet: Cursor = { ...cursor, onBytes: () => cursor.onBytes(0) };
       await pump(stored, quiet, part.end + 1, expected);
       cursor.pos = quiet.pos;
       part.readBack = true;
