@@ -216,6 +216,44 @@ forEachEngine((engine) => {
     });
   });
 
+  describe('zstd layers, in the app', () => {
+    it('decoded natively where the engine can, else in JavaScript: legacy layer.tar files hash to their diff_ids, and the page says which', async () => {
+      const app = await startAppServer([env.anon.host]);
+      try {
+        const page = await engine.open(app.url);
+        await page.waitFor(SEL.name);
+        await page.select(SEL.saveTo, 'blob');
+        await page.select(SEL.format, 'legacy');
+        await page.fill(SEL.name, `${env.anon.host}/${env.fixtures.zstd.path}`);
+        await page.click(SEL.pull);
+        await waitPulled(page, SEL.download, 45_000);
+        const { path: file } = await page.downloadBy(SEL.download);
+        const diffIds = (JSON.parse(env.fixtures.zstd.config.raw) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+        const manifest = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as { Layers: string[] }[];
+        expect(manifest[0]!.Layers).toHaveLength(diffIds.length);
+        for (const [i, path] of manifest[0]!.Layers.entries()) {
+          const hash = (await runText('sh', ['-c', 'tar -xOf "$1" "$2" | sha256sum', 'sh', file, path])).split(' ')[0];
+          expect(`sha256:${hash}`).toBe(diffIds[i]);
+        }
+        const native = await page.evaluate(() => {
+          try {
+            new DecompressionStream('zstd' as CompressionFormat);
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        await page.click('[data-testid="browser-support"] summary');
+        await page.waitFor(SEL.capability('decompress'));
+        const said = (await page.text(SEL.capability('decompress')))!.replace(/\s+/g, ' ');
+        if (native) expect(said).toMatch(/Native decompression: .*zstd\./);
+        else expect(said).toMatch(/zstd is decoded in JavaScript/);
+      } finally {
+        await app.close();
+      }
+    });
+  });
+
   describe('an image whose layer is several gzip members, in the app', () => {
     let app: RunningServer;
 
