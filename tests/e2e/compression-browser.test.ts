@@ -170,7 +170,10 @@ forEachEngine((engine) => {
       for (let i = gz.indexOf(MAGIC); i !== -1; i = gz.indexOf(MAGIC, i + 1)) magics++;
       expect(magics, 'member starts plus the magic inside stored data').toBeGreaterThan(100);
       const truth = await run('gzip', ['-dc'], { input: gz });
-      for (const chunk of [5, 4096, 77_777, gz.length]) {
+      // Every chunking in Chromium: where members are cut is the core's (src/core/compression.ts), the
+      // same code in every engine; the other engines' own inflater, fed member by member, needs one.
+      const every = engine.name === 'chromium';
+      for (const chunk of every ? [5, 4096, 77_777, gz.length] : [4096]) {
         expect(await decompressInPage(page, gz, chunk), `chunks of ${chunk} bytes`).toEqual({
           sha256: sha256(truth),
           length: truth.length,
@@ -183,7 +186,7 @@ forEachEngine((engine) => {
         await gnuGzip(new Uint8Array(0)),
       ]);
       const smallTruth = await run('gzip', ['-dc'], { input: small });
-      for (const chunk of [1, 2, 3]) {
+      for (const chunk of every ? [1, 2, 3] : [1]) {
         expect(await decompressInPage(page, small, chunk), `chunks of ${chunk} bytes`).toEqual({
           sha256: sha256(smallTruth),
           length: smallTruth.length,
