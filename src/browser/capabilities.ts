@@ -69,7 +69,9 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
     layerWorkers: typeof Worker !== 'undefined' && typeof MessageChannel !== 'undefined',
     decompression,
     persistentStorage: typeof navigator !== 'undefined' && typeof navigator.storage?.persist === 'function',
-    serviceWorkers: typeof navigator !== 'undefined' && 'serviceWorker' in navigator,
+    // As save/choose.ts decides: registration needs a secure context (Service Workers §2.1).
+    serviceWorkers:
+      typeof navigator !== 'undefined' && 'serviceWorker' in navigator && typeof isSecureContext !== 'undefined' && isSecureContext,
     indexedDbBlobs: idbBlobs,
   };
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { forEachEngine, type E2EPage, type EngineHandle } from '../helpers/e2e.ts';
+import { SEL } from '../helpers/app-page.ts';
 import { randomUUID } from 'node:crypto';
 import { startAppServer } from '../helpers/app-server.ts';
 import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.ts';
@@ -18,24 +19,6 @@ import type { RunningServer } from '../../src/proxy/serve.ts';
 const env = inject('registryEnv');
 let server: RunningServer;
 let slow: SlowProxy;
-
-export const SEL = {
-  name: '#image-name',
-  pull: 'form.pull-form button[type="submit"]',
-  cancel: 'form.pull-form .actions button.secondary',
-  platform: '#platform',
-  format: '#format',
-  allPlatforms: 'form.pull-form label.check input[type="checkbox"]',
-  signIn: 'form.pull-form details.auth summary',
-  // The sign-in fields are per registry (CredentialsPanel); these tests name one registry.
-  username: 'details.auth input[autocomplete="username"]',
-  password: 'details.auth input[autocomplete="current-password"]',
-  saveTo: '#save-to',
-  status: '[data-testid="status"]',
-  error: '[data-testid="error"]',
-  download: '[data-testid="download"]',
-  nameHelp: '[data-testid="name-help"]',
-};
 
 beforeAll(async () => {
   slow = await startSlowProxy(env.anon.url);

@@ -1,22 +1,22 @@
-// Registries as people meet them, part two, through the page in Debian's Chromium: mirrors that
-// are down, lack the image or have it (the page says which one served), and Windows-like images
-// whose foreign layer lives on another server (fetched where the proxy allows it, else kept as a
-// descriptor and explained). Judged by the page's own words and by skopeo on the download.
+// Registries as people meet them, part two, through the page in Chromium, Firefox and WebKit
+// (tests/helpers/e2e.ts): mirrors that are down, lack the image or have it (the page says which one
+// served), and Windows-like images whose foreign layer lives on another server (fetched where the
+// proxy allows it, else kept as a descriptor and explained). Judged by the page's own words and by
+// skopeo on the download.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 import { startAppServer } from '../helpers/app-server.ts';
-import { launchChromium } from '../helpers/browser.ts';
+import { SEL, waitPulled } from '../helpers/app-page.ts';
 import { freePort, run, runText } from '../helpers/command.ts';
+import { forEachEngine, type E2EPage, type EngineHandle } from '../helpers/e2e.ts';
 import { pushForeignImage, type ForeignImage } from '../helpers/foreign-image.ts';
 import { startRegistries, type Registries } from '../helpers/registries.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
 
 const env = inject('registryEnv');
-let browser: Browser;
 let server: RunningServer;
 let dir: string;
 /** A second set of registries with its own, empty storage: the mirror that lacks the image. */
@@ -47,119 +47,99 @@ beforeAll(async () => {
     },
     foreignLayerHosts: [`${allowedImage.layers.origin}/layers/`],
   });
-  browser = await launchChromium();
 }, 90_000);
 
-const pageErrors: string[] = [];
-afterEach(() => {
-  expect(pageErrors.splice(0), 'uncaught errors in the page').toEqual([]);
-});
-
 afterAll(async () => {
-  await browser?.close();
   await server?.close();
   await Promise.all([front?.close(), empty?.stop(), allowedImage?.layers.close(), refusedImage?.layers.close()]);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function openApp(): Promise<Page> {
-  const page = await (await browser.newContext({ acceptDownloads: true })).newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await page.goto(server.url);
-  await page.getByLabel('Image', { exact: true }).waitFor();
+async function openApp(engine: EngineHandle): Promise<E2EPage> {
+  const page = await engine.open(server.url);
+  await page.waitFor(SEL.name);
   // The archive the Download button offers when the pull ends (planned before the pull all the same).
-  await page.getByLabel('Save to').selectOption('blob');
+  await page.select(SEL.saveTo, 'blob');
   return page;
 }
 
 /** Pulls `name` and waits for the download button (failing with the page's error otherwise). */
-async function pullReady(page: Page, name: string): Promise<void> {
-  await page.getByLabel('Image', { exact: true }).fill(name);
-  await page.getByRole('button', { name: 'Pull' }).click();
-  await Promise.race([
-    page.getByTestId('download').waitFor({ timeout: 45_000 }),
-    page
-      .getByTestId('error')
-      .waitFor({ timeout: 45_000 })
-      .then(async () => {
-        throw new Error(`pull failed in the page: ${await page.getByTestId('error').textContent()}`);
-      }),
-  ]);
+async function pullReady(page: E2EPage, name: string): Promise<void> {
+  await page.fill(SEL.name, name);
+  await page.click(SEL.pull);
+  await waitPulled(page, SEL.download, 45_000);
 }
 
-async function servedBy(page: Page): Promise<{ by: string | null; reason: string | null; text: string | null }> {
-  const line = page.getByTestId('served-by');
-  await line.waitFor({ timeout: 10_000 });
-  return { by: await line.getAttribute('data-served-by'), reason: await line.getAttribute('data-reason'), text: await line.textContent() };
+async function servedBy(page: E2EPage): Promise<{ by: string | null; reason: string | null; text: string | null }> {
+  const line = '[data-testid="served-by"]';
+  await page.waitFor(line, { timeout: 10_000 });
+  return { by: await page.attr(line, 'data-served-by'), reason: await page.attr(line, 'data-reason'), text: await page.text(line) };
 }
 
-describe('mirrors with fallback, in the page', () => {
-  it('a mirror that is down: the registry serves, and the page says so', async () => {
-    const page = await openApp();
-    await pullReady(page, `${env.anon.host}/${env.fixtures.oci.path}`);
-    const line = await servedBy(page);
-    expect(line).toMatchObject({ by: 'upstream', reason: 'down' });
-    expect(line.text).toContain(`mirror ${downMirror} down, served by the registry itself`);
-    await page.context().close();
-  });
-
-  it('a mirror that lacks the image: the registry serves', async () => {
-    const page = await openApp();
-    await pullReady(page, `${front.host}/${env.fixtures.v2s2.path}`);
-    const line = await servedBy(page);
-    expect(line).toMatchObject({ by: 'upstream', reason: 'missing' });
-    expect(line.text).toContain(`mirror ${empty.env.anon.host} lacks it`);
-    await page.context().close();
-  });
-
-  it('a mirror that has the image serves it', async () => {
-    const page = await openApp();
-    await pullReady(page, `${goneRegistry}/${env.fixtures.oci.path}`);
-    const line = await servedBy(page);
-    expect(line.by).toBe('mirror');
-    expect(line.text).toContain(`served by mirror ${env.anon.host}`);
-    await page.context().close();
-  });
-});
-
-describe('foreign layers, in the page', () => {
-  it('allowed: the layer comes from its url and the docker archive loads in skopeo', async () => {
-    const page = await openApp();
-    const mark = allowedImage.layers.requests.length;
-    await pullReady(page, `${env.anon.host}/${allowedImage.path}`);
-    expect(await page.getByTestId('pull-warning').count()).toBe(0);
-    expect(allowedImage.layers.requests.slice(mark).some((r) => r.url.includes(allowedImage.foreignDigest.slice(7)))).toBe(true);
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
-    const file = join(dir, 'allowed.tar');
-    await download.saveAs(file);
-    const skopeoEnv = { ...process.env, ...env.skopeoEnv };
-    await run('skopeo', ['--override-os', 'windows', 'copy', `docker-archive:${file}`, `oci:${join(dir, 'allowed-copy')}:x`], {
-      env: skopeoEnv,
+forEachEngine((engine) => {
+  describe('mirrors with fallback, in the page', () => {
+    it('a mirror that is down: the registry serves, and the page says so', async () => {
+      const page = await openApp(engine);
+      await pullReady(page, `${env.anon.host}/${env.fixtures.oci.path}`);
+      const line = await servedBy(page);
+      expect(line).toMatchObject({ by: 'upstream', reason: 'down' });
+      expect(line.text).toContain(`mirror ${downMirror} down, served by the registry itself`);
     });
-    expect(await runText('tar', ['-tf', file])).toContain(allowedImage.foreignDigest.slice(7));
-    await page.context().close();
+
+    it('a mirror that lacks the image: the registry serves', async () => {
+      const page = await openApp(engine);
+      await pullReady(page, `${front.host}/${env.fixtures.v2s2.path}`);
+      const line = await servedBy(page);
+      expect(line).toMatchObject({ by: 'upstream', reason: 'missing' });
+      expect(line.text).toContain(`mirror ${empty.env.anon.host} lacks it`);
+    });
+
+    it('a mirror that has the image serves it', async () => {
+      const page = await openApp(engine);
+      await pullReady(page, `${goneRegistry}/${env.fixtures.oci.path}`);
+      const line = await servedBy(page);
+      expect(line.by).toBe('mirror');
+      expect(line.text).toContain(`served by mirror ${env.anon.host}`);
+    });
   });
 
-  it('not allowed: the pull goes on, the archive keeps the descriptor, and the page says how to allow it', async () => {
-    const page = await openApp();
-    const mark = refusedImage.layers.requests.length;
-    await pullReady(page, `${env.anon.host}/${refusedImage.path}`);
-    const warning = page.getByTestId('pull-warning');
-    await warning.waitFor({ timeout: 10_000 });
-    expect(await warning.getAttribute('data-code')).toBe('FOREIGN_LAYER');
-    const text = (await warning.textContent()) ?? '';
-    expect(text).toContain(new URL(refusedImage.foreignUrl).host);
-    expect(text).toContain('foreignLayerHosts');
-    expect(refusedImage.layers.requests.length).toBe(mark);
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
-    const file = join(dir, 'refused.tar');
-    await download.saveAs(file);
-    // docker save's LayerSources names the layer's source; its bytes are not in the archive.
-    const entries = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as {
-      LayerSources?: Record<string, { urls?: string[] }>;
-    }[];
-    expect(Object.values(entries[0]!.LayerSources ?? {})[0]?.urls).toEqual([refusedImage.foreignUrl]);
-    expect(await runText('tar', ['-tf', file])).not.toContain(refusedImage.foreignDigest.slice(7));
-    await page.context().close();
+  describe('foreign layers, in the page', () => {
+    it('allowed: the layer comes from its url and the docker archive loads in skopeo', async () => {
+      const page = await openApp(engine);
+      const mark = allowedImage.layers.requests.length;
+      await pullReady(page, `${env.anon.host}/${allowedImage.path}`);
+      expect(await page.count('[data-testid="pull-warning"]')).toBe(0);
+      expect(allowedImage.layers.requests.slice(mark).some((r) => r.url.includes(allowedImage.foreignDigest.slice(7)))).toBe(true);
+      const { path: file } = await page.downloadBy(SEL.download);
+      const skopeoEnv = { ...process.env, ...env.skopeoEnv };
+      await run(
+        'skopeo',
+        ['--override-os', 'windows', 'copy', `docker-archive:${file}`, `oci:${join(dir, `allowed-copy-${engine.name}`)}:x`],
+        {
+          env: skopeoEnv,
+        },
+      );
+      expect(await runText('tar', ['-tf', file])).toContain(allowedImage.foreignDigest.slice(7));
+    });
+
+    it('not allowed: the pull goes on, the archive keeps the descriptor, and the page says how to allow it', async () => {
+      const page = await openApp(engine);
+      const mark = refusedImage.layers.requests.length;
+      await pullReady(page, `${env.anon.host}/${refusedImage.path}`);
+      const warning = '[data-testid="pull-warning"]';
+      await page.waitFor(warning, { timeout: 10_000 });
+      expect(await page.attr(warning, 'data-code')).toBe('FOREIGN_LAYER');
+      const text = (await page.text(warning)) ?? '';
+      expect(text).toContain(new URL(refusedImage.foreignUrl).host);
+      expect(text).toContain('foreignLayerHosts');
+      expect(refusedImage.layers.requests.length).toBe(mark);
+      const { path: file } = await page.downloadBy(SEL.download);
+      // docker save's LayerSources names the layer's source; its bytes are not in the archive.
+      const entries = JSON.parse(await runText('tar', ['-xOf', file, 'manifest.json'])) as {
+        LayerSources?: Record<string, { urls?: string[] }>;
+      }[];
+      expect(Object.values(entries[0]!.LayerSources ?? {})[0]?.urls).toEqual([refusedImage.foreignUrl]);
+      expect(await runText('tar', ['-tf', file])).not.toContain(refusedImage.foreignDigest.slice(7));
+    });
   });
 });

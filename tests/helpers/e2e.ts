@@ -10,9 +10,18 @@ import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { chromiumEngine } from './drivers/chromium.ts';
 import { firefoxEngine } from './drivers/firefox.ts';
 import { webkitEngine } from './drivers/webkit.ts';
-import { ENGINES, type CaughtDownload, type EngineDriver, type EngineName, type Key, type PageDriver } from './drivers/types.ts';
+import {
+  ENGINES,
+  type CaughtDownload,
+  type EngineDriver,
+  type EngineName,
+  type FailedDownload,
+  type Key,
+  type PageDriver,
+  type PendingDownload,
+} from './drivers/types.ts';
 
-export type { CaughtDownload, EngineName, Key };
+export type { CaughtDownload, EngineName, FailedDownload, Key, PendingDownload };
 
 /** Screenshots and other things a person may want to look at after a run (gitignored). */
 export const ARTIFACTS_DIR = resolve(import.meta.dirname, '../../test-results/e2e');
@@ -37,6 +46,8 @@ const LAUNCH: Record<EngineName, (dir: string) => Promise<EngineDriver>> = {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class E2EPage {
+  readonly #allowed: RegExp[] = [];
+
   constructor(
     readonly engine: EngineName,
     readonly driver: PageDriver,
@@ -100,6 +111,32 @@ export class E2EPage {
   /** Click `selector` and return the download it starts. */
   downloadBy(selector: string, timeoutMs = 45_000): Promise<CaughtDownload> {
     return this.driver.download(() => this.click(selector), timeoutMs);
+  }
+
+  /**
+   * Click `selector` and return the download it starts as soon as the browser writes it, while the
+   * page may still be producing it (the service worker's streamed download).
+   */
+  startDownloadBy(selector: string, timeoutMs = 45_000): Promise<PendingDownload> {
+    return this.driver.startDownload(() => this.click(selector), timeoutMs);
+  }
+
+  /** Run `action` and return the download it starts (see startDownloadBy). */
+  startDownload(action: () => Promise<void>, timeoutMs = 45_000): Promise<PendingDownload> {
+    return this.driver.startDownload(action, timeoutMs);
+  }
+
+  /** Reload, keeping the page's storage (what a person's reload button does). */
+  reload(): Promise<void> {
+    return this.driver.reload();
+  }
+
+  /**
+   * An error this test expects the browser to report (e.g. Firefox logs the failed navigation of a
+   * streamed download the page failed on purpose) does not fail the test. Say why at the call.
+   */
+  allowError(pattern: RegExp): void {
+    this.#allowed.push(pattern);
   }
 
   /** Run a classic script's source in the page (e.g. axe-core). */
@@ -171,7 +208,8 @@ export class E2EPage {
     );
     const native = this.driver.nativeErrors();
     // The same error often arrives through both channels: keep the trap's (it has the stack).
-    return [...trapped, ...native.filter((n) => !trapped.some((t) => t.includes(n.replace(/^pageerror: /, '').split('\n')[0]!)))];
+    const all = [...trapped, ...native.filter((n) => !trapped.some((t) => t.includes(n.replace(/^pageerror: /, '').split('\n')[0]!)))];
+    return all.filter((e) => !this.#allowed.some((re) => re.test(e)));
   }
 
   close(): Promise<void> {
@@ -184,7 +222,7 @@ export interface EngineHandle {
   /** A temporary directory for this file's downloads and scratch files. */
   readonly dir: string;
   /** A fresh page at `url` (own storage). Closed and checked for page errors after the test. */
-  open(url?: string, options?: { width?: number; height?: number; userAgent?: string }): Promise<E2EPage>;
+  open(url?: string, options?: { width?: number; height?: number; userAgent?: string; initScript?: string }): Promise<E2EPage>;
   /** Close a page now and fail if it saw an error (pages left open are checked after the test). */
   finish(page: E2EPage): Promise<void>;
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../browser.ts';
 import { ERROR_TRAP } from './in-page.ts';
-import type { EngineDriver, Key, PageDriver } from './types.ts';
+import type { EngineDriver, FailedDownload, Key, PageDriver, PendingDownload } from './types.ts';
 
 const KEYS: Record<Key, string> = {
   Tab: 'Tab',
@@ -71,6 +71,32 @@ class ChromiumPage implements PageDriver {
     return { name, path };
   }
 
+  async startDownload(trigger: () => Promise<void>, timeoutMs: number): Promise<PendingDownload> {
+    const [download] = await Promise.all([this.page.waitForEvent('download', { timeout: timeoutMs }), trigger()]);
+    const name = download.suggestedFilename();
+    return {
+      name,
+      finished: async () => {
+        const path = join(this.dir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);
+        await download.saveAs(path);
+        const failure = await download.failure();
+        if (failure) throw new Error(`chromium: the download ${name} failed: ${failure}`);
+        return { name, path };
+      },
+      failed: async (): Promise<FailedDownload> => {
+        // Playwright keeps a failed download's bytes to itself: nothing is left under the final name.
+        const failure = await download.failure();
+        if (failure === null) throw new Error(`chromium: the download ${name} completed`);
+        return { failure, leftBytes: 0 };
+      },
+      release: () => undefined,
+    };
+  }
+
+  async reload(): Promise<void> {
+    await this.page.reload();
+  }
+
   async screenshot(path: string): Promise<void> {
     await this.page.screenshot({ path, fullPage: true });
   }
@@ -99,6 +125,7 @@ export async function chromiumEngine(dir: string): Promise<EngineDriver> {
         ...(options.userAgent ? { userAgent: options.userAgent } : {}),
       });
       await context.addInitScript(ERROR_TRAP);
+      if (options.initScript) await context.addInitScript(options.initScript);
       return new ChromiumPage(await context.newPage(), dir);
     },
     close: () => browser.close(),

@@ -1,12 +1,14 @@
 // Debian's Firefox ESR through WebDriver BiDi (puppeteer-core; no browser is downloaded: the
 // executable is the system one). Each page gets its own user context (own IndexedDB). Downloads go
-// to a directory set by prefs and are picked up when Firefox has renamed its `.part` file.
+// to a directory set by prefs (downloads.ts): Firefox writes `<random>.<name>.part` beside an empty
+// file under the final name and renames the part over it when the download completes.
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { ERROR_TRAP } from './in-page.ts';
-import type { CaughtDownload, EngineDriver, Key, PageDriver } from './types.ts';
+import { DownloadDirectory } from './downloads.ts';
+import type { CaughtDownload, EngineDriver, Key, PageDriver, PendingDownload } from './types.ts';
 
 export const FIREFOX_PATH = '/usr/bin/firefox-esr';
 
@@ -23,15 +25,13 @@ const KEYS: Record<Exclude<Key, 'Shift+Tab'>, string> = {
   End: 'End',
 };
 
-/** Downloads land in one directory per browser; one download at a time is awaited per page. */
+/** Downloads land in one directory per browser, one download at a time (downloads.ts). */
 class FirefoxPage implements PageDriver {
   readonly #errors: string[] = [];
 
   constructor(
     readonly page: Page,
-    readonly downloadDir: string,
-    readonly outDir: string,
-    readonly lock: { busy: Promise<unknown> },
+    readonly downloads: DownloadDirectory,
   ) {
     page.on('pageerror', (e) => this.#errors.push(`pageerror: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
   }
@@ -83,45 +83,15 @@ class FirefoxPage implements PageDriver {
   }
 
   async download(trigger: () => Promise<void>, timeoutMs: number): Promise<CaughtDownload> {
-    // Downloads share the directory: take turns, so a new file is surely this page's.
-    const previous = this.lock.busy;
-    let release!: () => void;
-    this.lock.busy = new Promise<void>((r) => (release = r));
-    await previous.catch(() => undefined);
-    try {
-      const before = new Set(await readdir(this.downloadDir));
-      await trigger();
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const names = await readdir(this.downloadDir);
-        const fresh = names.filter((n) => !before.has(n) && !n.endsWith('.part'));
-        const partial = names.some((n) => !before.has(n) && n.endsWith('.part'));
-        if (fresh.length === 1 && !partial) {
-          // Firefox may write under a temporary name first and rename it: a file that vanishes
-          // or still grows is not the download yet.
-          const name = fresh[0]!;
-          const size = await stat(join(this.downloadDir, name)).then(
-            (s) => s.size,
-            () => -1,
-          );
-          await new Promise((r) => setTimeout(r, 200));
-          const again = await stat(join(this.downloadDir, name)).then(
-            (s) => s.size,
-            () => -2,
-          );
-          const settled = (await readdir(this.downloadDir)).filter((n) => !before.has(n));
-          if (size >= 0 && again === size && settled.length === 1 && settled[0] === name) {
-            const path = join(this.outDir, `${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${name}`);
-            await rename(join(this.downloadDir, name), path);
-            return { name, path };
-          }
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error(`Firefox: no download appeared in ${this.downloadDir} within ${timeoutMs} ms`);
-    } finally {
-      release();
-    }
+    return (await this.downloads.start(trigger, timeoutMs)).finished(timeoutMs);
+  }
+
+  startDownload(trigger: () => Promise<void>, timeoutMs: number): Promise<PendingDownload> {
+    return this.downloads.start(trigger, timeoutMs);
+  }
+
+  async reload(): Promise<void> {
+    await this.page.reload();
   }
 
   async screenshot(path: string): Promise<void> {
@@ -154,8 +124,8 @@ export async function firefoxEngine(dir: string): Promise<EngineDriver> {
       'browser.download.folderList': 2,
       'browser.download.useDownloadDir': true,
       'browser.download.always_ask_before_handling_new_types': false,
-      // Written elsewhere and moved here when complete: a file in the directory is a whole download.
-      'browser.download.start_downloads_in_tmp_dir': true,
+      // Written here as `.part` beside its final name: a streamed download is seen while it runs.
+      'browser.download.start_downloads_in_tmp_dir': false,
       'browser.download.alwaysOpenPanel': false,
       'browser.download.manager.showWhenStarting': false,
       'browser.helperApps.neverAsk.saveToDisk': 'application/x-tar,application/octet-stream,application/gzip',
@@ -166,7 +136,7 @@ export async function firefoxEngine(dir: string): Promise<EngineDriver> {
       'toolkit.telemetry.enabled': false,
     },
   });
-  const lock = { busy: Promise.resolve() as Promise<unknown> };
+  const downloads = new DownloadDirectory(downloadDir, dir, { isPartial: (n) => n.endsWith('.part') }, 'Firefox');
   return {
     name: 'firefox',
     async newPage(options = {}) {
@@ -174,7 +144,8 @@ export async function firefoxEngine(dir: string): Promise<EngineDriver> {
       const page = await context.newPage();
       await page.setViewport({ width: options.width ?? 1280, height: options.height ?? 900 });
       await page.evaluateOnNewDocument(ERROR_TRAP);
-      return new FirefoxPage(page, downloadDir, dir, lock);
+      if (options.initScript) await page.evaluateOnNewDocument(options.initScript);
+      return new FirefoxPage(page, downloads);
     },
     close: () => browser.close(),
   };

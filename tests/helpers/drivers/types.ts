@@ -17,6 +17,28 @@ export interface CaughtDownload {
   path: string;
 }
 
+/** What a download that did not complete left behind. */
+export interface FailedDownload {
+  /** The browser's own verdict, where its driver reports one (Chromium: Playwright's `failure()`). */
+  failure?: string;
+  /** Bytes left under the final name (Firefox: an empty placeholder; WebKitGTK: the bytes it got). */
+  leftBytes: number;
+  /** Those bytes, moved out of the download directory. */
+  leftPath?: string;
+}
+
+/** A download the browser has started (its file exists) and may still be writing. */
+export interface PendingDownload {
+  /** The file name the browser gave it (the page's suggestion). */
+  readonly name: string;
+  /** Wait until the file is complete; fails if the browser gave up on it. */
+  finished(timeoutMs?: number): Promise<CaughtDownload>;
+  /** Wait until the browser stopped writing it (for a download the page failed). */
+  failed(timeoutMs?: number): Promise<FailedDownload>;
+  /** Stop watching (the download directory is free for the next one). */
+  release(): void;
+}
+
 export interface PageDriver {
   goto(url: string): Promise<void>;
   /** Run `source` (a function's text) with JSON arguments in the page; awaits a returned promise. */
@@ -31,6 +53,10 @@ export interface PageDriver {
   setInputFiles(selector: string, path: string): Promise<void>;
   /** Run `trigger` and return the download it starts. */
   download(trigger: () => Promise<void>, timeoutMs: number): Promise<CaughtDownload>;
+  /** Run `trigger` and return the download it starts as soon as the browser has begun writing it. */
+  startDownload(trigger: () => Promise<void>, timeoutMs: number): Promise<PendingDownload>;
+  /** Reload the page (the same storage), as the browser's reload button does. */
+  reload(): Promise<void>;
   screenshot(path: string): Promise<void>;
   setViewport(width: number, height: number): Promise<void>;
   /** Errors the driver itself saw (uncaught exceptions, unhandled rejections), as text. */
@@ -45,6 +71,8 @@ export interface EngineDriver {
     width?: number;
     height?: number;
     /** Chromium only: the other drivers keep their own. */ userAgent?: string;
+    /** A classic script run before the page's own scripts on every load (Chromium and Firefox). */
+    initScript?: string;
   }): Promise<PageDriver>;
   close(): Promise<void>;
 }

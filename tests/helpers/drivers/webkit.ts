@@ -8,15 +8,18 @@
 // "Unknown error creating top level browsing context" and is asked again (newSession below).
 // WebKitWebDriver holds one session at a time, so an engine has one page open at once.
 // Each page is its own WebDriver session (an ephemeral website data store: IndexedDB starts
-// empty). WebDriver cannot hand over a download, so the page's Blob is captured in the page
-// (in-page.ts DOWNLOAD_TRAP) and read back in base64 chunks.
+// empty). WebDriver cannot hand over a download: a Blob the page offers is captured in the page
+// (in-page.ts DOWNLOAD_TRAP) and read back in base64 chunks; any other download (the service
+// worker's streamed one) is written by WebKitGTK into the XDG download directory this driver sets
+// (downloads.ts), under its final name while it is written.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DOWNLOAD_TRAP, ERROR_TRAP } from './in-page.ts';
-import type { CaughtDownload, EngineDriver, Key, PageDriver } from './types.ts';
+import { DownloadDirectory } from './downloads.ts';
+import type { CaughtDownload, EngineDriver, Key, PageDriver, PendingDownload } from './types.ts';
 
 export const WEBKIT_DRIVER = '/usr/bin/WebKitWebDriver';
 export const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
@@ -73,14 +76,28 @@ class WebDriverSession {
 }
 
 class WebKitPage implements PageDriver {
+  /** Errors the trap saw in documents this page has left (a reload starts a new trap). */
+  readonly #earlier: string[] = [];
+
   constructor(
     readonly session: WebDriverSession,
     readonly dir: string,
+    readonly downloads: DownloadDirectory,
   ) {}
+
+  async #traps(): Promise<void> {
+    await this.session.cmd('POST', '/execute/sync', { script: `${ERROR_TRAP}\n${DOWNLOAD_TRAP}`, args: [] });
+  }
 
   async goto(url: string): Promise<void> {
     await this.session.cmd('POST', '/url', { url });
-    await this.session.cmd('POST', '/execute/sync', { script: `${ERROR_TRAP}\n${DOWNLOAD_TRAP}`, args: [] });
+    await this.#traps();
+  }
+
+  async reload(): Promise<void> {
+    this.#earlier.push(...(await this.evaluate<string[]>('() => (window.__e2eErrors || []).slice()', []).catch(() => [])));
+    await this.session.cmd('POST', '/refresh', {});
+    await this.#traps();
   }
 
   async evaluate<T>(source: string, args: unknown[]): Promise<T> {
@@ -142,14 +159,16 @@ class WebKitPage implements PageDriver {
     await this.session.cmd('POST', `/element/${el}/value`, { text: path });
   }
 
+  startDownload(trigger: () => Promise<void>, timeoutMs: number): Promise<PendingDownload> {
+    return this.downloads.start(trigger, timeoutMs);
+  }
+
   async download(trigger: () => Promise<void>, timeoutMs: number): Promise<CaughtDownload> {
     const before = await this.evaluate<number>('() => window.__e2eDownloads.length', []);
-    await trigger();
-    const deadline = Date.now() + timeoutMs;
-    while ((await this.evaluate<number>('() => window.__e2eDownloads.length', [])) <= before) {
-      if (Date.now() > deadline) throw new Error(`WebKit: the page started no download within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const trapped = async () => (await this.evaluate<number>('() => window.__e2eDownloads.length', [])) > before;
+    // A Blob the trap kept, or a download WebKitGTK writes itself: whichever comes.
+    const real = await this.downloads.start(trigger, timeoutMs, trapped);
+    if (real) return real.finished(timeoutMs);
     const { name, size } = await this.evaluate<{ name: string; size: number }>(
       `(i) => window.__e2eDownloads[i].then((d) => ({ name: d.name, size: d.blob.size }))`,
       [before],
@@ -188,7 +207,7 @@ class WebKitPage implements PageDriver {
   }
 
   nativeErrors(): string[] {
-    return [];
+    return this.#earlier.slice();
   }
 
   async close(): Promise<void> {
@@ -228,6 +247,12 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
   for (const bin of [WEBKIT_DRIVER, browser.binary]) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: apt-get install webkit2gtk-driver epiphany-browser xvfb dbus`);
   }
+  const configDir = join(dir, 'webkit-config');
+  const downloadDir = join(dir, 'webkit-downloads');
+  await mkdir(configDir, { recursive: true });
+  await mkdir(downloadDir, { recursive: true });
+  await writeFile(join(configDir, 'user-dirs.dirs'), `XDG_DOWNLOAD_DIR="${downloadDir}"\n`);
+  const downloads = new DownloadDirectory(downloadDir, dir, { isPartial: () => false }, 'WebKit');
   const xvfb = await startXvfb();
   const port = await freePort();
   // As root in a container, WebKitGTK's bubblewrap sandbox cannot start.
@@ -235,6 +260,8 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
     ...process.env,
     DISPLAY: xvfb.display,
     WEBKIT_DISABLE_SANDBOX_THIS_IS_DANGEROUS: '1',
+    // WebKitGTK saves downloads into the XDG download directory (GLib reads it from user-dirs.dirs).
+    XDG_CONFIG_HOME: configDir,
     GSETTINGS_BACKEND: 'memory',
     NO_AT_BRIDGE: '1',
   };
@@ -276,8 +303,10 @@ export async function webkitEngine(dir: string): Promise<EngineDriver> {
   return {
     name: 'webkit',
     async newPage(options = {}) {
+      // Scripts go in after each navigation here (no WebDriver command runs one before the page's own).
+      if (options.initScript) throw new Error('WebKit: no script can run before the page loads under WebDriver');
       const sessionId = await newSession();
-      const page = new WebKitPage(new WebDriverSession(base, sessionId), dir);
+      const page = new WebKitPage(new WebDriverSession(base, sessionId), dir, downloads);
       sessions.add(page);
       const close = page.close.bind(page);
       page.close = async () => {
