@@ -165,7 +165,8 @@ function chromiumKind(pid: number): ChromiumKind {
   } catch {
     return 'other';
   }
-  const type = /(?:^|\0)--type=([^\0]+)/.exec(cmdline)?.[1];
+  // Chromium rewrites its children's titles: arguments separated by spaces, not NULs.
+  const type = /(?:^|[\0 ])--type=([^\0 ]+)/.exec(cmdline)?.[1];
   if (type === undefined) return 'browser';
   if (type === 'renderer') return 'renderer';
   if (type === 'gpu-process') return 'gpu';
