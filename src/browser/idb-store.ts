@@ -70,6 +70,13 @@ export interface IdbBlobStoreOptions {
   locks?: LockManager | null;
   /** false: never stage bytes in OPFS (IndexedDB segments only, as where OPFS is refused). */
   staging?: boolean;
+  /**
+   * delete() leaves a staged blob's file to the next sweep(): a File handed out by getBlob() may
+   * still be read after its blob was deleted (a streamed download reads each blob when its turn
+   * comes), and an OPFS File whose file is gone is unreadable. For the pull worker, which sweeps
+   * after each pull.
+   */
+  lateRemoval?: boolean;
 }
 
 /** Turns an IndexedDB failure into a typed error: a full disk gets its own code and hint. */
@@ -126,6 +133,7 @@ export class IdbBlobStore implements BlobStore {
   readonly #checkpointMs: number;
   readonly #locks: LockManager | undefined;
   readonly #staging: boolean;
+  readonly #lateRemoval: boolean;
 
   constructor(dbName = 'longshore', options: IdbBlobStoreOptions | number = {}) {
     const o = typeof options === 'number' ? { segmentBytes: options } : options;
@@ -136,6 +144,7 @@ export class IdbBlobStore implements BlobStore {
     const ambient = typeof navigator !== 'undefined' ? (navigator as { locks?: LockManager }).locks : undefined;
     this.#locks = o.locks === null ? undefined : (o.locks ?? ambient);
     this.#staging = o.staging ?? true;
+    this.#lateRemoval = o.lateRemoval ?? false;
   }
 
   /** Where in-flight bytes go here: the OPFS staging directory, or undefined for IndexedDB segments. */
@@ -501,7 +510,7 @@ export class IdbBlobStore implements BlobStore {
       for (const seg of record?.segments ?? []) s.delete(seg);
       s.delete(this.#recordKey(key));
     });
-    if (record?.file) await removeStaged(await this.#filesDir(), record.file);
+    if (record?.file && !this.#lateRemoval) await removeStaged(await this.#filesDir(), record.file);
   }
 
   async delete(key: string): Promise<void> {

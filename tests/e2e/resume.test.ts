@@ -210,6 +210,8 @@ describe('resume in the browser', () => {
         { timeout: 30_000 },
       )
       .toBe(2 * MiB + 12_345);
+    // The layer worker keeps the bytes in an OPFS file; IndexedDB has the record (done, hasher state).
+    expect((await cacheRecords(page))[`part:${big.digest}`]).toMatchObject({ file: expect.stringMatching(/\.part$/) as unknown });
     await page.close();
     relay.releaseStalls();
     relay.rules = {};
