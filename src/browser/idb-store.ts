@@ -839,7 +839,8 @@ class OpfsPartial implements PartialBlob {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       await this.#saved.catch(() => undefined);
       this.#closeSync();
-      if (!keep || this.#failed !== undefined) await this.store.dropPartial(this.key, [], this.record.file);
+      // Nothing worth a resume (or bytes known bad): no record, no file.
+      if (!keep || this.#failed !== undefined || this.record.done === 0) await this.store.dropPartial(this.key, [], this.record.file);
     } finally {
       this.#finish();
     }
