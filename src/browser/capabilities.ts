@@ -13,6 +13,8 @@ export interface Capabilities {
   serviceWorkers: boolean;
   /** IndexedDB keeps Blobs (WebKit's ephemeral sessions do not: segments go in as ArrayBuffers). */
   indexedDbBlobs: boolean;
+  /** A dedicated worker can write OPFS files through sync access handles (the store stages bytes there). */
+  opfsStaging: boolean;
 }
 
 const FORMATS = ['gzip', 'deflate', 'deflate-raw', 'zstd'];
@@ -27,6 +29,33 @@ function nestedWorkers(timeoutMs: number): Promise<boolean> {
     let worker: Worker;
     try {
       worker = new Worker(URL.createObjectURL(new Blob([outer], { type: 'text/javascript' })));
+    } catch {
+      return resolve(false);
+    }
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      worker.terminate();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    worker.onmessage = (e) => done(e.data === true);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      done(false);
+    };
+  });
+}
+
+/** Like opfs-staging.ts's probe, in a throwaway worker (sync access handles exist only in dedicated workers). */
+function opfsStaging(timeoutMs: number): Promise<boolean> {
+  if (typeof Worker === 'undefined' || typeof Blob === 'undefined') return Promise.resolve(false);
+  const probe = `(async () => { const root = await navigator.storage.getDirectory();
+    const name = 'probe-' + Math.random().toString(36).slice(2); const h = await root.getFileHandle(name, { create: true });
+    (await h.createSyncAccessHandle()).close(); await root.removeEntry(name); return true; })().then(postMessage, () => postMessage(false));`;
+  return new Promise<boolean>((resolve) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(URL.createObjectURL(new Blob([probe], { type: 'text/javascript' })));
     } catch {
       return resolve(false);
     }
@@ -86,7 +115,7 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
       return false;
     }
   });
-  const [nested, idbBlobs] = await Promise.all([nestedWorkers(timeoutMs), indexedDbBlobs(timeoutMs)]);
+  const [nested, idbBlobs, staging] = await Promise.all([nestedWorkers(timeoutMs), indexedDbBlobs(timeoutMs), opfsStaging(timeoutMs)]);
   return {
     fileSystemAccess: typeof (globalThis as { showSaveFilePicker?: unknown }).showSaveFilePicker === 'function',
     nestedWorkers: nested,
@@ -94,5 +123,6 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
     persistentStorage: typeof navigator !== 'undefined' && typeof navigator.storage?.persist === 'function',
     serviceWorkers: typeof navigator !== 'undefined' && 'serviceWorker' in navigator,
     indexedDbBlobs: idbBlobs,
+    opfsStaging: staging,
   };
 }
