@@ -325,7 +325,6 @@ export class IdbBlobStore implements BlobStore {
         writeAll(handle, chunk, at);
         at += chunk.byteLength;
       });
-      handle.flush();
       handle.close();
       sync = undefined;
       signal?.throwIfAborted();
@@ -715,9 +714,9 @@ class IdbPartial implements PartialBlob {
 
 /**
  * An unfinished download in a staged file: bytes written through a sync access handle at the
- * running offset, and a record (bytes done, hasher state) saved at least every checkpointMs after
- * the file was flushed, so the record never claims bytes the disk may not hold. Reopened, the file
- * is cut back to the record's `done`: what came after the last checkpoint is fetched again.
+ * running offset, and a record (bytes done, hasher state) saved at least every checkpointMs, so a
+ * resume knows how far the file is good. Reopened, the file is cut back to the record's `done`:
+ * what came after the last checkpoint is fetched again.
  */
 class OpfsPartial implements PartialBlob {
   /** write() copies each chunk before it returns: the fetcher may reuse the chunk's memory. */
@@ -787,14 +786,19 @@ class OpfsPartial implements PartialBlob {
     this.#timer ??= setTimeout(() => void this.#checkpoint().catch(() => undefined), this.store.checkpointMs);
   }
 
-  /** Flush the file, then record how far it is good, with the hasher state after exactly those bytes. */
+  /**
+   * Record how far the file is good, with the hasher state after exactly those bytes. No flush():
+   * on Linux it is an fsync, which behind another process's heavy writes can block this worker
+   * for seconds, and it buys nothing here: a crashed tab or browser loses no written byte (they
+   * are in the kernel), IndexedDB itself commits with relaxed durability, and bytes lost to a
+   * power cut fail the blob's digest, which restarts it.
+   */
   async #checkpoint(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     if (!this.#open || this.#offset === this.record.done || !this.#lastState) return;
     const done = this.#offset;
     const state = this.#lastState();
-    this.sync.flush();
     const previous = this.#saved;
     this.#saved = (async () => {
       await previous;
@@ -823,7 +827,6 @@ class OpfsPartial implements PartialBlob {
     this.#timer = undefined;
     try {
       await this.#saved;
-      this.sync.flush();
       this.sync.close();
       await this.store.commitStaged(this.key, this.record.file, this.#offset);
     } catch (err) {

@@ -4,8 +4,9 @@
 // workers have. Unlike a Blob built in JS, nothing of it is held by the browser process nor waits
 // for the worker's garbage collector: the bytes go from one reused buffer straight to disk.
 //
-// Files live in `longshore-inflight/<db>/` and are named `<key, URI-encoded>~<id>.<kind>`, so a
-// sweep knows whose they are (and leaves them alone while that key's Web Lock is held).
+// A verified blob keeps its file (see IdbBlobStore.commitStaged). Files live in
+// `longshore-inflight/<db>/` and are named `<key, URI-encoded>~<id>.<kind>`, so a sweep knows
+// whose they are (and leaves them alone while that key's Web Lock is held).
 
 export const INFLIGHT_DIR = 'longshore-inflight';
 
@@ -48,7 +49,6 @@ export interface SyncHandle {
   write(buffer: ArrayBufferView, options?: { at?: number }): number;
   truncate(size: number): void;
   getSize(): number;
-  flush(): void;
   close(): void;
 }
 
