@@ -351,7 +351,7 @@ export class IdbBlobStore implements BlobStore {
       let record = await get<PartialRecord>(this.#partKey(key), this.#db);
       // A partial kept in the other form than this context writes (segments here, a file where
       // OPFS is refused) is not continued: dropped, the blob starts again.
-      const otherForm = record !== undefined && record.done > 0 && (dir ? !record.file : record.file !== undefined);
+      const otherForm = record !== undefined && (dir ? record.done > 0 && !record.file : record.file !== undefined);
       if (record && (otherForm || record.total !== size || record.done > size || (record.done > 0 && !record.state))) {
         await this.dropPartial(key, record.segments, record.file);
         record = undefined;
@@ -448,7 +448,7 @@ export class IdbBlobStore implements BlobStore {
     if (file) await removeStaged(await this.#filesDir(), file);
   }
 
-  /** @internal for OpfsPartial: the partial's record (bytes done and hasher state, made durable first). */
+  /** @internal for OpfsPartial: the partial's record (bytes done, hasher state after them, its file). */
   async saveStagedPartial(key: string, record: PartialRecord): Promise<void> {
     await this.#tx(`the partial of ${key}`, (s) => s.put(record, this.#partKey(key)));
   }
