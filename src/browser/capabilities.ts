@@ -17,9 +17,38 @@ export interface Capabilities {
   serviceWorkers: boolean;
   /** IndexedDB keeps Blobs (WebKit's ephemeral sessions do not: segments go in as ArrayBuffers). */
   indexedDbBlobs: boolean;
+  /** A dedicated worker can write OPFS files through sync access handles (the store stages bytes there). */
+  opfsStaging: boolean;
 }
 
 const FORMATS = ['gzip', 'deflate', 'deflate-raw', 'zstd'];
+
+/** Like opfs-staging.ts's probe, in a throwaway worker (sync access handles exist only in dedicated workers). */
+function opfsStaging(timeoutMs: number): Promise<boolean> {
+  if (typeof Worker === 'undefined' || typeof Blob === 'undefined') return Promise.resolve(false);
+  const probe = `(async () => { const root = await navigator.storage.getDirectory();
+    const name = 'probe-' + Math.random().toString(36).slice(2); const h = await root.getFileHandle(name, { create: true });
+    (await h.createSyncAccessHandle()).close(); await root.removeEntry(name); return true; })().then(postMessage, () => postMessage(false));`;
+  return new Promise<boolean>((resolve) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(URL.createObjectURL(new Blob([probe], { type: 'text/javascript' })));
+    } catch {
+      return resolve(false);
+    }
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      worker.terminate();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    worker.onmessage = (e) => done(e.data === true);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      done(false);
+    };
+  });
+}
 
 function indexedDbBlobs(timeoutMs: number): Promise<boolean> {
   if (typeof indexedDB === 'undefined') return Promise.resolve(false);
@@ -63,7 +92,7 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
       return false;
     }
   });
-  const idbBlobs = await indexedDbBlobs(timeoutMs);
+  const [idbBlobs, staging] = await Promise.all([indexedDbBlobs(timeoutMs), opfsStaging(timeoutMs)]);
   return {
     fileSystemAccess: typeof (globalThis as { showSaveFilePicker?: unknown }).showSaveFilePicker === 'function',
     layerWorkers: typeof Worker !== 'undefined' && typeof MessageChannel !== 'undefined',
@@ -73,5 +102,6 @@ export async function detectCapabilities(timeoutMs = 3000): Promise<Capabilities
     serviceWorkers:
       typeof navigator !== 'undefined' && 'serviceWorker' in navigator && typeof isSecureContext !== 'undefined' && isSecureContext,
     indexedDbBlobs: idbBlobs,
+    opfsStaging: staging,
   };
 }

@@ -9,6 +9,13 @@
 // A segment and the record that points at it are written in one transaction, so a partial's
 // bytes, offset and hasher state always agree, whenever the page goes away.
 //
+// Where sync access handles work (a dedicated worker: the layer and pull workers), bytes go to
+// files in the origin private file system instead (opfs-staging.ts): a partial is an OPFS file plus
+// its `part:` record (bytes done, hasher state), and a verified blob's `blob:` record names that
+// file (see commitStaged for why the bytes are not copied into IndexedDB). Elsewhere (a page,
+// browsers or sessions refusing OPFS) the segments path above is used, and both kinds of records
+// are read everywhere.
+//
 // Tabs and workers share the database: every writer of a key holds the Web Lock `<db>:<key>`
 // exclusively while it writes (a download, a put, a delete), readers hold it shared, and sweep()
 // only removes segments of keys whose lock is free, so one tab never deletes what another is
@@ -16,11 +23,26 @@
 import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill } from '../core/store/blob-store.ts';
+import {
+  inflightDirectory,
+  openSync,
+  ownerOf,
+  readBack,
+  removeStaged,
+  stagedFile,
+  stagedName,
+  stagedNames,
+  stagingDirectory,
+  writeAll,
+  type SyncHandle,
+} from './opfs-staging.ts';
 
 interface BlobRecord {
   size: number;
   segments: string[];
   storedAt: number;
+  /** A staged blob: its bytes are this file of the staging directory, not segments. */
+  file?: string;
 }
 
 interface PartialRecord {
@@ -31,6 +53,8 @@ interface PartialRecord {
   state: Uint8Array | undefined;
   segments: string[];
   updatedAt: number;
+  /** Its bytes are this file of the staging directory (its first `done` bytes count), not segments. */
+  file?: string;
 }
 
 export const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -44,6 +68,15 @@ export interface IdbBlobStoreOptions {
   checkpointMs?: number;
   /** Web Locks (default navigator.locks where it exists); null: no cross-tab coordination. */
   locks?: LockManager | null;
+  /** false: never stage bytes in OPFS (IndexedDB segments only, as where OPFS is refused). */
+  staging?: boolean;
+  /**
+   * delete() leaves a staged blob's file to the next sweep(): a File handed out by getBlob() may
+   * still be read after its blob was deleted (a streamed download reads each blob when its turn
+   * comes), and an OPFS File whose file is gone is unreadable. For the pull worker, which sweeps
+   * after each pull.
+   */
+  lateRemoval?: boolean;
 }
 
 /** Turns an IndexedDB failure into a typed error: a full disk gets its own code and hint. */
@@ -99,6 +132,8 @@ export class IdbBlobStore implements BlobStore {
   readonly #segmentBytes: number;
   readonly #checkpointMs: number;
   readonly #locks: LockManager | undefined;
+  readonly #staging: boolean;
+  readonly #lateRemoval: boolean;
 
   constructor(dbName = 'longshore', options: IdbBlobStoreOptions | number = {}) {
     const o = typeof options === 'number' ? { segmentBytes: options } : options;
@@ -108,6 +143,18 @@ export class IdbBlobStore implements BlobStore {
     this.#checkpointMs = o.checkpointMs ?? CHECKPOINT_MS;
     const ambient = typeof navigator !== 'undefined' ? (navigator as { locks?: LockManager }).locks : undefined;
     this.#locks = o.locks === null ? undefined : (o.locks ?? ambient);
+    this.#staging = o.staging ?? true;
+    this.#lateRemoval = o.lateRemoval ?? false;
+  }
+
+  /** Where in-flight bytes go here: the OPFS staging directory, or undefined for IndexedDB segments. */
+  async stagingDirectory(): Promise<FileSystemDirectoryHandle | undefined> {
+    return this.#staging ? stagingDirectory(this.#name) : undefined;
+  }
+
+  /** The staging directory with the async API only (to read or remove staged files from any context). */
+  async #filesDir(): Promise<FileSystemDirectoryHandle | undefined> {
+    return (await this.stagingDirectory()) ?? inflightDirectory(this.#name, false);
   }
 
   #recordKey(key: string): string {
@@ -233,6 +280,8 @@ export class IdbBlobStore implements BlobStore {
   }
 
   async put(key: string, stream: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<number> {
+    const dir = await this.stagingDirectory();
+    if (dir) return this.#putStaged(dir, key, stream, signal);
     const release = await this.#hold(key, signal);
     const prefix = this.#segmentKey(key);
     const writer = this.#segmentWriter(`a segment of ${key}`, (n) => `${prefix}:${n}`, this.#segmentBytes);
@@ -257,6 +306,40 @@ export class IdbBlobStore implements BlobStore {
     }
   }
 
+  /** put() through a staged file: the stream's bytes go to OPFS, then become the blob (see commitStaged). */
+  async #putStaged(
+    dir: FileSystemDirectoryHandle,
+    key: string,
+    stream: ReadableStream<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const release = await this.#hold(key, signal);
+    const name = stagedName(key, 'put');
+    let sync: SyncHandle | undefined;
+    let committed = false;
+    try {
+      sync = await openSync(dir, name);
+      const handle = sync;
+      let at = 0;
+      const total = await drain(stream, signal, (chunk) => {
+        writeAll(handle, chunk, at);
+        at += chunk.byteLength;
+      });
+      handle.close();
+      sync = undefined;
+      signal?.throwIfAborted();
+      await this.commitStaged(key, name, total);
+      committed = true;
+      return total;
+    } catch (err) {
+      throw storageError(err, `blob ${key}`);
+    } finally {
+      sync?.close();
+      if (!committed) await removeStaged(dir, name);
+      release();
+    }
+  }
+
   /**
    * The unfinished download of `key`, holding its lock until commit() or close(): a second pull of
    * the same blob (another tab, another layer worker) waits here, then finds it committed.
@@ -264,15 +347,16 @@ export class IdbBlobStore implements BlobStore {
   async openPartial(key: string, size: number, signal?: AbortSignal): Promise<PartialBlob> {
     const release = await this.#hold(key, signal);
     try {
+      const dir = await this.stagingDirectory();
       let record = await get<PartialRecord>(this.#partKey(key), this.#db);
-      if (record && (record.total !== size || record.done > size || (record.done > 0 && !record.state))) {
-        const stale = record;
-        await this.#tx(`the partial of ${key}`, (s) => {
-          s.delete(this.#partKey(key));
-          stale.segments.forEach((seg) => s.delete(seg));
-        });
+      // A partial kept in the other form than this context writes (segments here, a file where
+      // OPFS is refused) is not continued: dropped, the blob starts again.
+      const otherForm = record !== undefined && (dir ? record.done > 0 && !record.file : record.file !== undefined);
+      if (record && (otherForm || record.total !== size || record.done > size || (record.done > 0 && !record.state))) {
+        await this.dropPartial(key, record.segments, record.file);
         record = undefined;
       }
+      if (dir) return await OpfsPartial.open(this, dir, key, size, record, release);
       return new IdbPartial(this, key, record ?? { total: size, done: 0, state: undefined, segments: [], updatedAt: Date.now() }, release);
     } catch (err) {
       release();
@@ -285,6 +369,8 @@ export class IdbBlobStore implements BlobStore {
    * leaves them alone while the download holds the key's lock, and removes them after a crash).
    */
   async createSpill(key: string): Promise<Spill> {
+    const dir = await this.stagingDirectory();
+    if (dir) return opfsSpill(dir, key);
     const limit = Math.min(this.#segmentBytes, SPILL_SEGMENT_BYTES);
     const writer = this.#segmentWriter(
       `a range of ${key}`,
@@ -353,12 +439,37 @@ export class IdbBlobStore implements BlobStore {
     });
   }
 
-  /** @internal for IdbPartial: forget the partial and its segments. */
-  async dropPartial(key: string, segments: readonly string[]): Promise<void> {
+  /** @internal for the partials: forget the partial, its segments and its staged file. */
+  async dropPartial(key: string, segments: readonly string[], file?: string): Promise<void> {
     await this.#tx(`the partial of ${key}`, (s) => {
       s.delete(this.#partKey(key));
       segments.forEach((seg) => s.delete(seg));
     });
+    if (file) await removeStaged(await this.#filesDir(), file);
+  }
+
+  /** @internal for OpfsPartial: the partial's record (bytes done, hasher state after them, its file). */
+  async saveStagedPartial(key: string, record: PartialRecord): Promise<void> {
+    await this.#tx(`the partial of ${key}`, (s) => s.put(record, this.#partKey(key)));
+  }
+
+  /**
+   * @internal The verified staged file `name` becomes the blob `key`, in one transaction with the
+   * end of its partial: the record names the file, which is the blob's bytes from then on.
+   *
+   * Not copied into IndexedDB segments: Chromium keeps a Blob sliced from an OPFS File in
+   * IndexedDB as a reference to that file (removing the file makes the stored Blob unreadable:
+   * NotFoundError), and any real copy takes the bytes back through JS or Blob memory, which is
+   * what staging removes. IndexedDB holds the records (the cache's index), OPFS the bytes.
+   */
+  async commitStaged(key: string, name: string, size: number): Promise<void> {
+    const old = await this.#record(key);
+    await this.#tx(`the record of ${key}`, (s) => {
+      s.put({ size, segments: [], storedAt: Date.now(), file: name } satisfies BlobRecord, this.#recordKey(key));
+      s.delete(this.#partKey(key));
+      for (const seg of old?.segments ?? []) s.delete(seg);
+    });
+    if (old?.file && old.file !== name) await removeStaged(await this.#filesDir(), old.file);
   }
 
   /** The stored bytes as one (disk-backed) Blob; undefined when absent. */
@@ -366,6 +477,11 @@ export class IdbBlobStore implements BlobStore {
     const read = async (): Promise<{ record?: BlobRecord; parts?: Blob[] }> => {
       const record = await this.#record(key);
       if (!record) return {};
+      if (record.file) {
+        const dir = await this.#filesDir();
+        const file = dir && (await stagedFile(dir, record.file));
+        return file && file.size === record.size ? { record, parts: [file] } : { record };
+      }
       const got = (await getMany<unknown>(record.segments, this.#db)).map(segmentBlob);
       const parts = got.filter((p): p is Blob => p !== undefined);
       return parts.length === got.length ? { record, parts } : { record };
@@ -393,6 +509,7 @@ export class IdbBlobStore implements BlobStore {
       for (const seg of record?.segments ?? []) s.delete(seg);
       s.delete(this.#recordKey(key));
     });
+    if (record?.file && !this.#lateRemoval) await removeStaged(await this.#filesDir(), record.file);
   }
 
   async delete(key: string): Promise<void> {
@@ -424,7 +541,7 @@ export class IdbBlobStore implements BlobStore {
       async (held) => {
         if (!held) return false;
         const record = await get<PartialRecord>(this.#partKey(key), this.#db);
-        if (record) await this.dropPartial(key, record.segments);
+        if (record) await this.dropPartial(key, record.segments, record.file);
         return true;
       },
       { ifAvailable: true },
@@ -443,16 +560,19 @@ export class IdbBlobStore implements BlobStore {
    * half-way). A key whose lock is held is skipped: its writer's segments are not orphans yet.
    */
   async sweep(): Promise<number> {
+    const dir = await inflightDirectory(this.#name, false);
+    /** Orphaned segments and staged files (`file:<name>`), by owner key. */
     const orphansOf = async (): Promise<Map<string, string[]>> => {
       const all = (await keys(this.#db)).map(String);
       const recordKeys = all.filter((k) => k.startsWith('blob:') || k.startsWith('part:'));
-      const records = await getMany<{ segments?: string[] }>(recordKeys, this.#db);
-      const live = new Set(records.flatMap((r) => r?.segments ?? []));
+      const records = await getMany<{ segments?: string[]; file?: string }>(recordKeys, this.#db);
+      const live = new Set(records.flatMap((r) => [...(r?.segments ?? []), ...(r?.file ? [`file:${r.file}`] : [])]));
       const byKey = new Map<string, string[]>();
-      for (const seg of all) {
-        if (!seg.startsWith('seg:') || live.has(seg)) continue;
-        const key = segmentOwner(seg);
-        byKey.set(key, [...(byKey.get(key) ?? []), seg]);
+      const add = (key: string, item: string) => byKey.set(key, [...(byKey.get(key) ?? []), item]);
+      for (const seg of all) if (seg.startsWith('seg:') && !live.has(seg)) add(segmentOwner(seg), seg);
+      for (const name of dir ? await stagedNames(dir).catch(() => []) : []) {
+        const key = ownerOf(name);
+        if (key !== undefined && !live.has(`file:${name}`)) add(key, `file:${name}`);
       }
       return byKey;
     };
@@ -465,7 +585,9 @@ export class IdbBlobStore implements BlobStore {
           if (!held) return 0;
           // Read again under the lock: a writer may have committed between the scan and now.
           const orphans = (await orphansOf()).get(key) ?? [];
-          if (orphans.length) await this.#tx('sweep', (s) => orphans.forEach((seg) => s.delete(seg)));
+          const segments = orphans.filter((o) => o.startsWith('seg:'));
+          if (segments.length) await this.#tx('sweep', (s) => segments.forEach((seg) => s.delete(seg)));
+          for (const o of orphans) if (o.startsWith('file:')) await removeStaged(dir, o.slice('file:'.length));
           return orphans.length;
         },
         { ifAvailable: true },
@@ -588,4 +710,199 @@ class IdbPartial implements PartialBlob {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.release();
   }
+}
+
+/**
+ * An unfinished download in a staged file: bytes written through a sync access handle at the
+ * running offset, and a record (bytes done, hasher state) saved at least every checkpointMs, so a
+ * resume knows how far the file is good. Reopened, the file is cut back to the record's `done`:
+ * what came after the last checkpoint is fetched again.
+ */
+class OpfsPartial implements PartialBlob {
+  /** write() copies each chunk before it returns: the fetcher may reuse the chunk's memory. */
+  readonly transient = true;
+  #offset: number;
+  #lastState: (() => Uint8Array) | undefined;
+  #saved: Promise<void> = Promise.resolve();
+  #failed: unknown;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #open = true;
+
+  private constructor(
+    readonly store: IdbBlobStore,
+    readonly dir: FileSystemDirectoryHandle,
+    readonly key: string,
+    readonly record: PartialRecord & { file: string },
+    readonly sync: SyncHandle,
+    readonly release: () => void,
+  ) {
+    this.#offset = record.done;
+  }
+
+  static async open(
+    store: IdbBlobStore,
+    dir: FileSystemDirectoryHandle,
+    key: string,
+    size: number,
+    found: PartialRecord | undefined,
+    release: () => void,
+  ): Promise<OpfsPartial> {
+    const record: PartialRecord & { file: string } =
+      found?.file !== undefined
+        ? { ...found, file: found.file }
+        : { total: size, done: 0, state: undefined, segments: [], updatedAt: Date.now(), file: stagedName(key, 'part') };
+    const sync = await openSync(dir, record.file);
+    try {
+      if (sync.getSize() < record.done) {
+        // The file lost bytes the record counts (cleared site data?): start again.
+        Object.assign(record, { done: 0, state: undefined });
+      }
+      sync.truncate(record.done);
+      if (!found?.file) await store.saveStagedPartial(key, { ...record });
+    } catch (err) {
+      sync.close();
+      throw err;
+    }
+    return new OpfsPartial(store, dir, key, record, sync, release);
+  }
+
+  get offset(): number {
+    return this.#offset;
+  }
+
+  get state(): Uint8Array | undefined {
+    return this.#offset > this.record.done ? this.#lastState?.() : this.record.state;
+  }
+
+  async write(chunk: Uint8Array, state: () => Uint8Array): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
+    try {
+      writeAll(this.sync, chunk, this.#offset);
+    } catch (err) {
+      throw storageError(err, `a part of ${this.key}`);
+    }
+    this.#offset += chunk.byteLength;
+    this.#lastState = state;
+    this.#timer ??= setTimeout(() => void this.#checkpoint().catch(() => undefined), this.store.checkpointMs);
+  }
+
+  /**
+   * Record how far the file is good, with the hasher state after exactly those bytes. No flush():
+   * on Linux it is an fsync, which behind another process's heavy writes can block this worker
+   * for seconds, and it buys nothing here: a crashed tab or browser loses no written byte (they
+   * are in the kernel), IndexedDB itself commits with relaxed durability, and bytes lost to a
+   * power cut fail the blob's digest, which restarts it.
+   */
+  async #checkpoint(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (!this.#open || this.#offset === this.record.done || !this.#lastState) return;
+    const done = this.#offset;
+    const state = this.#lastState();
+    const previous = this.#saved;
+    this.#saved = (async () => {
+      await previous;
+      Object.assign(this.record, { done, state, updatedAt: Date.now() });
+      await this.store.saveStagedPartial(this.key, { ...this.record });
+    })();
+    this.#saved.catch((err: unknown) => {
+      this.#failed ??= err;
+    });
+    await this.#saved;
+  }
+
+  async reset(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#saved.catch(() => undefined);
+    this.#failed = undefined;
+    this.sync.truncate(0);
+    this.#offset = 0;
+    Object.assign(this.record, { done: 0, state: undefined, updatedAt: Date.now() });
+    await this.store.saveStagedPartial(this.key, { ...this.record });
+  }
+
+  async commit(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      await this.#saved;
+      this.sync.close();
+      await this.store.commitStaged(this.key, this.record.file, this.#offset);
+    } catch (err) {
+      throw storageError(err, `blob ${this.key}`);
+    } finally {
+      this.#finish();
+    }
+  }
+
+  async close(keep: boolean): Promise<void> {
+    try {
+      if (keep && this.#failed === undefined) await this.#checkpoint().catch(() => undefined);
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      await this.#saved.catch(() => undefined);
+      this.#closeSync();
+      // Nothing worth a resume (or bytes known bad): no record, no file.
+      if (!keep || this.#failed !== undefined || this.record.done === 0) await this.store.dropPartial(this.key, [], this.record.file);
+    } finally {
+      this.#finish();
+    }
+  }
+
+  #closeSync(): void {
+    try {
+      this.sync.close();
+    } catch {
+      // Closed already (commit closes it before promoting).
+    }
+  }
+
+  #finish(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#closeSync();
+    this.release();
+  }
+}
+
+/**
+ * A range fetched ahead of the hash cursor, in a staged file owned by `key` (swept after a crash,
+ * left alone while the download holds the key's lock), read back through one reused buffer.
+ */
+async function opfsSpill(dir: FileSystemDirectoryHandle, key: string): Promise<Spill & { transient: true }> {
+  const name = stagedName(key, 'spill');
+  let sync: SyncHandle | undefined;
+  try {
+    sync = await openSync(dir, name);
+  } catch (err) {
+    throw storageError(err, `a range of ${key}`);
+  }
+  let size = 0;
+  let gone = false;
+  return {
+    transient: true,
+    get size() {
+      return size;
+    },
+    write: async (chunk) => {
+      try {
+        writeAll(sync, chunk, size);
+      } catch (err) {
+        throw storageError(err, `a range of ${key}`);
+      }
+      size += chunk.byteLength;
+    },
+    read: async () => readBack(sync, size),
+    discard: async () => {
+      if (gone) return;
+      gone = true;
+      try {
+        sync.close();
+      } catch {
+        // Closed already.
+      }
+      await removeStaged(dir, name);
+    },
+  };
 }

@@ -19,7 +19,8 @@ declare const self: DedicatedWorkerGlobalScope;
 
 const PROGRESS_INTERVAL_MS = 100;
 const STORAGE_BOUND_MS = 10_000;
-const store = new IdbBlobStore();
+// Files of blobs deleted during a pull go at the sweep after it (a streamed download may still read them).
+const store = new IdbBlobStore(undefined, { lateRemoval: true });
 const journal = new PullJournal();
 const catalog = new ImageCatalog();
 let config: WorkerConfig = { proxyBase: self.location.origin };
@@ -157,6 +158,8 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         fail(msg.id, ac.signal.aborted ? new AbortedError() : err);
       } finally {
         jobs.delete(msg.id);
+        // The staged files of blobs this pull deleted (keep a copy off): its download has read them.
+        void store.sweep().catch(() => 0);
       }
       return;
     }

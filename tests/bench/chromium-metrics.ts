@@ -4,7 +4,8 @@
 // session auto-attaches to its workers without flattening and talks to them through
 // Target.sendMessageToTarget (CDP "Target" domain).
 import type { CDPSession, Page } from 'playwright-core';
-import { chromiumProcesses, treeMemory, type TreeMemory } from './proc.ts';
+import { readFileSync } from 'node:fs';
+import { chromiumProcesses, rssBytes, treeMemory, type TreeMemory } from './proc.ts';
 
 export interface HeapReading {
   /** V8 heap in use on the page's main thread. */
@@ -152,4 +153,30 @@ export class HeapProbe {
  */
 export function chromiumMemory(options: { pss?: boolean } = {}): TreeMemory {
   return treeMemory(chromiumProcesses(), options);
+}
+
+/** Chromium's process kinds, from `--type=` on the command line (none: the browser process). */
+export type ChromiumKind = 'browser' | 'renderer' | 'gpu' | 'utility' | 'other';
+
+function chromiumKind(pid: number): ChromiumKind {
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return 'other';
+  }
+  // Chromium rewrites its children's titles: arguments separated by spaces, not NULs.
+  const type = /(?:^|[\0 ])--type=([^\0 ]+)/.exec(cmdline)?.[1];
+  if (type === undefined) return 'browser';
+  if (type === 'renderer') return 'renderer';
+  if (type === 'gpu-process') return 'gpu';
+  if (type === 'utility') return 'utility';
+  return 'other';
+}
+
+/** RSS summed per process kind (where a pull's growth lives: the renderer's buffers, the browser's Blob data). */
+export function chromiumRssByKind(): Record<ChromiumKind, number> {
+  const out: Record<ChromiumKind, number> = { browser: 0, renderer: 0, gpu: 0, utility: 0, other: 0 };
+  for (const pid of chromiumProcesses()) out[chromiumKind(pid)] += rssBytes(pid) ?? 0;
+  return out;
 }

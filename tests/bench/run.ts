@@ -11,7 +11,7 @@ import type { Page } from 'playwright-core';
 import { formatById } from '../../src/core/formats/index.ts';
 import { run } from '../helpers/command.ts';
 import { startHarness, type Harness } from '../helpers/harness.ts';
-import { chromiumMemory, HeapProbe } from './chromium-metrics.ts';
+import { chromiumMemory, chromiumRssByKind, HeapProbe } from './chromium-metrics.ts';
 import { benchImages, parseSize, pushImage, SHAPES, VARIANTS, type BenchImage, type Shape, type Variant } from './image.ts';
 import { DiskWatch } from './disk.ts';
 import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
@@ -268,6 +268,7 @@ async function timedPull(
     mark = await c.counter.mark();
     c.relay?.reset();
     peaks.see('chromiumRssAtStart', chromiumMemory({ pss: false }).rss);
+    for (const [kind, rss] of Object.entries(chromiumRssByKind())) peaks.see(`rss.${kind}AtStart`, rss || undefined);
   };
   const heapSamples = { page: 0, worker: 0, workerMissed: 0 };
   let samples = 0;
@@ -287,6 +288,8 @@ async function timedPull(
     const memory = chromiumMemory({ pss: samples++ % 5 === 0 });
     peaks.see('chromiumRss', memory.rss || undefined);
     peaks.see('chromiumPss', memory.pss || undefined);
+    // Per process kind, each kind's own peak: where growth lives (renderer vs browser vs GPU/utility).
+    for (const [kind, rss] of Object.entries(chromiumRssByKind())) peaks.see(`rss.${kind}`, rss || undefined);
     peaks.see('proxyRss', c.proxy.rss());
   });
   const profileKey = `${image.variant}/${format}`;

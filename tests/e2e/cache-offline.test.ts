@@ -190,7 +190,24 @@ forEachEngine((engine) => {
             r.onsuccess = () => resolve(r.result);
             r.onerror = () => reject(r.error);
           });
-        const record = (await req(db.transaction('blobs').objectStore('blobs').get(`blob:${key}`))) as { segments: string[] };
+        const record = (await req(db.transaction('blobs').objectStore('blobs').get(`blob:${key}`))) as {
+          segments: string[];
+          file?: string;
+        };
+        if (record.file) {
+          // Staged by a layer worker: the bytes are an OPFS file the record names.
+          const root = await navigator.storage.getDirectory();
+          const handle = await (
+            await (await root.getDirectoryHandle('longshore-inflight')).getDirectoryHandle('longshore')
+          ).getFileHandle(record.file);
+          const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+          bytes[bytes.length >> 1]! ^= 0xff;
+          const writable = await handle.createWritable();
+          await writable.write(bytes);
+          await writable.close();
+          db.close();
+          return bytes.length;
+        }
         const seg = record.segments[0]!;
         // A Blob, or an ArrayBuffer where IndexedDB refuses Blobs (WebKit's ephemeral sessions).
         const stored = (await req(db.transaction('blobs').objectStore('blobs').get(seg))) as Blob | ArrayBuffer;

@@ -67,7 +67,8 @@ forEachEngine((engine) => {
   it('says what this browser can do', async () => {
     const page = await engine.open(`${frontUrl}/`);
     await page.waitFor('[data-testid="browser-support"] li[data-capability="cache"]');
-    expect(await page.count('[data-testid="browser-support"] li')).toBe(6);
+    expect(await page.count('[data-testid="browser-support"] li')).toBe(7);
+    if (engine.name === 'chromium') expect(await page.attr('li[data-capability="staging"]', 'data-ok')).toBe('true');
     // WebKit under WebDriver is an ephemeral session: IndexedDB refuses Blobs there (see README).
     expect(await page.attr('li[data-capability="cache"]', 'data-ok')).toBe(engine.name === 'webkit' ? 'false' : 'true');
     expect(await page.attr('li[data-capability="workers"]', 'data-ok')).toBe('true');

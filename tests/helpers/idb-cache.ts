@@ -5,10 +5,11 @@ import type { Page } from 'playwright-core';
 import type { E2EPage } from './e2e.ts';
 
 export interface CacheContents {
+  /** IndexedDB keys, plus `file:<name>` for each file the layer workers staged in OPFS (`longshore-inflight/longshore/`). */
   keys: string[];
   /**
-   * `seg:` keys that neither a `blob:` record nor a `part:` record (an unfinished download kept for
-   * resume) lists: what a cancelled or failed download must not leave.
+   * `seg:` keys and `file:` entries that neither a `blob:` record nor a `part:` record (an
+   * unfinished download kept for resume) lists: what a cancelled or failed download must not leave.
    */
   orphans: string[];
 }
@@ -17,15 +18,23 @@ export interface CacheContents {
 export function cacheContents(page: Page | E2EPage): Promise<CacheContents> {
   const evaluate = page.evaluate as (fn: () => Promise<CacheContents>) => Promise<CacheContents>;
   return evaluate.call(page, async () => {
+    const files: string[] = [];
+    try {
+      const root = await navigator.storage.getDirectory();
+      const dir = await (await root.getDirectoryHandle('longshore-inflight')).getDirectoryHandle('longshore');
+      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) files.push(`file:${name}`);
+    } catch {
+      // No staging directory (nothing staged, or no OPFS here).
+    }
     const names = (await indexedDB.databases()).map((d) => d.name);
-    if (!names.includes('longshore')) return { keys: [], orphans: [] };
+    if (!names.includes('longshore')) return { keys: files, orphans: files };
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       const open = indexedDB.open('longshore');
       open.onerror = () => reject(open.error);
       open.onsuccess = () => resolve(open.result);
     });
     try {
-      if (!db.objectStoreNames.contains('blobs')) return { keys: [], orphans: [] };
+      if (!db.objectStoreNames.contains('blobs')) return { keys: files, orphans: files };
       const store = db.transaction('blobs', 'readonly').objectStore('blobs');
       const request = <T>(r: IDBRequest<T>) =>
         new Promise<T>((resolve, reject) => {
@@ -35,11 +44,13 @@ export function cacheContents(page: Page | E2EPage): Promise<CacheContents> {
       const [keys, values] = await Promise.all([request(store.getAllKeys()), request(store.getAll())]);
       const live = new Set<string>();
       keys.forEach((k, i) => {
-        if (String(k).startsWith('blob:') || String(k).startsWith('part:'))
-          for (const s of (values[i] as { segments?: string[] }).segments ?? []) live.add(s);
+        if (!String(k).startsWith('blob:') && !String(k).startsWith('part:')) return;
+        const record = values[i] as { segments?: string[]; file?: string };
+        for (const s of record.segments ?? []) live.add(s);
+        if (record.file) live.add(`file:${record.file}`);
       });
-      const all = keys.map(String);
-      return { keys: all, orphans: all.filter((k) => k.startsWith('seg:') && !live.has(k)) };
+      const all = [...keys.map(String), ...files];
+      return { keys: all, orphans: all.filter((k) => (k.startsWith('seg:') || k.startsWith('file:')) && !live.has(k)) };
     } finally {
       db.close();
     }

@@ -9,7 +9,6 @@ import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
 import { createHasher, digestMismatch, sizeMismatch, type Hasher } from '../digest.ts';
 import type { BlobSink, Spill } from '../store/blob-store.ts';
 import { fetchParallel, RangesIgnored } from './parallel.ts';
-import { guardBody } from './transport.ts';
 import { isRetryableStatus, retryDelayMs, type RetryPolicy } from './retry.ts';
 
 /** Inclusive byte range; no `end` means to the end of the blob. */
@@ -292,7 +291,7 @@ async function fetchFrom(sender: BlobSender, cursor: Cursor, expected: ExpectedB
   }
   if (!response.body)
     throw new AttemptError(new LongshoreError(ErrorCode.Network, `The ${expected.label} came back without a body.`, { retryable: true }));
-  await pump(guardBody(response.body, `the ${expected.label}`, signal), cursor, expected.size, expected);
+  await pump(response.body, cursor, expected.size, expected, signal);
   if (cursor.pos < expected.size) {
     // The body ended cleanly but early (a relay that cut it short): what came is kept and resumed.
     throw new AttemptError(
@@ -306,17 +305,72 @@ async function fetchFrom(sender: BlobSender, cursor: Cursor, expected: ExpectedB
 }
 
 /** Read `body` into the cursor until it ends; more than `end` bytes in total is a size mismatch. */
-export async function pump(body: ReadableStream<Uint8Array>, cursor: Cursor, end: number, expected: ExpectedBlob): Promise<void> {
-  const reader = body.getReader();
+export async function pump(
+  body: ReadableStream<Uint8Array>,
+  cursor: Cursor,
+  end: number,
+  expected: ExpectedBlob,
+  signal?: AbortSignal,
+): Promise<void> {
+  await readBody(body, `the ${expected.label}`, signal, cursor.sink.transient === true, async (chunk) => {
+    if (cursor.pos + chunk.byteLength > end) throw sizeMismatch(expected, cursor.pos + chunk.byteLength);
+    await advance(cursor, chunk);
+  });
+}
+
+/** The buffer a BYOB read fills: big enough that a fast link hands over few, large chunks. */
+export const READ_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * Read `body` chunk by chunk into `onChunk` (awaited) until it ends. `reuse` (onChunk has copied a
+ * chunk once it settles): where `body` is a byte stream (a fetch body), read it with a BYOB reader
+ * into one buffer passed back each time (Streams spec, ReadableStreamBYOBReader), so nothing is
+ * allocated per chunk; otherwise, and for other streams, the default reader. A read failure
+ * becomes a retryable NETWORK error (as guardBody's), an abort an AbortedError.
+ */
+export async function readBody(
+  body: ReadableStream<Uint8Array>,
+  what: string,
+  signal: AbortSignal | undefined,
+  reuse: boolean,
+  onChunk: (chunk: Uint8Array) => Promise<void>,
+): Promise<void> {
+  let byob: ReadableStreamBYOBReader | undefined;
+  if (reuse) {
+    try {
+      byob = body.getReader({ mode: 'byob' });
+    } catch {
+      // Not a byte stream: the default reader.
+    }
+  }
+  const reader = byob ?? body.getReader();
+  let buffer = new ArrayBuffer(byob ? READ_BUFFER_BYTES : 0);
+  const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    try {
+      if (!byob) return await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+      const result = await byob.read(new Uint8Array(buffer));
+      // The buffer was transferred into the read and comes back as the result's.
+      if (result.value) buffer = result.value.buffer as ArrayBuffer;
+      return result;
+    } catch (err) {
+      if (signal?.aborted) throw new AbortedError();
+      if (err instanceof LongshoreError) throw err;
+      throw new LongshoreError(
+        ErrorCode.Network,
+        `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`,
+        {
+          hint: 'The transfer was cut off; it continues from the last byte received.',
+          retryable: true,
+          cause: err,
+        },
+      );
+    }
+  };
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await read();
+      if (value && value.byteLength > 0) await onChunk(value);
       if (done) return;
-      if (cursor.pos + value.byteLength > end) {
-        await reader.cancel().catch(() => undefined);
-        throw sizeMismatch(expected, cursor.pos + value.byteLength);
-      }
-      await advance(cursor, value);
     }
   } catch (err) {
     await reader.cancel().catch(() => undefined);

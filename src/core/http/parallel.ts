@@ -4,12 +4,12 @@
 // in order once the cursor reaches them. Each range resumes on its own after a break; all share
 // one retry budget. A server that ignores Range (200) makes the whole blob fall back to one stream.
 import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
-import { guardBody } from './transport.ts';
 import type { Spill } from '../store/blob-store.ts';
 import {
   SinkError,
   parseContentRange,
   pump,
+  readBody,
   sendChecked,
   type BlobSender,
   type Cursor,
@@ -129,9 +129,8 @@ async function fetchRange(
         await response.body?.cancel().catch(() => undefined);
         throw new RangesIgnored();
       }
-      const body = guardBody(response.body, `the ${expected.label}`, signal);
-      if (part.spill) await spillBody(body, part.spill, part.end - from + 1, cursor.onBytes);
-      else await pump(body, cursor, part.end + 1, expected);
+      if (part.spill) await spillBody(response.body, part.spill, part.end - from + 1, cursor.onBytes, `the ${expected.label}`, signal);
+      else await pump(response.body, cursor, part.end + 1, expected, signal);
       if (held() <= part.end)
         throw new LongshoreError(ErrorCode.Network, `A range of the ${expected.label} ended early.`, { retryable: true });
       return;
@@ -147,26 +146,23 @@ async function fetchRange(
   }
 }
 
-async function spillBody(body: ReadableStream<Uint8Array>, spill: Spill, limit: number, onBytes: (n: number) => void): Promise<void> {
-  const reader = body.getReader();
+async function spillBody(
+  body: ReadableStream<Uint8Array>,
+  spill: Spill,
+  limit: number,
+  onBytes: (n: number) => void,
+  what: string,
+  signal: AbortSignal,
+): Promise<void> {
   let seen = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      seen += value.byteLength;
-      if (seen > limit) throw new LongshoreError(ErrorCode.SizeMismatch, 'A range came back longer than asked.', { retryable: true });
-      try {
-        await spill.write(value);
-      } catch (err) {
-        throw new SinkError(err);
-      }
-      onBytes(value.byteLength);
+  await readBody(body, what, signal, spill.transient === true, async (chunk) => {
+    seen += chunk.byteLength;
+    if (seen > limit) throw new LongshoreError(ErrorCode.SizeMismatch, 'A range came back longer than asked.', { retryable: true });
+    try {
+      await spill.write(chunk);
+    } catch (err) {
+      throw new SinkError(err);
     }
-  } catch (err) {
-    await reader.cancel().catch(() => undefined);
-    throw err;
-  } finally {
-    reader.releaseLock();
-  }
+    onBytes(chunk.byteLength);
+  });
 }

@@ -24,6 +24,8 @@ export interface BlobStore {
 
 /** Bytes of one range, written in order, read back once, then discarded; never a blob. */
 export interface Spill {
+  /** write() has copied the chunk once it settles (see BlobSink.transient). */
+  readonly transient?: boolean;
   write(chunk: Uint8Array): Promise<void>;
   /** Bytes written so far. */
   readonly size: number;
@@ -42,6 +44,12 @@ export interface BlobSink {
   /** Bytes already held (a resumed download), and the hasher state after them (undefined at 0). */
   readonly offset: number;
   readonly state: Uint8Array | undefined;
+  /**
+   * write() has copied the chunk (to disk) once it settles and keeps no reference to it: the
+   * fetcher may then read the next bytes into the same memory, so a steady download allocates
+   * nothing per chunk. Absent: the sink may hold chunks, each must be fresh.
+   */
+  readonly transient?: boolean;
   write(chunk: Uint8Array, state: () => Uint8Array): Promise<void>;
   /** Forget every byte held: the next write is byte 0 again. */
   reset(): Promise<void>;

@@ -1,0 +1,151 @@
+// Bytes in flight in the origin private file system (OPFS): a blob being fetched, a range fetched
+// ahead of the hash cursor, a blob being written by put(), each in its own file written through a
+// sync access handle (File System spec, "FileSystemSyncAccessHandle"), which only dedicated
+// workers have. Unlike a Blob built in JS, nothing of it is held by the browser process nor waits
+// for the worker's garbage collector: the bytes go from one reused buffer straight to disk.
+//
+// A verified blob keeps its file (see IdbBlobStore.commitStaged). Files live in
+// `longshore-inflight/<db>/` and are named `<key, URI-encoded>~<id>.<kind>`, so a sweep knows
+// whose they are (and leaves them alone while that key's Web Lock is held).
+
+export const INFLIGHT_DIR = 'longshore-inflight';
+
+export type StagedKind = 'part' | 'spill' | 'put';
+
+/** A file's name for `key`: unique, and telling its owner back (see ownerOf). */
+export function stagedName(key: string, kind: StagedKind): string {
+  return `${encodeURIComponent(key)}~${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.${kind}`;
+}
+
+/** The key a staged file belongs to, undefined for a name that is not one of ours. */
+export function ownerOf(name: string): string | undefined {
+  const cut = name.lastIndexOf('~');
+  if (cut <= 0) return undefined;
+  try {
+    return decodeURIComponent(name.slice(0, cut));
+  } catch {
+    return undefined;
+  }
+}
+
+type StorageWithDirectory = StorageManager & { getDirectory?: () => Promise<FileSystemDirectoryHandle> };
+
+/** The staging directory for database `db` with the async API (any context), undefined where OPFS is refused. */
+export async function inflightDirectory(db: string, create = true): Promise<FileSystemDirectoryHandle | undefined> {
+  try {
+    const storage = (globalThis.navigator as { storage?: StorageWithDirectory } | undefined)?.storage;
+    if (!storage?.getDirectory) return undefined;
+    const root = await storage.getDirectory();
+    const top = await root.getDirectoryHandle(INFLIGHT_DIR, { create });
+    return await top.getDirectoryHandle(encodeURIComponent(db), { create });
+  } catch {
+    return undefined;
+  }
+}
+
+/** The subset of FileSystemSyncAccessHandle used here (lib.dom lacks it in some TS versions). */
+export interface SyncHandle {
+  read(buffer: ArrayBufferView, options?: { at?: number }): number;
+  write(buffer: ArrayBufferView, options?: { at?: number }): number;
+  truncate(size: number): void;
+  getSize(): number;
+  close(): void;
+}
+
+type WithSyncHandle = FileSystemFileHandle & { createSyncAccessHandle?: () => Promise<SyncHandle> };
+
+const probed = new Map<string, Promise<FileSystemDirectoryHandle | undefined>>();
+
+/**
+ * The staging directory where sync access handles work here (a dedicated worker of a browser that
+ * grants OPFS), probed once per database and context by opening one; undefined elsewhere (a page,
+ * WebKit's ephemeral WebDriver session, Firefox's private windows), and the store keeps its
+ * IndexedDB segments path.
+ */
+export function stagingDirectory(db: string): Promise<FileSystemDirectoryHandle | undefined> {
+  let found = probed.get(db);
+  if (!found) {
+    found = (async () => {
+      const proto = (globalThis as { FileSystemFileHandle?: { prototype: object } }).FileSystemFileHandle?.prototype;
+      if (!proto || !('createSyncAccessHandle' in proto)) return undefined;
+      const dir = await inflightDirectory(db);
+      if (!dir) return undefined;
+      try {
+        const name = `probe~${Math.random().toString(36).slice(2)}.probe`;
+        const handle = (await dir.getFileHandle(name, { create: true })) as WithSyncHandle;
+        const sync = await handle.createSyncAccessHandle!();
+        sync.close();
+        await dir.removeEntry(name);
+        return dir;
+      } catch {
+        return undefined;
+      }
+    })();
+    probed.set(db, found);
+  }
+  return found;
+}
+
+/** Opens `name` in `dir` (created if missing) for synchronous reads and writes. */
+export async function openSync(dir: FileSystemDirectoryHandle, name: string): Promise<SyncHandle> {
+  const handle = (await dir.getFileHandle(name, { create: true })) as WithSyncHandle;
+  return handle.createSyncAccessHandle!();
+}
+
+/** Writes all of `chunk` at `at`; a short write (a full disk) throws the browser's QuotaExceededError. */
+export function writeAll(sync: SyncHandle, chunk: Uint8Array, at: number): void {
+  let done = 0;
+  while (done < chunk.byteLength) {
+    const n = sync.write(done === 0 ? chunk : chunk.subarray(done), { at: at + done });
+    if (n <= 0) throw new DOMException('The file system refused to write more.', 'QuotaExceededError');
+    done += n;
+  }
+}
+
+/** The staged file as a disk-backed File; undefined when it is gone. */
+export async function stagedFile(dir: FileSystemDirectoryHandle, name: string): Promise<File | undefined> {
+  try {
+    return await (await dir.getFileHandle(name)).getFile();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a staged file; a missing one is not an error. */
+export async function removeStaged(dir: FileSystemDirectoryHandle | undefined, name: string): Promise<void> {
+  if (!dir) return;
+  await dir.removeEntry(name).catch(() => undefined);
+}
+
+/** Every file name in the staging directory. */
+export async function stagedNames(dir: FileSystemDirectoryHandle): Promise<string[]> {
+  const names: string[] = [];
+  for await (const name of (dir as FileSystemDirectoryHandle & { keys(): AsyncIterable<string> }).keys()) names.push(name);
+  return names;
+}
+
+/** Bytes read back from a staged file through one reused buffer, in order; the reader must be done with a chunk before asking for the next. */
+export function readBack(sync: SyncHandle, size: number, bufferBytes = 1024 * 1024): ReadableStream<Uint8Array> {
+  const buffer = new Uint8Array(Math.max(1, Math.min(bufferBytes, size)));
+  let at = 0;
+  // highWaterMark 0: nothing is read ahead, so the buffer is refilled only when the previous
+  // chunk was consumed (pump() awaits each chunk's hashing and writing before reading on).
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (at >= size) {
+          controller.close();
+          return;
+        }
+        const n = sync.read(buffer.subarray(0, Math.min(buffer.byteLength, size - at)), { at });
+        if (n <= 0) {
+          controller.error(new Error(`A staged range ended after ${at} of ${size} bytes.`));
+          return;
+        }
+        at += n;
+        controller.enqueue(buffer.subarray(0, n));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
