@@ -464,6 +464,15 @@ export class IdbBlobStore implements BlobStore {
    */
   async commitStaged(key: string, name: string, size: number): Promise<void> {
     const old = await this.#record(key);
+    // Keys are content digests: a blob stored already holds these very bytes. Its file stays (an
+    // archive being written may be reading it: a Blob of an OPFS file breaks once the file is
+    // removed) and this copy goes. Two layers of one pull with the same diff_id did this.
+    const dir = old?.file && old.file !== name && old.size === size ? await this.#filesDir() : undefined;
+    if (dir && old?.file && (await stagedFile(dir, old.file))?.size === size) {
+      await this.#tx(`the record of ${key}`, (s) => s.delete(this.#partKey(key)));
+      await removeStaged(dir, name);
+      return;
+    }
     await this.#tx(`the record of ${key}`, (s) => {
       s.put({ size, segments: [], storedAt: Date.now(), file: name } satisfies BlobRecord, this.#recordKey(key));
       s.delete(this.#partKey(key));

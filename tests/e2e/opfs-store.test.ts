@@ -139,6 +139,17 @@ describe('the store staging bytes in OPFS (a dedicated worker)', () => {
     await page.context().close();
   });
 
+  it('the same blob stored twice (two layers with one diff_id): a Blob of the first copy stays readable, one file is kept', async () => {
+    const page = await openPage();
+    const db = `opfs-${++dbCount}`;
+    await startWorker(page, 'w');
+    const r = await call(page, 'w', 'twice', db, 2 * 1024 * KiB + 7);
+    expect(r.read).toBe(r.key);
+    expect(r.again).toBe(r.key);
+    expect(Object.keys(r.files)).toHaveLength(1);
+    await page.context().close();
+  });
+
   it('a worker terminated mid-blob: a new one continues from the checkpoint (file cut back to it, hasher state restored) and the blob verifies', async () => {
     const page = await openPage();
     const db = `opfs-${++dbCount}`;

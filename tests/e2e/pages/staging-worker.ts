@@ -93,6 +93,26 @@ const ops = {
     await store.delete(key);
     return { key, staged, during, after, deleted: { records: await records(db), files: await files(db) } };
   },
+  /**
+   * The same blob put twice (two layers of one pull with the same diff_id): a Blob read from the
+   * first copy before the second was committed must stay readable, and one file is left.
+   */
+  async twice(db: string, size: number) {
+    const bytes = bytesOf(size, 5);
+    const key = await sha256(bytes);
+    const store = new IdbBlobStore(db);
+    const stream = () => new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(bytes.slice()), c.close()) });
+    await store.put(key, stream());
+    const first = await store.getBlob(key);
+    await store.put(key, stream());
+    let read: string;
+    try {
+      read = await sha256(new Uint8Array(await first!.arrayBuffer()));
+    } catch (err) {
+      read = `${(err as Error).name}`;
+    }
+    return { key, read, again: await readAll(store, key), files: await files(db) };
+  },
   /** Writes `upto` bytes, waits for their checkpoint, writes `extra` more and stays open (the test then terminates this worker). */
   async stall(db: string, size: number, upto: number, extra: number) {
     const bytes = bytesOf(size, 11);
