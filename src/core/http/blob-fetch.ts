@@ -10,6 +10,7 @@ import { createHasher, digestMismatch, sizeMismatch, type Hasher } from '../dige
 import type { BlobSink, Spill } from '../store/blob-store.ts';
 import { fetchParallel, RangesIgnored } from './parallel.ts';
 import { isRetryableStatus, retryDelayMs, type RetryPolicy } from './retry.ts';
+import { bodyReadError } from './transport.ts';
 
 /** Inclusive byte range; no `end` means to the end of the blob. */
 export interface ByteRange {
@@ -353,17 +354,7 @@ export async function readBody(
       if (result.value) buffer = result.value.buffer as ArrayBuffer;
       return result;
     } catch (err) {
-      if (signal?.aborted) throw new AbortedError();
-      if (err instanceof LongshoreError) throw err;
-      throw new LongshoreError(
-        ErrorCode.Network,
-        `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`,
-        {
-          hint: 'The transfer was cut off; it continues from the last byte received.',
-          retryable: true,
-          cause: err,
-        },
-      );
+      throw bodyReadError(err, what, signal, 'The transfer was cut off; it continues from the last byte received.');
     }
   };
   try {

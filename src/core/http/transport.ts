@@ -36,6 +36,21 @@ export function proxyRewrite(base: string): (url: string) => string {
   };
 }
 
+/** What a failed body read means: ABORTED when the signal fired, else a typed, retryable NETWORK error. */
+export function bodyReadError(err: unknown, what: string, signal: AbortSignal | undefined, hint: string): LongshoreError {
+  if (signal?.aborted) return new AbortedError();
+  if (err instanceof LongshoreError) return err;
+  return new LongshoreError(
+    ErrorCode.Network,
+    `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`,
+    {
+      hint,
+      retryable: true,
+      cause: err,
+    },
+  );
+}
+
 /**
  * A response body whose read failures (a dropped connection: undici's "terminated", a browser's
  * "network error") surface as a typed, retryable NETWORK error, or ABORTED when the signal fired.
@@ -49,17 +64,7 @@ export function guardBody(body: ReadableStream<Uint8Array>, what: string, signal
         try {
           result = await reader.read();
         } catch (err) {
-          if (signal?.aborted) throw new AbortedError();
-          if (err instanceof LongshoreError) throw err;
-          throw new LongshoreError(
-            ErrorCode.Network,
-            `The connection broke while downloading ${what}: ${(err as Error)?.message ?? String(err)}`,
-            {
-              hint: 'The transfer was cut off. Nothing partial was kept; try again.',
-              retryable: true,
-              cause: err,
-            },
-          );
+          throw bodyReadError(err, what, signal, 'The transfer was cut off. Nothing partial was kept; try again.');
         }
         if (result.done) controller.close();
         else controller.enqueue(result.value);
