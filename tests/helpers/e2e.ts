@@ -236,7 +236,11 @@ async function check(page: E2EPage): Promise<void> {
 /** Run `body` once per selected engine, each in its own describe block named after the engine. */
 export function forEachEngine(body: (engine: EngineHandle) => void): void {
   for (const name of selectedEngines()) {
-    describe(name, () => {
+    // WebKit gets one retry: in 4 full suites on 2026-12-01 one WebKit test failed once each time
+    // for a reason outside the test (Epiphany aborting 10 starts in a row, since met by the
+    // MiniBrowser fallback in drivers/webkit.ts; a shared cached layer fetched again once in the
+    // storage-panel test, passing 3 of 3 alone: not root-caused). Chromium and Firefox get none.
+    describe(name, { retry: name === 'webkit' ? 1 : 0 }, () => {
       let driver: EngineDriver | undefined;
       let dir = '';
       const open = new Set<E2EPage>();
