@@ -119,6 +119,19 @@ function idbKeys(page: Page, db = 'longshore'): Promise<string[]> {
   );
 }
 
+/** The archive of the v2s2 fixture pulled as `name`, judged by skopeo and GNU tar. */
+async function validateV2s2(file: string, name: string): Promise<void> {
+  const f = env.fixtures.v2s2;
+  await validateDockerArchive({
+    file,
+    storageDir: env.storageDir,
+    skopeoEnv: env.skopeoEnv,
+    manifest: f.manifest,
+    config: f.config,
+    repoTag: name,
+  });
+}
+
 describe('the store staging bytes in OPFS (a dedicated worker)', () => {
   it('a partial written through a sync access handle becomes the blob: the record names its file, the bytes read back exact, delete removes both', async () => {
     const page = await openPage();
@@ -217,15 +230,7 @@ describe('the app', () => {
     const [download] = await Promise.all([page.waitForEvent('download'), button.click()]);
     const file = join(dir, 'keep.tar');
     await download.saveAs(file);
-    const f = env.fixtures.v2s2;
-    await validateDockerArchive({
-      file,
-      storageDir: env.storageDir,
-      skopeoEnv: env.skopeoEnv,
-      manifest: f.manifest,
-      config: f.config,
-      repoTag: name,
-    });
+    await validateV2s2(file, name);
     const staged = await stagedFiles(page);
     const records = await page.evaluate(
       () =>
@@ -241,7 +246,7 @@ describe('the app', () => {
           };
         }),
     );
-    for (const layer of JSON.parse(f.manifest.raw).layers as { digest: string }[]) {
+    for (const layer of JSON.parse(env.fixtures.v2s2.manifest.raw).layers as { digest: string }[]) {
       const record = records[`blob:${layer.digest}`];
       expect(record?.file, layer.digest).toMatch(/\.part$/);
       expect(staged).toContain(record!.file);
@@ -270,15 +275,7 @@ describe('the app', () => {
     });
     const file = join(dir, 'nocopy.tar');
     await writeFile(file, Uint8Array.from(bytes));
-    const f = env.fixtures.v2s2;
-    await validateDockerArchive({
-      file,
-      storageDir: env.storageDir,
-      skopeoEnv: env.skopeoEnv,
-      manifest: f.manifest,
-      config: f.config,
-      repoTag: name,
-    });
+    await validateV2s2(file, name);
     expect(await idbKeys(page)).toEqual([]);
     // The pull worker's sweep after the pull removes the files of the blobs it deleted.
     await expect.poll(() => stagedFiles(page), { timeout: 30_000 }).toEqual([]);
