@@ -13,7 +13,7 @@ export interface WorkerConfig {
   proxyBase: string;
   concurrency?: number;
   /** Parallel ranges for big blobs (default DEFAULT_PARALLEL in core/pull.ts; connections 1: off). */
-  parallel?: { connections: number; threshold: number };
+  parallel?: { connections: number; threshold: number; pieceBytes?: number; aheadPieces?: number };
 }
 
 export interface PullRequest {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { fetchBlob, PROGRESS_CREDIT_BYTES, type BlobSender, type ByteRange } from '../../src/core/http/blob-fetch.ts';
 import { backoffMs, defaultRetryPolicy, type RetryPolicy } from '../../src/core/http/retry.ts';
-import { MemoryBlobStore } from '../../src/core/store/blob-store.ts';
+import { MemoryBlobStore, type Spill } from '../../src/core/store/blob-store.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
 import { pseudoRandomBytes } from '../helpers/fixtures.ts';
 import { rejection } from '../helpers/assert.ts';
@@ -258,6 +258,141 @@ describe('fetchBlob with parallel ranges', () => {
     expect(requests.at(-1)).toBeUndefined();
     expect(requests.length).toBeLessThanOrEqual(5);
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+});
+
+describe('fetchBlob with parallel ranges: a sliding window of pieces', () => {
+  // 300,000 bytes in pieces of 40,000 over 2 connections, at most 3 pieces past the cursor's.
+  const windowed = { connections: 2, threshold: 100_000, pieceBytes: 40_000, aheadPieces: 3 };
+
+  /** Spills that count how many hold bytes at once, and the most unhashed bytes they held. */
+  function countingSpills(store: MemoryBlobStore) {
+    let live = 0;
+    const seen = { peakLive: 0, peakBytes: 0, created: [] as number[], live: () => live };
+    const spills = new Set<Spill>();
+    const spill = async (id: string): Promise<Spill> => {
+      const s = await store.createSpill();
+      seen.created.push(Number(id.split(':').at(-1)));
+      live++;
+      seen.peakLive = Math.max(seen.peakLive, live);
+      spills.add(s);
+      let gone = false;
+      return {
+        get size() {
+          return s.size;
+        },
+        write: async (chunk) => {
+          await s.write(chunk);
+          seen.peakBytes = Math.max(
+            seen.peakBytes,
+            [...spills].reduce((n, x) => n + x.size, 0),
+          );
+        },
+        read: () => s.read(),
+        discard: async () => {
+          if (!gone) live--;
+          gone = true;
+          spills.delete(s);
+          await s.discard();
+        },
+      };
+    };
+    return { spill, seen };
+  }
+
+  it('a blob over N pieces is fetched piece by piece in order, never more than aheadPieces past the cursor', async () => {
+    const { sender, requests } = server();
+    const store = new MemoryBlobStore();
+    const { spill, seen } = countingSpills(store);
+    let done = 0;
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...windowed, spill },
+      onBytes: (n) => (done += n),
+    });
+    expect(done).toBe(blob.byteLength);
+    const starts = Array.from({ length: 8 }, (_, i) => i * 40_000);
+    expect(requests).toEqual(starts.map((start) => ({ start, end: Math.min(blob.byteLength, start + 40_000) - 1 })));
+    // Every piece but the first (which streams through the cursor) waited in a spill, asked in order.
+    expect(seen.created).toEqual(starts.slice(1));
+    // The window: the piece being read back at the cursor, and at most 3 past it.
+    expect(seen.peakLive).toBeLessThanOrEqual(4);
+    expect(seen.peakBytes).toBeLessThanOrEqual(4 * 40_000);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
+  it('a blob under N pieces keeps N equal ranges', async () => {
+    const { sender, requests } = server();
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...windowed, pieceBytes: 200_000, spill: () => store.createSpill() },
+    });
+    expect(requests).toEqual([
+      { start: 0, end: 149_999 },
+      { start: 150_000, end: 299_999 },
+    ]);
+  });
+
+  it('a piece cut short resumes on its own, from its last byte', async () => {
+    // Request 2 is the third piece (80,000–119,999): cut after 10,000 bytes.
+    const { sender, requests } = server([{}, {}, { cutAfter: 10_000 }]);
+    const store = new MemoryBlobStore();
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...windowed, spill: () => store.createSpill() },
+    });
+    expect(requests.filter((r) => r!.end === 119_999)).toEqual([
+      { start: 80_000, end: 119_999 },
+      { start: 90_000, end: 119_999 },
+    ]);
+    expect(requests).toHaveLength(9);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
+  it('a piece that fails for good stops the others; nothing is kept ahead of the cursor', async () => {
+    const { sender } = server([{}, {}, { status: 404 }]);
+    const store = new MemoryBlobStore();
+    const { spill, seen } = countingSpills(store);
+    const err = await rejection(
+      fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, { parallel: { ...windowed, spill } }),
+    );
+    expect(LongshoreError.from(err).message).toContain('404');
+    expect(seen.created.length).toBeGreaterThan(0);
+    expect(seen.peakLive).toBeLessThanOrEqual(4);
+    expect(seen.live()).toBe(0);
+    expect(await store.has(digest)).toBe(false);
+  });
+
+  it('a cancel while connections wait for the window ends the fetch (no connection left waiting)', async () => {
+    const { sender: healthy } = server();
+    const ac = new AbortController();
+    let hold!: () => void;
+    const held = new Promise<void>((resolve) => (hold = resolve));
+    // The first piece never ends until the cancel: the cursor stays, the window fills up.
+    const sender: BlobSender = {
+      ...healthy,
+      async send(range, signal) {
+        if (range?.start !== 0) return healthy.send(range, signal);
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(blob.slice(0, 1000));
+            signal?.addEventListener('abort', () => controller.error(new DOMException('aborted', 'AbortError')));
+            hold();
+          },
+        });
+        return new Response(body, { status: 206, headers: { 'content-range': `bytes 0-${range.end}/${blob.byteLength}` } });
+      },
+    };
+    const store = new MemoryBlobStore();
+    const { spill, seen } = countingSpills(store);
+    const fetching = fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...windowed, spill },
+      signal: ac.signal,
+    });
+    await held;
+    while (seen.created.length < 3) await new Promise((r) => setTimeout(r, 5));
+    ac.abort();
+    expect(LongshoreError.from(await rejection(fetching)).code).toBe('ABORTED');
+    // Pieces 1–3 were fetched ahead (the window), none beyond.
+    expect(seen.created).toEqual([40_000, 80_000, 120_000]);
   });
 });
 

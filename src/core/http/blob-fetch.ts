@@ -48,6 +48,10 @@ export interface ParallelOptions {
   connections: number;
   /** Blobs at least this big (bytes) are split. */
   threshold: number;
+  /** Size of the pieces fetched in order (default DEFAULT_PIECE_BYTES in parallel.ts); a blob under N pieces is split in N equal ranges. */
+  pieceBytes?: number;
+  /** Pieces fetched ahead of the one the hash cursor is on, at most (default 2 × connections): bounds the spilled bytes. */
+  aheadPieces?: number;
   /** Where ranges ahead of the hash cursor wait (storage, not RAM); without it, no split. */
   spill?: SpillFactory;
 }

@@ -1,8 +1,12 @@
-// Parallel ranges for one big blob (as containerd 2.1's multipart fetch): the rest of the blob is
-// split into N contiguous ranges fetched at once. The first range streams through the hash cursor
-// into the sink; the others go to spills (storage, not RAM) and are read back, hashed and appended
-// in order once the cursor reaches them. Each range resumes on its own after a break; all share
-// one retry budget. A server that ignores Range (200) makes the whole blob fall back to one stream.
+// Parallel ranges for one big blob (as containerd 2.1's multipart fetch), as a sliding window of
+// pieces fetched in order: N connections each take the next piece not yet asked for, at most
+// `aheadPieces` past the one the hash cursor is on, so the cursor follows the network closely
+// instead of waiting for N equal ranges that all end together (then three quarters of a big blob
+// were hashed after its last byte arrived). The piece at the cursor when the fetch starts streams
+// through the cursor into the sink; the others go to spills (storage, not RAM) and are read back,
+// hashed and appended in order as soon as each is complete. Each piece resumes on its own after a
+// break; all share one retry budget. A server that ignores Range (200) makes the whole blob fall
+// back to one stream.
 import { AbortedError, ErrorCode, LongshoreError } from '../errors.ts';
 import type { Spill } from '../store/blob-store.ts';
 import {
@@ -21,11 +25,20 @@ import {
 /** The server answered a range with the whole blob: fetch it as one stream instead. */
 export class RangesIgnored extends Error {}
 
+/**
+ * Pieces of a big blob, unless configured (ParallelOptions.pieceBytes): small enough that the hash
+ * cursor stays close behind the network (at most a few pieces are unhashed when the last byte
+ * arrives), big enough that the round trip each piece's request costs stays a few percent of its
+ * transfer (README, "Parallel ranges", has the measurements).
+ */
+export const DEFAULT_PIECE_BYTES = 32 * 1024 * 1024;
+
 interface Part {
   start: number;
   /** Inclusive. */
   end: number;
   spill?: Spill;
+  /** Settles when the piece is fetched (into the cursor or its spill). */
   done: Promise<void>;
   /** Its spilled bytes passed the hash cursor (they were reported as they arrived). */
   readBack?: boolean;
@@ -41,6 +54,18 @@ export function splitRanges(from: number, size: number, n: number, minBytes = 1)
   return out;
 }
 
+/**
+ * The pieces [from, size) is fetched in: `n` equal ranges (none under `minBytes`) while they are at
+ * most `pieceBytes` each, else pieces of `pieceBytes` (the last one shorter).
+ */
+export function splitPieces(from: number, size: number, n: number, minBytes: number, pieceBytes: number): { start: number; end: number }[] {
+  const ranges = splitRanges(from, size, n, minBytes);
+  if (ranges.length < n || ranges[0]!.end - ranges[0]!.start + 1 <= pieceBytes) return ranges;
+  const out: { start: number; end: number }[] = [];
+  for (let start = from; start < size; start += pieceBytes) out.push({ start, end: Math.min(size, start + pieceBytes) - 1 });
+  return out;
+}
+
 export async function fetchParallel(
   sender: BlobSender,
   cursor: Cursor,
@@ -53,43 +78,97 @@ export async function fetchParallel(
   const onAbort = () => stop.abort();
   outer?.addEventListener('abort', onAbort, { once: true });
   const signal = stop.signal;
-  const ranges = splitRanges(cursor.pos, expected.size, options.connections, Math.ceil(options.threshold / options.connections));
+  const connections = Math.max(1, options.connections);
+  const pieces = splitPieces(
+    cursor.pos,
+    expected.size,
+    connections,
+    Math.ceil(options.threshold / connections),
+    Math.max(1, options.pieceBytes ?? DEFAULT_PIECE_BYTES),
+  );
+  const ahead = Math.max(connections, options.aheadPieces ?? 2 * connections);
   const parts: Part[] = [];
   let first: unknown;
-  try {
-    for (const [i, r] of ranges.entries()) {
-      const spill = i === 0 ? undefined : await options.spill!(`${expected.digest}:${r.start}`);
-      const part: Part = { ...r, ...(spill ? { spill } : {}), done: Promise.resolve() };
-      part.done = fetchRange(sender, part, cursor, expected, budget, signal);
-      // The first failure stops the others: their bytes are discarded below.
-      part.done.catch((err: unknown) => {
+  let failed!: (err: unknown) => void;
+  const failure = new Promise<never>((_, reject) => (failed = reject));
+  failure.catch(() => undefined);
+  /** Pieces before this one have passed the hash cursor. */
+  let hashed = 0;
+  let waiting: (() => void)[] = [];
+  const windowMoved = () => new Promise<void>((resolve) => waiting.push(resolve));
+  const wakeAll = () => {
+    const list = waiting;
+    waiting = [];
+    for (const w of list) w();
+  };
+  // A cancel (or the first failure) ends every wait: connections return, the cursor stops.
+  signal.addEventListener(
+    'abort',
+    () => {
+      failed(outer?.aborted ? new AbortedError() : (first ?? new AbortedError()));
+      wakeAll();
+    },
+    { once: true },
+  );
+  const settle: ((err?: unknown) => void)[] = [];
+  for (const p of pieces) {
+    const part: Part = {
+      ...p,
+      done: new Promise<void>((resolve, reject) => settle.push((err) => (err === undefined ? resolve() : reject(err)))),
+    };
+    part.done.catch(() => undefined);
+    parts.push(part);
+  }
+  let next = 0;
+  const connection = async (): Promise<void> => {
+    for (;;) {
+      while (next < parts.length && next - hashed > ahead && !signal.aborted) await windowMoved();
+      if (next >= parts.length || signal.aborted) return;
+      const k = next++;
+      const part = parts[k]!;
+      try {
+        // The first piece starts at the cursor: it streams through it; the others wait in spills.
+        if (k > 0) part.spill = await options.spill!(`${expected.digest}:${part.start}`);
+        await fetchRange(sender, part, cursor, expected, budget, signal);
+        settle[k]!();
+      } catch (err) {
+        settle[k]!(err);
+        // The first failure stops the others: their bytes are discarded below.
         first ??= err;
         stop.abort();
-      });
-      parts.push(part);
-    }
-    for (const part of parts) {
-      await part.done;
-      if (!part.spill) continue;
-      // Read back what was stored ahead of the cursor, hash it and keep it, in order.
-      let stored: ReadableStream<Uint8Array>;
-      try {
-        stored = await part.spill.read();
-      } catch (err) {
-        throw new SinkError(err);
+        failed(err);
+        return;
       }
-      // Reported when they arrived: not again as they pass the cursor. Each chunk read back still
-      // says the blob is moving (onBytes(0)): reading back and hashing three quarters of a 5 GB
-      // layer takes longer than the page's stall bound, which counted it as a hang.
-      const quiet: Cursor = { ...cursor, onBytes: () => cursor.onBytes(0) };
-      await pump(stored, quiet, part.end + 1, expected);
-      cursor.pos = quiet.pos;
-      part.readBack = true;
-      await part.spill.discard();
+    }
+  };
+  const running = Array.from({ length: Math.min(connections, parts.length) }, () => connection());
+  try {
+    for (const [k, part] of parts.entries()) {
+      await Promise.race([part.done, failure]);
+      if (part.spill) {
+        // Read back what was stored ahead of the cursor, hash it and keep it, in order.
+        let stored: ReadableStream<Uint8Array>;
+        try {
+          stored = await part.spill.read();
+        } catch (err) {
+          throw new SinkError(err);
+        }
+        // Reported when they arrived: not again as they pass the cursor. Each chunk read back still
+        // says the blob is moving (onBytes(0)): reading back and hashing a long run of pieces can
+        // take longer than the page's stall bound, which would count it as a hang.
+        const quiet: Cursor = { ...cursor, onBytes: () => cursor.onBytes(0) };
+        await pump(stored, quiet, part.end + 1, expected);
+        cursor.pos = quiet.pos;
+        part.readBack = true;
+        await part.spill.discard();
+      }
+      hashed = k + 1;
+      wakeAll();
     }
   } catch (err) {
     stop.abort();
-    await Promise.allSettled(parts.map((p) => p.done));
+    failed(err);
+    await Promise.allSettled(running);
     // The failure that stopped the others, not the cancellations it caused.
     throw outer?.aborted ? new AbortedError() : (first ?? err);
   } finally {
