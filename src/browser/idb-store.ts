@@ -23,6 +23,7 @@
 import { createStore, del, get, getMany, keys, promisifyRequest, set, type UseStore } from 'idb-keyval';
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill } from '../core/store/blob-store.ts';
+import type { FollowablePartial } from './layer-tail.ts';
 import {
   inflightDirectory,
   openSync,
@@ -727,10 +728,12 @@ class IdbPartial implements PartialBlob {
  * resume knows how far the file is good. Reopened, the file is cut back to the record's `done`:
  * what came after the last checkpoint is fetched again.
  */
-class OpfsPartial implements PartialBlob {
+class OpfsPartial implements PartialBlob, FollowablePartial {
   /** write() copies each chunk before it returns: the fetcher may reuse the chunk's memory. */
   readonly transient = true;
   #offset: number;
+  #phase: FollowablePartial['phase'] = 'open';
+  readonly #watchers = new Set<() => void>();
   #lastState: (() => Uint8Array) | undefined;
   #saved: Promise<void> = Promise.resolve();
   #failed: unknown;
@@ -783,6 +786,26 @@ class OpfsPartial implements PartialBlob {
     return this.#offset > this.record.done ? this.#lastState?.() : this.record.state;
   }
 
+  get phase(): FollowablePartial['phase'] {
+    return this.#phase;
+  }
+
+  watch(listener: () => void): () => void {
+    this.#watchers.add(listener);
+    return () => this.#watchers.delete(listener);
+  }
+
+  #changed(): void {
+    for (const w of [...this.#watchers]) w();
+  }
+
+  readAt(into: Uint8Array, at: number): number {
+    if (this.#phase !== 'open') throw new Error('The partial is closed.');
+    const n = Math.min(into.byteLength, this.#offset - at);
+    if (n <= 0) return 0;
+    return this.sync.read(into.subarray(0, n), { at });
+  }
+
   async write(chunk: Uint8Array, state: () => Uint8Array): Promise<void> {
     if (this.#failed !== undefined) throw this.#failed;
     try {
@@ -793,6 +816,7 @@ class OpfsPartial implements PartialBlob {
     this.#offset += chunk.byteLength;
     this.#lastState = state;
     this.#timer ??= setTimeout(() => void this.#checkpoint().catch(() => undefined), this.store.checkpointMs);
+    this.#changed();
   }
 
   /**
@@ -827,6 +851,7 @@ class OpfsPartial implements PartialBlob {
     this.#failed = undefined;
     this.sync.truncate(0);
     this.#offset = 0;
+    this.#changed();
     Object.assign(this.record, { done: 0, state: undefined, updatedAt: Date.now() });
     await this.store.saveStagedPartial(this.key, { ...this.record });
   }
@@ -836,8 +861,10 @@ class OpfsPartial implements PartialBlob {
     this.#timer = undefined;
     try {
       await this.#saved;
+      this.#phase = 'committing';
       this.sync.close();
       await this.store.commitStaged(this.key, this.record.file, this.#offset);
+      this.#phase = 'committed';
     } catch (err) {
       throw storageError(err, `blob ${this.key}`);
     } finally {
@@ -846,6 +873,7 @@ class OpfsPartial implements PartialBlob {
   }
 
   async close(keep: boolean): Promise<void> {
+    this.#phase = 'closed';
     try {
       if (keep && this.#failed === undefined) await this.#checkpoint().catch(() => undefined);
       if (this.#timer !== undefined) clearTimeout(this.#timer);
@@ -869,9 +897,11 @@ class OpfsPartial implements PartialBlob {
   #finish(): void {
     if (!this.#open) return;
     this.#open = false;
+    if (this.#phase !== 'committed') this.#phase = 'closed';
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#closeSync();
     this.release();
+    this.#changed();
   }
 }
 

@@ -26,7 +26,8 @@ export function hostLayerWorker(
   };
   port.onmessage = (e: MessageEvent<ToHost>) => {
     if (e.data.relay === 'terminate') stop();
-    else worker.postMessage(e.data.data);
+    // Ports in a message (a tail's, layer-tail.ts) go on to the worker: they are transferred.
+    else worker.postMessage(e.data.data, [...e.ports]);
   };
   return stop;
 }

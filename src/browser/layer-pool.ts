@@ -6,6 +6,7 @@ import type { Credentials, SharedAuth } from '../core/registry/auth.ts';
 import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
 import type { WorkerConfig } from './protocol.ts';
 import { WorkerRpc } from './worker-rpc.ts';
+import { BlobTail } from './layer-tail.ts';
 
 interface Hooks {
   onBytes?: (n: number) => void;
@@ -16,6 +17,8 @@ const cancel = (id: number): ToLayerWorker => ({ type: 'cancel', id });
 export class LayerPool {
   readonly #members: { rpc: WorkerRpc<ToLayerWorker, Hooks>; busy: number }[];
   readonly #factory: () => Worker;
+  /** The job fetching each blob now, by digest: what a writer follows (follow()). */
+  readonly #running = new Map<string, { rpc: WorkerRpc<ToLayerWorker, Hooks>; id: number }>();
 
   /** `factory` gives a layer worker: the page's, over a port (layer-host.ts), never one started here. */
   constructor(size: number, factory: () => Worker) {
@@ -50,16 +53,38 @@ export class LayerPool {
     // A layer worker that died failed its jobs (the pull retries them); its place gets a new one.
     if (member.rpc.dead) member.rpc = this.#rpc();
     member.busy++;
+    const digest = job.descriptor.digest;
+    let entry: { rpc: WorkerRpc<ToLayerWorker, Hooks>; id: number } | undefined;
     try {
       await member.rpc.start<void>(
-        (id) => ({ type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) }),
+        (id) => {
+          entry = { rpc: member.rpc, id };
+          this.#running.set(digest, entry);
+          return { type: 'run', id, job, config, ...(credentials ? { credentials } : {}), ...(auth?.length ? { auth } : {}) };
+        },
         cancel,
         signal,
         { onBytes },
       );
     } finally {
       member.busy--;
+      if (entry && this.#running.get(digest) === entry) this.#running.delete(digest);
     }
+  }
+
+  /**
+   * Follow the job fetching `digest` now (layer-tail.ts): its hashed bytes as they come. Undefined
+   * when no job of this pool fetches it.
+   */
+  follow(digest: string, label: string, signal?: AbortSignal): BlobTail | undefined {
+    const entry = this.#running.get(digest);
+    if (!entry || entry.rpc.dead) return undefined;
+    const channel = new MessageChannel();
+    (entry.rpc.worker as unknown as { postMessage(m: unknown, t: Transferable[]): void }).postMessage(
+      { type: 'tail', id: entry.id, port: channel.port2 } satisfies ToLayerWorker,
+      [channel.port2],
+    );
+    return new BlobTail(channel.port1, label, signal);
   }
 
   terminate(): void {

@@ -30,8 +30,8 @@ export class PortWorker {
     request(channel.port2);
   }
 
-  postMessage(data: unknown): void {
-    this.#port.postMessage({ relay: 'message', data } satisfies ToHost);
+  postMessage(data: unknown, transfer: Transferable[] = []): void {
+    this.#port.postMessage({ relay: 'message', data } satisfies ToHost, transfer);
   }
 
   terminate(): void {

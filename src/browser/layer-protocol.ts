@@ -13,7 +13,9 @@ export type ToLayerWorker =
       credentials?: Record<string, Credentials>;
       /** Tokens the pull worker holds already (no 401 + token request per layer worker). */ auth?: SharedAuth[];
     }
-  | { type: 'cancel'; id: number };
+  | { type: 'cancel'; id: number }
+  /** Send the job's hashed bytes on `port` as they come (layer-tail.ts). */
+  | { type: 'tail'; id: number; port: MessagePort };
 
 export type FromLayerWorker =
   { type: 'bytes'; id: number; n: number } | { type: 'done'; id: number } | { type: 'error'; id: number; error: ErrorJSON };

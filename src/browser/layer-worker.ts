@@ -9,12 +9,16 @@ import { parseReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { IdbBlobStore } from './idb-store.ts';
 import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
+import { LiveJob } from './layer-tail.ts';
+import type { BlobStore } from '../core/store/blob-store.ts';
 
 declare const self: DedicatedWorkerGlobalScope;
 
 const BYTES_INTERVAL_MS = 50;
 const store = new IdbBlobStore();
 const jobs = new Map<number, AbortController>();
+/** Running jobs, for the writer that follows one (layer-tail.ts). */
+const live = new Map<number, LiveJob>();
 /** One client per configuration and credentials, so its token cache is reused across layers. */
 const clients = new Map<string, RegistryClient>();
 
@@ -42,8 +46,34 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     jobs.get(msg.id)?.abort();
     return;
   }
+  if (msg.type === 'tail') {
+    const job = live.get(msg.id);
+    if (job) job.follow(msg.port);
+    else {
+      // Ended already (its answer is on the way): the writer copies the stored blob.
+      msg.port.postMessage({ t: 'verified', sent: 0 });
+      msg.port.close();
+    }
+    return;
+  }
   const ac = new AbortController();
   jobs.set(msg.id, ac);
+  const liveJob = new LiveJob();
+  live.set(msg.id, liveJob);
+  // The store as this job sees it: the partial it opens is the one a tail follows.
+  const jobStore: BlobStore = {
+    has: (k) => store.has(k),
+    size: (k) => store.size(k),
+    put: (k, s, sig) => store.put(k, s, sig),
+    open: (k) => store.open(k),
+    delete: (k) => store.delete(k),
+    openPartial: async (k, size, sig) => {
+      const partial = await store.openPartial(k, size, sig);
+      liveJob.attach(partial);
+      return partial;
+    },
+    createSpill: (k) => store.createSpill(k),
+  };
   let pending = 0;
   /** Bytes moved without new ones (a spilled range read back and hashed): still progress (n: 0). */
   let moved = false;
@@ -61,20 +91,23 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     const from = msg.job.fromStore
       ? { open: storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label) }
       : client.blobSender(ref, msg.job.descriptor, msg.job.label);
-    await storeLayer(from, msg.job, { store, signal: ac.signal, parallel: msg.config.parallel ?? DEFAULT_PARALLEL }, (n) => {
+    await storeLayer(from, msg.job, { store: jobStore, signal: ac.signal, parallel: msg.config.parallel ?? DEFAULT_PARALLEL }, (n) => {
       pending += n;
       moved = true;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
     });
     if (timer !== undefined) clearTimeout(timer);
     flush();
+    liveJob.end(true);
     post({ type: 'done', id: msg.id });
   } catch (err) {
     if (timer !== undefined) clearTimeout(timer);
     flush();
     const error = ac.signal.aborted ? new AbortedError() : LongshoreError.from(err);
+    liveJob.end(false, error.message);
     post({ type: 'error', id: msg.id, error: error.toJSON() });
   } finally {
     jobs.delete(msg.id);
+    live.delete(msg.id);
   }
 };

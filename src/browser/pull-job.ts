@@ -185,6 +185,8 @@ function inArchiveOrder(image: Image, order: Map<string, number>): { image: Imag
 /** Hands out the size of each blob once the pull has verified and stored it; fails them all if the pull stops. */
 class BlobWaiter {
   readonly #settled = new Set<string>();
+  /** Blobs a layer worker is fetching now (a writer may follow them: layer-tail.ts). */
+  readonly #started = new Set<string>();
   readonly #waiting = new Map<string, { resolve: () => void; reject: (e: unknown) => void }[]>();
   #failure: unknown;
 
@@ -205,18 +207,42 @@ class BlobWaiter {
 
   settle(key: string): void {
     this.#settled.add(key);
+    this.#wakeUp(key);
+  }
+
+  started(key: string): void {
+    this.#started.add(key);
+    this.#wakeUp(key);
+  }
+
+  #wakeUp(key: string): void {
     for (const w of this.#waiting.get(key) ?? []) w.resolve();
     this.#waiting.delete(key);
   }
 
+  #change(key: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const list = this.#waiting.get(key) ?? [];
+      list.push({ resolve, reject });
+      this.#waiting.set(key, list);
+    });
+  }
+
+  /** 'stored' once `key` is verified and stored, 'running' once a layer worker fetches it (whichever comes first). */
+  readonly waitLive = async (key: string): Promise<'stored' | 'running'> => {
+    for (;;) {
+      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#settled.has(key)) return 'stored';
+      if (this.#started.has(key)) return 'running';
+      await this.#change(key);
+    }
+  };
+
   readonly wait = async (key: string): Promise<number> => {
-    if (this.#failure !== undefined) throw this.#failure;
-    if (!this.#settled.has(key)) {
-      await new Promise<void>((resolve, reject) => {
-        const list = this.#waiting.get(key) ?? [];
-        list.push({ resolve, reject });
-        this.#waiting.set(key, list);
-      });
+    for (;;) {
+      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#settled.has(key)) break;
+      await this.#change(key);
     }
     const size = await this.store.size(key);
     if (size === undefined)
@@ -415,8 +441,12 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         parallel: ctx.config.parallel ?? DEFAULT_PARALLEL,
         ...(ctx.pool
           ? {
-              layerRunner: (job, onBytes, signal) =>
-                ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth()),
+              layerRunner: (job, onBytes, signal) => {
+                const running = ctx.pool!.run(job, ctx.config, request.credentials, onBytes, signal, source.client.shareAuth());
+                // The job is with its layer worker now: the writer may follow it.
+                waiter.started(job.descriptor.digest);
+                return running;
+              },
             }
           : {}),
         onProgress: (event) => {
@@ -461,6 +491,60 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     }
     destination = await openDestination(save, ctx, fileName, size, stop.signal);
     const dest = destination;
+    const pool = ctx.pool;
+    /**
+     * Write blob `key` behind its hash cursor while a layer worker fetches it (layer-tail.ts), then
+     * the rest from the store once it is verified. Only a picked file or a streamed download: both
+     * become final only when the pull succeeded (a Blob is composed at the end anyway).
+     */
+    const follow = async (key: string, n: number): Promise<void> => {
+      const at = written;
+      let sent = 0;
+      if ((await waiter.waitLive(key)) === 'running') {
+        const tail = pool!.follow(key, `blob ${key}`, stop.signal);
+        if (tail) {
+          try {
+            for (;;) {
+              const m = await tail.next();
+              if ('verified' in m) break;
+              if (sent + m.bytes.byteLength > n)
+                throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+              // Read before writing: the destination may transfer (detach) the buffer.
+              const length = m.bytes.byteLength;
+              await dest.write(m.bytes, true);
+              tail.taken(m.bytes, length);
+              sent += length;
+              written += length;
+              reportSave();
+            }
+          } catch (err) {
+            tail.close();
+            if (stop.signal.aborted) throw err;
+            // The layer's own failure (reported by the pull) comes first; a blob that was verified
+            // after all is only a problem if part of it was written from bytes since dropped.
+            await waiter.wait(key);
+            if (sent > 0) {
+              // Verified after all, but part of it went out from bytes since dropped (the blob
+              // started over): a picked file takes them back; a download cannot.
+              if (!dest.rewind) throw err;
+              await dest.rewind(at);
+              written -= sent;
+              sent = 0;
+            }
+          }
+        }
+      }
+      const stored = await waiter.wait(key);
+      if (stored !== n)
+        throw new LongshoreError(ErrorCode.Store, `The stored blob ${key} is ${stored} bytes, but the archive planned ${n}.`, {
+          data: { key, expected: n, actual: stored },
+        });
+      if (sent < n) {
+        await dest.copy(key, n, sent);
+        written += n - sent;
+        reportSave();
+      }
+    };
     await writeEntries(
       entries,
       {
@@ -474,6 +558,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
           written += n;
           reportSave();
         },
+        ...(pool && (save.kind === 'file' || save.kind === 'stream') ? { follow } : {}),
       },
       waiter.wait,
       { signal: stop.signal, onCopied },

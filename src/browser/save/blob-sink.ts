@@ -10,8 +10,9 @@ export function openBlobDestination(store: StoredBlobs, plannedSize?: number): T
     async write(bytes) {
       parts.push(bytes as Uint8Array<ArrayBuffer>);
     },
-    async copy(key, size) {
-      parts.push(await storedBlob(store, key, size));
+    async copy(key, size, from = 0) {
+      const blob = await storedBlob(store, key, size);
+      parts.push(from > 0 ? blob.slice(from) : blob);
     },
     async close() {
       const blob = new Blob(parts, { type: 'application/x-tar' });

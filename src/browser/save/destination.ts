@@ -4,7 +4,16 @@
 import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { ArchiveSink } from '../../core/formats/stream.ts';
 
-export interface TarDestination extends ArchiveSink {
+export interface TarDestination extends Omit<ArchiveSink, 'write' | 'copy' | 'follow'> {
+  /** `owned`: the caller gives the bytes up (they may be transferred, not copied). */
+  write(bytes: Uint8Array, owned?: boolean): Promise<void>;
+  /** Append the stored, verified blob `key` (`size` bytes) from byte `from` on (default 0). */
+  copy(key: string, size: number, from?: number): Promise<void>;
+  /**
+   * Go back to byte `position` of the archive: what follows is written again (a blob written as it
+   * arrived that then started over). Absent where bytes once written cannot be taken back.
+   */
+  rewind?(position: number): Promise<void>;
   /** Everything was written and verified: make the file final. A Blob destination returns its Blob. */
   close(): Promise<Blob | undefined>;
   /** Discard what was written (the pull failed or was cancelled). Never throws. */

@@ -24,10 +24,17 @@ export async function openFileDestination(handle: FileSystemFileHandle, store: S
         throw saveError(err, what);
       }
     },
-    async copy(key, size) {
+    async copy(key, size, from = 0) {
       const blob = await storedBlob(store, key, size);
       try {
-        await writable.write(blob);
+        await writable.write(from > 0 ? blob.slice(from) : blob);
+      } catch (err) {
+        throw saveError(err, what);
+      }
+    },
+    async rewind(position) {
+      try {
+        await writable.seek(position);
       } catch (err) {
         throw saveError(err, what);
       }

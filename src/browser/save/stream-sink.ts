@@ -93,21 +93,22 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
   };
 
   return {
-    async write(bytes) {
-      // Header bytes may be views into a buffer the caller still uses: always post a copy.
-      await send(bytes.slice());
+    async write(bytes, owned = false) {
+      // Header bytes may be views into a buffer the caller still uses: post a copy unless given.
+      await send(owned ? bytes : bytes.slice());
     },
-    async copy(key, size) {
+    async copy(key, size, from = 0) {
       // The stored (disk-backed) Blob goes by reference; the service worker reads it as its turn
       // in the body comes. Credit is charged for its whole size, so the next part waits until the
       // browser has taken most of it.
-      const blob = await storedBlob(options.store, key, size);
+      const whole = await storedBlob(options.store, key, size);
+      const blob = from > 0 ? whole.slice(from) : whole;
       await waitFor(
         () => credit > 0 && !cancelled,
         'start the download',
         started ? undefined : (options.startTimeoutMs ?? DOWNLOAD_START_TIMEOUT_MS),
       );
-      credit -= size;
+      credit -= blob.size;
       post({ t: 'blob', b: blob });
     },
     async close() {

@@ -14,6 +14,13 @@ export interface ArchiveSink {
   write(bytes: Uint8Array): Promise<void>;
   /** Append the stored, verified blob `key`, exactly `size` bytes. */
   copy(key: string, size: number): Promise<void>;
+  /**
+   * Append blob `key` of the planned `size` while it is still arriving, bytes behind its hash
+   * cursor, resolving once all of it is written and it was verified and stored. Only for sinks
+   * whose destination becomes final solely when the whole pull succeeded (a failed digest fails
+   * the pull, which aborts it). Absent: the writer waits for the verified blob and copies it.
+   */
+  follow?(key: string, size: number): Promise<void>;
 }
 
 /** Resolves with the size of blob `key` once it is verified and stored; rejects if the pull failed. */
@@ -72,6 +79,17 @@ export async function writeEntries(
   for (const entry of entries) {
     signal?.throwIfAborted();
     const content = entry.content;
+    if (isContentRef(content) && sink.follow) {
+      // The size is planned (the descriptor's, or the stored blob's): the header goes first, the
+      // blob follows its download; follow() checks it is exactly that size.
+      push(encodeHeader({ ...entry.header, size: content.size }));
+      await flush();
+      await sink.follow(content.key, content.size);
+      written += content.size;
+      await options.onCopied?.(content.key);
+      push(new Uint8Array(paddingFor(content.size)));
+      continue;
+    }
     if (isContentRef(content) || isLaterRef(content)) {
       // Bytes before the blob go out first: a destination sees the archive grow while it waits.
       await flush();

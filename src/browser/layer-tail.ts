@@ -1,0 +1,213 @@
+// The archive written behind the hash cursor: while a layer worker fetches a blob into its staged
+// file, the pull worker's writer, whose turn in the archive that blob is, reads the bytes the
+// cursor has passed (hashed, in order) as they come, instead of waiting for the whole blob to be
+// verified and then copying it (for a multi-GB layer that copy came after the last byte: seconds).
+// Nothing becomes final early: the destinations only make the file final when the pull succeeded
+// (save/destination.ts), and a blob that fails its digest fails the pull, which aborts them.
+//
+// The two halves talk over their own MessagePort (not the page's relay), with credit: the layer
+// worker sends at most what the writer granted, so a slow disk holds no bytes in memory.
+import { ErrorCode, LongshoreError } from '../core/errors.ts';
+
+/** A partial whose hashed bytes can be read while it is being written (OpfsPartial). */
+export interface FollowablePartial {
+  /** Bytes hashed and written so far. */
+  readonly offset: number;
+  /** 'committing': verified, being kept as a blob ('committed' once kept); 'closed': given up (failure or cancel). */
+  readonly phase: 'open' | 'committing' | 'committed' | 'closed';
+  /** Reads bytes before `offset` at `at` into `into`; returns how many. Only while 'open'. */
+  readAt(into: Uint8Array, at: number): number;
+  /** `listener` runs after each write, restart, commit or close; returns the unsubscribe. */
+  watch(listener: () => void): () => void;
+}
+
+export function isFollowable(partial: object): partial is FollowablePartial {
+  return (
+    typeof (partial as Partial<FollowablePartial>).readAt === 'function' &&
+    typeof (partial as Partial<FollowablePartial>).watch === 'function'
+  );
+}
+
+/** Layer worker → writer. `verified`: the blob is committed; bytes from `sent` on are to be copied from the store. */
+export type FromTail = { t: 'bytes'; b: Uint8Array } | { t: 'verified'; sent: number } | { t: 'failed'; message: string };
+/** Writer → layer worker: credit, with the buffer of a chunk written (if it was not transferred on) to fill again. */
+export type ToTail = { t: 'credit'; n: number; b?: ArrayBuffer } | { t: 'cancel' };
+
+/** Largest chunk sent at once. */
+export const TAIL_CHUNK_BYTES = 1024 * 1024;
+/** Bytes the writer lets the layer worker send ahead of what it has written. */
+export const TAIL_CREDIT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The layer worker's record of one job, for tails: the partial it writes (once opened), and how
+ * the job ended. A tail asked before the partial exists waits for it.
+ */
+export class LiveJob {
+  #partial: FollowablePartial | undefined;
+  #ended: { ok: boolean; message?: string } | undefined;
+  readonly #listeners = new Set<() => void>();
+
+  attach(partial: object): void {
+    if (!isFollowable(partial) || this.#partial) return;
+    this.#partial = partial;
+    this.#changed();
+  }
+
+  end(ok: boolean, message?: string): void {
+    this.#ended = { ok, ...(message !== undefined ? { message } : {}) };
+    this.#changed();
+  }
+
+  #changed(): void {
+    for (const l of [...this.#listeners]) l();
+  }
+
+  /** Serve a tail on `port` until the blob is verified, the job fails, or the writer cancels. */
+  follow(port: MessagePort): void {
+    let credit = 0;
+    let sent = 0;
+    let over = false;
+    // Buffers the writer gave back: a steady tail allocates nothing per chunk.
+    const free: ArrayBuffer[] = [];
+    let unwatch: (() => void) | undefined;
+    const finish = (m: FromTail) => {
+      if (over) return;
+      over = true;
+      unwatch?.();
+      this.#listeners.delete(step);
+      port.postMessage(m);
+      port.close();
+    };
+    const step = () => {
+      if (over) return;
+      const p = this.#partial;
+      if (!p) {
+        // No partial to follow (a cached blob, a job that decompresses, IndexedDB segments): the
+        // writer waits for the verified blob as before.
+        if (this.#ended) finish(this.#ended.ok ? { t: 'verified', sent: 0 } : { t: 'failed', message: this.#ended.message ?? 'failed' });
+        return;
+      }
+      unwatch ??= p.watch(step);
+      if (p.phase === 'committed') return finish({ t: 'verified', sent });
+      if (p.phase === 'committing') return;
+      if (p.phase === 'closed') {
+        // Given up (or found stored by another pull): bytes sent from it were never verified.
+        if (sent > 0) return finish({ t: 'failed', message: this.#ended?.message ?? 'The layer download stopped.' });
+        if (this.#ended) finish(this.#ended.ok ? { t: 'verified', sent: 0 } : { t: 'failed', message: this.#ended.message ?? 'failed' });
+        return;
+      }
+      if (p.offset < sent) {
+        // The blob started over (a server that ignored Range): what was sent cannot be taken back.
+        return finish({ t: 'failed', message: 'The layer started over after part of it was saved.' });
+      }
+      while (credit > 0 && p.offset > sent) {
+        const want = Math.min(TAIL_CHUNK_BYTES, credit, p.offset - sent);
+        const buffer = free.pop() ?? new ArrayBuffer(TAIL_CHUNK_BYTES);
+        const chunk = new Uint8Array(buffer, 0, want);
+        let n: number;
+        try {
+          n = p.readAt(chunk, sent);
+        } catch (err) {
+          return finish({ t: 'failed', message: err instanceof Error ? err.message : String(err) });
+        }
+        if (n <= 0) return finish({ t: 'failed', message: `The staged file ended at ${sent} of ${p.offset} bytes.` });
+        const out = chunk.subarray(0, n);
+        sent += n;
+        credit -= n;
+        port.postMessage({ t: 'bytes', b: out } satisfies FromTail, [buffer]);
+      }
+    };
+    port.onmessage = (e: MessageEvent<ToTail>) => {
+      if (e.data.t === 'cancel') {
+        over = true;
+        unwatch?.();
+        this.#listeners.delete(step);
+        port.close();
+        return;
+      }
+      credit += e.data.n;
+      if (e.data.b?.byteLength === TAIL_CHUNK_BYTES && free.length < 2) free.push(e.data.b);
+      step();
+    };
+    this.#listeners.add(step);
+    step();
+  }
+}
+
+/**
+ * The writer's end of a tail: `next()` gives the blob's next bytes, or how it ended. Credit is
+ * granted as bytes are taken, so at most TAIL_CREDIT_BYTES wait in memory.
+ */
+export class BlobTail {
+  readonly #queue: FromTail[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+
+  constructor(
+    readonly port: MessagePort,
+    readonly label: string,
+    readonly signal?: AbortSignal,
+  ) {
+    port.onmessage = (e: MessageEvent<FromTail>) => {
+      this.#queue.push(e.data);
+      this.#notify();
+    };
+    signal?.addEventListener('abort', () => this.#notify(), { once: true });
+    port.postMessage({ t: 'credit', n: TAIL_CREDIT_BYTES } satisfies ToTail);
+  }
+
+  #notify(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  /**
+   * The next bytes (owned: the caller may transfer them; then `taken(bytes)` once written, which
+   * grants more), or the end: the offset to copy the rest from the store.
+   */
+  async next(): Promise<{ bytes: Uint8Array } | { verified: number }> {
+    for (;;) {
+      this.signal?.throwIfAborted();
+      const m = this.#queue.shift();
+      if (!m) {
+        if (this.#closed) throw new LongshoreError(ErrorCode.Internal, `The live copy of the ${this.label} ended without an answer.`);
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        continue;
+      }
+      switch (m.t) {
+        case 'bytes':
+          return { bytes: m.b };
+        case 'verified':
+          this.close();
+          return { verified: m.sent };
+        case 'failed':
+          this.close();
+          throw new LongshoreError(ErrorCode.Network, `The ${this.label} could not be saved as it arrived: ${m.message}`, {
+            hint: 'Pull again: what arrived is kept, and the pull continues from there.',
+            retryable: true,
+          });
+      }
+    }
+  }
+
+  /** `bytes` (`length` of them) were written: more may come; their buffer goes back unless it was transferred on. */
+  taken(bytes: Uint8Array, length: number): void {
+    if (this.#closed) return;
+    const buffer = bytes.buffer as ArrayBuffer;
+    const back = buffer.byteLength > 0 && !(buffer as { detached?: boolean }).detached ? buffer : undefined;
+    this.port.postMessage({ t: 'credit', n: length, ...(back ? { b: back } : {}) } satisfies ToTail, back ? [back] : []);
+  }
+
+  /** Stop following (the writer gave up, or is done). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.port.postMessage({ t: 'cancel' } satisfies ToTail);
+    } catch {
+      // closed already
+    }
+    this.port.close();
+  }
+}

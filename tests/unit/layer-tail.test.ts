@@ -1,0 +1,148 @@
+// The archive written behind the hash cursor (src/browser/layer-tail.ts): both halves over a real
+// MessageChannel, the partial an in-memory stand-in for OpfsPartial (the real one is followed in
+// tests/e2e/save.test.ts and the bench).
+import { describe, expect, it } from 'vitest';
+import { BlobTail, LiveJob, TAIL_CHUNK_BYTES, TAIL_CREDIT_BYTES, type FollowablePartial } from '../../src/browser/layer-tail.ts';
+import { LongshoreError } from '../../src/core/errors.ts';
+import { pseudoRandomBytes } from '../helpers/fixtures.ts';
+import { rejection } from '../helpers/assert.ts';
+
+class FakePartial implements FollowablePartial {
+  phase: FollowablePartial['phase'] = 'open';
+  offset = 0;
+  readonly #watchers = new Set<() => void>();
+  constructor(readonly bytes: Uint8Array) {}
+  readAt(into: Uint8Array, at: number): number {
+    const n = Math.min(into.byteLength, this.offset - at);
+    into.set(this.bytes.subarray(at, at + n));
+    return n;
+  }
+  watch(listener: () => void): () => void {
+    this.#watchers.add(listener);
+    return () => this.#watchers.delete(listener);
+  }
+  set(change: Partial<Pick<FakePartial, 'phase' | 'offset'>>): void {
+    Object.assign(this, change);
+    for (const w of [...this.#watchers]) w();
+  }
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+function follow(job: LiveJob) {
+  const channel = new MessageChannel();
+  job.follow(channel.port2);
+  return new BlobTail(channel.port1, 'layer 1/1');
+}
+
+/** Everything the tail gives until its end, written at once. */
+async function readAll(tail: BlobTail): Promise<{ bytes: Buffer; verified: number }> {
+  const out: Buffer[] = [];
+  for (;;) {
+    const m = await tail.next();
+    if ('verified' in m) return { bytes: Buffer.concat(out), verified: m.verified };
+    out.push(Buffer.from(m.bytes));
+    tail.taken(m.bytes, m.bytes.byteLength);
+  }
+}
+
+describe('layer tail', () => {
+  it('sends the hashed bytes in order as the partial grows, then "verified" with the count sent', async () => {
+    const blob = pseudoRandomBytes(3 * TAIL_CHUNK_BYTES + 123, 'tail');
+    const partial = new FakePartial(blob);
+    const job = new LiveJob();
+    const tail = follow(job);
+    const reading = readAll(tail);
+    job.attach(partial);
+    for (let at = 0; at < blob.byteLength; at += 700_000) {
+      partial.set({ offset: Math.min(blob.byteLength, at + 700_000) });
+      await tick();
+    }
+    partial.set({ phase: 'committing' });
+    await tick();
+    partial.set({ phase: 'committed' });
+    const { bytes, verified } = await reading;
+    expect(verified).toBe(bytes.byteLength);
+    // Whatever was not sent before the commit is copied from the store by the writer.
+    expect(Buffer.compare(bytes, Buffer.from(blob.subarray(0, verified)))).toBe(0);
+    expect(verified).toBe(blob.byteLength);
+  });
+
+  it('never sends more than the writer granted', async () => {
+    const blob = pseudoRandomBytes(TAIL_CREDIT_BYTES + 3 * TAIL_CHUNK_BYTES, 'credit');
+    const partial = new FakePartial(blob);
+    partial.offset = blob.byteLength;
+    const job = new LiveJob();
+    job.attach(partial);
+    const tail = follow(job);
+    // Nothing is taken: only the first grant arrives, then the layer worker waits.
+    await tick();
+    await tick();
+    let received = 0;
+    const held: Uint8Array[] = [];
+    for (;;) {
+      const m = await Promise.race([tail.next(), tick().then(() => undefined)]);
+      if (!m || 'verified' in m) break;
+      received += m.bytes.byteLength;
+      held.push(m.bytes);
+    }
+    expect(received).toBe(TAIL_CREDIT_BYTES);
+    // Taking one chunk lets one more come.
+    tail.taken(held[0]!, held[0]!.byteLength);
+    const more = await tail.next();
+    expect('bytes' in more && more.bytes.byteLength).toBe(TAIL_CHUNK_BYTES);
+    tail.close();
+  });
+
+  it('a blob that starts over after bytes were sent fails the tail', async () => {
+    const blob = pseudoRandomBytes(200_000, 'restart');
+    const partial = new FakePartial(blob);
+    const job = new LiveJob();
+    job.attach(partial);
+    const tail = follow(job);
+    partial.set({ offset: 100_000 });
+    const first = await tail.next();
+    expect('bytes' in first && first.bytes.byteLength).toBe(100_000);
+    partial.set({ offset: 0 });
+    const err = LongshoreError.from(await rejection(tail.next()));
+    expect(err.message).toMatch(/started over/);
+    expect(err.retryable).toBe(true);
+  });
+
+  it('a partial given up after bytes were sent fails; one given up before any was sent waits for the job', async () => {
+    const blob = pseudoRandomBytes(10_000, 'closed');
+    const sentSome = new FakePartial(blob);
+    const job = new LiveJob();
+    job.attach(sentSome);
+    const tail = follow(job);
+    sentSome.set({ offset: 5_000 });
+    await tail.next();
+    sentSome.set({ phase: 'closed' });
+    job.end(false, 'DIGEST_MISMATCH');
+    expect(LongshoreError.from(await rejection(tail.next())).message).toMatch(/DIGEST_MISMATCH|stopped/);
+
+    // Found stored by another pull: the partial closes at once, the job ends well, nothing was sent.
+    const none = new FakePartial(blob);
+    const other = new LiveJob();
+    other.attach(none);
+    const second = follow(other);
+    none.set({ phase: 'closed' });
+    await tick();
+    other.end(true);
+    expect(await second.next()).toEqual({ verified: 0 });
+  });
+
+  it('a job without a followable partial (cached, decompressed, IndexedDB segments): "verified" at 0 when it ends, "failed" if it fails', async () => {
+    const job = new LiveJob();
+    job.attach({});
+    const tail = follow(job);
+    await tick();
+    job.end(true);
+    expect(await tail.next()).toEqual({ verified: 0 });
+
+    const failing = new LiveJob();
+    const other = follow(failing);
+    failing.end(false, 'HTTP 404');
+    expect(LongshoreError.from(await rejection(other.next())).message).toMatch(/HTTP 404/);
+  });
+});
