@@ -320,6 +320,31 @@ describe('fetchBlob with parallel ranges: a sliding window of pieces', () => {
     expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
   });
 
+  it('spills that can be reset are reused: a few for all the pieces, every one discarded at the end', async () => {
+    const { sender } = server();
+    const store = new MemoryBlobStore();
+    let made = 0;
+    let discarded = 0;
+    const spill = async (): Promise<Spill> => {
+      const s = await store.createSpill();
+      made++;
+      return {
+        ...s,
+        get size() {
+          return s.size;
+        },
+        discard: async () => void (discarded++, await s.discard()),
+      };
+    };
+    await fetchBlob(sender, await store.openPartial(digest, blob.byteLength), expected, {
+      parallel: { ...windowed, pieceBytes: 20_000, spill },
+    });
+    // 15 pieces, 14 of them spilled, through at most the window's spills.
+    expect(made).toBeLessThanOrEqual(4);
+    expect(discarded).toBe(made);
+    expect(Buffer.compare(await stored(store), Buffer.from(blob))).toBe(0);
+  });
+
   it('a blob under N pieces keeps N equal ranges', async () => {
     const { sender, requests } = server();
     const store = new MemoryBlobStore();

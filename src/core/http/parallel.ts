@@ -88,6 +88,8 @@ export async function fetchParallel(
   );
   const ahead = Math.max(connections, options.aheadPieces ?? 2 * connections);
   const parts: Part[] = [];
+  /** Spills read back and reset, for the next pieces (Spill.reset). */
+  const free: Spill[] = [];
   let first: unknown;
   let failed!: (err: unknown) => void;
   const failure = new Promise<never>((_, reject) => (failed = reject));
@@ -128,7 +130,7 @@ export async function fetchParallel(
       const part = parts[k]!;
       try {
         // The first piece starts at the cursor: it streams through it; the others wait in spills.
-        if (k > 0) part.spill = await options.spill!(`${expected.digest}:${part.start}`);
+        if (k > 0) part.spill = free.pop() ?? (await options.spill!(`${expected.digest}:${part.start}`));
         await fetchRange(sender, part, cursor, expected, budget, signal);
         settle[k]!();
       } catch (err) {
@@ -160,7 +162,10 @@ export async function fetchParallel(
         await pump(stored, quiet, part.end + 1, expected);
         cursor.pos = quiet.pos;
         part.readBack = true;
-        await part.spill.discard();
+        if (part.spill.reset) {
+          await part.spill.reset();
+          free.push(part.spill);
+        } else await part.spill.discard();
       }
       hashed = k + 1;
       wakeAll();
@@ -174,7 +179,7 @@ export async function fetchParallel(
   } finally {
     outer?.removeEventListener('abort', onAbort);
     for (const p of parts) if (p.spill && !p.readBack) cursor.onBytes(-p.spill.size);
-    await Promise.allSettled(parts.map((p) => p.spill?.discard()));
+    await Promise.allSettled([...new Set([...parts.map((p) => p.spill), ...free])].map((s) => s?.discard()));
   }
 }
 

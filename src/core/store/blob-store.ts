@@ -33,6 +33,12 @@ export interface Spill {
   read(): Promise<ReadableStream<Uint8Array>>;
   /** Forget the bytes (after they were read back, or on failure); safe to call twice. */
   discard(): Promise<void>;
+  /**
+   * Forget the bytes but keep the storage, to hold another range (its next write is byte 0
+   * again): a blob fetched in many pieces reuses a few spills instead of making one per piece.
+   * Absent: the spill is discarded and another made.
+   */
+  reset?(): Promise<void>;
 }
 
 /**
@@ -194,6 +200,10 @@ export class MemoryBlobStore implements BlobStore {
       },
       discard: async () => {
         chunks = [];
+      },
+      reset: async () => {
+        chunks = [];
+        size = 0;
       },
     };
   }
