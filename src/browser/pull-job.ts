@@ -404,9 +404,19 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
   let destination: TarDestination | undefined;
   let written = 0;
   let savedAt = 0;
+  let saveTimer: ReturnType<typeof setTimeout> | undefined;
   const reportSave = (force = false) => {
     const now = Date.now();
-    if (!force && now - savedAt < 200) return;
+    if (!force && now - savedAt < 200) {
+      // The last figure of a burst still goes out (a layer may then wait for bytes for a while).
+      saveTimer ??= setTimeout(() => {
+        saveTimer = undefined;
+        reportSave(true);
+      }, 200);
+      return;
+    }
+    if (saveTimer !== undefined) clearTimeout(saveTimer);
+    saveTimer = undefined;
     savedAt = now;
     ctx.onSaveProgress?.({ written, total: size });
   };
@@ -585,6 +595,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     throw e;
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
+    if (saveTimer !== undefined) clearTimeout(saveTimer);
   }
   await finishJournal(ctx, journalEntry, undefined, keepCopy);
   if (ctx.catalog && source instanceof CachedSource && keepCopy) {

@@ -531,6 +531,26 @@ forEachEngine((engine) => {
         expect(await page.count(SEL.browsePulled)).toBe(0);
       });
 
+      it('a layer corrupted once, written as it arrived, is taken back: the picked file seeks to its start and writes it again, and the file is right', async () => {
+        const largest = layersOf(env.fixtures.v2s2.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
+        // The first body of the layer has one byte flipped in its middle and its end held back for a
+        // second: every byte of it is in the file by the time its digest fails; the fetch engine
+        // starts it over.
+        tamper.rules = { corruptBlob: { digest: largest.digest, times: 1, pauseMs: 1000 } };
+        const page = await openApp(engine, { opfs: true });
+        try {
+          const name = `${tamper.host}/test/v2s2:latest`;
+          const mark = tamper.requests.length;
+          await startPull(page, name, { save: 'file' });
+          await waitSaved(page);
+          const bodies = tamper.requests.slice(mark).filter((r) => r.method === 'GET' && r.path.endsWith(largest.digest));
+          expect(bodies.map((r) => r.action)).toEqual(['corrupt', 'forward']);
+          await validateV2s2(await copyOut(engine, page, fileOf(tamper.host, 'v2s2')), name);
+        } finally {
+          tamper.rules = {};
+        }
+      });
+
       describe('a corrupted layer mid-stream leaves no final file', () => {
         const largest = () => layersOf(env.fixtures.v2s2.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
 

@@ -13,7 +13,12 @@ import type { AddressInfo } from 'node:net';
 
 export interface TamperRules {
   /** Flip one byte (at `offset`, default the middle) of every body served for this blob; Content-Length is kept. */
-  corruptBlob?: { digest: string; offset?: number };
+  corruptBlob?: {
+    digest: string;
+    offset?: number;
+    /** Only the first `times` bodies (default every one). */ times?: number;
+    /** Pause this long before sending the flipped byte (what comes before it reaches the client first). */ pauseMs?: number;
+  };
   /**
    * Send only the first `keepBytes` of this blob. `close`: announce the full Content-Length, then drop the
    * connection; `short`: send no Content-Length (chunked) and end cleanly after the short body.
@@ -71,13 +76,18 @@ function withoutLength(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 }
 
 /** Rewrites a body in flight, one chunk at a time, flipping the byte at `offset` (counted over the whole body). */
-async function pumpFlipping(upstream: IncomingMessage, res: ServerResponse, offset: number): Promise<void> {
+async function pumpFlipping(upstream: IncomingMessage, res: ServerResponse, offset: number, pauseMs = 0): Promise<void> {
   let seen = 0;
   for await (const chunk of upstream as AsyncIterable<Buffer>) {
     let out = chunk;
     if (offset >= seen && offset < seen + chunk.length) {
       out = Buffer.from(chunk);
       out[offset - seen] = out[offset - seen]! ^ 0xff;
+      if (pauseMs > 0) {
+        await new Promise<void>((resolve) => res.write(out.subarray(0, offset - seen), () => resolve()));
+        out = out.subarray(offset - seen);
+        await new Promise((r) => setTimeout(r, pauseMs));
+      }
     }
     seen += chunk.length;
     res.write(out);
@@ -173,10 +183,10 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
         const ok = status === 200 && req.method === 'GET';
         const length = Number(up.headers['content-length'] ?? NaN);
         const run = async (): Promise<void> => {
-          if (ok && blob !== undefined && corruptBlob?.digest === blob) {
+          if (ok && blob !== undefined && corruptBlob?.digest === blob && (corruptBlob.times === undefined || corruptBlob.times-- > 0)) {
             record.action = 'corrupt';
             res.writeHead(status, up.headers);
-            await pumpFlipping(up, res, corruptBlob.offset ?? Math.floor(length / 2));
+            await pumpFlipping(up, res, corruptBlob.offset ?? Math.floor(length / 2), corruptBlob.pauseMs);
           } else if (ok && blob !== undefined && truncateBlob?.digest === blob) {
             record.action = 'truncate';
             if (truncateBlob.mode === 'close') {
