@@ -152,6 +152,12 @@ function allowFailedDownload(page: E2EPage): void {
   page.allowError(/A ServiceWorker intercepted the request and encountered an unexpected error/);
 }
 
+/** Whether this page's workers stage layers in OPFS (the capabilities list, once it is known). */
+async function stagedInOpfs(page: E2EPage): Promise<boolean> {
+  await page.waitFor(SEL.capability('staging'));
+  return (await page.attr(SEL.capability('staging'), 'data-ok')) === 'true';
+}
+
 /** Every file under the origin private file system's root (or `sub`), path → bytes. */
 async function opfsFiles(page: E2EPage, sub?: string): Promise<Map<string, Buffer>> {
   const files = await page.evaluate(async (subdir: string | null) => {
@@ -285,7 +291,7 @@ forEachEngine((engine) => {
       try {
         const name = `${relay.host}/test/v2s2:latest`;
         const download = await startStreamedPull(page, name);
-        const staged = (await page.attr(SEL.capability('staging'), 'data-ok')) === 'true';
+        const staged = await stagedInOpfs(page);
         const unit: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6 };
         /** The most bytes written to the download while some layer was still downloading. */
         let writtenMidLayer = 0;
@@ -383,6 +389,30 @@ forEachEngine((engine) => {
         // file, WebKitGTK the bytes it received: neither is a whole archive.
         if (engine.name === 'chromium') expect(left.failure).toBeTruthy();
         if (left.leftPath) await expect(validateV2s2(left.leftPath, name)).rejects.toThrow();
+      } finally {
+        tamper.rules = {};
+      }
+    });
+
+    it('a layer corrupted once after part of it went into the streamed download: where layers are staged in OPFS the download fails and says why (bytes sent cannot be taken back), and Pull again completes; elsewhere the pull completes', async () => {
+      const largest = layersOf(env.fixtures.v2s2.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
+      tamper.rules = { corruptBlob: { digest: largest.digest, times: 1, pauseMs: 1000 } };
+      const page = await openApp(engine);
+      const staged = await stagedInOpfs(page);
+      try {
+        const name = `${tamper.host}/test/v2s2:latest`;
+        if (staged) {
+          allowFailedDownload(page);
+          const download = await startStreamedPull(page, name);
+          await waitFailed(page, 'NETWORK');
+          expect(await page.text(SEL.error)).toMatch(/could not be saved as it arrived: The layer started over/);
+          await download.failed();
+        }
+        // Pull again (or the first pull where nothing is followed): the layer is fetched whole and verified.
+        const download = await startStreamedPull(page, name);
+        const { path: file } = await download.finished();
+        await waitSaved(page);
+        await validateV2s2(file, name);
       } finally {
         tamper.rules = {};
       }
