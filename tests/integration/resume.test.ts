@@ -127,6 +127,24 @@ describe('resume against the real token registry with redirected blobs', () => {
     expect(await staticRanges(mark, small.digest)).toEqual(['']);
   });
 
+  it('parallel ranges over more pieces than connections: 1 MiB pieces in order at the redirect target, each asked once', async () => {
+    const big = image.layers.reduce((a, b) => (b.size > a.size ? b : a));
+    relay.rules = {};
+    const mark = await requestLogMark(env.staticServer.requestLogUrl);
+    const store = new MemoryBlobStore();
+    await pull(new RemoteSource(client()), parseReference(`${relay.host}/${image.path}`), {
+      store,
+      parallel: { connections: 4, threshold: 4 * MiB, pieceBytes: MiB, aheadPieces: 4 },
+    });
+    await expectAllLayers(store);
+    const ranges = await staticRanges(mark, big.digest);
+    const pieces = Math.ceil(big.size / MiB);
+    expect(pieces).toBeGreaterThan(4);
+    expect(ranges.sort()).toEqual(
+      Array.from({ length: pieces }, (_, i) => `bytes=${i * MiB}-${Math.min(big.size, (i + 1) * MiB) - 1}`).sort(),
+    );
+  });
+
   it('parallel ranges where the CDN ignores Range (200): the blob falls back to one stream and completes', async () => {
     const big = image.layers.reduce((a, b) => (b.size > a.size ? b : a));
     relay.rules = { stripRange: true };
