@@ -123,17 +123,23 @@ forEachEngine((engine) => {
       const base = latest[0]!;
       expect(v1[0]).toBe(base);
       const page = await openApp(engine);
+      // Layers only: the name field looks a name up (its manifest and config) whenever typing
+      // pauses for 400 ms, which WebDriver's typing under load does mid-name ("…/test/oci" on the
+      // way to "…/test/oci:v1"), so config GETs depend on timing; layer GETs come from pulls alone.
+      // (A look-up still waiting when Pull is pressed is dropped, PullState.pull: it used to run
+      // after the pull and its config GET landed in the next pull's count, a WebKit flake.)
+      const configs = new Set([env.fixtures.oci.config.digest, env.fixtures.ociV1.config.digest]);
+      const layerGets = (since: number) =>
+        blobGets(relay, since, repo)
+          .filter((d) => !configs.has(d))
+          .sort();
       let mark = relay.requests.length;
       await pullAndSave(page, `${relay.host}/${env.fixtures.oci.path}`, 'docker');
-      expect(
-        blobGets(relay, mark, repo)
-          .filter((d) => latest.includes(d))
-          .sort(),
-      ).toEqual([...latest].sort());
+      expect(layerGets(mark)).toEqual([...latest].sort());
       mark = relay.requests.length;
       await pullAndSave(page, `${relay.host}/${env.fixtures.ociV1.path}`, 'docker');
-      // The registry was asked only for what the first pull did not bring (and the config).
-      expect(blobGets(relay, mark, repo).filter((d) => d !== env.fixtures.ociV1.config.digest)).toEqual(v1.slice(1));
+      // The registry was asked only for what the first pull did not bring.
+      expect(layerGets(mark)).toEqual(v1.slice(1).sort());
 
       const rows = '[data-testid="cached-image"]';
       await expect.poll(() => page.count(rows)).toBe(2);

@@ -236,11 +236,10 @@ async function check(page: E2EPage): Promise<void> {
 /** Run `body` once per selected engine, each in its own describe block named after the engine. */
 export function forEachEngine(body: (engine: EngineHandle) => void): void {
   for (const name of selectedEngines()) {
-    // WebKit gets one retry: in 4 full suites on 2026-12-01 one WebKit test failed once each time
-    // for a reason outside the test (Epiphany aborting 10 starts in a row, since met by the
-    // MiniBrowser fallback in drivers/webkit.ts; a shared cached layer fetched again once in the
-    // storage-panel test, passing 3 of 3 alone: not root-caused). Chromium and Firefox get none.
-    describe(name, { retry: name === 'webkit' ? 1 : 0 }, () => {
+    // No retries: WebKit's two failures that had one (Epiphany start-up aborts, met by the
+    // MiniBrowser fallback in drivers/webkit.ts; a stale name look-up counted by the storage-panel
+    // test, fixed in PullState.pull) are gone, and a retry would hide the next real one.
+    describe(name, () => {
       let driver: EngineDriver | undefined;
       let dir = '';
       const open = new Set<E2EPage>();

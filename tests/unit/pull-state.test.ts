@@ -1,7 +1,7 @@
 // The UI state class, driven with a scripted bridge: no DOM, no worker.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { flushSync } from 'svelte';
-import { PullState, type BridgeLike } from '../../src/ui/state/pull-state.svelte.ts';
+import { LOOK_UP_DELAY_MS, PullState, type BridgeLike } from '../../src/ui/state/pull-state.svelte.ts';
 import { LongshoreError, AbortedError } from '../../src/core/errors.ts';
 import type { PullOutcome, PullRequest, Phase } from '../../src/browser/protocol.ts';
 import type { PullEvent } from '../../src/core/progress.ts';
@@ -76,6 +76,38 @@ describe('PullState', () => {
     s.name = 'multi:latest';
     await s.resolve();
     expect(s.platformOptions).toEqual(['linux/amd64', 'linux/arm64']);
+  });
+
+  it('looks the name up once typing pauses, and not at all once a pull has started (the pull resolves it)', async () => {
+    vi.useFakeTimers();
+    try {
+      const bridge = scriptedBridge(async () => outcome);
+      const looked: string[] = [];
+      const resolve = bridge.resolve;
+      bridge.resolve = (reference, options) => {
+        looked.push(reference);
+        return resolve(reference, options);
+      };
+      const s = new PullState(bridge);
+      s.name = 'alp';
+      s.resolveSoon();
+      await vi.advanceTimersByTimeAsync(LOOK_UP_DELAY_MS / 2);
+      s.name = 'alpine';
+      s.resolveSoon();
+      await vi.advanceTimersByTimeAsync(LOOK_UP_DELAY_MS);
+      expect(looked).toEqual(['docker.io/library/alpine:latest']);
+
+      // Pull pressed before typing paused: the waiting look-up would ask the registry again mid-pull
+      // (seen as an extra manifest and config GET in the e2e request logs).
+      s.name = 'busybox';
+      s.resolveSoon();
+      await s.pull();
+      await vi.advanceTimersByTimeAsync(LOOK_UP_DELAY_MS * 2);
+      expect(s.status).toBe('ready');
+      expect(looked).toEqual(['docker.io/library/alpine:latest']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('runs a pull through its phases and folds progress into rows and totals', async () => {

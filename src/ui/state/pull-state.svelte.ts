@@ -41,6 +41,8 @@ export interface ShownError {
 }
 
 const RATE_SMOOTHING = 0.3;
+/** Typing pauses this long before the name is looked up. */
+export const LOOK_UP_DELAY_MS = 400;
 
 export class PullState {
   name = $state('');
@@ -113,6 +115,7 @@ export class PullState {
 
   #pullAbort: AbortController | undefined;
   #resolveAbort: AbortController | undefined;
+  #resolveTimer: ReturnType<typeof setTimeout> | undefined;
   #samples = new Map<number, { t: number; done: number }>();
 
   constructor(
@@ -131,8 +134,19 @@ export class PullState {
     return this.credentials.forRegistries(this.registries);
   }
 
+  /** Look the name up once typing pauses (each keystroke starts the wait again), to offer an index's real platforms. */
+  resolveSoon(): void {
+    clearTimeout(this.#resolveTimer);
+    this.#resolveTimer = setTimeout(() => {
+      this.#resolveTimer = undefined;
+      void this.resolve();
+    }, LOOK_UP_DELAY_MS);
+  }
+
   /** Look the name up (manifest only) to learn whether it is an index and which platforms it has. */
   async resolve(): Promise<void> {
+    clearTimeout(this.#resolveTimer);
+    this.#resolveTimer = undefined;
     this.#resolveAbort?.abort();
     this.summary = undefined;
     this.summaryError = undefined;
@@ -175,6 +189,10 @@ export class PullState {
     if (!this.parsed?.ok || this.busy) return;
     // Before any await: a file or folder picker needs the click's user gesture.
     const preparing = this.saver?.prepare(this.saveKind, archiveFileName(this.refs));
+    // The pull resolves the name itself: a look-up still waiting for typing to pause would only
+    // ask the registry again (a manifest GET counts against Docker Hub's pull limit), mid-pull.
+    clearTimeout(this.#resolveTimer);
+    this.#resolveTimer = undefined;
     this.#resolveAbort?.abort();
     const prepared = preparing ? await preparing : undefined;
     if (preparing && !prepared) return;
