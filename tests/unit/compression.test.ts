@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Gunzip } from 'fflate';
 import { DECODE_PIECE_BYTES, decompress, piecewise, sniffCompression, peek } from '../../src/core/compression.ts';
 import { pushDecoderStream } from '../../src/core/push-decoder.ts';
-import { LongshoreError } from '../../src/core/errors.ts';
+import { ErrorCode, LongshoreError } from '../../src/core/errors.ts';
 
 const text = new TextEncoder().encode('layer data '.repeat(50_000));
 
@@ -76,11 +76,11 @@ describe('compression', () => {
       let produced = 0;
       const decoder = pushDecoderStream(
         (ondata) =>
-          new Gunzip((data, final) => {
+          new Gunzip((data) => {
             produced += data.byteLength;
-            ondata(data, final);
+            ondata(data);
           }),
-        (err) => new LongshoreError('FORMAT', String(err)),
+        (err) => new LongshoreError(ErrorCode.Format, String(err)),
       );
       return { decoder, produced: () => produced };
     }
