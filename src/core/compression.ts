@@ -83,6 +83,34 @@ export function gunzipStream(options: DecompressOptions = {}): TransformStream<U
   return fflateGunzipStream();
 }
 
+/**
+ * Input handed to a decoder in one write. A decoder inflates a whole write before it looks at
+ * backpressure (Compression Streams: "decompress and enqueue a chunk"; fflate and fzstd call back
+ * for every block of a push), and deflate expands up to 1032:1 (RFC 1951, a 258-byte match per
+ * 2 bits): one 1 MiB read of a zero-filled layer would become 1 GiB held at once.
+ */
+export const DECODE_PIECE_BYTES = 64 * 1024;
+
+/**
+ * `decoder` written at most `pieceBytes` at a time, each write waiting for the decoder's readable
+ * side to be drained (TransformStream backpressure): what is held between the decoder and its
+ * reader is one piece's output, whatever the size of the chunks coming in.
+ */
+export function piecewise(
+  decoder: TransformStream<Uint8Array, Uint8Array>,
+  pieceBytes = DECODE_PIECE_BYTES,
+): ReadableWritablePair<Uint8Array, Uint8Array> {
+  const writer = decoder.writable.getWriter();
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      for (let at = 0; at < chunk.byteLength; at += pieceBytes) await writer.write(chunk.subarray(at, at + pieceBytes));
+    },
+    close: () => writer.close(),
+    abort: (reason) => writer.abort(reason),
+  });
+  return { writable, readable: decoder.readable };
+}
+
 /** Decompress whatever the stream holds (gzip, zstd or plain tar), detected by magic bytes. */
 export async function decompress(
   stream: ReadableStream<Uint8Array>,
@@ -92,7 +120,7 @@ export async function decompress(
   const compression = sniffCompression(peeked.head);
   switch (compression) {
     case 'gzip':
-      return { compression, stream: peeked.stream.pipeThrough(gunzipStream(options)) };
+      return { compression, stream: peeked.stream.pipeThrough(piecewise(gunzipStream(options))) };
     case 'zstd':
       if (!options.zstd) {
         await peeked.stream.cancel().catch(() => undefined);
@@ -100,7 +128,7 @@ export async function decompress(
           hint: 'Choose an output format that keeps layers compressed as they are (docker, oci, tarball).',
         });
       }
-      return { compression, stream: peeked.stream.pipeThrough(options.zstd()) };
+      return { compression, stream: peeked.stream.pipeThrough(piecewise(options.zstd())) };
     default:
       return { compression, stream: peeked.stream };
   }
