@@ -933,6 +933,7 @@ async function opfsSpill(dir: FileSystemDirectoryHandle, key: string): Promise<S
       size += chunk.byteLength;
     },
     read: async () => readBack(sync, size),
+    readFrom: (from, to) => readBack(sync, to, undefined, from),
     // The file keeps its length (and the space the browser granted it): the next range overwrites
     // it from byte 0 and only `size` bytes are ever read back.
     reset: async () => {

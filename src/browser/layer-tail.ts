@@ -126,7 +126,8 @@ export class LiveJob {
         return;
       }
       credit += e.data.n;
-      if (e.data.b?.byteLength === TAIL_CHUNK_BYTES && free.length < 2) free.push(e.data.b);
+      // As many as can be in flight: a steady tail allocates nothing.
+      if (e.data.b?.byteLength === TAIL_CHUNK_BYTES && free.length < TAIL_CREDIT_BYTES / TAIL_CHUNK_BYTES) free.push(e.data.b);
       step();
     };
     this.#listeners.add(step);

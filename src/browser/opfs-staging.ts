@@ -125,9 +125,9 @@ export async function stagedNames(dir: FileSystemDirectoryHandle): Promise<strin
 }
 
 /** Bytes read back from a staged file through one reused buffer, in order; the reader must be done with a chunk before asking for the next. */
-export function readBack(sync: SyncHandle, size: number, bufferBytes = 1024 * 1024): ReadableStream<Uint8Array> {
-  const buffer = new Uint8Array(Math.max(1, Math.min(bufferBytes, size)));
-  let at = 0;
+export function readBack(sync: SyncHandle, size: number, bufferBytes = 1024 * 1024, from = 0): ReadableStream<Uint8Array> {
+  const buffer = new Uint8Array(Math.max(1, Math.min(bufferBytes, size - from)));
+  let at = from;
   // highWaterMark 0: nothing is read ahead, so the buffer is refilled only when the previous
   // chunk was consumed (pump() awaits each chunk's hashing and writing before reading on).
   return new ReadableStream<Uint8Array>(

@@ -40,8 +40,14 @@ interface Part {
   spill?: Spill;
   /** Settles when the piece is fetched (into the cursor or its spill). */
   done: Promise<void>;
+  /** Fetched completely. */
+  complete?: boolean;
+  /** Called after each write to its spill (the cursor may be waiting to read it). */
+  grew?: () => void;
   /** Its spilled bytes passed the hash cursor (they were reported as they arrived). */
   readBack?: boolean;
+  /** Bytes of its spill already hashed while it arrived. */
+  consumed?: number;
 }
 
 /** Contiguous ranges covering [from, size), at most `n`, none smaller than `minBytes`. */
@@ -132,7 +138,9 @@ export async function fetchParallel(
         // The first piece starts at the cursor: it streams through it; the others wait in spills.
         if (k > 0) part.spill = free.pop() ?? (await options.spill!(`${expected.digest}:${part.start}`));
         await fetchRange(sender, part, cursor, expected, budget, signal);
+        part.complete = true;
         settle[k]!();
+        part.grew?.();
       } catch (err) {
         settle[k]!(err);
         // The first failure stops the others: their bytes are discarded below.
@@ -146,21 +154,39 @@ export async function fetchParallel(
   const running = Array.from({ length: Math.min(connections, parts.length) }, () => connection());
   try {
     for (const [k, part] of parts.entries()) {
+      // Reported when they arrived: not again as they pass the cursor. Each chunk read back still
+      // says the blob is moving (onBytes(0)): reading back and hashing a long run of pieces can
+      // take longer than the page's stall bound, which would count it as a hang.
+      const quiet: Cursor = { ...cursor, onBytes: () => cursor.onBytes(0) };
+      // Where a spill can be read while it is written, the cursor follows the piece as it arrives
+      // (the first piece streams through it anyway), so when the last byte comes little is left.
+      while (k > 0 && !part.complete) {
+        const spill = part.spill;
+        const have = spill?.size ?? 0;
+        const consumed = part.consumed ?? 0;
+        if (spill && !spill.readFrom) break;
+        if (spill?.readFrom && have > consumed) {
+          await pump(spill.readFrom(consumed, have), quiet, part.start + have, expected);
+          cursor.pos = quiet.pos;
+          part.consumed = have;
+          continue;
+        }
+        await Promise.race([new Promise<void>((resolve) => (part.grew = resolve)), part.done, failure]);
+      }
       await Promise.race([part.done, failure]);
       if (part.spill) {
-        // Read back what was stored ahead of the cursor, hash it and keep it, in order.
-        let stored: ReadableStream<Uint8Array>;
-        try {
-          stored = await part.spill.read();
-        } catch (err) {
-          throw new SinkError(err);
+        // Read back what was stored ahead of the cursor (and not yet followed), hash it and keep it.
+        const consumed = part.consumed ?? 0;
+        if (consumed < part.spill.size) {
+          let stored: ReadableStream<Uint8Array>;
+          try {
+            stored = part.spill.readFrom ? part.spill.readFrom(consumed, part.spill.size) : await part.spill.read();
+          } catch (err) {
+            throw new SinkError(err);
+          }
+          await pump(stored, quiet, part.end + 1, expected);
+          cursor.pos = quiet.pos;
         }
-        // Reported when they arrived: not again as they pass the cursor. Each chunk read back still
-        // says the blob is moving (onBytes(0)): reading back and hashing a long run of pieces can
-        // take longer than the page's stall bound, which would count it as a hang.
-        const quiet: Cursor = { ...cursor, onBytes: () => cursor.onBytes(0) };
-        await pump(stored, quiet, part.end + 1, expected);
-        cursor.pos = quiet.pos;
         part.readBack = true;
         if (part.spill.reset) {
           await part.spill.reset();
@@ -178,7 +204,7 @@ export async function fetchParallel(
     throw outer?.aborted ? new AbortedError() : (first ?? err);
   } finally {
     outer?.removeEventListener('abort', onAbort);
-    for (const p of parts) if (p.spill && !p.readBack) cursor.onBytes(-p.spill.size);
+    for (const p of parts) if (p.spill && !p.readBack) cursor.onBytes(-(p.spill.size - (p.consumed ?? 0)));
     await Promise.allSettled([...new Set([...parts.map((p) => p.spill), ...free])].map((s) => s?.discard()));
   }
 }
@@ -213,8 +239,13 @@ async function fetchRange(
         await response.body?.cancel().catch(() => undefined);
         throw new RangesIgnored();
       }
-      if (part.spill) await spillBody(response.body, part.spill, part.end - from + 1, cursor.onBytes, `the ${expected.label}`, signal);
-      else await pump(response.body, cursor, part.end + 1, expected, signal);
+      if (part.spill) {
+        const onBytes = (n: number) => {
+          cursor.onBytes(n);
+          part.grew?.();
+        };
+        await spillBody(response.body, part.spill, part.end - from + 1, onBytes, `the ${expected.label}`, signal);
+      } else await pump(response.body, cursor, part.end + 1, expected, signal);
       if (held() <= part.end)
         throw new LongshoreError(ErrorCode.Network, `A range of the ${expected.label} ended early.`, { retryable: true });
       return;

@@ -31,6 +31,11 @@ export interface Spill {
   readonly size: number;
   /** Everything written, in order (call once, after the last write). */
   read(): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * Bytes [from, to) already written, while writing may go on: the hash cursor reads a range as it
+   * arrives instead of after its last byte. Absent: only read() once the range is complete.
+   */
+  readFrom?(from: number, to: number): ReadableStream<Uint8Array>;
   /** Forget the bytes (after they were read back, or on failure); safe to call twice. */
   discard(): Promise<void>;
   /**
@@ -197,6 +202,18 @@ export class MemoryBlobStore implements BlobStore {
       read: async () => {
         let i = 0;
         return new ReadableStream<Uint8Array>({ pull: (c) => (i < chunks.length ? c.enqueue(chunks[i++]!) : c.close()) });
+      },
+      readFrom: (from, to) => {
+        const out: Uint8Array[] = [];
+        let at = 0;
+        for (const c of chunks) {
+          const a = Math.max(from, at);
+          const b = Math.min(to, at + c.byteLength);
+          if (a < b) out.push(c.subarray(a - at, b - at));
+          at += c.byteLength;
+        }
+        let i = 0;
+        return new ReadableStream<Uint8Array>({ pull: (c) => (i < out.length ? c.enqueue(out[i++]!) : c.close()) });
       },
       discard: async () => {
         chunks = [];
