@@ -796,7 +796,9 @@ class OpfsPartial implements PartialBlob, FollowablePartial {
   }
 
   #changed(): void {
-    for (const w of [...this.#watchers]) w();
+    // Called per chunk written: no copy of the set (a watcher that leaves while it runs is not
+    // visited again, as Set iteration allows).
+    for (const w of this.#watchers) w();
   }
 
   readAt(into: Uint8Array, at: number): number {

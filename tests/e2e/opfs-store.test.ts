@@ -13,7 +13,7 @@ import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { bundleForPage } from '../helpers/page-bundle.ts';
-import { validateDockerArchive } from '../helpers/validate.ts';
+import { validateFixtureArchive } from '../helpers/validate.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 import type { StagingOps } from './pages/staging-worker.ts';
 
@@ -120,17 +120,7 @@ function idbKeys(page: Page, db = 'longshore'): Promise<string[]> {
 }
 
 /** The archive of the v2s2 fixture pulled as `name`, judged by skopeo and GNU tar. */
-async function validateV2s2(file: string, name: string): Promise<void> {
-  const f = env.fixtures.v2s2;
-  await validateDockerArchive({
-    file,
-    storageDir: env.storageDir,
-    skopeoEnv: env.skopeoEnv,
-    manifest: f.manifest,
-    config: f.config,
-    repoTag: name,
-  });
-}
+const validateV2s2 = (file: string, name: string) => validateFixtureArchive(env, 'v2s2', file, name);
 
 describe('the store staging bytes in OPFS (a dedicated worker)', () => {
   it('a partial written through a sync access handle becomes the blob: the record names its file, the bytes read back exact, delete removes both', async () => {

@@ -14,7 +14,7 @@ import { forEachEngine, type E2EPage, type EngineHandle, type EngineName } from 
 import { SEL, waitFailed, waitPulled } from '../helpers/app-page.ts';
 import { startAppServer } from '../helpers/app-server.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
-import { validateDockerArchive } from '../helpers/validate.ts';
+import { validateFixtureArchive } from '../helpers/validate.ts';
 import { runText } from '../helpers/command.ts';
 import type { RunningServer } from '../../src/proxy/serve.ts';
 
@@ -210,17 +210,7 @@ const port = (host: string) => host.split(':')[1];
 const layersOf = (raw: string) => (JSON.parse(raw) as { layers: { digest: string; size: number }[] }).layers;
 const fileOf = (host: string, repo: string) => `127.0.0.1_${port(host)}_test_${repo}_latest.tar`;
 
-function validateV2s2(file: string, repoTag: string) {
-  const f = env.fixtures.v2s2;
-  return validateDockerArchive({
-    file,
-    storageDir: env.storageDir,
-    skopeoEnv: env.skopeoEnv,
-    manifest: f.manifest,
-    config: f.config,
-    repoTag,
-  });
-}
+const validateV2s2 = (file: string, repoTag: string) => validateFixtureArchive(env, 'v2s2', file, repoTag);
 
 forEachEngine((engine) => {
   const fsa = FILE_SYSTEM_ACCESS[engine.name];
@@ -337,14 +327,7 @@ forEachEngine((engine) => {
       expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(
         env.fixtures.oci.manifest.raw,
       );
-      await validateDockerArchive({
-        file,
-        storageDir: env.storageDir,
-        skopeoEnv: env.skopeoEnv,
-        manifest: env.fixtures.oci.manifest,
-        config: env.fixtures.oci.config,
-        repoTag: name,
-      });
+      await validateFixtureArchive(env, 'oci', file, name);
       expect(await cacheKeys(page)).toEqual([]);
     });
 
@@ -485,14 +468,7 @@ forEachEngine((engine) => {
         expect(await runText('skopeo', ['--insecure-policy', 'inspect', '--raw', `oci-archive:${file}`], { env: env.skopeoEnv })).toBe(
           env.fixtures.oci.manifest.raw,
         );
-        await validateDockerArchive({
-          file,
-          storageDir: env.storageDir,
-          skopeoEnv: env.skopeoEnv,
-          manifest: env.fixtures.oci.manifest,
-          config: env.fixtures.oci.config,
-          repoTag: name,
-        });
+        await validateFixtureArchive(env, 'oci', file, name);
       });
 
       for (const format of ['legacy', 'oci', 'tarball'] as const) {

@@ -47,6 +47,24 @@ export interface DockerArchiveCheck {
  * layout (which re-verifies every layer against the config's diff_ids), RepoTags is as asked, and
  * every layer.tar lists under GNU tar exactly like the registry's blob.
  */
+/** validateDockerArchive for registry fixture `name` (its manifest and config), pulled as `repoTag`. */
+export function validateFixtureArchive(
+  env: { storageDir: string; skopeoEnv: NodeJS.ProcessEnv; fixtures: Record<string, { manifest: ManifestTruth; config: BlobTruth }> },
+  name: string,
+  file: string,
+  repoTag: string,
+): Promise<unknown> {
+  const f = env.fixtures[name]!;
+  return validateDockerArchive({
+    file,
+    storageDir: env.storageDir,
+    skopeoEnv: env.skopeoEnv,
+    manifest: f.manifest,
+    config: f.config,
+    repoTag,
+  });
+}
+
 export async function validateDockerArchive(
   c: DockerArchiveCheck,
 ): Promise<{ inspect: Record<string, unknown>; entries: DockerManifestEntry[] }> {
