@@ -26,6 +26,8 @@ import { drain, type BlobStore, type PartialBlob, type PartialInfo, type Spill }
 import type { FollowablePartial } from './layer-tail.ts';
 import {
   inflightDirectory,
+  OPEN_PATIENCE_MS,
+  openFresh,
   openSync,
   ownerOf,
   readBack,
@@ -35,6 +37,7 @@ import {
   stagedNames,
   stagingDirectory,
   writeAll,
+  type StagedKind,
   type SyncHandle,
 } from './opfs-staging.ts';
 
@@ -71,6 +74,8 @@ export interface IdbBlobStoreOptions {
   locks?: LockManager | null;
   /** false: never stage bytes in OPFS (IndexedDB segments only, as where OPFS is refused). */
   staging?: boolean;
+  /** How long opening a new staged file may take before another is tried (opfs-staging.ts, openFresh). */
+  openPatienceMs?: number;
   /**
    * delete() leaves a staged blob's file to the next sweep(): a File handed out by getBlob() may
    * still be read after its blob was deleted (a streamed download reads each blob when its turn
@@ -88,6 +93,13 @@ export function storageError(err: unknown, what: string): LongshoreError {
     return new LongshoreError(ErrorCode.QuotaExceeded, `The browser refused to store more (${what}): its storage quota is used up.`, {
       hint: "Free disk space, or clear longshore's cache (site data for this page), or turn off keeping a copy in this browser, then pull again.",
       cause: err,
+    });
+  }
+  if (name === 'TimeoutError' && err instanceof DOMException) {
+    return new LongshoreError(ErrorCode.Store, `${err.message} (${what})`, {
+      hint: 'The browser’s storage stopped answering. Press Pull to try again (layers already stored are kept); if it happens again, restart the browser.',
+      cause: err,
+      retryable: true,
     });
   }
   if (name === 'AbortError' && err instanceof DOMException) {
@@ -135,6 +147,7 @@ export class IdbBlobStore implements BlobStore {
   readonly #locks: LockManager | undefined;
   readonly #staging: boolean;
   readonly #lateRemoval: boolean;
+  readonly #openPatienceMs: number;
 
   constructor(dbName = 'longshore', options: IdbBlobStoreOptions | number = {}) {
     const o = typeof options === 'number' ? { segmentBytes: options } : options;
@@ -146,6 +159,12 @@ export class IdbBlobStore implements BlobStore {
     this.#locks = o.locks === null ? undefined : (o.locks ?? ambient);
     this.#staging = o.staging ?? true;
     this.#lateRemoval = o.lateRemoval ?? false;
+    this.#openPatienceMs = o.openPatienceMs ?? OPEN_PATIENCE_MS;
+  }
+
+  /** A new staged file for `key` (see openFresh: an open that does not answer is given up). */
+  async openStaged(dir: FileSystemDirectoryHandle, key: string, kind: StagedKind): Promise<{ sync: SyncHandle; name: string }> {
+    return openFresh(dir, () => stagedName(key, kind), this.#openPatienceMs);
   }
 
   /** Where in-flight bytes go here: the OPFS staging directory, or undefined for IndexedDB segments. */
@@ -315,12 +334,14 @@ export class IdbBlobStore implements BlobStore {
     signal: AbortSignal | undefined,
   ): Promise<number> {
     const release = await this.#hold(key, signal);
-    const name = stagedName(key, 'put');
+    let name: string | undefined;
     let sync: SyncHandle | undefined;
     let committed = false;
     try {
-      sync = await openSync(dir, name);
-      const handle = sync;
+      const opened = await this.openStaged(dir, key, 'put');
+      ({ sync, name } = opened);
+      const handle = opened.sync;
+      const file = opened.name;
       let at = 0;
       const total = await drain(stream, signal, (chunk) => {
         writeAll(handle, chunk, at);
@@ -329,14 +350,14 @@ export class IdbBlobStore implements BlobStore {
       handle.close();
       sync = undefined;
       signal?.throwIfAborted();
-      await this.commitStaged(key, name, total);
+      await this.commitStaged(key, file, total);
       committed = true;
       return total;
     } catch (err) {
       throw storageError(err, `blob ${key}`);
     } finally {
       sync?.close();
-      if (!committed) await removeStaged(dir, name);
+      if (!committed && name !== undefined) await removeStaged(dir, name);
       release();
     }
   }
@@ -371,7 +392,7 @@ export class IdbBlobStore implements BlobStore {
    */
   async createSpill(key: string): Promise<Spill> {
     const dir = await this.stagingDirectory();
-    if (dir) return opfsSpill(dir, key);
+    if (dir) return opfsSpill(dir, key, () => this.openStaged(dir, key, 'spill'));
     const limit = Math.min(this.#segmentBytes, SPILL_SEGMENT_BYTES);
     const writer = this.#segmentWriter(
       `a range of ${key}`,
@@ -759,11 +780,16 @@ class OpfsPartial implements PartialBlob, FollowablePartial {
     found: PartialRecord | undefined,
     release: () => void,
   ): Promise<OpfsPartial> {
-    const record: PartialRecord & { file: string } =
-      found?.file !== undefined
-        ? { ...found, file: found.file }
-        : { total: size, done: 0, state: undefined, segments: [], updatedAt: Date.now(), file: stagedName(key, 'part') };
-    const sync = await openSync(dir, record.file);
+    let record: PartialRecord & { file: string };
+    let sync: SyncHandle;
+    if (found?.file !== undefined) {
+      record = { ...found, file: found.file };
+      sync = await openSync(dir, record.file);
+    } else {
+      const opened = await store.openStaged(dir, key, 'part');
+      sync = opened.sync;
+      record = { total: size, done: 0, state: undefined, segments: [], updatedAt: Date.now(), file: opened.name };
+    }
     try {
       if (sync.getSize() < record.done) {
         // The file lost bytes the record counts (cleared site data?): start again.
@@ -911,11 +937,15 @@ class OpfsPartial implements PartialBlob, FollowablePartial {
  * A range fetched ahead of the hash cursor, in a staged file owned by `key` (swept after a crash,
  * left alone while the download holds the key's lock), read back through one reused buffer.
  */
-async function opfsSpill(dir: FileSystemDirectoryHandle, key: string): Promise<Spill & { transient: true }> {
-  const name = stagedName(key, 'spill');
-  let sync: SyncHandle | undefined;
+async function opfsSpill(
+  dir: FileSystemDirectoryHandle,
+  key: string,
+  open: () => Promise<{ sync: SyncHandle; name: string }>,
+): Promise<Spill & { transient: true }> {
+  let sync: SyncHandle;
+  let name: string;
   try {
-    sync = await openSync(dir, name);
+    ({ sync, name } = await open());
   } catch (err) {
     throw storageError(err, `a range of ${key}`);
   }

@@ -41,6 +41,7 @@ import {
 } from './table.ts';
 import { LISTING_REPOSITORY, LISTING_SOURCES, listingImage, measureListing, pushListingImage, type ListingImage } from './listing.ts';
 import { verifyArchive } from './verify.ts';
+import { MemoryDumps, memdumpLines } from './memdump.ts';
 import { PullTrace, traceLines, type ThreadBusy } from './trace.ts';
 
 const USAGE = `npm run bench -- [options]
@@ -54,6 +55,7 @@ const USAGE = `npm run bench -- [options]
   --incognito                cold runs in new contexts of one browser (IndexedDB in memory) instead of fresh on-disk profiles
   --no-warm                  skip the warm (second, cached) pulls
   --profile                  trace the first cold pull of each format (Chromium tracing) and print busy time per thread
+  --memdump                  memory-infra dumps every 2 s during the first cold pull of each format: which allocator grew, per process
   --no-listing               skip the layer-listing measurement (100,000-entry layer; runs after the pull rounds by default)
   --no-proxy-cost            skip the proxy-cost step (curl fetches the largest layer 10 times: 50 GB at 6GB)
   --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
@@ -84,6 +86,7 @@ interface Options {
   mode: SessionMode;
   warm: boolean;
   profile: boolean;
+  memdump: boolean;
   /** run: after the pull rounds; skip: --no-listing; only: --listing-only. */
   listing: 'run' | 'skip' | 'only';
   /** Measure the proxy's cost on the largest layer (curl direct vs proxied; 10 transfers of it). */
@@ -105,6 +108,7 @@ function options(): Options {
       incognito: { type: 'boolean', default: false },
       'no-warm': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      memdump: { type: 'boolean', default: false },
       'no-listing': { type: 'boolean', default: false },
       'no-proxy-cost': { type: 'boolean', default: false },
       'listing-only': { type: 'boolean', default: false },
@@ -157,6 +161,7 @@ function options(): Options {
     mode: values.incognito ? 'incognito' : 'profile',
     warm: !values['no-warm'],
     profile: values.profile,
+    memdump: values.memdump,
     listing: values['listing-only'] ? 'only' : values['no-listing'] ? 'skip' : 'run',
     proxyCost: !values['no-proxy-cost'],
     listingFrom: [...new Set(listingFrom)] as ListingSource[],
@@ -294,12 +299,18 @@ async function timedPull(
   });
   const profileKey = `${image.variant}/${format}`;
   const trace = c.opts.profile && cache === 'cold' && !c.profiled.has(profileKey) ? await PullTrace.start(page) : undefined;
+  // Chromium allows one trace at a time: memory dumps only when the CPU trace is off.
+  const dumps = c.opts.memdump && !trace && cache === 'cold' && !c.profiled.has(profileKey) ? await MemoryDumps.start(page) : undefined;
   let timing;
   const disk = c.disk.open();
   try {
     timing = await pullAndSave(page, reference, format, c.timeoutMs, beforeClick, c.opts.save);
   } finally {
     await sampler.stop();
+  }
+  if (dumps) {
+    c.profiled.set(profileKey, []);
+    for (const line of memdumpLines(`${profileKey} cold`, await dumps.stop())) log(line);
   }
   if (trace) {
     const threads = await trace.stop();

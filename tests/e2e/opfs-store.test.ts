@@ -191,6 +191,33 @@ describe('the store staging bytes in OPFS (a dedicated worker)', () => {
     await page.context().close();
   });
 
+  it('an open of a staged file that the browser never answers is given up and another file opened; the late answer is closed and removed', async () => {
+    const page = await openPage();
+    const db = `opfs-${++dbCount}`;
+    await startWorker(page, 'w');
+    const size = 1024 * KiB + 9;
+    const r = await call(page, 'w', 'hungOpen', db, size, 2, 300);
+    expect(r.outcome).toBe('stored');
+    // Three names: two given up, the third stored.
+    expect(r.tried).toHaveLength(3);
+    expect(new Set(r.tried).size).toBe(3);
+    expect(r.read).toBe(r.key);
+    // Only the stored blob's file is left once the late opens answered.
+    expect(Object.keys(r.after)).toEqual([r.tried[2]]);
+    await page.context().close();
+  });
+
+  it('opens that never answer, every attempt: put() fails with a retryable storage error, nothing is stored or left open', async () => {
+    const page = await openPage();
+    const db = `opfs-${++dbCount}`;
+    await startWorker(page, 'w');
+    const r = await call(page, 'w', 'hungOpen', db, 4 * KiB, 3, 200);
+    expect(r.outcome).toMatch(/^STORE: The browser did not open a file in its private storage within 200 ms, 3 times\./);
+    expect(r.read).toBeUndefined();
+    expect(r.after).toEqual({});
+    await page.context().close();
+  });
+
   it('OPFS refused (getDirectory throws): the store keeps IndexedDB segments, and nothing is staged', async () => {
     const page = await openPage();
     const db = `opfs-${++dbCount}`;

@@ -172,6 +172,46 @@ const ops = {
     const removedAfter = await store.sweep();
     return { before, removed, whileHeld, removedAfter, after: await files(db), free, busy };
   },
+  /**
+   * The browser does not answer the first `hang` opens of a new `.put` file (seen in Chromium 156
+   * under load: createSyncAccessHandle never settled): put() gives each up after `patienceMs` and
+   * opens another file. The opens answer late once put() is done: their handles must be closed and
+   * their files removed.
+   */
+  async hungOpen(db: string, size: number, hang: number, patienceMs: number) {
+    type Opener = { createSyncAccessHandle: (this: FileSystemFileHandle) => Promise<{ close(): void }> };
+    const proto = FileSystemFileHandle.prototype as unknown as Opener;
+    const real = proto.createSyncAccessHandle;
+    const held: (() => void)[] = [];
+    const tried: string[] = [];
+    proto.createSyncAccessHandle = function (this: FileSystemFileHandle) {
+      if (!this.name.endsWith('.put')) return real.call(this);
+      tried.push(this.name);
+      if (tried.length > hang) return real.call(this);
+      return new Promise((resolve, reject) => held.push(() => real.call(this).then(resolve, reject)));
+    };
+    const bytes = bytesOf(size, 3);
+    const key = await sha256(bytes);
+    const store = new IdbBlobStore(db, { openPatienceMs: patienceMs });
+    let outcome: string;
+    try {
+      await store.put(key, new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(bytes.slice()), c.close()) }));
+      outcome = 'stored';
+    } catch (err) {
+      outcome = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+    }
+    const before = await files(db);
+    held.forEach((answer) => answer());
+    // The late answers close their handles and remove their files; wait for that (bounded by the test's timeout).
+    let after = await files(db);
+    const abandoned = tried.slice(0, hang);
+    while (Object.keys(after).some((n) => abandoned.includes(n))) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await files(db);
+    }
+    proto.createSyncAccessHandle = real;
+    return { key, outcome, tried, before, after, read: await readAll(store, key) };
+  },
   /** OPFS refused (getDirectory throws, as in WebKit's ephemeral sessions): the segments path. */
   async refused(db: string, size: number) {
     const proto = StorageManager.prototype as unknown as { getDirectory: () => Promise<never> };
