@@ -2,6 +2,7 @@
 // every 2 s of every process, broken down by allocator (malloc, PartitionAlloc, V8, Blink's GC heap,
 // shared memory, …). RSS says how much grew; this says which allocator holds it, so memory work
 // starts from where the bytes are rather than from a guess.
+import { writeFile } from 'node:fs/promises';
 import type { CDPSession, Page } from 'playwright-core';
 
 interface DumpEvent {
@@ -12,18 +13,15 @@ interface DumpEvent {
   args?: {
     name?: string;
     dumps?: {
-      process_totals?: { resident_set_bytes?: string; private_footprint_bytes?: string };
       allocators?: Record<string, { attrs?: Record<string, { units?: string; value?: string }> }>;
     };
   };
 }
 
-/** One process at one dump: its resident size and the top-level allocators' sizes. */
+/** One process at one dump: its allocators' sizes. */
 export interface ProcessDump {
   process: string;
   tsMs: number;
-  residentBytes: number;
-  footprintBytes: number;
   allocators: Record<string, number>;
 }
 
@@ -58,6 +56,7 @@ export class MemoryDumps {
     }
     await this.cdp.send('IO.close', { handle: stream });
     await this.cdp.detach();
+    if (process.env['LONGSHORE_MEMDUMP_RAW']) await writeFile(process.env['LONGSHORE_MEMDUMP_RAW'], parts.join(''));
     const trace = JSON.parse(parts.join('')) as { traceEvents?: DumpEvent[] } | DumpEvent[];
     return parseDumps(Array.isArray(trace) ? trace : (trace.traceEvents ?? []));
   }
@@ -72,17 +71,16 @@ export function parseDumps(events: DumpEvent[]): ProcessDump[] {
     if (!dumps?.allocators) continue;
     const allocators: Record<string, number> = {};
     for (const [name, node] of Object.entries(dumps.allocators)) {
-      // Top-level allocators, and one level below for the big ones (partition_alloc/partitions/buffer, …).
+      // Top-level allocators, one level below (v8/main, malloc/partitions, mojo/queued_ipc_channel_message,
+      // shared_memory/<id>: a data pipe or a Blob's bytes), and PartitionAlloc's partitions (buffer: ArrayBuffers).
       const depth = name.split('/').length;
       const size = node.attrs?.['size'];
       if (!size?.value || size.units !== 'bytes') continue;
-      if (depth === 1 || (depth === 3 && name.startsWith('partition_alloc/partitions/'))) allocators[name] = parseInt(size.value, 16);
+      if (depth <= 2 || (depth === 3 && name.startsWith('partition_alloc/partitions/'))) allocators[name] = parseInt(size.value, 16);
     }
     out.push({
       process: `${names.get(e.pid) ?? 'process'} ${e.pid}`,
       tsMs: e.ts / 1000,
-      residentBytes: parseInt(dumps.process_totals?.resident_set_bytes ?? '0', 16),
-      footprintBytes: parseInt(dumps.process_totals?.private_footprint_bytes ?? '0', 16),
       allocators,
     });
   }
@@ -91,26 +89,22 @@ export function parseDumps(events: DumpEvent[]): ProcessDump[] {
 
 const MB = (n: number) => (n / 1e6).toFixed(0);
 
-/** Per process: the first dump and the one with the largest resident size, allocators over 2 MB. */
+/** Per process: each allocator's size at the first dump and its largest over the pull (allocators reaching 2 MB). */
 export function memdumpLines(label: string, dumps: ProcessDump[]): string[] {
   const byProcess = new Map<string, ProcessDump[]>();
   for (const d of dumps) byProcess.set(d.process, [...(byProcess.get(d.process) ?? []), d]);
-  const lines = [
-    `memory-infra of ${label}: per process, first dump → the dump at its peak resident size (MB; allocators ≥ 2 MB at either)`,
-  ];
+  const lines = [`memory-infra of ${label}: per process and allocator, MB at the first dump → the largest over the pull (≥ 2 MB)`];
   for (const [process, list] of byProcess) {
     list.sort((a, b) => a.tsMs - b.tsMs);
     const first = list[0]!;
-    const peak = list.reduce((a, b) => (b.residentBytes > a.residentBytes ? b : a));
-    lines.push(
-      `  ${process}: resident ${MB(first.residentBytes)} → ${MB(peak.residentBytes)}, footprint ${MB(first.footprintBytes)} → ${MB(peak.footprintBytes)} (${list.length} dumps)`,
-    );
-    const keys = new Set([...Object.keys(first.allocators), ...Object.keys(peak.allocators)]);
+    const keys = new Set(list.flatMap((d) => Object.keys(d.allocators)));
     const rows = [...keys]
-      .map((k) => ({ k, a: first.allocators[k] ?? 0, b: peak.allocators[k] ?? 0 }))
-      .filter((r) => Math.max(r.a, r.b) >= 2e6)
+      .map((k) => ({ k, a: first.allocators[k] ?? 0, b: Math.max(...list.map((d) => d.allocators[k] ?? 0)) }))
+      .filter((r) => r.b >= 2e6 && !/^(shared_memory|parkable_strings|blink_objects)\/./.test(r.k))
       .sort((x, y) => y.b - y.a - (x.b - x.a));
-    for (const r of rows) lines.push(`      ${r.k.padEnd(40)} ${MB(r.a).padStart(6)} → ${MB(r.b).padStart(6)}`);
+    const totals = list.map((d) => Object.entries(d.allocators).reduce((n, [k, v]) => (k.includes('/') ? n : n + v), 0));
+    lines.push(`  ${process} (${list.length} dumps): top-level allocators ${MB(totals[0]!)} → at most ${MB(Math.max(...totals))}`);
+    for (const r of rows) lines.push(`      ${r.k.padEnd(44)} ${MB(r.a).padStart(6)} → ${MB(r.b).padStart(6)}`);
   }
   return lines;
 }

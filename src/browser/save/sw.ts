@@ -62,14 +62,38 @@ self.addEventListener('fetch', (event) => {
   event.respondWith(new Response(relay(reg.port), { headers }));
 });
 
-/** The body: chunks from the port, credit back as the browser reads them. */
+/** Buffers for reading stored blobs, reused once the download has taken what they held. */
+const BLOB_READ_BYTES = 1024 * 1024;
+
+/**
+ * The body: chunks from the port, credit back as the browser reads them.
+ *
+ * Buffers are reused rather than left to the collector (a 1.5 GB pull is 1.5 GB of them). The
+ * browser reads a body like this one chunk at a time and asks for the next (pull, with a
+ * high-water mark of 0) only once it has taken all of the last; a chunk older than the last one
+ * handed over is therefore done with, and its buffer goes back to the pull worker (a chunk it
+ * sent) or is read into again (a stored blob's, read with a BYOB reader where Blob streams are
+ * byte streams).
+ */
 function relay(port: MessagePort): ReadableStream<Uint8Array> {
   const queue: (Uint8Array | Blob)[] = [];
-  let reading: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let reading: { read: () => Promise<ReadableStreamReadResult<Uint8Array>>; cancel: () => Promise<void> } | undefined;
+  /** Chunks handed to the browser, oldest first, and whose buffer each was. */
+  const handed: { chunk: Uint8Array; fromPort: boolean }[] = [];
+  const spare: ArrayBuffer[] = [];
+  const retire = () => {
+    while (handed.length > 1) {
+      const { chunk, fromPort } = handed.shift()!;
+      const buffer = chunk.buffer as ArrayBuffer;
+      if (buffer.byteLength === 0) continue;
+      if (fromPort) post({ t: 'back', b: buffer }, [buffer]);
+      else if (buffer.byteLength === BLOB_READ_BYTES && spare.length < 4) spare.push(buffer);
+    }
+  };
   let ended = false;
   let failure: string | undefined;
   let wake: (() => void) | undefined;
-  const post = (m: FromSaveWorker) => port.postMessage(m);
+  const post = (m: FromSaveWorker, transfer: Transferable[] = []) => port.postMessage(m, transfer);
   port.onmessage = (e: MessageEvent<ToSaveWorker>) => {
     const m = e.data;
     if (m.t === 'chunk' || m.t === 'blob') queue.push(m.b);
@@ -94,6 +118,7 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
         post({ t: 'credit', n: WINDOW_BYTES });
       },
       async pull(controller) {
+        retire();
         for (;;) {
           if (failure !== undefined) {
             await reading?.cancel().catch(() => undefined);
@@ -105,7 +130,9 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
             // A stored blob, read here chunk by chunk as the download takes it.
             const { done, value } = await reading.read();
             if (!done) {
+              if (value.byteLength === 0) continue;
               controller.enqueue(value);
+              handed.push({ chunk: value, fromPort: false });
               post({ t: 'credit', n: value.byteLength });
               return;
             }
@@ -114,11 +141,12 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
           }
           const next = queue.shift();
           if (next instanceof Blob) {
-            reading = next.stream().getReader();
+            reading = blobReader(next, spare);
             continue;
           }
           if (next) {
             controller.enqueue(next);
+            handed.push({ chunk: next, fromPort: true });
             post({ t: 'credit', n: next.byteLength });
             return;
           }
@@ -136,6 +164,30 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
     },
     { highWaterMark: 0 },
   );
+}
+
+/** Reads `blob` into buffers from `spare` (a BYOB reader) where its stream is a byte stream; else as it comes. */
+function blobReader(
+  blob: Blob,
+  spare: ArrayBuffer[],
+): { read: () => Promise<ReadableStreamReadResult<Uint8Array>>; cancel: () => Promise<void> } {
+  const stream = blob.stream();
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = stream.getReader({ mode: 'byob' });
+  } catch {
+    // Not a byte stream in this browser.
+  }
+  if (!byob) {
+    const reader = stream.getReader();
+    return { read: () => reader.read(), cancel: () => reader.cancel() };
+  }
+  const reader = byob;
+  return {
+    read: () =>
+      reader.read(new Uint8Array(spare.pop() ?? new ArrayBuffer(BLOB_READ_BYTES))) as Promise<ReadableStreamReadResult<Uint8Array>>,
+    cancel: () => reader.cancel(),
+  };
 }
 
 /** RFC 6266: an ASCII fallback name plus the exact name in RFC 5987 encoding. */
