@@ -15,6 +15,8 @@ export interface HeapReading {
   /** ArrayBuffer backing stores and external strings (outside the V8 heap): where streamed bytes live. */
   pageBuffers: number | undefined;
   workerBuffers: number | undefined;
+  /** workerBuffers by the worker's script: `pull` (worker), `layer` (layer-worker), or its file name. */
+  buffersByWorker: Record<string, number>;
   workerCount: number;
 }
 
@@ -36,6 +38,8 @@ export class HeapProbe {
   readonly #cdp: CDPSession;
   /** Every worker reached, as the chain of session ids from the page down (nested workers: the layer workers of the pull worker). */
   readonly #workers = new Map<string, string[]>();
+  /** What each worker runs (see buffersByWorker), by session id. */
+  readonly #kinds = new Map<string, string>();
   readonly #pending = new Map<number, (reply: CdpReply | undefined) => void>();
   /** Id of a wrapping sendMessageToTarget → id of the message it carries. */
   readonly #wrappers = new Map<number, number>();
@@ -43,34 +47,43 @@ export class HeapProbe {
 
   private constructor(cdp: CDPSession) {
     this.#cdp = cdp;
-    cdp.on('Target.attachedToTarget', (e) => this.#attached([], e.sessionId, e.targetInfo.type));
+    cdp.on('Target.attachedToTarget', (e) => this.#attached([], e.sessionId, e.targetInfo.type, e.targetInfo.url));
     cdp.on('Target.detachedFromTarget', (e) => this.#detached(e.sessionId));
     cdp.on('Target.receivedMessageFromTarget', (e) => this.#received([e.sessionId], e.message));
   }
 
   /** A worker attached below `parent`: keep it, and ask it to attach its own workers too. */
-  #attached(parent: string[], sessionId: string, type: string): void {
+  #attached(parent: string[], sessionId: string, type: string, url = ''): void {
     if (type !== 'worker') return;
     const path = [...parent, sessionId];
     this.#workers.set(sessionId, path);
+    const file = url.split('?')[0]!.split('/').pop() ?? '';
+    this.#kinds.set(
+      sessionId,
+      /^layer-worker/.test(file) ? 'layer' : /^worker[-.]/.test(file) ? 'pull' : file.replace(/[-.].*$/, '') || 'worker',
+    );
     void this.#send(path, 'Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
   }
 
   /** A worker went away, and with it every worker below it. */
   #detached(sessionId: string): void {
-    for (const [id, path] of this.#workers) if (path.includes(sessionId)) this.#workers.delete(id);
+    for (const [id, path] of this.#workers)
+      if (path.includes(sessionId)) {
+        this.#workers.delete(id);
+        this.#kinds.delete(id);
+      }
   }
 
   /** A message from the worker at `path`: a reply, or an event of a worker nested below it. */
   #received(path: string[], message: string): void {
     const msg = JSON.parse(message) as CdpReply & {
       method?: string;
-      params?: { sessionId: string; message?: string; targetInfo?: { type: string } };
+      params?: { sessionId: string; message?: string; targetInfo?: { type: string; url?: string } };
     };
     if (msg.method === 'Target.receivedMessageFromTarget' && msg.params?.message !== undefined)
       return this.#received([...path, msg.params.sessionId], msg.params.message);
     if (msg.method === 'Target.attachedToTarget' && msg.params)
-      return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '');
+      return this.#attached(path, msg.params.sessionId, msg.params.targetInfo?.type ?? '', msg.params.targetInfo?.url);
     if (msg.method === 'Target.detachedFromTarget' && msg.params) return this.#detached(msg.params.sessionId);
     // A wrapper that failed on the way (the nested session is gone): its message will never be answered.
     const inner = this.#wrappers.get(msg.id);
@@ -122,9 +135,14 @@ export class HeapProbe {
       (r): HeapUsage => r,
       () => undefined,
     );
-    const replies = (await Promise.all([...this.#workers.values()].map((path) => this.#send(path, 'Runtime.getHeapUsage'))))
-      .map((r) => r?.result)
-      .filter((r): r is HeapUsage => r !== undefined);
+    const workers = [...this.#workers.entries()];
+    const answered = (await Promise.all(workers.map(([, path]) => this.#send(path, 'Runtime.getHeapUsage')))).map((r) => r?.result);
+    const replies = answered.filter((r): r is HeapUsage => r !== undefined);
+    const buffersByWorker: Record<string, number> = {};
+    answered.forEach((r, i) => {
+      const kind = this.#kinds.get(workers[i]![0]) ?? 'worker';
+      if (r?.backingStorageSize !== undefined) buffersByWorker[kind] = (buffersByWorker[kind] ?? 0) + r.backingStorageSize;
+    });
     const sum = (pick: (u: HeapUsage) => number | undefined): number | undefined => {
       const values = replies.map(pick).filter((n): n is number => typeof n === 'number');
       return values.length > 0 ? values.reduce((a, b) => a + b, 0) : undefined;
@@ -135,6 +153,7 @@ export class HeapProbe {
       workers: sum((u) => u.usedSize),
       pageBuffers: page?.backingStorageSize,
       workerBuffers: sum((u) => u.backingStorageSize),
+      buffersByWorker,
       workerCount: this.#workers.size,
     };
   }

@@ -1,4 +1,4 @@
-// `--memdump`: Chromium's own memory accounting (memory-infra) during one pull: a detailed dump
+// `--memdump`: Chromium's own memory accounting (memory-infra) during one pull: a light dump
 // every 2 s of every process, broken down by allocator (malloc, PartitionAlloc, V8, Blink's GC heap,
 // shared memory, …). RSS says how much grew; this says which allocator holds it, so memory work
 // starts from where the bytes are rather than from a guess.
@@ -37,7 +37,7 @@ export class MemoryDumps {
       traceConfig: {
         includedCategories: ['disabled-by-default-memory-infra'],
         recordMode: 'recordAsMuchAsPossible',
-        memoryDumpConfig: { triggers: [{ mode: 'detailed', periodic_interval_ms: INTERVAL_MS }] },
+        memoryDumpConfig: { triggers: [{ mode: 'light', periodic_interval_ms: INTERVAL_MS }] },
       } as never,
     });
     return new MemoryDumps(cdp);

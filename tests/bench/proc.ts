@@ -63,6 +63,24 @@ export function descendants(root: number): number[] {
   return found;
 }
 
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU seconds `pid` used, its own and its waited-for children's (utime + stime + cutime + cstime of
+ * /proc/PID/stat, so a renderer that exited still counts in the process that reaped it); 0 once gone.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14–17 of proc(5), counted from `state` (field 3) as index 0.
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
 export function executable(pid: number): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/exe`);

@@ -17,7 +17,7 @@ import { DiskWatch } from './disk.ts';
 import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
 import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
-import { Peaks, startSampling } from './proc.ts';
+import { chromiumProcesses, cpuSeconds, descendants, Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
 import {
   consoleTable,
@@ -269,7 +269,9 @@ async function timedPull(
   const peaks = new Peaks();
   let mark = await c.counter.mark();
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
+  let cpuAtClick: Record<string, number> = {};
   const beforeClick = async (): Promise<void> => {
+    cpuAtClick = cpuByGroup(c.proxy.pid);
     mark = await c.counter.mark();
     c.relay?.reset();
     peaks.see('chromiumRssAtStart', chromiumMemory({ pss: false }).rss);
@@ -287,6 +289,7 @@ async function timedPull(
     peaks.see('workerHeap', heap.workers);
     peaks.see('pageBuffers', heap.pageBuffers);
     peaks.see('workerBuffers', heap.workerBuffers);
+    for (const [kind, bytes] of Object.entries(heap.buffersByWorker)) peaks.see(`buffers.${kind}`, bytes);
     if (heap.page !== undefined || heap.workers !== undefined) peaks.see('heapSum', (heap.page ?? 0) + (heap.workers ?? 0));
     // RSS every sample; PSS (costly to read, see chromiumMemory) every fifth, so the sampler's
     // own CPU does not slow the pull it measures on a 2-core machine.
@@ -308,6 +311,17 @@ async function timedPull(
   } finally {
     await sampler.stop();
   }
+  const cpuAfter = cpuByGroup(c.proxy.pid);
+  const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.max(0, v - (cpuAtClick[k] ?? 0))]));
+  log(
+    `CPU during the ${cache} ${format} pull (${timing.downloadedSeconds.toFixed(1)} s wall, 2 cores): ` +
+      Object.entries(cpu)
+        .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+        .join(', '),
+  );
+  const byWorker = Object.entries(peaks.values).filter(([k]) => k.startsWith('buffers.'));
+  if (byWorker.length)
+    log(`worker buffers at their peak: ${byWorker.map(([k, v]) => `${k.slice(8)} ${(v / 1e6).toFixed(0)} MB`).join(', ')}`);
   if (dumps) {
     c.profiled.set(profileKey, []);
     for (const line of memdumpLines(`${profileKey} cold`, await dumps.stop())) log(line);
@@ -329,6 +343,22 @@ async function timedPull(
   const layerRequests = seen.staticUrls.filter(isLayer).length + seen.registryLines.filter(isLayer).length;
   const otherBlobRequests = seen.staticUrls.length + seen.registryLines.length - layerRequests;
   const relayStats = c.relay ? relayFigures(c.relay, image) : undefined;
+  if (c.relay && relayStats?.cuts) {
+    const cutLayers = image.layers.flatMap((l) => {
+      const st = c.relay!.blobs.get(l.digest);
+      return st?.cut ? [{ size: l.size, st }] : [];
+    });
+    log(
+      `cut layers of the ${cache} ${format} pull: ` +
+        cutLayers
+          .map(
+            ({ size, st }) =>
+              `${(size / 1e6).toFixed(1)} MB in ${st.requests} requests, ${(st.afterCut / 1e6).toFixed(2)} MB by requests after the cut ` +
+              `(${((100 * st.afterCut) / size).toFixed(1)} %), ${((st.bytes - size) / 1e6).toFixed(2)} MB twice`,
+          )
+          .join('; '),
+    );
+  }
   const complete = timing.clickAt + timing.downloadedSeconds * 1000;
   // From the last layer byte to the file complete: as the relay saw it leave, as the page saw it arrive.
   const tail = {
@@ -442,6 +472,25 @@ function linkLines(opts: Options, all: Scenario[]): string[] {
     );
   }
   return lines;
+}
+
+/**
+ * CPU seconds used so far, by who: Chromium (every process of it), the longshore server (the CORS
+ * proxy, which a deployment runs on another machine), the other processes this bench started (the
+ * registries), and this process (the shaping relay, Playwright, the samplers).
+ */
+function cpuByGroup(proxyPid: number): Record<string, number> {
+  const chromium = chromiumProcesses();
+  const proxy = [proxyPid, ...descendants(proxyPid)];
+  const others = descendants(process.pid).filter((p) => !chromium.includes(p) && !proxy.includes(p));
+  const sum = (pids: number[]) => pids.reduce((n, p) => n + cpuSeconds(p), 0);
+  const own = process.cpuUsage();
+  return {
+    chromium: sum(chromium),
+    proxy: sum(proxy),
+    'registry and others': sum(others),
+    'bench process (relay, sampling)': (own.user + own.system) / 1e6,
+  };
 }
 
 /** Issue 14: a layer cut at 90 % re-fetches ≤ 10 % of it. */

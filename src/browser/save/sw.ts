@@ -70,10 +70,10 @@ const BLOB_READ_BYTES = 1024 * 1024;
  *
  * Buffers are reused rather than left to the collector (a 1.5 GB pull is 1.5 GB of them). The
  * browser reads a body like this one chunk at a time and asks for the next (pull, with a
- * high-water mark of 0) only once it has taken all of the last; a chunk older than the last one
- * handed over is therefore done with, and its buffer goes back to the pull worker (a chunk it
- * sent) or is read into again (a stored blob's, read with a BYOB reader where Blob streams are
- * byte streams).
+ * high-water mark of 0) only once it has taken all of the last; a chunk older than the last two
+ * handed over (one more than needed, for a reader that asks ahead) is therefore done with, and its
+ * buffer goes back to the pull worker (a chunk it sent) or is read into again (a stored blob's,
+ * read with a BYOB reader where Blob streams are byte streams).
  */
 function relay(port: MessagePort): ReadableStream<Uint8Array> {
   const queue: (Uint8Array | Blob)[] = [];
@@ -82,7 +82,7 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
   const handed: { chunk: Uint8Array; fromPort: boolean }[] = [];
   const spare: ArrayBuffer[] = [];
   const retire = () => {
-    while (handed.length > 1) {
+    while (handed.length > 2) {
       const { chunk, fromPort } = handed.shift()!;
       const buffer = chunk.buffer as ArrayBuffer;
       if (buffer.byteLength === 0) continue;
