@@ -169,8 +169,15 @@ export async function stagedNames(dir: FileSystemDirectoryHandle): Promise<strin
 }
 
 /** Bytes read back from a staged file through one reused buffer, in order; the reader must be done with a chunk before asking for the next. */
-export function readBack(sync: SyncHandle, size: number, bufferBytes = 1024 * 1024, from = 0): ReadableStream<Uint8Array> {
-  const buffer = new Uint8Array(Math.max(1, Math.min(bufferBytes, size - from)));
+export function readBack(
+  sync: SyncHandle,
+  size: number,
+  bufferBytes = 1024 * 1024,
+  from = 0,
+  into?: Uint8Array,
+): ReadableStream<Uint8Array> {
+  // `into`: a buffer the caller reuses across calls (it reads one range at a time, each to its end).
+  const buffer = into?.byteLength ? into : new Uint8Array(Math.max(1, Math.min(bufferBytes, size - from)));
   let at = from;
   // highWaterMark 0: nothing is read ahead, so the buffer is refilled only when the previous
   // chunk was consumed (pump() awaits each chunk's hashing and writing before reading on).

@@ -1,6 +1,7 @@
 // `--profile`: a Chromium trace of one pull (all processes and threads, "toplevel" tasks), summed
 // into busy time per thread, so the bench shows where a pull's time goes (the pull worker, the
 // layer workers, the browser's storage and network threads, …).
+import { writeFile } from 'node:fs/promises';
 import type { CDPSession, Page } from 'playwright-core';
 
 export interface ThreadBusy {
@@ -37,6 +38,7 @@ export class PullTrace {
     }
     await this.cdp.send('IO.close', { handle: stream });
     await this.cdp.detach();
+    if (process.env['LONGSHORE_TRACE_RAW']) await writeFile(process.env['LONGSHORE_TRACE_RAW'], text);
     return summarise(JSON.parse(text) as { traceEvents?: TraceEvent[] } | TraceEvent[]);
   }
 }

@@ -218,6 +218,16 @@ describe('the store staging bytes in OPFS (a dedicated worker)', () => {
     await page.context().close();
   });
 
+  it('a spill read range after range while it is written comes back exact, through one buffer', async () => {
+    const page = await openPage();
+    const db = `opfs-${++dbCount}`;
+    await startWorker(page, 'w');
+    const r = await call(page, 'w', 'spillReads', db, 3 * 1024 * KiB + 17, 12);
+    expect(r.exact).toBe(true);
+    expect(r.buffers).toBe(1);
+    await page.context().close();
+  });
+
   it('OPFS refused (getDirectory throws): the store keeps IndexedDB segments, and nothing is staged', async () => {
     const page = await openPage();
     const db = `opfs-${++dbCount}`;

@@ -2,7 +2,14 @@
 // MessageChannel, the partial an in-memory stand-in for OpfsPartial (the real one is followed in
 // tests/e2e/save.test.ts and the bench).
 import { describe, expect, it } from 'vitest';
-import { BlobTail, LiveJob, TAIL_CHUNK_BYTES, TAIL_CREDIT_BYTES, type FollowablePartial } from '../../src/browser/layer-tail.ts';
+import {
+  BlobTail,
+  LiveJob,
+  TAIL_CHUNK_BYTES,
+  TAIL_CREDIT_BYTES,
+  TAIL_FLUSH_MS,
+  type FollowablePartial,
+} from '../../src/browser/layer-tail.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
 import { pseudoRandomBytes } from '../helpers/fixtures.ts';
 import { rejection } from '../helpers/assert.ts';
@@ -35,12 +42,12 @@ function follow(job: LiveJob) {
   return new BlobTail(channel.port1, 'layer 1/1');
 }
 
-/** Everything the tail gives until its end, written at once. */
-async function readAll(tail: BlobTail): Promise<{ bytes: Buffer; verified: number }> {
+/** Everything the tail gives until its end, written at once, and in how many chunks. */
+async function readAll(tail: BlobTail): Promise<{ bytes: Buffer; verified: number; chunks: number }> {
   const out: Buffer[] = [];
   for (;;) {
     const m = await tail.next();
-    if ('verified' in m) return { bytes: Buffer.concat(out), verified: m.verified };
+    if ('verified' in m) return { bytes: Buffer.concat(out), verified: m.verified, chunks: out.length };
     out.push(Buffer.from(m.bytes));
     tail.taken(m.bytes, m.bytes.byteLength);
   }
@@ -65,7 +72,51 @@ describe('layer tail', () => {
     expect(verified).toBe(bytes.byteLength);
     // Whatever was not sent before the commit is copied from the store by the writer.
     expect(Buffer.compare(bytes, Buffer.from(blob.subarray(0, verified)))).toBe(0);
+    // The whole chunks went as they filled; the last 123 bytes were waiting for more (or for the
+    // flush delay) when the commit came.
+    expect(verified).toBe(3 * TAIL_CHUNK_BYTES);
+  });
+
+  it('the end of a blob goes at once: its last part chunk does not wait for the flush delay', async () => {
+    const blob = pseudoRandomBytes(TAIL_CHUNK_BYTES + 777, 'end');
+    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
+    const job = new LiveJob();
+    const tail = follow(job);
+    const reading = readAll(tail);
+    job.attach(partial);
+    partial.set({ offset: blob.byteLength });
+    // Committed right after its last byte (no time for a flush delay): all of it was sent anyway.
+    await tick();
+    partial.set({ phase: 'committing' });
+    partial.set({ phase: 'committed' });
+    const { bytes, verified } = await reading;
     expect(verified).toBe(blob.byteLength);
+    expect(Buffer.compare(bytes, Buffer.from(blob))).toBe(0);
+  });
+
+  it('a partial growing by small reads goes out in whole chunks, and less than a chunk after the flush delay', async () => {
+    const step = 64 * 1024;
+    const blob = pseudoRandomBytes(TAIL_CHUNK_BYTES + 5000, 'small reads');
+    const partial = new FakePartial(blob);
+    const job = new LiveJob();
+    const tail = follow(job);
+    const reading = readAll(tail);
+    job.attach(partial);
+    for (let at = step; at <= TAIL_CHUNK_BYTES; at += step) {
+      partial.set({ offset: at });
+      await tick();
+    }
+    partial.set({ offset: blob.byteLength });
+    // Nothing more comes in: the 5000 bytes go once the flush delay has passed.
+    await new Promise((r) => setTimeout(r, TAIL_FLUSH_MS * 3));
+    partial.set({ phase: 'committing' });
+    partial.set({ phase: 'committed' });
+    const { bytes, verified, chunks } = await reading;
+    expect(verified).toBe(blob.byteLength);
+    expect(Buffer.compare(bytes, Buffer.from(blob))).toBe(0);
+    // 65 reads; one message each before (each with a 4 MiB buffer in flight). Now a chunk when it
+    // is whole, plus one per flush delay that passed with a part waiting (a few on a slow machine).
+    expect(chunks).toBeLessThan(16);
   });
 
   it('never sends more than the writer granted', async () => {

@@ -3,7 +3,7 @@
 // default reader otherwise, so a sink that keeps chunks never sees its bytes overwritten; read
 // failures become retryable NETWORK errors.
 import { describe, expect, it } from 'vitest';
-import { READ_BUFFER_BYTES, readBody } from '../../src/core/http/blob-fetch.ts';
+import { keptReadBuffers, READ_BUFFER_BYTES, readBody } from '../../src/core/http/blob-fetch.ts';
 import { ErrorCode, LongshoreError } from '../../src/core/errors.ts';
 import { pseudoRandomBytes } from '../helpers/fixtures.ts';
 
@@ -42,6 +42,22 @@ function byteSource(piece = 100_000, failAt?: number) {
 }
 
 describe('readBody', () => {
+  it('the read buffer of a finished body serves the next body (a request per piece allocates nothing); one a failed read kept is not', async () => {
+    const before = keptReadBuffers();
+    await readBody(byteSource().stream, 'layer 1/1', undefined, true, async () => undefined);
+    const afterOne = keptReadBuffers();
+    expect(afterOne).toBe(Math.min(before + 1, 8));
+    let during = -1;
+    await readBody(byteSource().stream, 'layer 1/1', undefined, true, async () => {
+      during = keptReadBuffers();
+    });
+    // Taken from the kept ones while the body is read, given back after.
+    expect(during).toBe(afterOne - 1);
+    expect(keptReadBuffers()).toBe(afterOne);
+    await expect(readBody(byteSource(100_000, 500_000).stream, 'layer 1/1', undefined, true, async () => undefined)).rejects.toThrow();
+    expect(keptReadBuffers()).toBe(afterOne - 1);
+  });
+
   it('a sink that copies: every read goes into the one reused buffer (BYOB), and the bytes arrive in order', async () => {
     const { stream, seen } = byteSource();
     const out = new Uint8Array(blob.byteLength);

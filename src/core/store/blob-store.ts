@@ -33,7 +33,9 @@ export interface Spill {
   read(): Promise<ReadableStream<Uint8Array>>;
   /**
    * Bytes [from, to) already written, while writing may go on: the hash cursor reads a range as it
-   * arrives instead of after its last byte. Absent: only read() once the range is complete.
+   * arrives instead of after its last byte. Absent: only read() once the range is complete. The
+   * caller reads each range to its end before asking for the next, and is done with a chunk before
+   * reading the next: chunks may be views of one buffer, refilled.
    */
   readFrom?(from: number, to: number): ReadableStream<Uint8Array>;
   /** Forget the bytes (after they were read back, or on failure); safe to call twice. */

@@ -212,6 +212,34 @@ const ops = {
     proto.createSyncAccessHandle = real;
     return { key, outcome, tried, before, after, read: await readAll(store, key) };
   },
+  /**
+   * A spill read while it is written, as the hash cursor does: ranges one after another, each read
+   * to its end. Their bytes must be exact, and they must come through one buffer (a new one per
+   * range was garbage: 133–142 MB of it in a 1.5 GB pull's layer workers).
+   */
+  async spillReads(db: string, size: number, ranges: number) {
+    const bytes = bytesOf(size, 13);
+    const store = new IdbBlobStore(db);
+    const spill = await store.createSpill(await sha256(bytes));
+    const step = Math.ceil(size / ranges);
+    const buffers = new Set<ArrayBufferLike>();
+    const read = new Uint8Array(size);
+    for (let at = 0; at < size; at += step) {
+      const end = Math.min(size, at + step);
+      await spill.write(bytes.slice(at, end));
+      const reader = spill.readFrom!(at, end).getReader();
+      let pos = at;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffers.add(value.buffer);
+        read.set(value, pos);
+        pos += value.byteLength;
+      }
+    }
+    await spill.discard();
+    return { exact: (await sha256(read)) === (await sha256(bytes)), buffers: buffers.size };
+  },
   /** OPFS refused (getDirectory throws, as in WebKit's ephemeral sessions): the segments path. */
   async refused(db: string, size: number) {
     const proto = StorageManager.prototype as unknown as { getDirectory: () => Promise<never> };
