@@ -2,8 +2,8 @@
 // every 2 s of every process, broken down by allocator (malloc, PartitionAlloc, V8, Blink's GC heap,
 // shared memory, …). RSS says how much grew; this says which allocator holds it, so memory work
 // starts from where the bytes are rather than from a guess.
-import { writeFile } from 'node:fs/promises';
 import type { CDPSession, Page } from 'playwright-core';
+import { endTrace } from './trace.ts';
 
 interface DumpEvent {
   ph: string;
@@ -44,20 +44,9 @@ export class MemoryDumps {
   }
 
   async stop(): Promise<ProcessDump[]> {
-    const complete = new Promise<{ stream?: string }>((resolve) => this.cdp.once('Tracing.tracingComplete', resolve));
-    await this.cdp.send('Tracing.end');
-    const { stream } = await complete;
-    if (!stream) return [];
-    const parts: string[] = [];
-    for (;;) {
-      const chunk = await this.cdp.send('IO.read', { handle: stream });
-      parts.push(chunk.base64Encoded ? Buffer.from(chunk.data, 'base64').toString('utf8') : chunk.data);
-      if (chunk.eof) break;
-    }
-    await this.cdp.send('IO.close', { handle: stream });
-    await this.cdp.detach();
-    if (process.env['LONGSHORE_MEMDUMP_RAW']) await writeFile(process.env['LONGSHORE_MEMDUMP_RAW'], parts.join(''));
-    const trace = JSON.parse(parts.join('')) as { traceEvents?: DumpEvent[] } | DumpEvent[];
+    const text = await endTrace(this.cdp, 'LONGSHORE_MEMDUMP_RAW');
+    if (!text) return [];
+    const trace = JSON.parse(text) as { traceEvents?: DumpEvent[] } | DumpEvent[];
     return parseDumps(Array.isArray(trace) ? trace : (trace.traceEvents ?? []));
   }
 }

@@ -26,21 +26,32 @@ export class PullTrace {
 
   /** Stop tracing and sum task durations per thread, busiest first. */
   async stop(): Promise<ThreadBusy[]> {
-    const complete = new Promise<{ stream?: string }>((resolve) => this.cdp.once('Tracing.tracingComplete', resolve));
-    await this.cdp.send('Tracing.end');
-    const { stream } = await complete;
-    if (!stream) return [];
-    let text = '';
-    for (;;) {
-      const chunk = await this.cdp.send('IO.read', { handle: stream });
-      text += chunk.base64Encoded ? Buffer.from(chunk.data, 'base64').toString('utf8') : chunk.data;
-      if (chunk.eof) break;
-    }
-    await this.cdp.send('IO.close', { handle: stream });
-    await this.cdp.detach();
-    if (process.env['LONGSHORE_TRACE_RAW']) await writeFile(process.env['LONGSHORE_TRACE_RAW'], text);
-    return summarise(JSON.parse(text) as { traceEvents?: TraceEvent[] } | TraceEvent[]);
+    const text = await endTrace(this.cdp, 'LONGSHORE_TRACE_RAW');
+    return text ? summarise(JSON.parse(text) as { traceEvents?: TraceEvent[] } | TraceEvent[]) : [];
   }
+}
+
+/**
+ * Ends the session's trace and returns its JSON text (empty if none came), written to the file
+ * named by the environment variable `rawEnv` as well when it is set; detaches the session.
+ */
+export async function endTrace(cdp: CDPSession, rawEnv: string): Promise<string> {
+  const complete = new Promise<{ stream?: string }>((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+  await cdp.send('Tracing.end');
+  const { stream } = await complete;
+  if (!stream) return '';
+  const parts: string[] = [];
+  for (;;) {
+    const chunk = await cdp.send('IO.read', { handle: stream });
+    parts.push(chunk.base64Encoded ? Buffer.from(chunk.data, 'base64').toString('utf8') : chunk.data);
+    if (chunk.eof) break;
+  }
+  await cdp.send('IO.close', { handle: stream });
+  await cdp.detach();
+  const text = parts.join('');
+  const raw = process.env[rawEnv];
+  if (raw) await writeFile(raw, text);
+  return text;
 }
 
 interface TraceEvent {
