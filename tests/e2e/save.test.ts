@@ -158,7 +158,11 @@ async function stagedInOpfs(page: E2EPage): Promise<boolean> {
   return (await page.attr(SEL.capability('staging'), 'data-ok')) === 'true';
 }
 
-/** Every file under the origin private file system's root (or `sub`), path → bytes. */
+/**
+ * Every file under the origin private file system's root (or `sub`), path → bytes. The pull's
+ * staging files may still be going away (the sweep after a pull): one that vanished between the
+ * listing and its read is left out.
+ */
 async function opfsFiles(page: E2EPage, sub?: string): Promise<Map<string, Buffer>> {
   const files = await page.evaluate(async (subdir: string | null) => {
     let root = await navigator.storage.getDirectory();
@@ -168,7 +172,14 @@ async function opfsFiles(page: E2EPage, sub?: string): Promise<Map<string, Buffe
       for await (const [name, h] of (d as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
         if (h.kind === 'directory') await walk(h as FileSystemDirectoryHandle, `${prefix}${name}/`);
         else {
-          const bytes = new Uint8Array(await (await (h as FileSystemFileHandle).getFile()).arrayBuffer());
+          let bytes: Uint8Array;
+          try {
+            bytes = new Uint8Array(await (await (h as FileSystemFileHandle).getFile()).arrayBuffer());
+          } catch (err) {
+            // Removed after the listing (getFile), or while read (a File whose file went).
+            if (['NotFoundError', 'NotReadableError'].includes((err as DOMException).name)) continue;
+            throw err;
+          }
           let bin = '';
           for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
           out.push([`${prefix}${name}`, btoa(bin)]);
