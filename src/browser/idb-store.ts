@@ -334,30 +334,28 @@ export class IdbBlobStore implements BlobStore {
     signal: AbortSignal | undefined,
   ): Promise<number> {
     const release = await this.#hold(key, signal);
-    let name: string | undefined;
-    let sync: SyncHandle | undefined;
+    let staged: { sync: SyncHandle; name: string } | undefined;
+    let closed = false;
     let committed = false;
     try {
-      const opened = await this.openStaged(dir, key, 'put');
-      ({ sync, name } = opened);
-      const handle = opened.sync;
-      const file = opened.name;
+      staged = await this.openStaged(dir, key, 'put');
+      const { sync, name } = staged;
       let at = 0;
       const total = await drain(stream, signal, (chunk) => {
-        writeAll(handle, chunk, at);
+        writeAll(sync, chunk, at);
         at += chunk.byteLength;
       });
-      handle.close();
-      sync = undefined;
+      sync.close();
+      closed = true;
       signal?.throwIfAborted();
-      await this.commitStaged(key, file, total);
+      await this.commitStaged(key, name, total);
       committed = true;
       return total;
     } catch (err) {
       throw storageError(err, `blob ${key}`);
     } finally {
-      sync?.close();
-      if (!committed && name !== undefined) await removeStaged(dir, name);
+      if (staged && !closed) staged.sync.close();
+      if (staged && !committed) await removeStaged(dir, staged.name);
       release();
     }
   }

@@ -93,22 +93,26 @@ export class LiveJob {
       if (flushTimer !== undefined) clearTimeout(flushTimer);
       flushTimer = undefined;
     };
-    const finish = (m: FromTail) => {
+    /** Stop serving (after `last`, the answer that ends the tail, if any). */
+    const finish = (last?: FromTail) => {
       if (over) return;
       over = true;
       stopTimer();
       unwatch?.();
       this.#listeners.delete(step);
-      port.postMessage(m);
+      if (last) port.postMessage(last);
       port.close();
     };
+    /** How the job ended, for a tail that sent nothing: the writer copies the verified blob, or fails. */
+    const endedAnswer = (ended: { ok: boolean; message?: string }): FromTail =>
+      ended.ok ? { t: 'verified', sent: 0 } : { t: 'failed', message: ended.message ?? 'failed' };
     const step = () => {
       if (over) return;
       const p = this.#partial;
       if (!p) {
         // No partial to follow (a cached blob, a job that decompresses, IndexedDB segments): the
         // writer waits for the verified blob as before.
-        if (this.#ended) finish(this.#ended.ok ? { t: 'verified', sent: 0 } : { t: 'failed', message: this.#ended.message ?? 'failed' });
+        if (this.#ended) finish(endedAnswer(this.#ended));
         return;
       }
       unwatch ??= p.watch(step);
@@ -117,7 +121,7 @@ export class LiveJob {
       if (p.phase === 'closed') {
         // Given up (or found stored by another pull): bytes sent from it were never verified.
         if (sent > 0) return finish({ t: 'failed', message: this.#ended?.message ?? 'The layer download stopped.' });
-        if (this.#ended) finish(this.#ended.ok ? { t: 'verified', sent: 0 } : { t: 'failed', message: this.#ended.message ?? 'failed' });
+        if (this.#ended) finish(endedAnswer(this.#ended));
         return;
       }
       if (p.offset < sent) {
@@ -153,14 +157,7 @@ export class LiveJob {
       }
     };
     port.onmessage = (e: MessageEvent<ToTail>) => {
-      if (e.data.t === 'cancel') {
-        over = true;
-        stopTimer();
-        unwatch?.();
-        this.#listeners.delete(step);
-        port.close();
-        return;
-      }
+      if (e.data.t === 'cancel') return finish();
       credit += e.data.n;
       // Kept for any tail of this worker: a steady pull allocates nothing per chunk or per layer.
       if (e.data.b?.byteLength === TAIL_CHUNK_BYTES && spare.length < SPARE_MAX) spare.push(e.data.b);
@@ -200,8 +197,8 @@ export class BlobTail {
   }
 
   /**
-   * The next bytes (owned: the caller may transfer them; then `taken(bytes)` once written, which
-   * grants more), or the end: the offset to copy the rest from the store.
+   * The next bytes (`taken(bytes)` once written, which grants more and hands their buffer back),
+   * or the end: the offset to copy the rest from the store.
    */
   async next(): Promise<{ bytes: Uint8Array } | { verified: number }> {
     for (;;) {

@@ -519,9 +519,8 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
               if ('verified' in m) break;
               if (sent + m.bytes.byteLength > n)
                 throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
-              // Read before writing: the destination may transfer (detach) the buffer.
               const length = m.bytes.byteLength;
-              await dest.write(m.bytes, true);
+              await dest.write(m.bytes);
               tail.taken(m.bytes, length);
               sent += length;
               written += length;

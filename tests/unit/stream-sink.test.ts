@@ -31,7 +31,7 @@ describe('streamed download: the pull worker end', () => {
     const dest = openStreamDestination(port, { store: { getBlob: async () => undefined }, fileName: 'x.tar' });
     answer({ t: 'credit', n: 64 * CHUNK_BYTES });
     const first = pattern(3 * CHUNK_BYTES, 1);
-    await dest.write(first, true);
+    await dest.write(first);
     const out1 = sent.splice(0).map((m) => (m as { b: Uint8Array }).b);
     expect(out1.map((c) => c.byteLength)).toEqual([CHUNK_BYTES, CHUNK_BYTES, CHUNK_BYTES]);
     // The caller's buffer is its own again (a tail hands it back to its layer worker): nothing of it was sent.
@@ -39,7 +39,7 @@ describe('streamed download: the pull worker end', () => {
     for (const c of out1) answer({ t: 'back', b: c.buffer as ArrayBuffer });
 
     const second = pattern(2 * CHUNK_BYTES + 5, 2);
-    await dest.write(second, false);
+    await dest.write(second);
     const out2 = sent.splice(0).map((m) => (m as { b: Uint8Array }).b);
     expect(out2.map((c) => c.byteLength)).toEqual([CHUNK_BYTES, CHUNK_BYTES, 5]);
     const reused = new Set(out1.map((c) => c.buffer));
@@ -60,7 +60,7 @@ describe('streamed download: the pull worker end', () => {
     answer({ t: 'credit', n: 8 * CHUNK_BYTES });
     const odd = new ArrayBuffer(100);
     answer({ t: 'back', b: odd });
-    await dest.write(pattern(10, 3), true);
+    await dest.write(pattern(10, 3));
     const [chunk] = sent.map((m) => (m as { b: Uint8Array }).b);
     expect(chunk!.buffer).not.toBe(odd);
     expect(chunk!.buffer.byteLength).toBe(CHUNK_BYTES);

@@ -11,8 +11,7 @@ export function openBlobDestination(store: StoredBlobs, plannedSize?: number): T
       parts.push(bytes as Uint8Array<ArrayBuffer>);
     },
     async copy(key, size, from = 0) {
-      const blob = await storedBlob(store, key, size);
-      parts.push(from > 0 ? blob.slice(from) : blob);
+      parts.push(await storedBlob(store, key, size, from));
     },
     async close() {
       const blob = new Blob(parts, { type: 'application/x-tar' });

@@ -5,8 +5,7 @@ import { ErrorCode, LongshoreError } from '../../core/errors.ts';
 import type { ArchiveSink } from '../../core/formats/stream.ts';
 
 export interface TarDestination extends Omit<ArchiveSink, 'write' | 'copy' | 'follow'> {
-  /** `owned`: the caller gives the bytes up (they may be transferred, not copied). */
-  write(bytes: Uint8Array, owned?: boolean): Promise<void>;
+  write(bytes: Uint8Array): Promise<void>;
   /** Append the stored, verified blob `key` (`size` bytes) from byte `from` on (default 0). */
   copy(key: string, size: number, from?: number): Promise<void>;
   /**
@@ -25,7 +24,8 @@ export interface StoredBlobs {
   getBlob(key: string): Promise<Blob | undefined>;
 }
 
-export async function storedBlob(store: StoredBlobs, key: string, size: number): Promise<Blob> {
+/** Stored blob `key`, checked to be `size` bytes, from byte `from` on. */
+export async function storedBlob(store: StoredBlobs, key: string, size: number, from = 0): Promise<Blob> {
   const blob = await store.getBlob(key);
   if (!blob)
     throw new LongshoreError(ErrorCode.Store, `Blob ${key} vanished from the browser cache while saving.`, {
@@ -38,7 +38,7 @@ export async function storedBlob(store: StoredBlobs, key: string, size: number):
       retryable: true,
       data: { key },
     });
-  return blob;
+  return from > 0 ? blob.slice(from) : blob;
 }
 
 /** A DOMException from a file system call as a LongshoreError saying which destination failed. */

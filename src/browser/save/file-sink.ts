@@ -25,9 +25,9 @@ export async function openFileDestination(handle: FileSystemFileHandle, store: S
       }
     },
     async copy(key, size, from = 0) {
-      const blob = await storedBlob(store, key, size);
+      const blob = await storedBlob(store, key, size, from);
       try {
-        await writable.write(from > 0 ? blob.slice(from) : blob);
+        await writable.write(blob);
       } catch (err) {
         throw saveError(err, what);
       }

@@ -111,8 +111,7 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
       // The stored (disk-backed) Blob goes by reference; the service worker reads it as its turn
       // in the body comes. Credit is charged for its whole size, so the next part waits until the
       // browser has taken most of it.
-      const whole = await storedBlob(options.store, key, size);
-      const blob = from > 0 ? whole.slice(from) : whole;
+      const blob = await storedBlob(options.store, key, size, from);
       await waitFor(
         () => credit > 0 && !cancelled,
         'start the download',
