@@ -502,16 +502,22 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     destination = await openDestination(save, ctx, fileName, size, stop.signal);
     const dest = destination;
     const pool = ctx.pool;
+    // A picked file of planned size takes each blob at its place as it comes: the headers go in at
+    // once, and every blob (followed while it downloads, or copied once stored) in whatever order the
+    // blobs finish, so a small layer done early is not left to wait behind a big one.
+    const place = dest.positional && dest.seek && size !== undefined ? { ...dest.positional, seek: dest.seek.bind(dest) } : undefined;
+    if (place) await place.reserve(size!);
     /**
-     * Write blob `key` behind its hash cursor while a layer worker fetches it (layer-tail.ts), then
-     * the rest from the store once it is verified. Only a picked file or a streamed download: both
-     * become final only when the pull succeeded (a Blob is composed at the end anyway).
+     * Write blob `key` (`n` bytes, starting at byte `at` of the archive) behind its hash cursor while
+     * a layer worker fetches it (layer-tail.ts), then the rest from the store once it is verified.
+     * Only a picked file or a streamed download: both become final only when the pull succeeded (a
+     * Blob is composed at the end anyway).
      */
-    const follow = async (key: string, n: number): Promise<void> => {
-      const at = written;
+    const follow = async (key: string, n: number, at: number): Promise<void> => {
+      const put = (bytes: Uint8Array, offset: number) => (place ? place.writeAt(at + offset, bytes) : dest.write(bytes));
       let sent = 0;
-      if ((await waiter.waitLive(key)) === 'running') {
-        const tail = pool!.follow(key, `blob ${key}`, stop.signal);
+      if (pool && (await waiter.waitLive(key)) === 'running') {
+        const tail = pool.follow(key, `blob ${key}`, stop.signal);
         if (tail) {
           try {
             for (;;) {
@@ -520,7 +526,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
               if (sent + m.bytes.byteLength > n)
                 throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
               const length = m.bytes.byteLength;
-              await dest.write(m.bytes);
+              await put(m.bytes, sent);
               tail.taken(m.bytes, length);
               sent += length;
               written += length;
@@ -534,9 +540,12 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
             await waiter.wait(key);
             if (sent > 0) {
               // Verified after all, but part of it went out from bytes since dropped (the blob
-              // started over): a picked file takes them back; a download cannot.
-              if (!dest.rewind) throw err;
-              await dest.rewind(at);
+              // started over): a picked file takes them back (written again at their place); a
+              // download cannot.
+              if (!place) {
+                if (!dest.seek) throw err;
+                await dest.seek(at);
+              }
               written -= sent;
               sent = 0;
             }
@@ -549,26 +558,44 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
           data: { key, expected: n, actual: stored },
         });
       if (sent < n) {
-        await dest.copy(key, n, sent);
+        await (place ? place.copyAt(at + sent, key, n, sent) : dest.copy(key, n, sent));
         written += n - sent;
         reportSave();
       }
     };
+    const appending = {
+      write: async (bytes: Uint8Array) => {
+        await dest.write(bytes);
+        written += bytes.byteLength;
+        reportSave();
+      },
+      copy: async (key: string, n: number) => {
+        await dest.copy(key, n);
+        written += n;
+        reportSave();
+      },
+    };
+    if (place) {
+      // writeEntries writes the headers and hands over each blob with its place; the blobs are
+      // written concurrently (what is stored at once, what downloads as it comes).
+      const placing: Promise<void>[] = [];
+      const placeBlob = async (key: string, n: number, at: number) => {
+        // The entries after it are written past it.
+        await place.seek(at + n);
+        const placed = follow(key, n, at).then(() => onCopied(key));
+        // The first failure stops the pull at once (not only when every blob before it is placed).
+        placed.catch((err: unknown) => {
+          if (!stop.signal.aborted) stop.abort(err);
+        });
+        placing.push(placed);
+      };
+      await writeEntries(entries, { write: appending.write, copy: placeBlob, follow: placeBlob }, waiter.wait, { signal: stop.signal });
+      await Promise.all(placing);
+      return;
+    }
     await writeEntries(
       entries,
-      {
-        write: async (bytes) => {
-          await dest.write(bytes);
-          written += bytes.byteLength;
-          reportSave();
-        },
-        copy: async (key, n) => {
-          await dest.copy(key, n);
-          written += n;
-          reportSave();
-        },
-        ...(pool && (save.kind === 'file' || save.kind === 'stream') ? { follow } : {}),
-      },
+      { ...appending, ...(pool && (save.kind === 'file' || save.kind === 'stream') ? { follow } : {}) },
       waiter.wait,
       { signal: stop.signal, onCopied },
     );

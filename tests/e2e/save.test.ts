@@ -537,6 +537,37 @@ forEachEngine((engine) => {
         expect(blobs).toEqual([f.manifest.digest, f.config.digest, ...layersOf(f.manifest.raw).map((l) => l.digest)].sort());
       });
 
+      it('file picker: a layer that finishes before its turn goes straight to its place (the archive-first layer held back until everything else is in the file)', async () => {
+        const page = await openApp(engine, { opfs: true });
+        const f = env.fixtures.v2s2;
+        const layers = layersOf(f.manifest.raw);
+        // The docker format writes blobs/sha256/* sorted by digest: the smallest digest is needed first.
+        const first = layers.reduce((a, b) => (b.digest < a.digest ? b : a));
+        relay.holdLast = first.digest;
+        // A digest never served: the held layer waits until the test lets it go.
+        relay.holdUntil = [`sha256:${'0'.repeat(64)}`];
+        relay.log.length = 0;
+        try {
+          const name = `${relay.host}/test/v2s2:latest`;
+          await startPull(page, name, { save: 'file' });
+          // Written in archive order, the file could not pass the held layer's start; placed, it holds
+          // every byte but that layer's.
+          const progress = async () => {
+            const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
+            const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
+            return total > 0 ? total - first.size - written : -1;
+          };
+          await expect.poll(progress, { timeout: 30_000 }).toBe(0);
+          expect(relay.log.find((r) => r.digest === first.digest)?.ended).toBe(false);
+          relay.holdUntil = [];
+          await waitSaved(page);
+          await validateV2s2(await copyOut(engine, page, fileOf(relay.host, 'v2s2')), name);
+        } finally {
+          relay.holdLast = undefined;
+          relay.holdUntil = [];
+        }
+      });
+
       it('keep a copy off: the file is complete and the browser cache holds nothing new', async () => {
         const page = await openApp(engine, { opfs: true });
         const name = `${env.anon.host}/test/v2s2:latest`;

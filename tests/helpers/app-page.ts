@@ -21,6 +21,7 @@ export const SEL = {
   error: '[data-testid="error"]',
   download: '[data-testid="download"]',
   saved: '[data-testid="saved"]',
+  saveProgress: '[data-testid="save-progress"]',
   nameHelp: '[data-testid="name-help"]',
   unfinished: '[data-testid="unfinished-entry"]',
   browsePulled: '[data-testid="browse-pulled"]',

@@ -101,8 +101,10 @@ describe('streamed archive', () => {
       const log: string[] = [];
       const sink: ArchiveSink = {
         write: async (b) => void chunks.push(b.slice()),
-        copy: async (key, size) => {
+        copy: async (key, size, at) => {
           log.push(key);
+          // Where the blob starts in the archive: everything written before it.
+          expect(at).toBe(chunks.reduce((n, c) => n + c.byteLength, 0));
           const got = new Uint8Array(await new Response(await store.open(key)).arrayBuffer());
           expect(got.byteLength).toBe(size);
           chunks.push(got);
@@ -126,6 +128,46 @@ describe('streamed archive', () => {
       const file = join(dir, `${format.id}.tar`);
       await writeFile(file, streamed);
       expect(execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).trim().split('\n').length).toBe(entries.length);
+    });
+  }
+
+  for (const format of formats.filter((f) => !f.needsUncompressed)) {
+    it(`${format.id}: a sink that places each blob at its \`at\` (follow resolving at once, blobs placed last, in reverse) holds the composed archive`, async () => {
+      const { image: img, blobs } = image(5);
+      const sinkImages = [{ image: img, reference: parseReference('example.com/stream:v1') }];
+      const sizes = new Map([...blobs].map(([k, b]) => [k, b.byteLength]));
+      const entries = await format.entries(sinkImages, { size: async (k) => sizes.get(k)! });
+      const size = plannedSize(entries)!;
+      const file = new Uint8Array(size);
+      let cursor = 0;
+      const placed: { key: string; n: number; at: number }[] = [];
+      const sink: ArchiveSink = {
+        write: async (b) => {
+          file.set(b, cursor);
+          cursor += b.byteLength;
+        },
+        copy: async () => {
+          throw new Error('every blob is planned: none is copied in order');
+        },
+        follow: async (key, n, at) => {
+          placed.push({ key, n, at });
+          cursor = at + n;
+        },
+      };
+      const ready = async () => {
+        throw new Error('no blob is waited for');
+      };
+      expect(await writeEntries(entries, sink, ready)).toBe(size);
+      expect(placed.map((p) => p.key)).toEqual(blobOrder(entries));
+      for (const { key, n, at } of placed.reverse()) {
+        expect(n).toBe(blobs.get(key)!.byteLength);
+        file.set(blobs.get(key)!, at);
+      }
+      const store = new MemoryBlobStore();
+      for (const [k, b] of blobs) await store.put(k, streamOf(b));
+      const plan = await format.plan(sinkImages, { size: async (k) => (await store.size(k))! });
+      const composed = Buffer.from(await new Response(assembleStream(plan, store)).arrayBuffer());
+      expect(Buffer.from(file).equals(composed)).toBe(true);
     });
   }
 

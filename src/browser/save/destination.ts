@@ -9,10 +9,24 @@ export interface TarDestination extends Omit<ArchiveSink, 'write' | 'copy' | 'fo
   /** Append the stored, verified blob `key` (`size` bytes) from byte `from` on (default 0). */
   copy(key: string, size: number, from?: number): Promise<void>;
   /**
-   * Go back to byte `position` of the archive: what follows is written again (a blob written as it
-   * arrived that then started over). Absent where bytes once written cannot be taken back.
+   * Move where write() and copy() go next to byte `position` of the archive: back, so what follows
+   * is written again (a blob written as it arrived that then started over), or past a blob placed
+   * by `positional`. Absent where bytes once written cannot be taken back.
    */
-  rewind?(position: number): Promise<void>;
+  seek?(position: number): Promise<void>;
+  /**
+   * A destination that can take bytes at any place (a picked file: it becomes final only on close):
+   * `writeAt`/`copyAt` write at byte `position` of the archive without moving where write() and
+   * copy() go next, so each blob goes in as soon as it comes, in whatever order the blobs finish.
+   * `reserve` first sizes it to the whole archive. Absent where the archive can only be appended to
+   * (a download, a Blob).
+   */
+  positional?: {
+    reserve(size: number): Promise<void>;
+    writeAt(position: number, bytes: Uint8Array): Promise<void>;
+    /** The stored, verified blob `key` (`size` bytes) from byte `from` on, at `position`. */
+    copyAt(position: number, key: string, size: number, from?: number): Promise<void>;
+  };
   /** Everything was written and verified: make the file final. A Blob destination returns its Blob. */
   close(): Promise<Blob | undefined>;
   /** Discard what was written (the pull failed or was cancelled). Never throws. */

@@ -1,6 +1,8 @@
 // A file the user picked (File System Access, showSaveFilePicker), written from the pull worker.
 // createWritable() writes to a temporary file the browser swaps in only on close(); abort()
 // drops it. Stored blobs are written as disk-backed Blobs, so layers never pass through JS memory.
+// Every write names its position: the archive's own order (write/copy/seek) keeps a cursor, and
+// blobs that finish before their turn go straight to their places (positional).
 import type { TarDestination, StoredBlobs } from './destination.ts';
 import { saveError, storedBlob } from './destination.ts';
 
@@ -16,28 +18,41 @@ export async function openFileDestination(handle: FileSystemFileHandle, store: S
   } catch (err) {
     throw saveError(err, what);
   }
+  const put = async (position: number, data: Uint8Array | Blob) => {
+    try {
+      await writable.write({ type: 'write', position, data: data as Uint8Array<ArrayBuffer> | Blob });
+    } catch (err) {
+      throw saveError(err, what);
+    }
+  };
+  let cursor = 0;
   return {
     async write(bytes) {
-      try {
-        await writable.write(bytes as Uint8Array<ArrayBuffer>);
-      } catch (err) {
-        throw saveError(err, what);
-      }
+      const at = cursor;
+      cursor += bytes.byteLength;
+      await put(at, bytes);
     },
     async copy(key, size, from = 0) {
       const blob = await storedBlob(store, key, size, from);
-      try {
-        await writable.write(blob);
-      } catch (err) {
-        throw saveError(err, what);
-      }
+      const at = cursor;
+      cursor += blob.size;
+      await put(at, blob);
     },
-    async rewind(position) {
-      try {
-        await writable.seek(position);
-      } catch (err) {
-        throw saveError(err, what);
-      }
+    async seek(position) {
+      cursor = position;
+    },
+    positional: {
+      async reserve(size) {
+        try {
+          await writable.truncate(size);
+        } catch (err) {
+          throw saveError(err, what);
+        }
+      },
+      writeAt: (position, bytes) => put(position, bytes),
+      async copyAt(position, key, size, from = 0) {
+        await put(position, await storedBlob(store, key, size, from));
+      },
     },
     async close() {
       try {

@@ -12,15 +12,17 @@ import { isLaterRef, type FormatEntry } from './types.ts';
 /** Where an archive goes (a picked file, a download stream, a Blob): appended to, in order. */
 export interface ArchiveSink {
   write(bytes: Uint8Array): Promise<void>;
-  /** Append the stored, verified blob `key`, exactly `size` bytes. */
-  copy(key: string, size: number): Promise<void>;
+  /** Append the stored, verified blob `key`, exactly `size` bytes; `at` is where its bytes start in the archive. */
+  copy(key: string, size: number, at: number): Promise<void>;
   /**
    * Append blob `key` of the planned `size` while it is still arriving, bytes behind its hash
    * cursor, resolving once all of it is written and it was verified and stored. Only for sinks
    * whose destination becomes final solely when the whole pull succeeded (a failed digest fails
-   * the pull, which aborts it). Absent: the writer waits for the verified blob and copies it.
+   * the pull, which aborts it). Absent: the writer waits for the verified blob and copies it. `at`:
+   * where the blob's bytes start in the archive (a sink that can write anywhere may place them there
+   * later and resolve at once; writeEntries then goes on with the entries after it).
    */
-  follow?(key: string, size: number): Promise<void>;
+  follow?(key: string, size: number, at: number): Promise<void>;
 }
 
 /** Resolves with the size of blob `key` once it is verified and stored; rejects if the pull failed. */
@@ -84,7 +86,7 @@ export async function writeEntries(
       // blob follows its download; follow() checks it is exactly that size.
       push(encodeHeader({ ...entry.header, size: content.size }));
       await flush();
-      await sink.follow(content.key, content.size);
+      await sink.follow(content.key, content.size, written);
       written += content.size;
       await options.onCopied?.(content.key);
       push(new Uint8Array(paddingFor(content.size)));
@@ -104,7 +106,7 @@ export async function writeEntries(
       }
       push(encodeHeader({ ...entry.header, size }));
       await flush();
-      await sink.copy(content.key, size);
+      await sink.copy(content.key, size, written);
       written += size;
       await options.onCopied?.(content.key);
       push(new Uint8Array(paddingFor(size)));
