@@ -403,23 +403,8 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
 
   let destination: TarDestination | undefined;
   let written = 0;
-  let savedAt = 0;
-  let saveTimer: ReturnType<typeof setTimeout> | undefined;
-  const reportSave = (force = false) => {
-    const now = Date.now();
-    if (!force && now - savedAt < 200) {
-      // The last figure of a burst still goes out (a layer may then wait for bytes for a while).
-      saveTimer ??= setTimeout(() => {
-        saveTimer = undefined;
-        reportSave(true);
-      }, 200);
-      return;
-    }
-    if (saveTimer !== undefined) clearTimeout(saveTimer);
-    saveTimer = undefined;
-    savedAt = now;
-    ctx.onSaveProgress?.({ written, total: size });
-  };
+  // Called on every write: the caller throttles (the worker sends the page the latest 4 times a second).
+  const reportSave = () => ctx.onSaveProgress?.({ written, total: size });
   const onCopied = async (key: string) => {
     const left = (uses.get(key) ?? 1) - 1;
     uses.set(key, left);
@@ -619,7 +604,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     const settled = await Promise.allSettled([guard(pulling()), guard(writing())]);
     if (settled.some((s) => s.status === 'rejected')) throw ctx.signal.aborted ? new AbortedError() : stop.signal.reason;
     blob = await destination?.close();
-    reportSave(true);
+    reportSave();
   } catch (err) {
     if (!stop.signal.aborted) stop.abort(err);
     await destination?.abort(err);
@@ -628,7 +613,6 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     throw e;
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
-    if (saveTimer !== undefined) clearTimeout(saveTimer);
   }
   await finishJournal(ctx, journalEntry, undefined, keepCopy);
   if (ctx.catalog && source instanceof CachedSource && keepCopy) {
