@@ -14,6 +14,8 @@ export interface WorkerConfig {
   concurrency?: number;
   /** Parallel ranges for big blobs (default DEFAULT_PARALLEL in core/pull.ts; connections 1: off). */
   parallel?: { connections: number; threshold: number; pieceBytes?: number; aheadPieces?: number };
+  /** A picked file follows blobs from this size on while they download (default FOLLOW_FROM_BYTES in pull-job.ts). */
+  followFrom?: number;
 }
 
 export interface PullRequest {

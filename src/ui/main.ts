@@ -14,7 +14,12 @@ import './app.css';
 const config = await loadAppConfig();
 // ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
 const stall = Number(new URLSearchParams(location.search).get('stallTimeout'));
-const bridge = new PullBridge({ proxyBase: config.proxyBase }, Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {});
+// ?followFrom=bytes: the smallest blob a picked file writes while it downloads (tests; see FOLLOW_FROM_BYTES).
+const followFrom = new URLSearchParams(location.search).get('followFrom');
+const bridge = new PullBridge(
+  { proxyBase: config.proxyBase, ...(followFrom !== null && /^\d+$/.test(followFrom) ? { followFrom: Number(followFrom) } : {}) },
+  Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {},
+);
 const store = new IdbBlobStore();
 const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
   for (const key of keys) await store.delete(key);

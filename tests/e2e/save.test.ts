@@ -115,9 +115,13 @@ const OPFS_PICKERS = `(() => {
   window.showDirectoryPicker = async () => (await navigator.storage.getDirectory()).getDirectoryHandle('layout', { create: true });
 })();`;
 
-/** A fresh profile; with `opfs` (Chromium), the pickers answer with the origin private file system. */
-async function openApp(engine: EngineHandle, options: { opfs?: boolean } = {}): Promise<E2EPage> {
-  const page = await engine.open(server.url, options.opfs ? { initScript: OPFS_PICKERS } : {});
+/**
+ * A fresh profile; with `opfs` (Chromium), the pickers answer with the origin private file system;
+ * `followFrom`: the smallest blob a picked file writes while it downloads (?followFrom, FOLLOW_FROM_BYTES).
+ */
+async function openApp(engine: EngineHandle, options: { opfs?: boolean; followFrom?: number } = {}): Promise<E2EPage> {
+  const url = options.followFrom === undefined ? server.url : `${server.url}/?followFrom=${options.followFrom}`;
+  const page = await engine.open(url, options.opfs ? { initScript: OPFS_PICKERS } : {});
   await page.waitFor(SEL.name);
   return page;
 }
@@ -598,6 +602,47 @@ forEachEngine((engine) => {
         }
       });
 
+      it.each([
+        ['by default a small layer is copied once verified: nothing of it is in the file while it downloads', undefined],
+        ['with ?followFrom=0 it is written behind its hash cursor as it downloads', 0],
+      ])('file picker: %s', async (_, followFrom) => {
+        const f = env.fixtures.v2s2;
+        const largest = layersOf(f.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
+        const half = Math.floor(largest.size / 2);
+        // The largest layer stops after half its bytes until the pull is cancelled.
+        tamper.rules = { stallBlob: { digest: largest.digest, afterBytes: half } };
+        const page = await openApp(engine, { opfs: true, ...(followFrom !== undefined ? { followFrom } : {}) });
+        try {
+          await startPull(page, `${tamper.host}/test/v2s2:latest`, { save: 'file' });
+          const beyondOthers = async () => {
+            const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
+            const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
+            return total > 0 ? written - (total - largest.size) : -1;
+          };
+          // Everything but the stalled layer is placed; followed, its first half (what arrived) goes in too.
+          if (followFrom === undefined) {
+            await expect.poll(beyondOthers, { timeout: 30_000 }).toBe(0);
+            // Its half arrived (the layer's row shows it) and stays out of the file: followed, it would
+            // be written within the tail's 100 ms flush delay.
+            const arrived = () =>
+              page.evaluate((size: number) => {
+                const bars = [...document.querySelectorAll<HTMLProgressElement>('table.layers progress')];
+                return bars.find((b) => b.max === size)?.value ?? 0;
+              }, largest.size);
+            await expect.poll(arrived, { timeout: 30_000 }).toBeGreaterThanOrEqual(half);
+            for (let i = 0; i < 10; i++) {
+              expect(await beyondOthers()).toBe(0);
+              await new Promise((r) => setTimeout(r, 100));
+            }
+          } else {
+            await expect.poll(beyondOthers, { timeout: 30_000 }).toBe(half);
+          }
+          await page.click(SEL.cancel);
+        } finally {
+          tamper.rules = {};
+        }
+      });
+
       it('keep a copy off: the file is complete and the browser cache holds nothing new', async () => {
         const page = await openApp(engine, { opfs: true });
         const name = `${env.anon.host}/test/v2s2:latest`;
@@ -615,7 +660,8 @@ forEachEngine((engine) => {
         // second: every byte of it is in the file by the time its digest fails; the fetch engine
         // starts it over.
         tamper.rules = { corruptBlob: { digest: largest.digest, times: 1, pauseMs: 1000 } };
-        const page = await openApp(engine, { opfs: true });
+        // Every blob followed as it downloads (a picked file follows only big ones by default).
+        const page = await openApp(engine, { opfs: true, followFrom: 0 });
         try {
           const name = `${tamper.host}/test/v2s2:latest`;
           const mark = tamper.requests.length;
