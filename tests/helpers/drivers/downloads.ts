@@ -77,7 +77,7 @@ export class DownloadDirectory {
         if (Date.now() > deadline) throw new Error(`${this.engine}: no download appeared in ${this.dir} within ${timeoutMs} ms`);
         await sleep(50);
       }
-      const fileName = name;
+      let fileName = name;
       return {
         name: fileName,
         finished: async (waitMs = 60_000) => {
@@ -85,10 +85,26 @@ export class DownloadDirectory {
             const until = Date.now() + waitMs;
             let last = '';
             let since = Date.now();
+            /** When the file was first seen missing (a rename in progress, or the browser gave up). */
+            let missingSince: number | undefined;
             for (;;) {
               const { final, partial } = await this.#fresh(before);
-              if (!final.includes(fileName))
-                throw new Error(`${this.engine}: the download ${fileName} vanished (the browser gave up on it)`);
+              if (!final.includes(fileName)) {
+                // Firefox now and then saves a Blob download under a random name first and renames
+                // it to its own name: the one new file left is that download.
+                const others = final.filter((n) => n !== fileName);
+                if (others.length === 1) {
+                  fileName = others[0]!;
+                  missingSince = undefined;
+                  continue;
+                }
+                missingSince ??= Date.now();
+                if (Date.now() - missingSince > 2 * SETTLED_MS)
+                  throw new Error(`${this.engine}: the download ${fileName} vanished (the browser gave up on it)`);
+                await sleep(100);
+                continue;
+              }
+              missingSince = undefined;
               const now = await this.#sizes([...final, ...partial]);
               if (now !== last) {
                 last = now;
