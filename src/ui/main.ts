@@ -12,10 +12,11 @@ import { ImageCatalog, browserStorageService } from '../browser/image-catalog.ts
 import './app.css';
 
 const config = await loadAppConfig();
+const params = new URLSearchParams(location.search);
 // ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
-const stall = Number(new URLSearchParams(location.search).get('stallTimeout'));
+const stall = Number(params.get('stallTimeout'));
 // ?followFrom=bytes: the smallest blob a picked file writes while it downloads (tests; see FOLLOW_FROM_BYTES).
-const followFrom = new URLSearchParams(location.search).get('followFrom');
+const followFrom = params.get('followFrom');
 const bridge = new PullBridge(
   { proxyBase: config.proxyBase, ...(followFrom !== null && /^\d+$/.test(followFrom) ? { followFrom: Number(followFrom) } : {}) },
   Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {},
