@@ -3,7 +3,7 @@
 // hash and decompress on every core instead of one.
 /// <reference lib="webworker" />
 import { AbortedError, LongshoreError } from '../core/errors.ts';
-import { proxyRewrite } from '../core/http/transport.ts';
+import { proxyTransport } from '../core/http/transport.ts';
 import { DEFAULT_PARALLEL, storedBlobOpener, storeLayer } from '../core/pull.ts';
 import { parseReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
@@ -32,7 +32,7 @@ function clientFor(msg: Extract<ToLayerWorker, { type: 'run' }>): RegistryClient
   if (!client) {
     const credentials = msg.credentials;
     client = new RegistryClient({
-      transport: { fetch: self.fetch.bind(self), rewrite: proxyRewrite(msg.config.proxyBase) },
+      transport: proxyTransport(self.fetch.bind(self), msg.config.proxyBase),
       credentials: (host) => credentials?.[host],
     });
     clients.set(key, client);

@@ -30,7 +30,7 @@ import {
 import { formatById, type Format } from '../core/formats/index.ts';
 import { ociFormat } from '../core/formats/oci.ts';
 import { blobOrder, blobUses, plannedSize, writeEntries } from '../core/formats/stream.ts';
-import { proxyRewrite } from '../core/http/transport.ts';
+import { proxyTransport } from '../core/http/transport.ts';
 import { inspectTargetOf } from '../core/listing/target.ts';
 import type { SinkImage } from '../core/formats/types.ts';
 import type { Image } from '../core/image/model.ts';
@@ -89,7 +89,7 @@ const JOURNAL_INTERVAL_MS = 1000;
 export const FOLLOW_FROM_BYTES = 128 * 1024 * 1024;
 
 function sourceFor(ctx: Pick<JobContext, 'config' | 'fetch' | 'onNotice'>, credentials?: Record<string, Credentials>): RemoteSource {
-  const transport = { fetch: (input: string, init?: RequestInit) => ctx.fetch(input, init), rewrite: proxyRewrite(ctx.config.proxyBase) };
+  const transport = proxyTransport((input, init) => ctx.fetch(input, init), ctx.config.proxyBase);
   const client = new RegistryClient({
     transport: ctx.onNotice ? observeRegistry(transport, ctx.onNotice) : transport,
     credentials: (host) => credentials?.[host],

@@ -2,7 +2,7 @@
 // through the proxy, made from the page itself (no worker round trip), each registry answered
 // with its own sign-in only.
 import { parseReference } from '../core/reference.ts';
-import { proxyRewrite } from '../core/http/transport.ts';
+import { proxyTransport } from '../core/http/transport.ts';
 import type { Credentials } from '../core/registry/auth.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { headManifest, listTags, type TagHead, type TagList } from '../core/registry/tags.ts';
@@ -18,7 +18,7 @@ export interface TagService {
 export function createTagService(proxyBase: string, fetchFn: typeof fetch = globalThis.fetch.bind(globalThis)): TagService {
   const client = (credentials?: Record<string, Credentials>) =>
     new RegistryClient({
-      transport: { fetch: (input, init) => fetchFn(input, init), rewrite: proxyRewrite(proxyBase) },
+      transport: proxyTransport((input, init) => fetchFn(input, init), proxyBase),
       credentials: (host) => credentials?.[host],
     });
   return {

@@ -119,7 +119,14 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-resource-policy': 'same-origin',
 };
 
-const PREFLIGHT_HEADERS = 'Authorization, Accept, Range, If-None-Match, If-Modified-Since, If-Range, If-Match';
+/**
+ * Sent by longshore's client with blob requests (`end`): when the upstream breaks off mid-body, end
+ * the client's body cleanly where the bytes stop instead of cutting its connection; the answer
+ * then carries no Content-Length. Never forwarded upstream.
+ */
+export const ON_CUT_HEADER = 'x-longshore-on-cut';
+
+const PREFLIGHT_HEADERS = 'Authorization, Accept, Range, If-None-Match, If-Modified-Since, If-Range, If-Match, X-Longshore-On-Cut';
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 const LOOKUP_TTL_MS = 30_000;
@@ -370,8 +377,16 @@ export function createProxyHandler(config: ProxyConfig, deps: ProxyDeps = {}): P
       log(x, status, 0);
       return new Response(null, { status, headers: out });
     }
+    // The client checks the length itself and would rather keep every byte that reached it than
+    // see its connection cut (transport.ts, PROXY_ON_CUT_HEADER): chunked, so an early end is clean.
+    const endOnCut =
+      x.request.method === 'GET' &&
+      (status === 200 || status === 206) &&
+      x.request.headers.get(ON_CUT_HEADER)?.trim().toLowerCase() === 'end';
+    if (endOnCut) out.delete('content-length');
     metrics.openStreams++;
     const body = relay(upstream.body, {
+      endOnCut,
       idleMs: config.timeouts.bodyIdleMs,
       host: x.upstreamHost,
       onEnd: (bytes, failure) => {

@@ -21,6 +21,11 @@ interface SourceState {
   watch?: BodyWatch;
 }
 
+/** Whether the client's body should end cleanly when `source` breaks off (BodyWatch.endOnCut). */
+export function endsOnCut(source: IncomingMessage): boolean {
+  return states.get(source)?.watch?.endOnCut === true;
+}
+
 const sources = new WeakMap<ReadableStream<Uint8Array>, IncomingMessage>();
 const states = new WeakMap<IncomingMessage, SourceState>();
 

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PROXY_PATH } from './config.ts';
 import { PROXY_DENIED, PROXY_INTERNAL, refusal, type ProxyHandler } from './handler.ts';
-import { countPiped, markFailure, nodeSourceOf } from './node-fetch.ts';
+import { countPiped, endsOnCut, markFailure, nodeSourceOf } from './node-fetch.ts';
 
 export type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
@@ -51,9 +51,17 @@ export async function sendFetchResponse(res: ServerResponse, response: Response)
   const source = nodeSourceOf(body);
   if (source) {
     // Relayed as it came: socket to socket (see node-fetch.ts).
+    // Upstream broke off mid-body: cut the client's connection (the only honest signal left), or
+    // end its chunked body where the bytes stop when the client asked for that (endOnCut).
+    const endOnCut = endsOnCut(source);
+    const broken = (err: Error) => {
+      if (res.writableEnded || res.destroyed) return;
+      if (endOnCut) res.end();
+      else res.destroy(err);
+    };
     await new Promise<void>((resolve) => {
-      source.once('error', (err) => res.destroy(err));
-      source.once('aborted', () => res.destroy(new Error('upstream aborted')));
+      source.once('error', broken);
+      source.once('aborted', () => broken(new Error('upstream aborted')));
       res.once('close', () => {
         if (!source.complete) {
           markFailure(source, 'client-gone');

@@ -1,6 +1,7 @@
 // Relays a response body as a web stream while watching it: counts bytes, fails a body that
 // makes no progress for `idleMs` (an upstream that stalls or a client that stops reading: either
 // way the upstream connection would be held), and reports once when it ends, however it ends.
+// A body whose client asked for it (`endOnCut`) ends cleanly instead of failing.
 import { UpstreamError, classifyFailure, type UpstreamFailure } from './upstream-error.ts';
 
 export interface BodyWatch {
@@ -9,6 +10,11 @@ export interface BodyWatch {
   host: string;
   /** Called exactly once: bytes relayed, and why it stopped early (undefined = complete). */
   onEnd(bytes: number, failure?: UpstreamFailure): void;
+  /**
+   * When the upstream breaks off (or stalls past idleMs), end the client's body cleanly rather than
+   * fail it: the client asked for this (PROXY_ON_CUT_HEADER) and checks the length itself.
+   */
+  endOnCut?: boolean;
 }
 
 /** A body relay: the generic one below, or node-fetch.ts's socket-to-socket one. */
@@ -29,7 +35,8 @@ export const webRelay: Relay = (body, watch) => {
     clearTimeout(timer);
     timer = setTimeout(() => {
       const err = new UpstreamError('body-timeout', `the body from ${watch.host} made no progress for ${watch.idleMs} ms`);
-      controller.error(err);
+      if (watch.endOnCut) controller.close();
+      else controller.error(err);
       reader.cancel(err).catch(() => undefined);
       end('body-timeout');
     }, watch.idleMs);
@@ -51,7 +58,8 @@ export const webRelay: Relay = (body, watch) => {
           arm(controller);
         } catch (err) {
           if (ended) return;
-          controller.error(err);
+          if (watch.endOnCut) controller.close();
+          else controller.error(err);
           end(classifyFailure(err, watch.host).kind);
         }
       },

@@ -367,6 +367,29 @@ forEachEngine((engine) => {
   }
 
   describe('resume in the browser', () => {
+    it('a layer cut upstream mid-body: the proxy ends the body where the bytes stop, and the pull resumes at exactly the cut byte', async () => {
+      // A browser drops what it still holds of a body that failed (Chromium: the unread part of its
+      // data pipe); the proxy, asked by the client (x-longshore-on-cut), ends it cleanly instead.
+      const big = bigLayer();
+      const cutAt = 2 * MiB + 12_345;
+      relay.rules = { cutAfter: cutAt, minBlobBytes: 5 * MiB };
+      relay.blobs.clear();
+      const page = await openEngineApp(engine);
+      const mark = await requestLogMark(env.staticServer.requestLogUrl);
+      try {
+        await startEnginePull(page);
+        await waitPulled(page, SEL.download, 90_000);
+      } finally {
+        relay.rules = {};
+      }
+      const saved = await page.downloadBy(SEL.download);
+      expect(saved.name).toBe(fileName());
+      await check(saved.path);
+      expect(relay.blobs.get(big.digest.slice(7))?.cuts).toBe(1);
+      expect(await staticRanges(mark, big.digest)).toEqual(['', `bytes=${cutAt}-`]);
+      expect(cacheProblems(await cacheRecords(page))).toEqual([]);
+    });
+
     it('a page reloaded mid-layer: the next pull asks for Range: bytes=<kept>- and the archive validates with skopeo', async () => {
       const big = bigLayer();
       relay.rules = { stallAfter: 2 * MiB + 12_345, minBlobBytes: 5 * MiB };

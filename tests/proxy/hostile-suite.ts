@@ -2,7 +2,8 @@
 // node server as `npm start` runs it (hostile.test.ts) and the same handler inside workerd
 // (workerd.test.ts). Whatever the upstream does, every client gets an answer: before the
 // headers a distribution-style error naming the cause, after them a cut connection (the only
-// honest signal left), and the proxy keeps serving everyone else.
+// honest signal left; or, for a client that asked, a clean end where the bytes stop), and the
+// proxy keeps serving everyone else.
 import { request as httpRequest } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { HOSTILE_CASES, type HostileCase, type HostileUpstream } from './hostile-upstream.ts';
@@ -80,6 +81,18 @@ export function hostileSuite(target: () => SuiteTarget): void {
       expect(answer.status).toBe(200);
       expect(answer.cut).toBe(true);
       expect(answer.body.length).toBeLessThan(100_000);
+    });
+
+    // longshore's client asks for a clean end (x-longshore-on-cut: end): a browser drops what it
+    // still holds of a failed body, a cleanly ended one it hands over whole; the client knows the
+    // size and resumes with Range from the last byte it got.
+    it.each(cutCases)('%s, asked to end on a cut: the body ends cleanly after every byte that came, no Content-Length', async (name) => {
+      const answer = await get(caseUrl(target(), name), { 'x-longshore-on-cut': 'end' });
+      expect(answer.status).toBe(200);
+      expect(answer.headers['content-length']).toBeUndefined();
+      expect(answer.headers['transfer-encoding']).toBe('chunked');
+      expect(answer.cut).toBe(false);
+      expect(answer.body.length).toBe(name === 'headershang' ? 0 : 50_000);
     });
 
     it('html: served as upstream data, never as a page of the app', async () => {

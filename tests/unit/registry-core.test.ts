@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseChallenges, pickChallenge, challengeScopes } from '../../src/core/registry/challenge.ts';
 import { RegistryClient } from '../../src/core/registry/client.ts';
 import { fetchWithRetry, retryAfterMs, defaultRetryPolicy } from '../../src/core/http/retry.ts';
+import { PROXY_ON_CUT_HEADER, proxyTransport } from '../../src/core/http/transport.ts';
 import { parseManifest } from '../../src/core/image/manifest.ts';
 import { matchPlatform, parsePlatform, formatPlatform, selectablePlatforms } from '../../src/core/image/platform.ts';
 import { sha256, verifyingStream } from '../../src/core/digest.ts';
@@ -372,6 +373,33 @@ describe('registry client auth (scripted fetch; the real registries are in tests
     const { fetch } = scripted([(u) => (u.host === 'reg.example' ? new Response(new Uint8Array(5 * 1024 * 1024) as BodyInit) : undefined)]);
     const client = new RegistryClient({ transport: { fetch } });
     await expect(client.getManifest(parseReference('reg.example/a:b'))).rejects.toMatchObject({ code: 'TOO_LARGE' });
+  });
+});
+
+describe('through the proxy (proxyTransport)', () => {
+  it("asks for a clean end on a cut only with the resumable engine's blob requests, never a manifest's", async () => {
+    const seen: { path: string; onCut: string | null; range: string | null }[] = [];
+    const fetch = async (input: string, init: RequestInit = {}) => {
+      const headers = new Headers(init.headers);
+      seen.push({ path: new URL(input).pathname, onCut: headers.get(PROXY_ON_CUT_HEADER), range: headers.get('range') });
+      return new Response('{}');
+    };
+    const client = new RegistryClient({ transport: proxyTransport(fetch, 'http://app.example/'), retry: { sleep: async () => {} } });
+    const ref = parseReference('reg.example/a:b');
+    await client.getManifest(ref).catch(() => undefined);
+    const sender = client.blobSender(ref, { mediaType: 'application/octet-stream', digest: `sha256:${'1'.repeat(64)}`, size: 10 });
+    await (await sender.send(undefined, undefined)).text();
+    await (await sender.send({ start: 4 }, undefined)).text();
+    expect(seen).toEqual([
+      { path: '/proxy/reg.example/v2/a/manifests/b', onCut: null, range: null },
+      { path: `/proxy/reg.example/v2/a/blobs/sha256:${'1'.repeat(64)}`, onCut: 'end', range: null },
+      { path: `/proxy/reg.example/v2/a/blobs/sha256:${'1'.repeat(64)}`, onCut: 'end', range: 'bytes=4-' },
+    ]);
+  });
+
+  it('the proxy and the core client agree on the header', async () => {
+    const { ON_CUT_HEADER } = await import('../../src/proxy/handler.ts');
+    expect(ON_CUT_HEADER).toBe(PROXY_ON_CUT_HEADER);
   });
 });
 

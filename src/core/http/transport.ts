@@ -11,6 +11,11 @@ export interface Transport {
   fetch: FetchLike;
   /** Maps an absolute upstream URL to the URL actually fetched (e.g. through a proxy). */
   rewrite?: (url: string) => string;
+  /**
+   * Headers added to the resumable engine's blob requests only (blob-fetch.ts): their bodies are
+   * checked against the descriptor's size and digest, so a body that ends short is caught there.
+   */
+  blobHeaders?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -22,6 +27,21 @@ export const PROXY_CHALLENGE_HEADER = 'x-longshore-www-authenticate';
 /** The auth challenge of a response, whether it came straight from a registry or via the proxy. */
 export function challengeOf(response: Response): string | null {
   return response.headers.get('www-authenticate') ?? response.headers.get(PROXY_CHALLENGE_HEADER);
+}
+
+/**
+ * Asks longshore's proxy to end a blob body cleanly when its upstream breaks off mid-body
+ * (`x-longshore-on-cut: end`), instead of cutting the client's connection. A browser drops what it
+ * still holds of a body that failed (Chromium: the unread bytes of the body's data pipe, up to
+ * megabytes when the reader lags), and those would be fetched again; a clean short end hands over
+ * every byte that reached the browser, and the resumable engine, which knows the size, continues
+ * with Range. The proxy then answers without Content-Length (chunked), so the early end is clean.
+ */
+export const PROXY_ON_CUT_HEADER = 'x-longshore-on-cut';
+
+/** The transport of a browser client that reaches registries through longshore's proxy at `base`. */
+export function proxyTransport(fetch: FetchLike, base: string): Transport {
+  return { fetch, rewrite: proxyRewrite(base), blobHeaders: { [PROXY_ON_CUT_HEADER]: 'end' } };
 }
 
 /**

@@ -4,7 +4,7 @@
 import { AbortedError, ErrorCode, LongshoreError, throwIfAborted } from '../errors.ts';
 import { challengeOf, guardBody, readCapped, type Transport } from '../http/transport.ts';
 import { defaultRetryPolicy, fetchWithRetry, type RetryPolicy } from '../http/retry.ts';
-import type { BlobSender } from '../http/blob-fetch.ts';
+import type { BlobSender, ByteRange } from '../http/blob-fetch.ts';
 import { isLoopbackHost, type ImageReference } from '../reference.ts';
 import { sha256, verifyingStream, isDigest } from '../digest.ts';
 import { MANIFEST_ACCEPT } from '../image/media-types.ts';
@@ -231,12 +231,18 @@ export class RegistryClient {
       retry: this.#retry,
       send: (range, signal) =>
         this.request(ref.apiHost, path, scope, {
-          headers: range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {},
+          headers: this.#blobHeaders(range),
           retry: false,
           ...(signal ? { signal } : {}),
         }),
       fail: (response) => registryError(response, { what: label, registry: ref.registry, repository: ref.repository }),
     };
+  }
+
+  #blobHeaders(range: ByteRange | undefined): Record<string, string> {
+    const headers: Record<string, string> = { ...this.#transport.blobHeaders };
+    if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`;
+    return headers;
   }
 
   /**
@@ -247,7 +253,7 @@ export class RegistryClient {
     return {
       retry: this.#retry,
       send: async (range, signal) => {
-        const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {};
+        const headers = this.#blobHeaders(range);
         let last: Response | undefined;
         let error: unknown;
         for (const url of urls) {
