@@ -91,7 +91,7 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     const from = msg.job.fromStore
       ? { open: storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label) }
       : client.blobSender(ref, msg.job.descriptor, msg.job.label);
-    await storeLayer(from, msg.job, { store: jobStore, signal: ac.signal, parallel: msg.config.parallel ?? DEFAULT_PARALLEL }, (n) => {
+    await storeLayer(from, msg.job, { store: jobStore, signal: ac.signal, parallel: { ...DEFAULT_PARALLEL, ...msg.config.parallel } }, (n) => {
       pending += n;
       moved = true;
       timer ??= setTimeout(flush, BYTES_INTERVAL_MS);

@@ -12,8 +12,8 @@ export interface WorkerConfig {
   /** Origin (and path prefix) of the longshore proxy; requests go to `<proxyBase>/proxy/<host>/…`. */
   proxyBase: string;
   concurrency?: number;
-  /** Parallel ranges for big blobs (default DEFAULT_PARALLEL in core/pull.ts; connections 1: off). */
-  parallel?: { connections: number; threshold: number; pieceBytes?: number; aheadPieces?: number };
+  /** Parallel ranges for big blobs, over DEFAULT_PARALLEL in core/pull.ts (connections 1: off). */
+  parallel?: { connections?: number; threshold?: number; pieceBytes?: number; aheadPieces?: number };
   /** A picked file follows blobs from this size on while they download (default FOLLOW_FROM_BYTES in pull-job.ts). */
   followFrom?: number;
 }

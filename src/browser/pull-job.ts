@@ -451,7 +451,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         keepCompressed: !format.needsUncompressed,
         ...(layerLimit ? { concurrency: layerLimit } : {}),
         // Big blobs as concurrent ranges here too when there is no layer pool (as the layer workers do).
-        parallel: ctx.config.parallel ?? DEFAULT_PARALLEL,
+        parallel: { ...DEFAULT_PARALLEL, ...ctx.config.parallel },
         ...(ctx.pool
           ? {
               layerRunner: (job, onBytes, signal) => {

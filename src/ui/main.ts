@@ -17,8 +17,19 @@ const params = new URLSearchParams(location.search);
 const stall = Number(params.get('stallTimeout'));
 // ?followFrom=bytes: the smallest blob a picked file writes while it downloads (tests; see FOLLOW_FROM_BYTES).
 const followFrom = params.get('followFrom');
+// ?ranges=N (1: off) and ?rangesFrom=bytes: parallel ranges for big blobs (see DEFAULT_PARALLEL in core/pull.ts).
+const ranges = params.get('ranges');
+const rangesFrom = params.get('rangesFrom');
+const parallel = {
+  ...(ranges !== null && /^[1-9]\d*$/.test(ranges) ? { connections: Number(ranges) } : {}),
+  ...(rangesFrom !== null && /^\d+$/.test(rangesFrom) ? { threshold: Number(rangesFrom) } : {}),
+};
 const bridge = new PullBridge(
-  { proxyBase: config.proxyBase, ...(followFrom !== null && /^\d+$/.test(followFrom) ? { followFrom: Number(followFrom) } : {}) },
+  {
+    proxyBase: config.proxyBase,
+    ...(followFrom !== null && /^\d+$/.test(followFrom) ? { followFrom: Number(followFrom) } : {}),
+    ...(Object.keys(parallel).length > 0 ? { parallel } : {}),
+  },
   Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {},
 );
 const store = new IdbBlobStore();

@@ -67,6 +67,7 @@ const USAGE = `npm run bench -- [options]
                              put the shaping relay between the registry and both pullers: rate cap per connection, added
                              round-trip time per request, each large blob's first response cut after N bytes, or each
                              blob over 1 MB cut once when N % of it has been served
+  --page-query q             appended to the app's URL for the pulls (e.g. ranges=1 or rangesFrom=268435456: see README)
   --help`;
 
 const CACHE_DIR = join(REPO_ROOT, '.cache/bench');
@@ -94,6 +95,8 @@ interface Options {
   listingFrom: ListingSource[];
   save: BenchSave;
   link: LinkShape | undefined;
+  /** Appended to the app's URL for the pull runs (the page's own settings, e.g. `ranges=1`). */
+  pageQuery: string;
 }
 
 function options(): Options {
@@ -115,6 +118,7 @@ function options(): Options {
       'listing-from': { type: 'string', default: 'pulled' },
       save: { type: 'string', default: 'stream' },
       link: { type: 'string' },
+      'page-query': { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -171,6 +175,7 @@ function options(): Options {
           throw new Error(`--save: stream, file or blob, got ${values.save}`);
         })(),
     link: values.link ? parseLink(values.link) : undefined,
+    pageQuery: values['page-query'].replace(/^\?/, ''),
   };
 }
 
@@ -416,7 +421,8 @@ async function longshoreRuns(c: Context, image: BenchImage, reference: string, f
   try {
     const attachAndOpen = async (): Promise<{ page: Page; probe: HeapProbe }> => {
       let probe: HeapProbe | undefined;
-      const page = await openApp(session.context, c.proxy.url, async (p) => {
+      const url = c.opts.pageQuery ? `${c.proxy.url}${c.proxy.url.includes('?') ? '&' : '?'}${c.opts.pageQuery}` : c.proxy.url;
+      const page = await openApp(session.context, url, async (p) => {
         probe = await HeapProbe.attach(p);
       });
       return { page, probe: probe! };
@@ -451,7 +457,7 @@ function linkLines(opts: Options, all: Scenario[]): string[] {
   if (!opts.link) return [];
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   const lines = [
-    `Link (shaping relay between the registry and both pullers): ${describeLink(opts.link)}; longshore saves with ${SAVE_PATHS[opts.save]}.`,
+    `Link (shaping relay between the registry and both pullers): ${describeLink(opts.link)}; longshore saves with ${SAVE_PATHS[opts.save]}${opts.pageQuery ? `; page ?${opts.pageQuery}` : ''}.`,
   ];
   const cutting = opts.link.cutAfter > 0 || opts.link.cutFraction > 0;
   for (const s of all) {

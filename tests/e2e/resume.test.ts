@@ -244,6 +244,31 @@ describe('resume in the browser, Chromium', () => {
     }
   });
 
+  it('?ranges=N and ?rangesFrom=bytes set the parallel ranges of the app: the 6 MiB layer in 4 ranges from 1 MiB on, in one request with ranges=1', async () => {
+    const big = bigLayer();
+    relay.rules = {};
+    const quarter = Math.ceil(big.size / 4);
+    for (const [query, expected] of [
+      ['ranges=4&rangesFrom=1048576', [0, 1, 2, 3].map((i) => `bytes=${i * quarter}-${Math.min(big.size, (i + 1) * quarter) - 1}`)],
+      ['ranges=1&rangesFrom=1048576', ['']],
+    ] as const) {
+      const context = await browser.newContext({ acceptDownloads: true });
+      try {
+        const page = await context.newPage();
+        page.on('pageerror', (e) => pageErrors.push(e.message));
+        await page.goto(`${server.url}?${query}`);
+        await page.getByLabel('Save to').selectOption('blob');
+        const mark = await requestLogMark(env.staticServer.requestLogUrl);
+        await startPull(page);
+        await check(await download(page, query.slice(0, 8)));
+        expect((await staticRanges(mark, big.digest)).sort(), query).toEqual([...expected].sort());
+      } finally {
+        await context.close();
+      }
+    }
+    expect(pageErrors).toEqual([]);
+  });
+
   it('parallel ranges in one tab while another sweeps: the ranges stored ahead of the cursor survive, the blob verifies', async () => {
     const big = bigLayer();
     relay.rules = { bytesPerSecond: MiB };
