@@ -330,7 +330,7 @@ export function phaseLines(summaries: readonly Summary[]): string[] {
     .map(
       (s) =>
         `${s.variant} ${s.label}: ${Object.entries(s.phases!)
-          .map(([p, t]) => `${p} @${t.toFixed(1)} s`)
+          .map(([p, t]) => `${p} @${t.toFixed(2)} s`)
           .join(', ')}`,
     );
 }
