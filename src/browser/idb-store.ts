@@ -946,7 +946,7 @@ async function opfsSpill(
   dir: FileSystemDirectoryHandle,
   key: string,
   open: () => Promise<{ sync: SyncHandle; name: string }>,
-): Promise<Spill & { transient: true }> {
+): Promise<Spill & { transient: true; snapshot(): Promise<Blob> }> {
   let sync: SyncHandle;
   let name: string;
   try {
@@ -971,6 +971,9 @@ async function opfsSpill(
       size += chunk.byteLength;
     },
     read: async () => readBack(sync, size),
+    // The bytes as a disk-backed Blob, for a destination to copy without JS: valid while the file
+    // is not written again (Chromium refuses to read a snapshot of a file modified since).
+    snapshot: async () => (await (await dir.getFileHandle(name)).getFile()).slice(0, size),
     // The hash cursor reads what arrived since it last looked, many times per piece, each range to
     // its end before the next: one buffer for all of them, not a new one per range left to the
     // collector (the layer workers held 133–142 MB of such buffers in a 1.5 GB pull).

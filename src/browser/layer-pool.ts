@@ -76,7 +76,7 @@ export class LayerPool {
    * Follow the job fetching `digest` now (layer-tail.ts): its hashed bytes as they come. Undefined
    * when no job of this pool fetches it.
    */
-  follow(digest: string, label: string, signal?: AbortSignal): BlobTail | undefined {
+  follow(digest: string, label: string, signal?: AbortSignal, pieces = false): BlobTail | undefined {
     const entry = this.#running.get(digest);
     if (!entry || entry.rpc.dead) return undefined;
     const channel = new MessageChannel();
@@ -84,7 +84,7 @@ export class LayerPool {
       { type: 'tail', id: entry.id, port: channel.port2 } satisfies ToLayerWorker,
       [channel.port2],
     );
-    return new BlobTail(channel.port1, label, signal);
+    return new BlobTail(channel.port1, label, signal, pieces);
   }
 
   terminate(): void {

@@ -8,6 +8,7 @@
 // The two halves talk over their own MessagePort (not the page's relay), with credit: the layer
 // worker sends at most what the writer granted, so a slow disk holds no bytes in memory.
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
+import type { Spill } from '../core/store/blob-store.ts';
 
 /** A partial whose hashed bytes can be read while it is being written (OpfsPartial). */
 export interface FollowablePartial {
@@ -30,10 +31,33 @@ export function isFollowable(partial: object): partial is FollowablePartial {
   );
 }
 
-/** Layer worker → writer. `verified`: the blob is committed; bytes from `sent` on are to be copied from the store. */
-export type FromTail = { t: 'bytes'; b: Uint8Array } | { t: 'verified'; sent: number } | { t: 'failed'; message: string };
-/** Writer → layer worker: credit, with the buffer of a chunk written (if it was not transferred on) to fill again. */
-export type ToTail = { t: 'credit'; n: number; b?: ArrayBuffer } | { t: 'cancel' };
+/**
+ * Layer worker → writer. `verified`: the blob is committed; bytes from `sent` on are to be copied
+ * from the store. `piece`: bytes [start, start + b.size) of the blob, complete in a spill (a range
+ * fetched ahead of the hash cursor), as a disk-backed Blob the writer places itself and then
+ * answers `piece-done` (only to a writer that asked for pieces: one that can write anywhere).
+ */
+export type FromTail =
+  | { t: 'bytes'; b: Uint8Array; at: number }
+  | { t: 'piece'; id: number; start: number; b: Blob }
+  | { t: 'verified'; sent: number }
+  | { t: 'failed'; message: string };
+/**
+ * Writer → layer worker: credit, with the buffer of a chunk written (if it was not transferred on)
+ * to fill again; `pieces` (first credit only): it takes pieces. `piece-done`: that piece is written
+ * (or given up): its spill may be written again.
+ */
+export type ToTail = { t: 'credit'; n: number; b?: ArrayBuffer; pieces?: boolean } | { t: 'piece-done'; id: number } | { t: 'cancel' };
+
+/** A spill whose bytes can be read as a disk-backed Blob (OPFS, idb-store.ts). */
+export type SnapshotSpill = Spill & { snapshot(): Promise<Blob> };
+
+function canSnapshot(spill: Spill): spill is SnapshotSpill {
+  return typeof (spill as Partial<SnapshotSpill>).snapshot === 'function';
+}
+
+/** Takes a completed piece (blob offset, bytes); resolves once it is written, or undefined when not taken. */
+type PieceTaker = (start: number, blob: Blob) => Promise<void> | undefined;
 
 /**
  * Largest chunk sent at once. Each is one write to the destination (a picked file's write is an
@@ -64,6 +88,52 @@ export class LiveJob {
   #partial: FollowablePartial | undefined;
   #ended: { ok: boolean; message?: string } | undefined;
   readonly #listeners = new Set<() => void>();
+  /** Tails whose writers take pieces (a picked file). */
+  readonly #takers = new Set<PieceTaker>();
+
+  /**
+   * `spill` as this job's parallel ranges use it: a range it completes is offered to the tails
+   * whose writers take pieces (copied by the browser from storage into its place in the file,
+   * instead of passing through here again behind the hash cursor); its reset() waits until they
+   * are done with it, as writing it again would void their snapshot.
+   */
+  watchSpill(spill: Spill): Spill {
+    if (!canSnapshot(spill)) return spill;
+    let copies: Promise<unknown>[] = [];
+    const watched: Spill = {
+      ...(spill.transient ? { transient: true } : {}),
+      get size() {
+        return spill.size;
+      },
+      write: (chunk) => spill.write(chunk),
+      read: () => spill.read(),
+      ...(spill.readFrom ? { readFrom: (from: number, to: number) => spill.readFrom!(from, to) } : {}),
+      completed: (start) => {
+        if (this.#takers.size === 0 || spill.size === 0) return;
+        const size = spill.size;
+        copies.push(
+          spill.snapshot().then(
+            (blob) => Promise.all([...this.#takers].map((take) => take(start, blob.size === size ? blob : blob.slice(0, size)))),
+            // No snapshot: the tail sends these bytes behind the hash cursor as before.
+            () => undefined,
+          ),
+        );
+      },
+      ...(spill.reset
+        ? {
+            reset: async () => {
+              const pending = copies;
+              copies = [];
+              await Promise.all(pending);
+              await spill.reset!();
+            },
+          }
+        : {}),
+      // On failure the pull stops: a copy still reading this spill fails with it.
+      discard: () => spill.discard(),
+    };
+    return watched;
+  }
 
   attach(partial: object): void {
     if (!isFollowable(partial) || this.#partial) return;
@@ -85,6 +155,25 @@ export class LiveJob {
     let credit = 0;
     let sent = 0;
     let over = false;
+    /** The partial's offset as last seen: one lower means the blob started over. */
+    let seen = 0;
+    /** Blob ranges [start, end) the writer places itself (pieces), sorted: sent skips them. */
+    const covered: [number, number][] = [];
+    const pieces = new Map<number, () => void>();
+    let pieceIds = 0;
+    const take: PieceTaker = (start, blob) => {
+      if (over) return undefined;
+      // What went behind the cursor already is not sent twice.
+      const from = Math.max(start, sent);
+      const end = start + blob.size;
+      if (from >= end) return undefined;
+      const id = ++pieceIds;
+      covered.push([from, end]);
+      covered.sort((a, b) => a[0] - b[0]);
+      const written = new Promise<void>((resolve) => pieces.set(id, resolve));
+      port.postMessage({ t: 'piece', id, start: from, b: from === start ? blob : blob.slice(from - start) } satisfies FromTail);
+      return written;
+    };
     /** A part chunk may go now (the flush delay passed with less than a chunk waiting). */
     let flushDue = false;
     let flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -100,6 +189,10 @@ export class LiveJob {
       stopTimer();
       unwatch?.();
       this.#listeners.delete(step);
+      this.#takers.delete(take);
+      // Nothing more is written from the spills: they may be reused.
+      for (const done of pieces.values()) done();
+      pieces.clear();
       if (last) port.postMessage(last);
       port.close();
     };
@@ -124,13 +217,22 @@ export class LiveJob {
         if (this.#ended) finish(endedAnswer(this.#ended));
         return;
       }
-      if (p.offset < sent) {
+      if (p.offset < seen) {
         // The blob started over (a server that ignored Range): what was sent cannot be taken back.
         return finish({ t: 'failed', message: 'The layer started over after part of it was saved.' });
       }
-      while (credit > 0 && p.offset > sent) {
-        const want = Math.min(TAIL_CHUNK_BYTES, credit, p.offset - sent);
-        const last = p.size !== undefined && p.offset >= p.size && want === p.offset - sent;
+      seen = p.offset;
+      for (;;) {
+        // Bytes the writer places itself (pieces) are skipped.
+        while (covered.length > 0 && covered[0]![1] <= sent) covered.shift();
+        if (covered.length > 0 && covered[0]![0] <= sent) {
+          sent = covered.shift()![1];
+          continue;
+        }
+        const nextCover = covered.length > 0 ? covered[0]![0] : Number.POSITIVE_INFINITY;
+        if (!(credit > 0 && p.offset > sent)) break;
+        const want = Math.min(TAIL_CHUNK_BYTES, credit, p.offset - sent, nextCover - sent);
+        const last = (p.size !== undefined && p.offset >= p.size && want === p.offset - sent) || want === nextCover - sent;
         if (want < TAIL_CHUNK_BYTES && !flushDue && !last) {
           flushTimer ??= setTimeout(() => {
             flushTimer = undefined;
@@ -151,13 +253,20 @@ export class LiveJob {
         }
         if (n <= 0) return finish({ t: 'failed', message: `The staged file ended at ${sent} of ${p.offset} bytes.` });
         const out = chunk.subarray(0, n);
+        const at = sent;
         sent += n;
         credit -= n;
-        port.postMessage({ t: 'bytes', b: out } satisfies FromTail, [buffer]);
+        port.postMessage({ t: 'bytes', b: out, at } satisfies FromTail, [buffer]);
       }
     };
     port.onmessage = (e: MessageEvent<ToTail>) => {
       if (e.data.t === 'cancel') return finish();
+      if (e.data.t === 'piece-done') {
+        pieces.get(e.data.id)?.();
+        pieces.delete(e.data.id);
+        return;
+      }
+      if (e.data.pieces && !over) this.#takers.add(take);
       credit += e.data.n;
       // Kept for any tail of this worker: a steady pull allocates nothing per chunk or per layer.
       if (e.data.b?.byteLength === TAIL_CHUNK_BYTES && spare.length < SPARE_MAX) spare.push(e.data.b);
@@ -181,13 +290,15 @@ export class BlobTail {
     readonly port: MessagePort,
     readonly label: string,
     readonly signal?: AbortSignal,
+    /** The writer places pieces itself (next() may answer `piece`). */
+    pieces = false,
   ) {
     port.onmessage = (e: MessageEvent<FromTail>) => {
       this.#queue.push(e.data);
       this.#notify();
     };
     signal?.addEventListener('abort', () => this.#notify(), { once: true });
-    port.postMessage({ t: 'credit', n: TAIL_CREDIT_BYTES } satisfies ToTail);
+    port.postMessage({ t: 'credit', n: TAIL_CREDIT_BYTES, ...(pieces ? { pieces: true } : {}) } satisfies ToTail);
   }
 
   #notify(): void {
@@ -200,7 +311,7 @@ export class BlobTail {
    * The next bytes (`taken(bytes)` once written, which grants more and hands their buffer back),
    * or the end: the offset to copy the rest from the store.
    */
-  async next(): Promise<{ bytes: Uint8Array } | { verified: number }> {
+  async next(): Promise<{ bytes: Uint8Array; at: number } | { piece: { id: number; start: number; blob: Blob } } | { verified: number }> {
     for (;;) {
       this.signal?.throwIfAborted();
       const m = this.#queue.shift();
@@ -211,7 +322,9 @@ export class BlobTail {
       }
       switch (m.t) {
         case 'bytes':
-          return { bytes: m.b };
+          return { bytes: m.b, at: m.at };
+        case 'piece':
+          return { piece: { id: m.id, start: m.start, blob: m.b } };
         case 'verified':
           this.close();
           return { verified: m.sent };
@@ -231,6 +344,12 @@ export class BlobTail {
     const buffer = bytes.buffer as ArrayBuffer;
     const back = buffer.byteLength > 0 && !(buffer as { detached?: boolean }).detached ? buffer : undefined;
     this.port.postMessage({ t: 'credit', n: length, ...(back ? { b: back } : {}) } satisfies ToTail, back ? [back] : []);
+  }
+
+  /** Piece `id` is written (or given up): its spill may be written again. */
+  pieceDone(id: number): void {
+    if (this.#closed) return;
+    this.port.postMessage({ t: 'piece-done', id } satisfies ToTail);
   }
 
   /** Stop following (the writer gave up, or is done). */

@@ -72,7 +72,7 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
       liveJob.attach(partial);
       return partial;
     },
-    createSpill: (k) => store.createSpill(k),
+    createSpill: async (k) => liveJob.watchSpill(await store.createSpill(k)),
   };
   let pending = 0;
   /** Bytes moved without new ones (a spilled range read back and hashed): still progress (n: 0). */
@@ -91,11 +91,16 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     const from = msg.job.fromStore
       ? { open: storedBlobOpener(store, msg.job.descriptor.digest, msg.job.label) }
       : client.blobSender(ref, msg.job.descriptor, msg.job.label);
-    await storeLayer(from, msg.job, { store: jobStore, signal: ac.signal, parallel: { ...DEFAULT_PARALLEL, ...msg.config.parallel } }, (n) => {
-      pending += n;
-      moved = true;
-      timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
-    });
+    await storeLayer(
+      from,
+      msg.job,
+      { store: jobStore, signal: ac.signal, parallel: { ...DEFAULT_PARALLEL, ...msg.config.parallel } },
+      (n) => {
+        pending += n;
+        moved = true;
+        timer ??= setTimeout(flush, BYTES_INTERVAL_MS);
+      },
+    );
     if (timer !== undefined) clearTimeout(timer);
     flush();
     liveJob.end(true);

@@ -519,31 +519,60 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
      * Blob is composed at the end anyway).
      */
     const follow = async (key: string, n: number, at: number): Promise<void> => {
-      const put = (bytes: Uint8Array, offset: number) => (place ? place.writeAt(at + offset, bytes) : dest.write(bytes));
-      let sent = 0;
+      /** Where the bytes in order have reached in the blob (past the pieces they skipped). */
+      let frontier = 0;
+      /** Bytes written from the tail, in order / as pieces (ranges complete in a layer worker's spill, copied by the browser). */
+      let streamed = 0;
+      let placed = 0;
+      const pieces: { start: number; end: number }[] = [];
+      /** Piece writes under way: all are awaited before the blob counts as written. */
+      const pieceWrites: Promise<void>[] = [];
       if (pool && n >= followFrom && (await waiter.waitLive(key)) === 'running') {
-        const tail = pool.follow(key, `blob ${key}`, stop.signal);
+        const tail = pool.follow(key, `blob ${key}`, stop.signal, place !== undefined);
         if (tail) {
           try {
             for (;;) {
               const m = await tail.next();
-              if ('verified' in m) break;
-              if (sent + m.bytes.byteLength > n)
-                throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+              if ('verified' in m) {
+                await Promise.all(pieceWrites);
+                frontier = Math.max(frontier, m.verified);
+                break;
+              }
+              if ('piece' in m) {
+                const { id, start, blob } = m.piece;
+                if (!place || start + blob.size > n)
+                  throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+                pieces.push({ start, end: start + blob.size });
+                const write = place.writeAt(at + start, blob).then(() => {
+                  placed += blob.size;
+                  written += blob.size;
+                  reportSave();
+                });
+                // The spill may be written again once its bytes are in the file (or the write failed).
+                const release = () => tail.pieceDone(id);
+                write.then(release, release);
+                pieceWrites.push(write);
+                continue;
+              }
               const length = m.bytes.byteLength;
-              await put(m.bytes, sent);
+              if (m.at + length > n)
+                throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+              if (!place && m.at !== frontier) throw new LongshoreError(ErrorCode.Internal, `The live copy of blob ${key} skipped bytes.`);
+              await (place ? place.writeAt(at + m.at, m.bytes) : dest.write(m.bytes));
               tail.taken(m.bytes, length);
-              sent += length;
+              frontier = m.at + length;
+              streamed += length;
               written += length;
               reportSave();
             }
           } catch (err) {
             tail.close();
+            await Promise.allSettled(pieceWrites);
             if (stop.signal.aborted) throw err;
             // The layer's own failure (reported by the pull) comes first; a blob that was verified
             // after all is only a problem if part of it was written from bytes since dropped.
             await waiter.wait(key);
-            if (sent > 0) {
+            if (streamed > 0 || placed > 0) {
               // Verified after all, but part of it went out from bytes since dropped (the blob
               // started over): a picked file takes them back (written again at their place); a
               // download cannot.
@@ -551,9 +580,10 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
                 if (!dest.seek) throw err;
                 await dest.seek(at);
               }
-              written -= sent;
-              sent = 0;
+              written -= streamed + placed;
             }
+            frontier = 0;
+            pieces.length = 0;
           }
         }
       }
@@ -562,9 +592,11 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
         throw new LongshoreError(ErrorCode.Store, `The stored blob ${key} is ${stored} bytes, but the archive planned ${n}.`, {
           data: { key, expected: n, actual: stored },
         });
-      if (sent < n) {
-        await (place ? place.copyAt(at + sent, key, n, sent) : dest.copy(key, n, sent));
-        written += n - sent;
+      if (frontier < n) {
+        await (place ? place.copyAt(at + frontier, key, n, frontier) : dest.copy(key, n, frontier));
+        // Pieces past the frontier were written again by the copy: counted once.
+        const again = pieces.reduce((sum, p) => sum + Math.max(0, Math.min(p.end, n) - Math.max(p.start, frontier)), 0);
+        written += n - frontier - again;
         reportSave();
       }
     };

@@ -119,8 +119,9 @@ const OPFS_PICKERS = `(() => {
  * A fresh profile; with `opfs` (Chromium), the pickers answer with the origin private file system;
  * `followFrom`: the smallest blob a picked file writes while it downloads (?followFrom, FOLLOW_FROM_BYTES).
  */
-async function openApp(engine: EngineHandle, options: { opfs?: boolean; followFrom?: number } = {}): Promise<E2EPage> {
-  const url = options.followFrom === undefined ? server.url : `${server.url}/?followFrom=${options.followFrom}`;
+async function openApp(engine: EngineHandle, options: { opfs?: boolean; followFrom?: number; query?: string } = {}): Promise<E2EPage> {
+  const query = [options.followFrom === undefined ? '' : `followFrom=${options.followFrom}`, options.query ?? ''].filter(Boolean).join('&');
+  const url = query ? `${server.url}/?${query}` : server.url;
   const page = await engine.open(url, options.opfs ? { initScript: OPFS_PICKERS } : {});
   await page.waitFor(SEL.name);
   return page;
@@ -641,6 +642,46 @@ forEachEngine((engine) => {
         } finally {
           tamper.rules = {};
         }
+      });
+
+      // Parallel ranges from 4 KiB (?rangesFrom), every blob followed (?followFrom=0): a range that
+      // completes in its spill ahead of the hash cursor goes into the file as a piece, copied by the
+      // browser from storage, not behind the cursor through the pull worker.
+      const PIECES = 'ranges=4&rangesFrom=4096';
+
+      it('file picker: ranges complete ahead of a stalled first range are in the file already (pieces), while the hash cursor waits', async () => {
+        const f = env.fixtures.v2s2;
+        const largest = layersOf(f.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
+        const quarter = Math.ceil(largest.size / 4);
+        const head = Math.floor(quarter / 3);
+        // The first range (where the hash cursor is) stops after `head` bytes; the other three complete.
+        tamper.rules = { stallBlob: { digest: largest.digest, afterBytes: head, rangeStart: 0 } };
+        const page = await openApp(engine, { opfs: true, followFrom: 0, query: PIECES });
+        try {
+          await startPull(page, `${tamper.host}/test/v2s2:latest`, { save: 'file' });
+          const beyondOthers = async () => {
+            const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
+            const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
+            return total > 0 ? written - (total - largest.size) : -1;
+          };
+          // Behind the cursor only `head` bytes could be written; the three later ranges are there too.
+          await expect.poll(beyondOthers, { timeout: 30_000 }).toBe(head + largest.size - quarter);
+          await page.click(SEL.cancel);
+        } finally {
+          tamper.rules = {};
+        }
+      });
+
+      it('file picker: a pull whose big layer goes in as pieces gives a file skopeo and tar read', async () => {
+        const page = await openApp(engine, { opfs: true, followFrom: 0, query: PIECES });
+        const name = `${tamper.host}/test/v2s2:latest`;
+        const largest = layersOf(env.fixtures.v2s2.manifest.raw).reduce((a, b) => (b.size > a.size ? b : a));
+        const mark = tamper.requests.length;
+        await startPull(page, name, { save: 'file' });
+        await waitSaved(page);
+        await validateV2s2(await copyOut(engine, page, fileOf(tamper.host, 'v2s2')), name);
+        // The layer came as 4 ranges.
+        expect(tamper.requests.slice(mark).filter((r) => r.method === 'GET' && r.path.endsWith(largest.digest))).toHaveLength(4);
       });
 
       it('keep a copy off: the file is complete and the browser cache holds nothing new', async () => {

@@ -24,8 +24,12 @@ export interface TamperRules {
    * connection; `short`: send no Content-Length (chunked) and end cleanly after the short body.
    */
   truncateBlob?: { digest: string; keepBytes: number; mode: 'close' | 'short' };
-  /** Send the headers and the first `afterBytes` of this blob, then nothing more until the proxy closes. */
-  stallBlob?: { digest: string; afterBytes: number };
+  /**
+   * Send the headers and the first `afterBytes` of this blob, then nothing more until the proxy
+   * closes. With `rangeStart`, only the range response (206) whose Content-Range starts there is
+   * stalled (other ranges, and whole answers, pass).
+   */
+  stallBlob?: { digest: string; afterBytes: number; rangeStart?: number };
   /** Flip one byte in the middle of every manifest body (headers such as Docker-Content-Digest kept). */
   corruptManifests?: boolean;
   /**
@@ -198,7 +202,14 @@ export async function startTamperProxy(upstreamUrl: string, rules: TamperRules =
               await pumpPrefix(up, res, truncateBlob.keepBytes);
               res.end();
             }
-          } else if (ok && blob !== undefined && stallBlob?.digest === blob) {
+          } else if (
+            req.method === 'GET' &&
+            blob !== undefined &&
+            stallBlob?.digest === blob &&
+            (stallBlob.rangeStart === undefined
+              ? status === 200
+              : status === 206 && Number(/^bytes (\d+)-/.exec(String(up.headers['content-range'] ?? ''))?.[1]) === stallBlob.rangeStart)
+          ) {
             record.action = 'stall';
             res.writeHead(status, up.headers);
             res.flushHeaders();

@@ -48,10 +48,123 @@ async function readAll(tail: BlobTail): Promise<{ bytes: Buffer; verified: numbe
   for (;;) {
     const m = await tail.next();
     if ('verified' in m) return { bytes: Buffer.concat(out), verified: m.verified, chunks: out.length };
+    if ('piece' in m) throw new Error('a piece to a writer that did not ask for them');
     out.push(Buffer.from(m.bytes));
     tail.taken(m.bytes, m.bytes.byteLength);
   }
 }
+
+/** A spill of bytes held in memory that can give them as a Blob (as the OPFS one does from its file). */
+function memorySpill() {
+  const chunks: Uint8Array[] = [];
+  let resets = 0;
+  const spill = {
+    transient: true as const,
+    get size() {
+      return chunks.reduce((n, c) => n + c.byteLength, 0);
+    },
+    write: async (c: Uint8Array) => void chunks.push(c.slice()),
+    read: async () => new Blob(chunks as BlobPart[]).stream(),
+    snapshot: async () => new Blob(chunks as BlobPart[]),
+    reset: async () => {
+      chunks.length = 0;
+      resets++;
+    },
+    discard: async () => undefined,
+  };
+  return { spill, resets: () => resets };
+}
+
+describe('layer tail, pieces (a writer that places ranges itself)', () => {
+  it('a completed spilled range goes as a Blob piece, the bytes in order skip it, and the spill is reused only once the piece is written', async () => {
+    const blob = pseudoRandomBytes(3 * TAIL_CHUNK_BYTES, 'pieces');
+    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
+    const job = new LiveJob();
+    const channel = new MessageChannel();
+    job.follow(channel.port2);
+    const tail = new BlobTail(channel.port1, 'layer 1/1', undefined, true);
+    job.attach(partial);
+    await tick();
+    // The range [1 chunk, 2 chunks) arrived ahead of the cursor, in a spill, complete.
+    const { spill, resets } = memorySpill();
+    const watched = job.watchSpill(spill);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES));
+    watched.completed!(TAIL_CHUNK_BYTES);
+    const first = await tail.next();
+    if (!('piece' in first)) throw new Error('expected a piece first');
+    expect(first.piece.start).toBe(TAIL_CHUNK_BYTES);
+    expect(
+      Buffer.compare(Buffer.from(await first.piece.blob.arrayBuffer()), Buffer.from(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES))),
+    ).toBe(0);
+    // Its spill waits for the writer before it takes another range.
+    let reset = false;
+    const resetting = watched.reset!().then(() => (reset = true));
+    await tick();
+    expect(reset).toBe(false);
+    tail.pieceDone(first.piece.id);
+    await resetting;
+    expect(resets()).toBe(1);
+    // The hash cursor passes the whole blob: the bytes in order are [0, 1 chunk) and [2, 3 chunks), with their offsets.
+    partial.set({ offset: blob.byteLength });
+    const got: { at: number; length: number }[] = [];
+    let end = 0;
+    while (end < blob.byteLength) {
+      const m = await tail.next();
+      if (!('bytes' in m)) throw new Error('expected bytes');
+      expect(Buffer.compare(Buffer.from(m.bytes), Buffer.from(blob.subarray(m.at, m.at + m.bytes.byteLength)))).toBe(0);
+      got.push({ at: m.at, length: m.bytes.byteLength });
+      end = m.at + m.bytes.byteLength;
+      tail.taken(m.bytes, m.bytes.byteLength);
+    }
+    expect(got).toEqual([
+      { at: 0, length: TAIL_CHUNK_BYTES },
+      { at: 2 * TAIL_CHUNK_BYTES, length: TAIL_CHUNK_BYTES },
+    ]);
+    partial.set({ phase: 'committing' });
+    partial.set({ phase: 'committed' });
+    expect(await tail.next()).toEqual({ verified: blob.byteLength });
+  });
+
+  it('a writer that did not ask gets no pieces, and the spill is not held back', async () => {
+    const blob = pseudoRandomBytes(2 * TAIL_CHUNK_BYTES, 'no pieces');
+    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
+    const job = new LiveJob();
+    const tail = follow(job);
+    job.attach(partial);
+    const { spill, resets } = memorySpill();
+    const watched = job.watchSpill(spill);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
+    watched.completed!(TAIL_CHUNK_BYTES);
+    await watched.reset!();
+    expect(resets()).toBe(1);
+    partial.set({ offset: blob.byteLength });
+    const reading = readAll(tail);
+    await tick();
+    partial.set({ phase: 'committing' });
+    partial.set({ phase: 'committed' });
+    const { bytes } = await reading;
+    expect(Buffer.compare(bytes, Buffer.from(blob))).toBe(0);
+  });
+
+  it('a writer that goes away releases the spills it held', async () => {
+    const blob = pseudoRandomBytes(2 * TAIL_CHUNK_BYTES, 'gone');
+    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
+    const job = new LiveJob();
+    const channel = new MessageChannel();
+    job.follow(channel.port2);
+    const tail = new BlobTail(channel.port1, 'layer 1/1', undefined, true);
+    job.attach(partial);
+    await tick();
+    const { spill } = memorySpill();
+    const watched = job.watchSpill(spill);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
+    watched.completed!(TAIL_CHUNK_BYTES);
+    const m = await tail.next();
+    expect('piece' in m).toBe(true);
+    tail.close();
+    await watched.reset!();
+  });
+});
 
 describe('layer tail', () => {
   it('sends the hashed bytes in order as the partial grows, then "verified" with the count sent', async () => {
@@ -133,7 +246,7 @@ describe('layer tail', () => {
     const held: Uint8Array[] = [];
     for (;;) {
       const m = await Promise.race([tail.next(), tick().then(() => undefined)]);
-      if (!m || 'verified' in m) break;
+      if (!m || 'verified' in m || 'piece' in m) break;
       received += m.bytes.byteLength;
       held.push(m.bytes);
     }

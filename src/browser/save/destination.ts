@@ -23,7 +23,8 @@ export interface TarDestination extends Omit<ArchiveSink, 'write' | 'copy' | 'fo
    */
   positional?: {
     reserve(size: number): Promise<void>;
-    writeAt(position: number, bytes: Uint8Array): Promise<void>;
+    /** `bytes` at `position`; a Blob (a disk-backed range of a blob) is copied by the browser. */
+    writeAt(position: number, bytes: Uint8Array | Blob): Promise<void>;
     /** The stored, verified blob `key` (`size` bytes) from byte `from` on, at `position`. */
     copyAt(position: number, key: string, size: number, from?: number): Promise<void>;
   };

@@ -139,6 +139,7 @@ export async function fetchParallel(
         if (k > 0) part.spill = free.pop() ?? (await options.spill!(`${expected.digest}:${part.start}`));
         await fetchRange(sender, part, cursor, expected, budget, signal);
         part.complete = true;
+        part.spill?.completed?.(part.start);
         settle[k]!();
         part.grew?.();
       } catch (err) {

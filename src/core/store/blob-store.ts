@@ -38,6 +38,12 @@ export interface Spill {
    * reading the next: chunks may be views of one buffer, refilled.
    */
   readFrom?(from: number, to: number): ReadableStream<Uint8Array>;
+  /**
+   * The range is complete: the spill holds bytes [start, start + size) of the blob and takes no
+   * more writes until reset() or discard(). A destination may copy them from storage meanwhile
+   * (then reset() waits for that copy). Optional, for stores that can offer it.
+   */
+  completed?(start: number): void;
   /** Forget the bytes (after they were read back, or on failure); safe to call twice. */
   discard(): Promise<void>;
   /**
