@@ -3,7 +3,7 @@
 // click → the file starts (the streamed download begins; for the Blob path, the Download button),
 // Pull click → file complete. The page's status changes are stamped in the page, so the time spent
 // resolving, downloading and assembling can be told apart.
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -19,6 +19,36 @@ export type SessionMode = 'profile' | 'incognito';
 export interface Session {
   context: BrowserContext;
   close(): Promise<void>;
+}
+
+/** The on-disk profile of each persistent context (where its origin private file system lives). */
+const profileDirs = new WeakMap<BrowserContext, string>();
+
+/**
+ * The file on disk holding an OPFS file of `size` bytes in `profileDir`: Chromium keeps the origin
+ * private file system as plain files under obfuscated names (`File System/…/p/00/0000000N`), so
+ * the newest file of exactly that size is the picked file the bench answered the picker with.
+ */
+async function opfsBackingFile(profileDir: string, size: number): Promise<string | undefined> {
+  let best: { path: string; mtime: number } | undefined;
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) await walk(path);
+      else if (e.isFile()) {
+        const st = await stat(path);
+        if (st.size === size && (!best || st.mtimeMs > best.mtime)) best = { path, mtime: st.mtimeMs };
+      }
+    }
+  };
+  await walk(join(profileDir, 'Default', 'File System'));
+  return best?.path;
 }
 
 export class Sessions {
@@ -40,6 +70,7 @@ export class Sessions {
       args: [...CHROMIUM_ARGS],
       acceptDownloads: true,
     });
+    profileDirs.set(context, userDataDir);
     return {
       context,
       close: async () => {
@@ -109,10 +140,13 @@ export interface PullTiming {
   fileName: string;
   /**
    * The downloaded archive on disk (Chromium's own file, in Playwright's artifacts directory: not
-   * copied, so a 6 GB image needs no second 6 GB); the caller removes it once verified. Undefined
-   * for `file` (it stays in the browser's private file system).
+   * copied, so a 6 GB image needs no second 6 GB); the caller removes it once verified. For
+   * `file`: the picked file in the profile's origin private file system, judged where it is and
+   * removed by `cleanup` (undefined in an incognito session: then only its size is known).
    */
   file: string | undefined;
+  /** Removes the file where the browser must (an OPFS file, through the page); else the caller rm()s it. */
+  cleanup?: () => Promise<void>;
   /** Its size as the page reads it back (`file`). */
   bytes?: number;
 }
@@ -263,15 +297,22 @@ export async function pullAndSave(
       async (n) => (await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile()).size,
       fileName,
     );
-    await page.evaluate(async (n) => (await navigator.storage.getDirectory()).removeEntry(n), fileName);
+    const remove = async () => {
+      await page.evaluate(async (n) => (await navigator.storage.getDirectory()).removeEntry(n), fileName);
+    };
+    // Judged where Chromium keeps it (a persistent profile), like a downloaded file; removed after.
+    const profileDir = profileDirs.get(page.context());
+    const backing = profileDir ? await opfsBackingFile(profileDir, bytes) : undefined;
+    if (!backing) await remove();
     return {
+      file: backing,
+      ...(backing ? { cleanup: remove } : {}),
       buttonSeconds,
       firstByteSeconds: phases['written'] ?? Number.NaN,
       downloadedSeconds: buttonSeconds,
       clickAt: started,
       phases,
       fileName,
-      file: undefined,
       bytes,
     };
   }

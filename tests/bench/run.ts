@@ -61,7 +61,7 @@ const USAGE = `npm run bench -- [options]
   --listing-only             only the layer listing (no big image, pull rounds, skopeo or proxy cost): quick
   --listing-from a,b         where the listed layer comes from: pulled (pulled in the page, the default), archive (local oci-archive), or both
   --save stream|file|blob    longshore saves with the service worker's streamed download (default), the picked file
-                             (File System Access, answered from the origin private file system; size checked only)
+                             (File System Access, answered from the origin private file system; checked like a download, in the profile's files)
                              or the Blob offered when the pull ends
   --link rate=20MB/s,rtt=40ms[,cut=50MB|cut=90%]
                              put the shaping relay between the registry and both pullers: rate cap per connection, added
@@ -384,6 +384,12 @@ async function timedPull(
     }
     const key = `${image.variant}/${format}`;
     const thorough = !c.verified.has(key);
+    if (c.opts.save === 'file')
+      log(
+        timing.file
+          ? `the picked file, judged in the profile's files: ${timing.file}`
+          : `the picked file: only its size is known (${timing.bytes} bytes)`,
+      );
     if (timing.file)
       await verifyArchive(timing.file, { image, configRaw: c.configRaw, skopeoEnv: c.skopeoEnv, thorough, scratchDir: c.scratch });
     else if (!timing.bytes) throw new Error(`the picked file ${timing.fileName} is empty`);
@@ -410,7 +416,8 @@ async function timedPull(
     };
   } finally {
     // Removed as soon as it is judged, so a 6 GB run holds one download at a time.
-    if (timing.file) await rm(timing.file, { force: true });
+    if (timing.cleanup) await timing.cleanup();
+    else if (timing.file) await rm(timing.file, { force: true });
     disk.close();
   }
 }
