@@ -32,13 +32,18 @@ interface Relay {
   /** This blob's response waits until the blobs `holdUntil` have been served. */
   holdLast: string | undefined;
   holdUntil: string[];
+  /**
+   * Once: blob responses wait until this many blob requests are open at once (at most 5 s), then
+   * all go (0: off). Requests a page makes together then overlap whatever the machine's load.
+   */
+  barrier: number;
   close(): Promise<void>;
 }
 
 /** A relay in front of the anonymous registry: logs blob GETs, optionally drips bodies or holds one blob back. */
 async function startRelay(target: string): Promise<Relay> {
   const upstream = new URL(target);
-  const state: Relay = { host: '', log: [], rate: 0, holdLast: undefined, holdUntil: [], close: async () => undefined };
+  const state: Relay = { host: '', log: [], rate: 0, holdLast: undefined, holdUntil: [], barrier: 0, close: async () => undefined };
   let events = 0;
   const blobOf = (url: string) => /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(url)?.[1];
   const othersEnded = () => state.holdUntil.every((d) => state.log.some((r) => r.digest === d && r.ended));
@@ -76,6 +81,15 @@ async function startRelay(target: string): Promise<Relay> {
     if (record && digest === state.holdLast) {
       // Wait on a condition (the others have ended), not on a clock.
       const poll = () => (othersEnded() ? forward() : setTimeout(poll, 20));
+      poll();
+    } else if (record && state.barrier > 1) {
+      const since = Date.now();
+      const poll = () => {
+        if (state.barrier > 1 && state.log.filter((r) => !r.ended).length < state.barrier && Date.now() - since < 5000)
+          return void setTimeout(poll, 10);
+        state.barrier = 0;
+        forward();
+      };
       poll();
     } else forward();
   });
@@ -128,6 +142,13 @@ async function openApp(engine: EngineHandle, options: { opfs?: boolean; followFr
 }
 
 type SaveKind = 'file' | 'stream' | 'blob' | 'folder';
+
+/** Bytes a picked file holds beyond all but one blob of `size` (its part written so far), or -1 before the total is known. */
+async function writtenBeyond(page: E2EPage, size: number): Promise<number> {
+  const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
+  const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
+  return total > 0 ? written - (total - size) : -1;
+}
 
 async function fillPull(page: E2EPage, name: string, options: { save: SaveKind; format?: string; keepCopy?: boolean }): Promise<void> {
   await page.fill(SEL.name, name);
@@ -386,14 +407,18 @@ forEachEngine((engine) => {
       // The page starts one layer worker per core, at most 6 (layer-pool.ts).
       const workers = await page.evaluate(() => Math.max(1, Math.min(navigator.hardwareConcurrency || 2, 6)));
       relay.log.length = 0;
-      // Each (tiny) layer's response lasts a few hundred milliseconds, so the ones fetched together overlap.
+      // Each (tiny) layer's response lasts a few hundred milliseconds, so the ones fetched together
+      // overlap; the first ones wait until as many as there are workers are asked (a worker slow to
+      // start on a loaded machine made them one at a time once).
       relay.rate = 1024;
+      relay.barrier = workers;
       try {
         const name = `${relay.host}/test/many:latest`;
         const file = await pullStreamedFile(page, name, fileOf(relay.host, 'many'), { format: 'legacy' });
         await validateFixtureArchive(env, 'many', file, name);
       } finally {
         relay.rate = 0;
+        relay.barrier = 0;
       }
       const gets = relay.log.filter((r) => layers.has(r.digest));
       expect(gets.length).toBe(layers.size);
@@ -615,11 +640,7 @@ forEachEngine((engine) => {
         const page = await openApp(engine, { opfs: true, ...(followFrom !== undefined ? { followFrom } : {}) });
         try {
           await startPull(page, `${tamper.host}/test/v2s2:latest`, { save: 'file' });
-          const beyondOthers = async () => {
-            const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
-            const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
-            return total > 0 ? written - (total - largest.size) : -1;
-          };
+          const beyondOthers = () => writtenBeyond(page, largest.size);
           // Everything but the stalled layer is placed; followed, its first half (what arrived) goes in too.
           if (followFrom === undefined) {
             await expect.poll(beyondOthers, { timeout: 30_000 }).toBe(0);
@@ -659,11 +680,7 @@ forEachEngine((engine) => {
         const page = await openApp(engine, { opfs: true, followFrom: 0, query: PIECES });
         try {
           await startPull(page, `${tamper.host}/test/v2s2:latest`, { save: 'file' });
-          const beyondOthers = async () => {
-            const written = Number(await page.attr(SEL.saveProgress, 'data-written'));
-            const total = Number(await page.attr(SEL.saveProgress, 'data-total'));
-            return total > 0 ? written - (total - largest.size) : -1;
-          };
+          const beyondOthers = () => writtenBeyond(page, largest.size);
           // Behind the cursor only `head` bytes could be written; the three later ranges are there too.
           await expect.poll(beyondOthers, { timeout: 30_000 }).toBe(head + largest.size - quarter);
           await page.click(SEL.cancel);

@@ -75,16 +75,22 @@ function memorySpill() {
   return { spill, resets: () => resets };
 }
 
+/** A blob of `chunks` tail chunks being written, followed by a writer that takes pieces. */
+async function piecesWriter(chunks: number, seed: string) {
+  const blob = pseudoRandomBytes(chunks * TAIL_CHUNK_BYTES, seed);
+  const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
+  const job = new LiveJob();
+  const channel = new MessageChannel();
+  job.follow(channel.port2);
+  const tail = new BlobTail(channel.port1, 'layer 1/1', undefined, true);
+  job.attach(partial);
+  await tick();
+  return { blob, partial, job, tail };
+}
+
 describe('layer tail, pieces (a writer that places ranges itself)', () => {
   it('a completed spilled range goes as a Blob piece, the bytes in order skip it, and the spill is reused only once the piece is written', async () => {
-    const blob = pseudoRandomBytes(3 * TAIL_CHUNK_BYTES, 'pieces');
-    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
-    const job = new LiveJob();
-    const channel = new MessageChannel();
-    job.follow(channel.port2);
-    const tail = new BlobTail(channel.port1, 'layer 1/1', undefined, true);
-    job.attach(partial);
-    await tick();
+    const { blob, partial, job, tail } = await piecesWriter(3, 'pieces');
     // The range [1 chunk, 2 chunks) arrived ahead of the cursor, in a spill, complete.
     const { spill, resets } = memorySpill();
     const watched = job.watchSpill(spill);
@@ -147,14 +153,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
   });
 
   it('a writer that goes away releases the spills it held', async () => {
-    const blob = pseudoRandomBytes(2 * TAIL_CHUNK_BYTES, 'gone');
-    const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
-    const job = new LiveJob();
-    const channel = new MessageChannel();
-    job.follow(channel.port2);
-    const tail = new BlobTail(channel.port1, 'layer 1/1', undefined, true);
-    job.attach(partial);
-    await tick();
+    const { blob, job, tail } = await piecesWriter(2, 'gone');
     const { spill } = memorySpill();
     const watched = job.watchSpill(spill);
     await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
