@@ -110,10 +110,9 @@ export class LiveJob {
       ...(spill.readFrom ? { readFrom: (from: number, to: number) => spill.readFrom!(from, to) } : {}),
       completed: (start) => {
         if (this.#takers.size === 0 || spill.size === 0) return;
-        const size = spill.size;
         copies.push(
           spill.snapshot().then(
-            (blob) => Promise.all([...this.#takers].map((take) => take(start, blob.size === size ? blob : blob.slice(0, size)))),
+            (blob) => Promise.all([...this.#takers].map((take) => take(start, blob))),
             // No snapshot: the tail sends these bytes behind the hash cursor as before.
             () => undefined,
           ),
@@ -224,11 +223,7 @@ export class LiveJob {
       seen = p.offset;
       for (;;) {
         // Bytes the writer places itself (pieces) are skipped.
-        while (covered.length > 0 && covered[0]![1] <= sent) covered.shift();
-        if (covered.length > 0 && covered[0]![0] <= sent) {
-          sent = covered.shift()![1];
-          continue;
-        }
+        while (covered.length > 0 && covered[0]![0] <= sent) sent = Math.max(sent, covered.shift()![1]);
         const nextCover = covered.length > 0 ? covered[0]![0] : Number.POSITIVE_INFINITY;
         if (!(credit > 0 && p.offset > sent)) break;
         const want = Math.min(TAIL_CHUNK_BYTES, credit, p.offset - sent, nextCover - sent);

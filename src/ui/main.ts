@@ -13,24 +13,26 @@ import './app.css';
 
 const config = await loadAppConfig();
 const params = new URLSearchParams(location.search);
-// ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
-const stall = Number(params.get('stallTimeout'));
-// ?followFrom=bytes: the smallest blob a picked file writes while it downloads (tests; see FOLLOW_FROM_BYTES).
-const followFrom = params.get('followFrom');
-// ?ranges=N (1: off) and ?rangesFrom=bytes: parallel ranges for big blobs (see DEFAULT_PARALLEL in core/pull.ts).
-const ranges = params.get('ranges');
-const rangesFrom = params.get('rangesFrom');
-const parallel = {
-  ...(ranges !== null && /^[1-9]\d*$/.test(ranges) ? { connections: Number(ranges) } : {}),
-  ...(rangesFrom !== null && /^\d+$/.test(rangesFrom) ? { threshold: Number(rangesFrom) } : {}),
+/** A whole number of at least `min` given as `?name=`, else undefined. */
+const whole = (name: string, min = 0): number | undefined => {
+  const text = params.get(name);
+  return text !== null && /^\d+$/.test(text) && Number(text) >= min ? Number(text) : undefined;
 };
+// ?stallTimeout=ms shortens the watchdog's bound (tests, diagnosis); the default suits real registries.
+const stall = whole('stallTimeout', 1);
+// ?followFrom=bytes: the smallest blob a picked file writes while it downloads (tests; see FOLLOW_FROM_BYTES).
+const followFrom = whole('followFrom');
+// ?ranges=N (1: off) and ?rangesFrom=bytes: parallel ranges for big blobs (see DEFAULT_PARALLEL in core/pull.ts).
+const connections = whole('ranges', 1);
+const threshold = whole('rangesFrom');
+const parallel = { ...(connections !== undefined ? { connections } : {}), ...(threshold !== undefined ? { threshold } : {}) };
 const bridge = new PullBridge(
   {
     proxyBase: config.proxyBase,
-    ...(followFrom !== null && /^\d+$/.test(followFrom) ? { followFrom: Number(followFrom) } : {}),
+    ...(followFrom !== undefined ? { followFrom } : {}),
     ...(Object.keys(parallel).length > 0 ? { parallel } : {}),
   },
-  Number.isFinite(stall) && stall > 0 ? { stallMs: stall } : {},
+  stall !== undefined ? { stallMs: stall } : {},
 );
 const store = new IdbBlobStore();
 const unfinished = new UnfinishedPulls(new PullJournal(), async (keys) => {
