@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { descendants, Peaks, startSampling, treeMemory } from './proc.ts';
+import { descendants, Peaks, reapedChildren, startSampling, treeMemory } from './proc.ts';
 
 export type PeerArchive = 'oci-archive' | 'docker-archive' | 'oci';
 export const PEER_ARCHIVES: readonly PeerArchive[] = ['oci-archive', 'docker-archive', 'oci'];
@@ -29,6 +29,9 @@ export interface PeerRun {
   seconds: number;
   outputBytes: number;
   peakRss: number | undefined;
+  /** skopeo's CPU seconds and minor page faults (from the bench process's reaped-children counters). */
+  cpuSeconds: number;
+  pageFaults: number;
 }
 
 export async function skopeoPull(reference: string, archive: PeerArchive, file: string, env: NodeJS.ProcessEnv): Promise<PeerRun> {
@@ -37,6 +40,7 @@ export async function skopeoPull(reference: string, archive: PeerArchive, file: 
     archive === 'docker-archive' ? `docker-archive:${file}:${reference}` : archive === 'oci' ? `oci:${file}:latest` : `oci-archive:${file}`;
   const args = ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${reference}`, destination];
   const peaks = new Peaks();
+  const reaped = reapedChildren();
   const started = performance.now();
   const child = spawn('skopeo', args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   const pid = child.pid;
@@ -50,9 +54,16 @@ export async function skopeoPull(reference: string, archive: PeerArchive, file: 
     child.once('exit', (c, signal) => resolve(c ?? signal ?? 'unknown'));
   });
   const seconds = (performance.now() - started) / 1000;
+  const after = reapedChildren();
   await sampler.stop();
   const why = UNSUPPORTED.find((re) => re.test(stderr));
   if (code !== 0 && why) throw new PeerUnsupportedError(`skopeo ${archive}: ${why.source}`);
   if (code !== 0) throw new Error(`skopeo ${args.join(' ')} failed (${code}): ${stderr.trim().slice(-2000)}`);
-  return { seconds, outputBytes: archive === 'oci' ? await layoutBytes(file) : (await stat(file)).size, peakRss: peaks.values['rss'] };
+  return {
+    seconds,
+    outputBytes: archive === 'oci' ? await layoutBytes(file) : (await stat(file)).size,
+    peakRss: peaks.values['rss'],
+    cpuSeconds: after.cpu - reaped.cpu,
+    pageFaults: after.faults - reaped.faults,
+  };
 }

@@ -81,6 +81,28 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** Minor page faults of `pid` and its waited-for children (minflt + cminflt of /proc/PID/stat); 0 once gone. */
+export function pageFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[7]) + Number(f[8]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU seconds and minor page faults of this process's children that exited and were reaped so far
+ * (cutime + cstime and cminflt of /proc/self/stat): the difference across one child's run is that
+ * child's own (skopeo), whatever else is running.
+ */
+export function reapedChildren(): { cpu: number; faults: number } {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { cpu: (Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND, faults: Number(f[8]) };
+}
+
 export function executable(pid: number): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/exe`);

@@ -17,7 +17,7 @@ import { DiskWatch } from './disk.ts';
 import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
 import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
-import { chromiumProcesses, cpuSeconds, descendants, Peaks, startSampling } from './proc.ts';
+import { chromiumProcesses, cpuSeconds, descendants, pageFaults, Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
 import {
   consoleTable,
@@ -274,7 +274,7 @@ async function timedPull(
   const peaks = new Peaks();
   let mark = await c.counter.mark();
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
-  let cpuAtClick: Record<string, number> = {};
+  let cpuAtClick: Record<string, { cpu: number; faults: number }> = {};
   const beforeClick = async (): Promise<void> => {
     cpuAtClick = cpuByGroup(c.proxy.pid);
     mark = await c.counter.mark();
@@ -317,12 +317,16 @@ async function timedPull(
     await sampler.stop();
   }
   const cpuAfter = cpuByGroup(c.proxy.pid);
-  const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.max(0, v - (cpuAtClick[k] ?? 0))]));
+  const used = Object.entries(cpuAfter).map(([k, v]) => ({
+    who: k,
+    cpu: Math.max(0, v.cpu - (cpuAtClick[k]?.cpu ?? 0)),
+    faults: Math.max(0, v.faults - (cpuAtClick[k]?.faults ?? 0)),
+  }));
+  // Page faults beside CPU: on a machine where a fault costs ~14 µs (README, Performance), touching
+  // fresh memory per byte moved is a large share of the CPU.
   log(
     `CPU during the ${cache} ${format} pull (${timing.downloadedSeconds.toFixed(1)} s wall, 2 cores): ` +
-      Object.entries(cpu)
-        .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
-        .join(', '),
+      used.map((u) => `${u.who} ${u.cpu.toFixed(1)} s (${Math.round(u.faults / 1000)}k page faults)`).join(', '),
   );
   const byWorker = Object.entries(peaks.values).filter(([k]) => k.startsWith('buffers.'));
   if (byWorker.length)
@@ -492,17 +496,20 @@ function linkLines(opts: Options, all: Scenario[]): string[] {
  * proxy, which a deployment runs on another machine), the other processes this bench started (the
  * registries), and this process (the shaping relay, Playwright, the samplers).
  */
-function cpuByGroup(proxyPid: number): Record<string, number> {
+function cpuByGroup(proxyPid: number): Record<string, { cpu: number; faults: number }> {
   const chromium = chromiumProcesses();
   const proxy = [proxyPid, ...descendants(proxyPid)];
   const others = descendants(process.pid).filter((p) => !chromium.includes(p) && !proxy.includes(p));
-  const sum = (pids: number[]) => pids.reduce((n, p) => n + cpuSeconds(p), 0);
-  const own = process.cpuUsage();
+  const sum = (pids: number[]) => ({
+    cpu: pids.reduce((n, p) => n + cpuSeconds(p), 0),
+    faults: pids.reduce((n, p) => n + pageFaults(p), 0),
+  });
+  const own = process.resourceUsage();
   return {
     chromium: sum(chromium),
     proxy: sum(proxy),
     'registry and others': sum(others),
-    'bench process (relay, sampling)': (own.user + own.system) / 1e6,
+    'bench process (relay, sampling)': { cpu: (own.userCPUTime + own.systemCPUTime) / 1e6, faults: own.minorPageFault },
   };
 }
 
@@ -553,6 +560,9 @@ async function peerRun(c: Context, reference: string, archive: PeerArchive): Pro
         throw new PeerUnsupportedError(`skopeo ${archive}: a cut blob is not retried (unexpected EOF)`);
       throw err;
     });
+    log(
+      `skopeo → ${archive}: ${result.seconds.toFixed(1)} s wall, CPU ${result.cpuSeconds.toFixed(1)} s (${Math.round(result.pageFaults / 1000)}k page faults)`,
+    );
     const image = Object.values(c.images)[0];
     return {
       seconds: result.seconds,
