@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { runText } from '../helpers/command.ts';
+import { withMallocTunables } from '../../src/proxy/serve.ts';
 import { rssBytes } from './proc.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
@@ -45,7 +46,8 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
   );
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/proxy/serve.ts'], {
     cwd: REPO_ROOT,
-    env: { ...process.env, LONGSHORE_CONFIG: configFile, LONGSHORE_PORT: '0', LONGSHORE_STATIC_DIR: options.staticDir },
+    // As `npm start` runs it (its malloc settings included).
+    env: withMallocTunables({ ...process.env, LONGSHORE_CONFIG: configFile, LONGSHORE_PORT: '0', LONGSHORE_STATIC_DIR: options.staticDir }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   process.once('exit', () => child.kill('SIGKILL'));

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RequestLogEntry } from '../../src/proxy/log.ts';
+import { withMallocTunables } from '../../src/proxy/serve.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -27,14 +28,15 @@ export async function startProxyProcess(config: Record<string, unknown>, env: Re
   await writeFile(join(dir, 'index.html'), '<!doctype html><title>longshore</title>');
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/proxy/serve.ts'], {
     cwd: ROOT,
-    env: {
+    // As `npm start` runs it (its malloc settings included).
+    env: withMallocTunables({
       ...process.env,
       VITEST: '',
       LONGSHORE_CONFIG: join(dir, 'config.json'),
       LONGSHORE_PORT: '0',
       LONGSHORE_STATIC_DIR: dir,
       ...env,
-    },
+    }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -1,10 +1,11 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, parseConfig } from '../../src/proxy/config.ts';
-import { startServer, type RunningServer } from '../../src/proxy/serve.ts';
+import { MALLOC_TUNABLES, startServer, withMallocTunables, type RunningServer } from '../../src/proxy/serve.ts';
 import { bytes, sha256, startFake, type FakeServer } from './fakes.ts';
 
 const DIGEST = `sha256:${'c'.repeat(64)}`;
@@ -206,5 +207,27 @@ describe('connection cap', () => {
     } finally {
       await capped.close();
     }
+  });
+});
+
+describe('npm start', () => {
+  const root = join(import.meta.dirname, '../..');
+  /** What the server process sees as GLIBC_TUNABLES when started by `npm start`'s command (sh, as npm runs it). */
+  const startedWith = async (env: NodeJS.ProcessEnv): Promise<string> => {
+    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+    const serve = 'node --import tsx src/proxy/serve.ts';
+    expect(pkg.scripts.start.endsWith(serve)).toBe(true);
+    const command = pkg.scripts.start
+      .replace(/^vite build && /, '')
+      .replace(serve, `node -e "process.stdout.write(process.env.GLIBC_TUNABLES ?? '')"`);
+    return execFileSync('sh', ['-c', command], { cwd: root, env, encoding: 'utf8' });
+  };
+
+  it('runs the server with glibc malloc keeping freed heap, unless GLIBC_TUNABLES is set already', async () => {
+    const { GLIBC_TUNABLES: _unset, ...env } = process.env;
+    expect(await startedWith(env)).toBe(MALLOC_TUNABLES);
+    expect(await startedWith({ ...env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toBe('glibc.malloc.arena_max=2');
+    expect(withMallocTunables(env)['GLIBC_TUNABLES']).toBe(MALLOC_TUNABLES);
+    expect(withMallocTunables({ ...env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })['GLIBC_TUNABLES']).toBe('glibc.malloc.arena_max=2');
   });
 });
