@@ -134,6 +134,8 @@ describe('nginx in front of two instances', () => {
     const url = `${base}proxy/${registry.host}/v2/big/blobs/${DIGEST}`;
     const first = await fetch(url);
     expect(first.status).toBe(200);
+    // Kept through nginx: without it Chromium buffers a blob body ahead of the page (README, Performance).
+    expect(first.headers.get('cache-control')).toBe('no-store');
     const reader = first.body!.getReader();
     const chunks: Uint8Array[] = [];
     let received = 0;
