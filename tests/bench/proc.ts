@@ -95,12 +95,18 @@ export function pageFaults(pid: number): number {
 /**
  * CPU seconds and minor page faults of this process's children that exited and were reaped so far
  * (cutime + cstime and cminflt of /proc/self/stat): the difference across one child's run is that
- * child's own (skopeo), whatever else is running.
+ * child's own (skopeo) as long as no other child of this process exits meanwhile (the peers run
+ * alone, and the registries and Chromium outlive them).
  */
 export function reapedChildren(): { cpu: number; faults: number } {
   const stat = readFileSync('/proc/self/stat', 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { cpu: (Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND, faults: Number(f[8]) };
+}
+
+/** A fault count as printed: raw below 10,000, else in thousands. */
+export function faultCount(n: number): string {
+  return n < 10_000 ? `${n}` : `${Math.round(n / 1000)}k`;
 }
 
 export function executable(pid: number): string | undefined {

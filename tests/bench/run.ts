@@ -17,7 +17,7 @@ import { DiskWatch } from './disk.ts';
 import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
 import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
-import { chromiumProcesses, cpuSeconds, descendants, pageFaults, Peaks, startSampling } from './proc.ts';
+import { chromiumProcesses, cpuSeconds, descendants, faultCount, pageFaults, Peaks, startSampling } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
 import {
   consoleTable,
@@ -326,7 +326,7 @@ async function timedPull(
   // fresh memory per byte moved is a large share of the CPU.
   log(
     `CPU during the ${cache} ${format} pull (${timing.downloadedSeconds.toFixed(1)} s wall, 2 cores): ` +
-      used.map((u) => `${u.who} ${u.cpu.toFixed(1)} s (${Math.round(u.faults / 1000)}k page faults)`).join(', '),
+      used.map((u) => `${u.who} ${u.cpu.toFixed(1)} s (${faultCount(u.faults)} page faults)`).join(', '),
   );
   const byWorker = Object.entries(peaks.values).filter(([k]) => k.startsWith('buffers.'));
   if (byWorker.length)
@@ -561,7 +561,7 @@ async function peerRun(c: Context, reference: string, archive: PeerArchive): Pro
       throw err;
     });
     log(
-      `skopeo → ${archive}: ${result.seconds.toFixed(1)} s wall, CPU ${result.cpuSeconds.toFixed(1)} s (${Math.round(result.pageFaults / 1000)}k page faults)`,
+      `skopeo → ${archive}: ${result.seconds.toFixed(1)} s wall, CPU ${result.cpuSeconds.toFixed(1)} s (${faultCount(result.pageFaults)} page faults)`,
     );
     const image = Object.values(c.images)[0];
     return {

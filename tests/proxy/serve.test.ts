@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -210,6 +211,9 @@ describe('connection cap', () => {
   });
 });
 
+/** The dynamic loader of this (Debian, x86-64 or arm64) machine. */
+const LOADER = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1'].find((p) => existsSync(p)) ?? '/lib64/ld-linux-x86-64.so.2';
+
 describe('npm start', () => {
   const root = join(import.meta.dirname, '../..');
   /** What the server process sees as GLIBC_TUNABLES when started by `npm start`'s command (sh, as npm runs it). */
@@ -229,5 +233,13 @@ describe('npm start', () => {
     expect(await startedWith({ ...env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toBe('glibc.malloc.arena_max=2');
     expect(withMallocTunables(env)['GLIBC_TUNABLES']).toBe(MALLOC_TUNABLES);
     expect(withMallocTunables({ ...env, GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })['GLIBC_TUNABLES']).toBe('glibc.malloc.arena_max=2');
+  });
+
+  it('names tunables glibc knows (it ignores unknown ones silently)', () => {
+    // The dynamic loader lists every tunable with the value it took from GLIBC_TUNABLES.
+    const { GLIBC_TUNABLES: _unset, ...env } = process.env;
+    const listed = execFileSync(LOADER, ['--list-tunables'], { env: withMallocTunables(env), encoding: 'utf8' });
+    expect(listed).toMatch(/^glibc\.malloc\.trim_threshold: 0x8000000 /m);
+    expect(listed).toMatch(/^glibc\.malloc\.mmap_threshold: 0x400000 /m);
   });
 });
