@@ -527,6 +527,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
       const pieces: { start: number; end: number }[] = [];
       /** Piece writes under way: all are awaited before the blob counts as written. */
       const pieceWrites: Promise<void>[] = [];
+      const tooLong = () => new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
       if (pool && n >= followFrom && (await waiter.waitLive(key)) === 'running') {
         const tail = pool.follow(key, `blob ${key}`, stop.signal, place !== undefined);
         if (tail) {
@@ -540,8 +541,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
               }
               if ('piece' in m) {
                 const { id, start, blob } = m.piece;
-                if (!place || start + blob.size > n)
-                  throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+                if (!place || start + blob.size > n) throw tooLong();
                 pieces.push({ start, end: start + blob.size });
                 const write = place.writeAt(at + start, blob).then(() => {
                   placed += blob.size;
@@ -555,8 +555,7 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
                 continue;
               }
               const length = m.bytes.byteLength;
-              if (m.at + length > n)
-                throw new LongshoreError(ErrorCode.SizeMismatch, `Blob ${key} came out longer than the ${n} bytes planned.`);
+              if (m.at + length > n) throw tooLong();
               if (!place && m.at !== frontier) throw new LongshoreError(ErrorCode.Internal, `The live copy of blob ${key} skipped bytes.`);
               await (place ? place.writeAt(at + m.at, m.bytes) : dest.write(m.bytes));
               tail.taken(m.bytes, length);

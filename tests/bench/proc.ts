@@ -66,41 +66,40 @@ export function descendants(root: number): number[] {
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on Linux). */
 const TICKS_PER_SECOND = 100;
 
-/**
- * CPU seconds `pid` used, its own and its waited-for children's (utime + stime + cutime + cstime of
- * /proc/PID/stat, so a renderer that exited still counts in the process that reaped it); 0 once gone.
- */
-export function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14–17 of proc(5), counted from `state` (field 3) as index 0.
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND;
-  } catch {
-    return 0;
-  }
+/** CPU seconds and minor page faults, of a process and (where said) its waited-for children. */
+export interface ProcessUse {
+  cpu: number;
+  faults: number;
 }
 
-/** Minor page faults of `pid` and its waited-for children (minflt + cminflt of /proc/PID/stat); 0 once gone. */
-export function pageFaults(pid: number): number {
+/** /proc/PID/stat's fields from `state` (proc(5) field 3) on, as index 0; undefined once gone. */
+function statFields(pid: number | 'self'): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[7]) + Number(f[8]);
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
 /**
- * CPU seconds and minor page faults of this process's children that exited and were reaped so far
- * (cutime + cstime and cminflt of /proc/self/stat): the difference across one child's run is that
- * child's own (skopeo) as long as no other child of this process exits meanwhile (the peers run
- * alone, and the registries and Chromium outlive them).
+ * What `pid` used, its own and its waited-for children's (utime + stime + cutime + cstime, minflt +
+ * cminflt: proc(5) fields 14-17, 10-11), so a renderer that exited still counts in the process that
+ * reaped it; zeros once gone.
  */
-export function reapedChildren(): { cpu: number; faults: number } {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+export function processUse(pid: number): ProcessUse {
+  const f = statFields(pid);
+  if (!f) return { cpu: 0, faults: 0 };
+  return { cpu: (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND, faults: Number(f[7]) + Number(f[8]) };
+}
+
+/**
+ * What this process's children that exited and were reaped so far used (cutime + cstime, cminflt):
+ * the difference across one child's run is that child's own (skopeo) as long as no other child of
+ * this process exits meanwhile (the peers run alone, and the registries and Chromium outlive them).
+ */
+export function reapedChildren(): ProcessUse {
+  const f = statFields('self')!;
   return { cpu: (Number(f[13]) + Number(f[14])) / TICKS_PER_SECOND, faults: Number(f[8]) };
 }
 

@@ -17,7 +17,7 @@ import { DiskWatch } from './disk.ts';
 import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
 import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
-import { chromiumProcesses, cpuSeconds, descendants, faultCount, pageFaults, Peaks, startSampling } from './proc.ts';
+import { chromiumProcesses, descendants, faultCount, Peaks, processUse, startSampling, type ProcessUse } from './proc.ts';
 import { measureProxyCost, REPO_ROOT, startProxyProcess, type ProxyCost, type ProxyProcess } from './proxy-metrics.ts';
 import {
   consoleTable,
@@ -274,7 +274,7 @@ async function timedPull(
   const peaks = new Peaks();
   let mark = await c.counter.mark();
   // Counted from the click: the page's own look-up of the typed name is not part of the pull.
-  let cpuAtClick: Record<string, { cpu: number; faults: number }> = {};
+  let cpuAtClick: Record<string, ProcessUse> = {};
   const beforeClick = async (): Promise<void> => {
     cpuAtClick = cpuByGroup(c.proxy.pid);
     mark = await c.counter.mark();
@@ -496,14 +496,12 @@ function linkLines(opts: Options, all: Scenario[]): string[] {
  * proxy, which a deployment runs on another machine), the other processes this bench started (the
  * registries), and this process (the shaping relay, Playwright, the samplers).
  */
-function cpuByGroup(proxyPid: number): Record<string, { cpu: number; faults: number }> {
+function cpuByGroup(proxyPid: number): Record<string, ProcessUse> {
   const chromium = chromiumProcesses();
   const proxy = [proxyPid, ...descendants(proxyPid)];
   const others = descendants(process.pid).filter((p) => !chromium.includes(p) && !proxy.includes(p));
-  const sum = (pids: number[]) => ({
-    cpu: pids.reduce((n, p) => n + cpuSeconds(p), 0),
-    faults: pids.reduce((n, p) => n + pageFaults(p), 0),
-  });
+  const sum = (pids: number[]) =>
+    pids.map(processUse).reduce((a, b) => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults }), { cpu: 0, faults: 0 });
   const own = process.resourceUsage();
   return {
     chromium: sum(chromium),
