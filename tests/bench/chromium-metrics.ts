@@ -1,9 +1,10 @@
 // JS heap of the page and of its workers (nested ones included), read over the Chrome DevTools Protocol while a pull
 // runs, and the memory of Chromium's whole process tree from /proc.
-// Playwright gives CDP sessions for pages only, so the worker is reached the older way: the page
-// session auto-attaches to its workers without flattening and talks to them through
+// The probe has a session of its own on the page (bare CDP for pulls, cdp.ts; a Playwright CDP
+// session for the listing bench); its workers are reached the older way: the page session
+// auto-attaches to its workers without flattening and talks to them through
 // Target.sendMessageToTarget (CDP "Target" domain).
-import type { CDPSession, Page } from 'playwright-core';
+import type { CdpLike } from './cdp.ts';
 import { readFileSync } from 'node:fs';
 import { chromiumProcesses, rssBytes, treeMemory, type TreeMemory } from './proc.ts';
 
@@ -35,7 +36,7 @@ interface CdpReply {
 const REPLY_TIMEOUT_MS = 1_000;
 
 export class HeapProbe {
-  readonly #cdp: CDPSession;
+  readonly #cdp: CdpLike;
   /** Every worker reached, as the chain of session ids from the page down (nested workers: the layer workers of the pull worker). */
   readonly #workers = new Map<string, string[]>();
   /** What each worker runs (see buffersByWorker), by session id. */
@@ -45,11 +46,13 @@ export class HeapProbe {
   readonly #wrappers = new Map<number, number>();
   #nextId = 1;
 
-  private constructor(cdp: CDPSession) {
+  private constructor(cdp: CdpLike) {
     this.#cdp = cdp;
-    cdp.on('Target.attachedToTarget', (e) => this.#attached([], e.sessionId, e.targetInfo.type, e.targetInfo.url));
-    cdp.on('Target.detachedFromTarget', (e) => this.#detached(e.sessionId));
-    cdp.on('Target.receivedMessageFromTarget', (e) => this.#received([e.sessionId], e.message));
+    cdp.on<{ sessionId: string; targetInfo: { type: string; url: string } }>('Target.attachedToTarget', (e) =>
+      this.#attached([], e.sessionId, e.targetInfo.type, e.targetInfo.url),
+    );
+    cdp.on<{ sessionId: string }>('Target.detachedFromTarget', (e) => this.#detached(e.sessionId));
+    cdp.on<{ sessionId: string; message: string }>('Target.receivedMessageFromTarget', (e) => this.#received([e.sessionId], e.message));
   }
 
   /** A worker attached below `parent`: keep it, and ask it to attach its own workers too. */
@@ -98,9 +101,8 @@ export class HeapProbe {
     settle(msg);
   }
 
-  /** Attach before navigating, so the worker the app starts is seen from its first moment. */
-  static async attach(page: Page): Promise<HeapProbe> {
-    const cdp = await page.context().newCDPSession(page);
+  /** Attach (a session of its own on the page) before navigating, so the worker the app starts is seen from its first moment. */
+  static async attach(cdp: CdpLike): Promise<HeapProbe> {
     const probe = new HeapProbe(cdp);
     await cdp.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: false });
     return probe;
@@ -131,7 +133,7 @@ export class HeapProbe {
   }
 
   async read(): Promise<HeapReading> {
-    const pagePromise = this.#cdp.send('Runtime.getHeapUsage').then(
+    const pagePromise = this.#cdp.send<HeapUsage>('Runtime.getHeapUsage').then(
       (r): HeapUsage => r,
       () => undefined,
     );

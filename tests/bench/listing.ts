@@ -17,6 +17,7 @@ import type { Page } from 'playwright-core';
 import { run, runText } from '../helpers/command.ts';
 import { MediaType, reproducibleTarOptions, skopeoCopy, type Descriptor } from '../helpers/images.ts';
 import type { Credentials } from '../helpers/registries.ts';
+import { fromPlaywright } from './cdp.ts';
 import { HeapProbe } from './chromium-metrics.ts';
 import { openApp, typeName, type Sessions } from './longshore.ts';
 import { Peaks, startSampling } from './proc.ts';
@@ -398,7 +399,7 @@ export async function measureListing(o: ListingRunOptions, source: ListingSource
   try {
     const page = await openApp(session.context, o.appUrl, async (p) => {
       await p.addInitScript(probeScript(o.image.entries));
-      probe = await HeapProbe.attach(p);
+      probe = await HeapProbe.attach(fromPlaywright(await p.context().newCDPSession(p)));
     });
     if (source === 'pulled') {
       await typeName(page, o.reference, (message) => new ListingFailedError(message));

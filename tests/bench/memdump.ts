@@ -2,7 +2,7 @@
 // every 2 s of every process, broken down by allocator (malloc, PartitionAlloc, V8, Blink's GC heap,
 // shared memory, …). RSS says how much grew; this says which allocator holds it, so memory work
 // starts from where the bytes are rather than from a guess.
-import type { CDPSession, Page } from 'playwright-core';
+import type { CdpLike } from './cdp.ts';
 import { endTrace } from './trace.ts';
 
 interface DumpEvent {
@@ -28,10 +28,9 @@ export interface ProcessDump {
 const INTERVAL_MS = 2000;
 
 export class MemoryDumps {
-  private constructor(private readonly cdp: CDPSession) {}
+  private constructor(private readonly cdp: CdpLike) {}
 
-  static async start(page: Page): Promise<MemoryDumps> {
-    const cdp = await page.context().newCDPSession(page);
+  static async start(cdp: CdpLike): Promise<MemoryDumps> {
     await cdp.send('Tracing.start', {
       transferMode: 'ReturnAsStream',
       traceConfig: {

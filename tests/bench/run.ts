@@ -7,14 +7,13 @@ import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Page } from 'playwright-core';
 import { formatById } from '../../src/core/formats/index.ts';
 import { run } from '../helpers/command.ts';
 import { startHarness, type Harness } from '../helpers/harness.ts';
 import { chromiumMemory, chromiumRssByKind, HeapProbe } from './chromium-metrics.ts';
 import { benchImages, parseSize, pushImage, SHAPES, VARIANTS, type BenchImage, type Shape, type Variant } from './image.ts';
 import { DiskWatch } from './disk.ts';
-import { openApp, pageFormats, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
+import { AppPage, pageFormats, PullBrowsers, pullAndSave, Sessions, type BenchSave, type SessionMode } from './longshore.ts';
 import { describeLink, parseLink, startRelay, type LinkShape, type Relay } from './relay.ts';
 import { PEER_ARCHIVES, PeerUnsupportedError, skopeoPull, type PeerArchive } from './peers.ts';
 import { chromiumProcesses, descendants, faultCount, Peaks, processUse, startSampling, type ProcessUse } from './proc.ts';
@@ -242,7 +241,7 @@ interface Context {
   opts: Options;
   harness: Harness;
   proxy: ProxyProcess;
-  sessions: Sessions;
+  sessions: PullBrowsers;
   counter: BlobRequestCounter;
   scratch: string;
   skopeoEnv: NodeJS.ProcessEnv;
@@ -264,7 +263,7 @@ interface LongshoreRunResult {
 /** One timed pull in `page`, sampled every 200 ms, its file verified and removed afterwards. */
 async function timedPull(
   c: Context,
-  page: Page,
+  page: AppPage,
   probe: HeapProbe,
   image: BenchImage,
   reference: string,
@@ -306,9 +305,13 @@ async function timedPull(
     peaks.see('proxyRss', c.proxy.rss());
   });
   const profileKey = `${image.variant}/${format}`;
-  const trace = c.opts.profile && cache === 'cold' && !c.profiled.has(profileKey) ? await PullTrace.start(page) : undefined;
+  const trace =
+    c.opts.profile && cache === 'cold' && !c.profiled.has(profileKey) ? await PullTrace.start(await page.newSession()) : undefined;
   // Chromium allows one trace at a time: memory dumps only when the CPU trace is off.
-  const dumps = c.opts.memdump && !trace && cache === 'cold' && !c.profiled.has(profileKey) ? await MemoryDumps.start(page) : undefined;
+  const dumps =
+    c.opts.memdump && !trace && cache === 'cold' && !c.profiled.has(profileKey)
+      ? await MemoryDumps.start(await page.newSession())
+      : undefined;
   let timing;
   const disk = c.disk.open();
   try {
@@ -430,11 +433,11 @@ async function timedPull(
 async function longshoreRuns(c: Context, image: BenchImage, reference: string, format: string): Promise<{ cold: Sample; warm?: Sample }> {
   const session = await c.sessions.open();
   try {
-    const attachAndOpen = async (): Promise<{ page: Page; probe: HeapProbe }> => {
+    const attachAndOpen = async (): Promise<{ page: AppPage; probe: HeapProbe }> => {
       let probe: HeapProbe | undefined;
       const url = c.opts.pageQuery ? `${c.proxy.url}${c.proxy.url.includes('?') ? '&' : '?'}${c.opts.pageQuery}` : c.proxy.url;
-      const page = await openApp(session.context, url, async (p) => {
-        probe = await HeapProbe.attach(p);
+      const page = await AppPage.open(session, url, async (p) => {
+        probe = await HeapProbe.attach(await p.newSession());
       });
       return { page, probe: probe! };
     };
@@ -739,6 +742,8 @@ async function main(): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'longshore-bench-'));
   let proxy: ProxyProcess | undefined;
   let relay: Relay | undefined;
+  // Timed pulls over a bare CDP pipe; the listing bench keeps Playwright (it uploads files, types keys).
+  const pullBrowsers = new PullBrowsers(opts.mode);
   const sessions = new Sessions(opts.mode);
   try {
     const env = harness.env;
@@ -768,10 +773,10 @@ async function main(): Promise<void> {
     log(`longshore server (pid ${proxy.pid}) at ${proxy.url}`);
 
     // What the built page offers, default first.
-    const probeSession = await sessions.open();
-    const probePage = await openApp(probeSession.context, proxy.url);
-    const offered = await pageFormats(probePage);
-    const chromiumVersion = probeSession.context.browser()?.version();
+    const probeSession = await pullBrowsers.open();
+    const offered = await pageFormats(await AppPage.open(probeSession, proxy.url));
+    const { product } = (await probeSession.browser.send('Browser.getVersion')) as { product: string };
+    const chromiumVersion = product.split('/')[1];
     await probeSession.close();
     const formats = [offered.selected, ...offered.ids.filter((id) => id !== offered.selected)].filter(
       (id) => !opts.formats || opts.formats.includes(id),
@@ -787,7 +792,7 @@ async function main(): Promise<void> {
       opts,
       harness,
       proxy,
-      sessions,
+      sessions: pullBrowsers,
       counter: new BlobRequestCounter(harness, repository),
       scratch,
       skopeoEnv,
@@ -986,6 +991,7 @@ async function main(): Promise<void> {
     if (failures.length > 0) throw new Error(`${failures.length} run(s) broke (see above)`);
   } finally {
     await sessions.close().catch(() => undefined);
+    await pullBrowsers.close().catch(() => undefined);
     await proxy?.close().catch(() => undefined);
     await relay?.close();
     await harness.stop().catch(() => undefined);

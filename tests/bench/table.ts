@@ -509,7 +509,7 @@ export function markdown(m: MarkdownInput): string {
     ...(m.failures.length || m.notes.length ? ['', ...m.failures.map((f) => `- ${f}`), ...m.notes.map((n) => `- ${n}`)] : []),
     '',
     [
-      "Wall: longshore = Pull click → Chromium finished writing the downloaded file (Playwright's `download.path()`; the file is judged where Chromium wrote it, then removed); skopeo = spawn → exit.",
+      'Wall: longshore = Pull click → Chromium finished writing the file (the download complete, or for the picked file the page saying Saved; Chromium driven over a bare DevTools pipe, not Playwright, whose network instrumentation costs the page CPU; the file is judged where Chromium wrote it, then removed); skopeo = spawn → exit.',
       'To button: Pull click → Download button (archive composed).',
       'MB/s in: compressed layer bytes ÷ median wall time.',
       "÷ skopeo: longshore median ÷ the skopeo median for the archive kind with the same layer encoding (compressed layers → oci-archive, uncompressed → docker-archive); through a shaping link, ÷ skopeo's `oci:` (its fastest destination, which fetches layers in parallel); issue 14's target for the row in brackets.",

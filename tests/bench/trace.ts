@@ -2,7 +2,7 @@
 // into busy time per thread, so the bench shows where a pull's time goes (the pull worker, the
 // layer workers, the browser's storage and network threads, …).
 import { writeFile } from 'node:fs/promises';
-import type { CDPSession, Page } from 'playwright-core';
+import type { CdpLike } from './cdp.ts';
 
 export interface ThreadBusy {
   process: string;
@@ -13,10 +13,9 @@ export interface ThreadBusy {
 const CATEGORIES = ['toplevel', 'disabled-by-default-devtools.timeline', 'devtools.timeline'];
 
 export class PullTrace {
-  private constructor(private readonly cdp: CDPSession) {}
+  private constructor(private readonly cdp: CdpLike) {}
 
-  static async start(page: Page): Promise<PullTrace> {
-    const cdp = await page.context().newCDPSession(page);
+  static async start(cdp: CdpLike): Promise<PullTrace> {
     await cdp.send('Tracing.start', {
       transferMode: 'ReturnAsStream',
       traceConfig: { includedCategories: CATEGORIES, recordMode: 'recordAsMuchAsPossible' },
@@ -35,14 +34,14 @@ export class PullTrace {
  * Ends the session's trace and returns its JSON text (empty if none came), written to the file
  * named by the environment variable `rawEnv` as well when it is set; detaches the session.
  */
-export async function endTrace(cdp: CDPSession, rawEnv: string): Promise<string> {
+export async function endTrace(cdp: CdpLike, rawEnv: string): Promise<string> {
   const complete = new Promise<{ stream?: string }>((resolve) => cdp.once('Tracing.tracingComplete', resolve));
   await cdp.send('Tracing.end');
   const { stream } = await complete;
   if (!stream) return '';
   const parts: string[] = [];
   for (;;) {
-    const chunk = await cdp.send('IO.read', { handle: stream });
+    const chunk = await cdp.send<{ data: string; base64Encoded?: boolean; eof?: boolean }>('IO.read', { handle: stream });
     parts.push(chunk.base64Encoded ? Buffer.from(chunk.data, 'base64').toString('utf8') : chunk.data);
     if (chunk.eof) break;
   }
