@@ -103,10 +103,6 @@ export class CdpBrowser {
     return browser;
   }
 
-  get pid(): number | undefined {
-    return this.#child.pid;
-  }
-
   #dispatch(msg: Message): void {
     if (msg.id !== undefined) {
       const p = this.#pending.get(msg.id);
@@ -143,22 +139,9 @@ export class CdpBrowser {
     return () => set.delete(handler as Handler);
   }
 
-  /** A session on the browser target itself (Browser, Target, Tracing domains); detaching it does nothing. */
-  get root(): CdpLike {
-    return this.#session(undefined, async () => undefined);
-  }
-
   /** A new flattened session attached to `targetId`. */
-  async attach(targetId: string): Promise<CdpLike & { id: string }> {
-    const { sessionId } = (await this.send('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
-    const session = this.#session(sessionId, async () => {
-      this.#listeners.delete(sessionId);
-      await this.send('Target.detachFromTarget', { sessionId }).catch(() => undefined);
-    });
-    return Object.assign(session, { id: sessionId });
-  }
-
-  #session(sessionId: string | undefined, detach: () => Promise<void>): CdpLike {
+  async attach(targetId: string): Promise<CdpLike> {
+    const { sessionId } = await this.send<{ sessionId: string }>('Target.attachToTarget', { targetId, flatten: true });
     return {
       send: (method, params) => this.send(method, params, sessionId),
       on: (event, handler) => this.on(event, handler, sessionId),
@@ -173,7 +156,10 @@ export class CdpBrowser {
         );
         return off;
       },
-      detach,
+      detach: async () => {
+        this.#listeners.delete(sessionId);
+        await this.send('Target.detachFromTarget', { sessionId }).catch(() => undefined);
+      },
     };
   }
 

@@ -497,7 +497,7 @@ function linkLines(opts: Options, all: Scenario[]): string[] {
 /**
  * CPU seconds used so far, by who: Chromium (every process of it), the longshore server (the CORS
  * proxy, which a deployment runs on another machine), the other processes this bench started (the
- * registries), and this process (the shaping relay, Playwright, the samplers).
+ * registries), and this process (the shaping relay, the DevTools client, the samplers).
  */
 function cpuByGroup(proxyPid: number): Record<string, ProcessUse> {
   const chromium = chromiumProcesses();
