@@ -109,12 +109,15 @@ export class PullBridge {
 
   #receive(rpc: WorkerRpc<ToWorker, Hooks>, watch: StallWatch, msg: FromWorker): void {
     if (rpc.dead) {
-      if (msg.type === 'spawn-layer') msg.port.close();
+      if (msg.type === 'spawn-layer') {
+        msg.control.close();
+        msg.data.close();
+      }
       return;
     }
     switch (msg.type) {
       case 'spawn-layer':
-        this.#layers.add(hostLayerWorker(msg.port, this.#layerFactory));
+        this.#layers.add(hostLayerWorker(msg.control, msg.data, this.#layerFactory));
         return;
       case 'ready':
         this.#ready = true;

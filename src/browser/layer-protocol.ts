@@ -19,3 +19,6 @@ export type ToLayerWorker =
 
 export type FromLayerWorker =
   { type: 'bytes'; id: number; n: number } | { type: 'done'; id: number } | { type: 'error'; id: number; error: ErrorJSON };
+
+/** The page's one message to a layer worker it started: the port to the pull worker (layer-host.ts). */
+export type ToLayerWorkerFromPage = { type: 'connect'; port: MessagePort };

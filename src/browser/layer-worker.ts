@@ -8,7 +8,7 @@ import { DEFAULT_PARALLEL, storedBlobOpener, storeLayer } from '../core/pull.ts'
 import { parseReference } from '../core/reference.ts';
 import { RegistryClient } from '../core/registry/client.ts';
 import { IdbBlobStore } from './idb-store.ts';
-import type { FromLayerWorker, ToLayerWorker } from './layer-protocol.ts';
+import type { FromLayerWorker, ToLayerWorker, ToLayerWorkerFromPage } from './layer-protocol.ts';
 import { LiveJob } from './layer-tail.ts';
 import type { BlobStore } from '../core/store/blob-store.ts';
 
@@ -21,9 +21,11 @@ const jobs = new Map<number, AbortController>();
 const live = new Map<number, LiveJob>();
 /** One client per configuration and credentials, so its token cache is reused across layers. */
 const clients = new Map<string, RegistryClient>();
+/** The pull worker, reached directly over the port the page hands over first (layer-host.ts). */
+let pullWorker: MessagePort | undefined;
 
 function post(message: FromLayerWorker): void {
-  self.postMessage(message);
+  pullWorker?.postMessage(message);
 }
 
 function clientFor(msg: Extract<ToLayerWorker, { type: 'run' }>): RegistryClient {
@@ -40,8 +42,13 @@ function clientFor(msg: Extract<ToLayerWorker, { type: 'run' }>): RegistryClient
   return client;
 }
 
-self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
-  const msg = e.data;
+self.onmessage = (e: MessageEvent<ToLayerWorkerFromPage>) => {
+  if (e.data.type !== 'connect' || pullWorker) return;
+  pullWorker = e.data.port;
+  pullWorker.onmessage = (m: MessageEvent<ToLayerWorker>) => void receive(m.data);
+};
+
+async function receive(msg: ToLayerWorker): Promise<void> {
   if (msg.type === 'cancel') {
     jobs.get(msg.id)?.abort();
     return;
@@ -115,4 +122,4 @@ self.onmessage = async (e: MessageEvent<ToLayerWorker>) => {
     jobs.delete(msg.id);
     live.delete(msg.id);
   }
-};
+}

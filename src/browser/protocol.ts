@@ -92,5 +92,5 @@ export type FromWorker =
   | { type: 'notice'; id: number; notice: RegistryNotice }
   | { type: 'done'; id: number; outcome: PullOutcome }
   | { type: 'error'; id: number; error: ErrorJSON }
-  /** Start a layer worker connected to `port` (layer-host.ts: the page starts every worker). */
-  | { type: 'spawn-layer'; port: MessagePort };
+  /** Start a layer worker, hand it `data` and keep `control` (layer-host.ts: the page starts every worker). */
+  | { type: 'spawn-layer'; control: MessagePort; data: MessagePort };

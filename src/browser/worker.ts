@@ -38,7 +38,10 @@ function layerPool(): LayerPool | undefined {
   if (pool) return pool;
   const size = layerPoolSize(config.concurrency ?? DEFAULT_CONCURRENCY);
   if (size === 0 || typeof MessageChannel === 'undefined') return undefined;
-  pool = new LayerPool(size, () => new PortWorker((port) => post({ type: 'spawn-layer', port }, [port])) as unknown as Worker);
+  pool = new LayerPool(
+    size,
+    () => new PortWorker((control, data) => post({ type: 'spawn-layer', control, data }, [control, data])) as unknown as Worker,
+  );
   return pool;
 }
 

@@ -1,13 +1,14 @@
-// Layer workers started by the page for the pull worker (layer-host.ts): messages relayed both
-// ways over a real MessageChannel, a layer worker's crash reported to the pull worker's pool, and
-// every layer worker stopped with the pull worker that asked for it. Scripted stand-ins for the
-// Workers (the real ones run in the e2e suite).
+// Layer workers started by the page for the pull worker (layer-host.ts): jobs and replies over a
+// real MessageChannel the page hands to the layer worker (the page itself sees none of them), a
+// layer worker's crash reported to the pull worker's pool over the control port, and every layer
+// worker stopped with the pull worker that asked for it. Scripted stand-ins for the Workers (the
+// real ones run in the e2e suite).
 import { describe, expect, it } from 'vitest';
 import { hostLayerWorker } from '../../src/browser/layer-host.ts';
 import { PortWorker } from '../../src/browser/layer-port.ts';
 import { LayerPool } from '../../src/browser/layer-pool.ts';
 import { PullBridge } from '../../src/browser/bridge.ts';
-import type { FromLayerWorker, ToLayerWorker } from '../../src/browser/layer-protocol.ts';
+import type { FromLayerWorker, ToLayerWorker, ToLayerWorkerFromPage } from '../../src/browser/layer-protocol.ts';
 import type { FromWorker, ToWorker } from '../../src/browser/protocol.ts';
 import type { LayerJob } from '../../src/core/pull.ts';
 import { LongshoreError } from '../../src/core/errors.ts';
@@ -16,15 +17,23 @@ class FakeLayerWorker {
   onmessage: ((e: MessageEvent) => void) | null = null;
   onerror: ((e: ErrorEvent) => void) | null = null;
   onmessageerror: ((e: MessageEvent) => void) | null = null;
+  /** What the pull worker sent, over the port the page handed over. */
   received: ToLayerWorker[] = [];
+  /** What the page itself sent: only the port. */
+  fromPage: ToLayerWorkerFromPage[] = [];
+  port: MessagePort | undefined;
   terminated = false;
   constructor(readonly script: (w: FakeLayerWorker, msg: ToLayerWorker) => void) {}
-  postMessage(msg: ToLayerWorker): void {
-    this.received.push(msg);
-    queueMicrotask(() => this.script(this, msg));
+  postMessage(msg: ToLayerWorkerFromPage): void {
+    this.fromPage.push(msg);
+    this.port = msg.port;
+    this.port.onmessage = (e: MessageEvent<ToLayerWorker>) => {
+      this.received.push(e.data);
+      this.script(this, e.data);
+    };
   }
   reply(msg: FromLayerWorker): void {
-    this.onmessage?.({ data: msg } as MessageEvent);
+    this.port!.postMessage(msg);
   }
   crash(message: string): void {
     this.onerror?.({ message, filename: 'layer-worker.js', lineno: 7, preventDefault: () => undefined } as ErrorEvent);
@@ -55,9 +64,9 @@ function hosted(script: (w: FakeLayerWorker, msg: ToLayerWorker) => void) {
   const pool = new LayerPool(
     1,
     () =>
-      new PortWorker((port) =>
+      new PortWorker((control, data) =>
         stops.push(
-          hostLayerWorker(port, () => {
+          hostLayerWorker(control, data, () => {
             const w = new FakeLayerWorker(script);
             started.push(w);
             return w as unknown as Worker;
@@ -69,7 +78,7 @@ function hosted(script: (w: FakeLayerWorker, msg: ToLayerWorker) => void) {
 }
 
 describe('layer workers started by the page', () => {
-  it("relays a job to the page's layer worker and its bytes and result back", async () => {
+  it("hands the page's layer worker a port: the job goes to it and its bytes and result come back, none through the page", async () => {
     const { pool, started, stops } = hosted((w, msg) => {
       if (msg.type !== 'run') return;
       w.reply({ type: 'bytes', id: msg.id, n: 4 });
@@ -81,6 +90,8 @@ describe('layer workers started by the page', () => {
     expect(bytes).toEqual([4, 6]);
     expect(started).toHaveLength(1);
     expect(started[0]!.received[0]).toMatchObject({ type: 'run', job: { label: 'layer 1' } });
+    expect(started[0]!.fromPage.map((m) => m.type)).toEqual(['connect']);
+    expect(started[0]!.onmessage).toBeNull();
     stops.forEach((s) => s());
   });
 
@@ -122,8 +133,9 @@ describe('layer workers started by the page', () => {
             if (msg.type === 'init') queueMicrotask(() => w.reply({ type: 'ready' }));
             // The first pull worker asks for a layer worker, then goes silent.
             if (msg.type === 'resolve' && pulls.length === 1) {
-              const { port2 } = new MessageChannel();
-              queueMicrotask(() => w.reply({ type: 'spawn-layer', port: port2 }));
+              const control = new MessageChannel();
+              const data = new MessageChannel();
+              queueMicrotask(() => w.reply({ type: 'spawn-layer', control: control.port2, data: data.port2 }));
             }
           },
           terminate() {
