@@ -10,7 +10,14 @@ export interface ThreadBusy {
   busyMs: number;
 }
 
-const CATEGORIES = ['toplevel', 'disabled-by-default-devtools.timeline', 'devtools.timeline'];
+// LONGSHORE_TRACE_V8=1 adds V8's sampling profiler (per-thread JavaScript and native frames, in
+// the raw trace written to LONGSHORE_TRACE_RAW): it costs CPU itself, so it is off by default.
+const CATEGORIES = [
+  'toplevel',
+  'disabled-by-default-devtools.timeline',
+  'devtools.timeline',
+  ...(process.env['LONGSHORE_TRACE_V8'] ? ['disabled-by-default-v8.cpu_profiler'] : []),
+];
 
 export class PullTrace {
   private constructor(private readonly cdp: CdpLike) {}
