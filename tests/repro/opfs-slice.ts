@@ -2,9 +2,10 @@
 // while the layer worker still appends to it through its sync access handle? (Following a big
 // layer today moves its bytes through JavaScript: read back from the staged file, posted to the
 // pull worker, written as a Uint8Array, which Chromium copies again into a data pipe.) A worker
-// writes 64 MiB through a sync access handle, then five times takes getFile(), writes an 8 MiB
-// slice of it into another OPFS file with FileSystemWritableFileStream.write, and appends 1 MiB
-// writes through the open handle until that write settles; at the end it checks every MiB copied.
+// writes 64 MiB through a sync access handle, then five times takes getFile(), appends 1 MiB
+// through the open handle (the snapshot is now older than the file), writes an 8 MiB slice of the
+// snapshot into another OPFS file with FileSystemWritableFileStream.write, and keeps appending
+// 1 MiB writes until that write settles; at the end it checks every MiB copied.
 //   node --import tsx tests/repro/opfs-slice.ts
 // Chromium 156 (2026-12-02): every round 'ok' with 4-7 MiB appended meanwhile, the copy right.
 import { createServer } from 'node:http';
@@ -22,6 +23,8 @@ onmessage = async () => {
   const dst = await (await root.getFileHandle('picked.bin', { create: true })).createWritable();
   for (let round = 0; round < 5; round++) {
     const slice = (await fh.getFile()).slice(round << 23, (round + 1) << 23);
+    h.write(chunk.fill(201), { at: h.getSize() });
+    await new Promise((r) => setTimeout(r, 20));
     let writing = true;
     let appended = 0;
     const w = dst.write({ type: 'write', position: round << 23, data: slice }).then(
