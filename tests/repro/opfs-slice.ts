@@ -7,7 +7,13 @@
 // snapshot into another OPFS file with FileSystemWritableFileStream.write, and keeps appending
 // 1 MiB writes until that write settles; at the end it checks every MiB copied.
 //   node --import tsx tests/repro/opfs-slice.ts
-// Chromium 156 (2026-12-02): every round 'ok' with 4-7 MiB appended meanwhile, the copy right.
+// Chromium 156 (2026-12-02): every round 'ok' with 5-6 MiB appended meanwhile, the copy right.
+// But the same thing in a real pull failed: a follower that sent the bytes behind the hash cursor
+// as slices of the staged file (up to 32 MiB, two unwritten at a time) had the picked file's
+// writes fail with NotReadableError ("The requested file could not be read, typically due to
+// permission problems that have occurred after a reference to a file was acquired") in every
+// 1.5 GB pull on loopback. What this repro lacks to show it (timing, sizes, the handle's other
+// calls) is not known yet.
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
 
