@@ -21,14 +21,14 @@ export function hostLayerWorker(
   };
   const send = (m: FromHost) => control.postMessage(m);
   worker.postMessage({ type: 'connect', port: data } satisfies ToLayerWorkerFromPage, [data]);
-  worker.onmessageerror = () => send({ relay: 'messageerror' });
+  worker.onmessageerror = () => send({ kind: 'messageerror' });
   worker.onerror = (e) => {
     // Reported to the pull worker, whose pool fails the layer's job (and the pull retries it).
     e.preventDefault();
-    send({ relay: 'error', message: e.message, filename: e.filename, lineno: e.lineno });
+    send({ kind: 'error', message: e.message, filename: e.filename, lineno: e.lineno });
   };
   control.onmessage = (e: MessageEvent<ToHost>) => {
-    if (e.data.relay === 'terminate') stop();
+    if (e.data.kind === 'terminate') stop();
   };
   return stop;
 }

@@ -2,8 +2,8 @@
 // the page starts them): the part of a Worker that LayerPool and WorkerRpc use, over MessagePorts.
 
 /** On the control port: what only the page can see of the worker, and what only it can do. */
-export type FromHost = { relay: 'error'; message: string; filename: string; lineno: number } | { relay: 'messageerror' };
-export type ToHost = { relay: 'terminate' };
+export type FromHost = { kind: 'error'; message: string; filename: string; lineno: number } | { kind: 'messageerror' };
+export type ToHost = { kind: 'terminate' };
 
 /**
  * The pull worker's half: what LayerPool and WorkerRpc use of a Worker. Messages go straight to
@@ -26,7 +26,7 @@ export class PortWorker {
     this.#data.onmessageerror = (e) => this.onmessageerror?.(e);
     this.#control.onmessage = (e: MessageEvent<FromHost>) => {
       const m = e.data;
-      if (m.relay === 'error')
+      if (m.kind === 'error')
         this.onerror?.({ message: m.message, filename: m.filename, lineno: m.lineno, preventDefault: () => undefined });
       else this.onmessageerror?.(new MessageEvent('messageerror'));
     };
@@ -38,7 +38,7 @@ export class PortWorker {
   }
 
   terminate(): void {
-    this.#control.postMessage({ relay: 'terminate' } satisfies ToHost);
+    this.#control.postMessage({ kind: 'terminate' } satisfies ToHost);
     this.#control.close();
     this.#data.close();
   }

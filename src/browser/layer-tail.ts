@@ -5,7 +5,7 @@
 // Nothing becomes final early: the destinations only make the file final when the pull succeeded
 // (save/destination.ts), and a blob that fails its digest fails the pull, which aborts them.
 //
-// The two halves talk over their own MessagePort (not the page's relay), with credit: the layer
+// The two halves talk over their own MessagePort (one per followed blob), with credit: the layer
 // worker sends at most what the writer granted, so a slow disk holds no bytes in memory.
 import { ErrorCode, LongshoreError } from '../core/errors.ts';
 import type { Spill } from '../core/store/blob-store.ts';
