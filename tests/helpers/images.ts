@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { chmod, link, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { run } from './command.ts';
+import { CommandFailedError, run } from './command.ts';
 
 export const MediaType = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -448,7 +448,15 @@ export async function skopeoCopy(source: string, destination: string, options: C
   if (options.all) args.push('--all');
   if (options.preserveDigests) args.push('--preserve-digests');
   if (options.destCredentials) args.push('--dest-creds', `${options.destCredentials.username}:${options.destCredentials.password}`);
-  await run('skopeo', [...args, source, destination], { env: options.env });
+  try {
+    await run('skopeo', [...args, source, destination], { env: options.env });
+  } catch (err) {
+    // distribution 2.8 sometimes answers a push's blob check with 500 while other pushes to the
+    // same storage link blobs (seen once in the global setup); pushing again is idempotent.
+    if (!(err instanceof CommandFailedError && /\b50\d \(/.test(err.stderr))) throw err;
+    await new Promise((r) => setTimeout(r, 500));
+    await run('skopeo', [...args, source, destination], { env: options.env });
+  }
 }
 
 export interface InspectOptions {
