@@ -533,16 +533,28 @@ export class IdbBlobStore implements BlobStore {
     return (await this.getBlob(key))?.stream();
   }
 
-  async #deleteUnlocked(key: string, record: BlobRecord | undefined): Promise<void> {
+  async #deleteUnlocked(key: string, record: BlobRecord | undefined, fileAfter?: Promise<unknown>): Promise<void> {
     await this.#tx(`the record of ${key}`, (s) => {
       for (const seg of record?.segments ?? []) s.delete(seg);
       s.delete(this.#recordKey(key));
     });
-    if (record?.file && !this.#lateRemoval) await removeStaged(await this.#filesDir(), record.file);
+    if (!record?.file) return;
+    if (!this.#lateRemoval) await removeStaged(await this.#filesDir(), record.file);
+    else if (fileAfter) {
+      // Its reader said when it is done: the file goes then, not at the next sweep. Its name is
+      // this blob's own (a later put of the key writes a new file), so nothing else can be hit.
+      const file = record.file;
+      void fileAfter.then(async () => removeStaged(await this.#filesDir(), file)).catch(() => undefined);
+    }
   }
 
-  async delete(key: string): Promise<void> {
-    await this.#withLock(key, 'exclusive', async () => this.#deleteUnlocked(key, await this.#record(key)));
+  /**
+   * Forget `key`. A staged blob's file goes with it, except in a store with late removal (the pull
+   * worker), where it goes at the next sweep(), or once `fileAfter` resolves: the caller knows
+   * when whoever reads it (a destination) is done.
+   */
+  async delete(key: string, options: { fileAfter?: Promise<unknown> } = {}): Promise<void> {
+    await this.#withLock(key, 'exclusive', async () => this.#deleteUnlocked(key, await this.#record(key), options.fileAfter));
   }
 
   /** Every stored blob key and size (for the cache view and tests). */

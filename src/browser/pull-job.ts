@@ -420,7 +420,9 @@ export async function pullJob(ctx: JobContext, request: PullRequest): Promise<Pu
     const left = (uses.get(key) ?? 1) - 1;
     uses.set(key, left);
     if (keepCopy || left > 0 || preexisting.has(key)) return;
-    await store.delete(key);
+    // Its file goes as soon as the destination has read it (a streamed download reads it after
+    // copy() returned), not when the pull ends: a one-off pull does not hold the image twice.
+    await store.delete(key, { fileAfter: destination?.released?.() ?? Promise.resolve() });
     if (journalEntry) journalEntry.temporary = journalEntry.temporary.filter((k) => k !== key);
   };
 

@@ -229,6 +229,21 @@ async function opfsFiles(page: E2EPage, sub?: string): Promise<Map<string, Buffe
   return new Map(files.map(([p, b]) => [p, Buffer.from(b, 'base64')]));
 }
 
+/** Names of the files the store stages in OPFS (`longshore-inflight/longshore/`), listed only. */
+function stagedNames(page: E2EPage): Promise<string[]> {
+  return page.evaluate(async () => {
+    try {
+      const root = await navigator.storage.getDirectory();
+      const dir = await (await root.getDirectoryHandle('longshore-inflight')).getDirectoryHandle('longshore');
+      const out: string[] = [];
+      for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) out.push(name);
+      return out;
+    } catch {
+      return [];
+    }
+  });
+}
+
 async function copyOut(engine: EngineHandle, page: E2EPage, name: string): Promise<string> {
   const files = await opfsFiles(page);
   const bytes = files.get(name);
@@ -382,6 +397,57 @@ forEachEngine((engine) => {
       );
       await validateFixtureArchive(env, 'oci', file, name);
       expect(await cacheKeys(page)).toEqual([]);
+    });
+
+    it("keep a copy off: a blob's staged file goes as soon as the file or download has it, while the pull still runs (not when it ends)", async () => {
+      const f = env.fixtures.v2s2;
+      const digests = [
+        ...layersOf(f.manifest.raw).map((l) => l.digest),
+        (JSON.parse(f.manifest.raw) as { config: { digest: string } }).config.digest,
+      ];
+      // The docker format writes blobs/sha256/* sorted by digest: hold the last layer in that order,
+      // so every blob before it is written while the pull waits for it.
+      const held = layersOf(f.manifest.raw)
+        .map((l) => l.digest)
+        .sort()
+        .at(-1)!;
+      const before = digests.filter((d) => d < held);
+      expect(before.length).toBeGreaterThan(1);
+      for (const save of fsa ? (['file', 'stream'] as const) : (['stream'] as const)) {
+        const page = await openApp(engine, { opfs: fsa });
+        const staged = await stagedInOpfs(page);
+        const name = `${relay.host}/test/v2s2:latest`;
+        relay.holdLast = held;
+        relay.holdUntil = ['held by the test'];
+        try {
+          const download = save === 'stream' ? await startStreamedPull(page, name, { keepCopy: false }) : undefined;
+          if (save === 'file') await startPull(page, name, { save, keepCopy: false });
+          // The others are fetched; the archive is written up to the held blob.
+          const owners = async () => (await stagedNames(page)).map((n) => decodeURIComponent(n.slice(0, n.lastIndexOf('~'))));
+          const early = async () => (await owners()).filter((k) => before.includes(k));
+          await expect
+            .poll(() => relay.log.filter((r) => r.ended && before.includes(r.digest)).length, { timeout: 30_000 })
+            .toBeGreaterThan(0);
+          await expect
+            .poll(async () => Number(await page.attr(SEL.saveProgress, 'data-written')), { timeout: 30_000 })
+            .toBeGreaterThan(
+              layersOf(f.manifest.raw)
+                .filter((l) => before.includes(l.digest))
+                .reduce((n, l) => n + l.size, 0),
+            );
+          // Nothing of the blobs already in the file is left staged, though the pull still runs.
+          if (staged) await expect.poll(early, { timeout: 20_000 }).toEqual([]);
+          expect(await page.attr(SEL.saveProgress, 'data-written')).not.toBe(await page.attr(SEL.saveProgress, 'data-total'));
+          relay.holdUntil = [];
+          const file = download ? (await download.finished()).path : undefined;
+          await waitSaved(page);
+          await validateV2s2(file ?? (await copyOut(engine, page, fileOf(relay.host, 'v2s2'))), name);
+          expect(await cacheKeys(page)).toEqual([]);
+        } finally {
+          relay.holdLast = undefined;
+          relay.holdUntil = [];
+        }
+      }
     });
 
     it('layers finishing out of order wait for their turn: the archive-first layer arrives last and the file is still right', async () => {

@@ -65,4 +65,33 @@ describe('streamed download: the pull worker end', () => {
     expect(chunk!.buffer).not.toBe(odd);
     expect(chunk!.buffer.byteLength).toBe(CHUNK_BYTES);
   });
+
+  it('released() waits until the service worker has read every stored blob posted so far; the end or a failure releases the rest', async () => {
+    const { port, sent, answer } = fakePort();
+    const blobs = new Map([
+      ['a', new Blob(['0123456789'])],
+      ['b', new Blob(['01234567890123456789'])],
+    ]);
+    const dest = openStreamDestination(port, { store: { getBlob: async (k) => blobs.get(k) }, fileName: 'x.tar' });
+    answer({ t: 'credit', n: 8 * CHUNK_BYTES });
+    await expect(Promise.race([dest.released!(), 'pending'])).resolves.toBeUndefined();
+    await dest.copy('a', 10);
+    const afterA = dest.released!();
+    await dest.copy('b', 20);
+    const afterB = dest.released!();
+    expect(sent.map((m) => m.t)).toEqual(['blob', 'blob']);
+    const state = (p: Promise<void>) => Promise.race([p.then(() => 'released'), new Promise((r) => setTimeout(() => r('pending'), 10))]);
+    expect([await state(afterA), await state(afterB)]).toEqual(['pending', 'pending']);
+    answer({ t: 'read' });
+    expect([await state(afterA), await state(afterB)]).toEqual(['released', 'pending']);
+    answer({ t: 'read' });
+    expect(await state(afterB)).toBe('released');
+
+    // A failed download reads nothing more: whoever waits is let go.
+    await dest.copy('a', 10);
+    const pending = dest.released!();
+    expect(await state(pending)).toBe('pending');
+    await dest.abort(new Error('gone'));
+    expect(await state(pending)).toBe('released');
+  });
 });

@@ -28,6 +28,12 @@ export interface TarDestination extends Omit<ArchiveSink, 'write' | 'copy' | 'fo
     /** The stored, verified blob `key` (`size` bytes) from byte `from` on, at `position`. */
     copyAt(position: number, key: string, size: number, from?: number): Promise<void>;
   };
+  /**
+   * Resolves once the destination has read every stored blob handed to copy()/copyAt() so far, so
+   * their stored files may go. Absent: a copy has read its blob when it resolves (a picked file);
+   * a streamed download reads each blob after copy() returned, when the browser asks for it.
+   */
+  released?(): Promise<void>;
   /** Everything was written and verified: make the file final. A Blob destination returns its Blob. */
   close(): Promise<Blob | undefined>;
   /** Discard what was written (the pull failed or was cancelled). Never throws. */

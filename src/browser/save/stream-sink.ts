@@ -38,10 +38,28 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
     w?.();
   };
   const pool: ArrayBuffer[] = [];
+  /** Stored blobs posted by reference, and how many of them the service worker has read through. */
+  let blobsSent = 0;
+  let blobsRead = 0;
+  /** released() callers: each waits until `blobsRead` reaches its count (or the download ends). */
+  let readers: { upTo: number; resolve: () => void }[] = [];
+  const settleReaders = (all = false) => {
+    const left: typeof readers = [];
+    for (const r of readers) {
+      if (all || blobsRead >= r.upTo) r.resolve();
+      else left.push(r);
+    }
+    readers = left;
+  };
   port.onmessage = (e: MessageEvent<FromSaveWorker>) => {
     const m = e.data;
     if (m.t === 'back') {
       if (pool.length < POOL_MAX && m.b.byteLength === CHUNK_BYTES) pool.push(m.b);
+      return;
+    }
+    if (m.t === 'read') {
+      blobsRead++;
+      settleReaders();
       return;
     }
     if (m.t === 'credit') {
@@ -119,12 +137,19 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
       );
       credit -= blob.size;
       post({ t: 'blob', b: blob });
+      blobsSent++;
+    },
+    released() {
+      if (blobsRead >= blobsSent) return Promise.resolve();
+      return new Promise<void>((resolve) => readers.push({ upTo: blobsSent, resolve }));
     },
     async close() {
       post({ t: 'end' });
       // The service worker answers `done` once the browser has read the last byte.
       await waitFor(() => finished, 'finish the download', DOWNLOAD_START_TIMEOUT_MS);
       port.close();
+      // Every byte was taken: whatever a service worker without `read` messages held is read too.
+      settleReaders(true);
       return undefined;
     },
     async abort(reason) {
@@ -135,6 +160,8 @@ export function openStreamDestination(port: MessagePort, options: Options): TarD
         // the port may be closed already
       }
       port.close();
+      // The download failed: nothing will read the blobs any more.
+      settleReaders(true);
     },
   };
 }

@@ -137,6 +137,8 @@ function relay(port: MessagePort): ReadableStream<Uint8Array> {
               return;
             }
             reading = undefined;
+            // Read to its end: the pull may remove the blob's file (keep a copy off).
+            post({ t: 'read' });
             continue;
           }
           const next = queue.shift();

@@ -31,11 +31,17 @@ export type ToSaveWorker =
  * Service worker → pull worker. `credit`: that many more bytes may be sent (backpressure from the
  * download); `back`: the buffer of a chunk the download has taken, to be filled again (so a few
  * buffers carry the whole archive instead of one new one per chunk left for the collector);
- * `done`: the browser took every byte; `cancel`: the user cancelled the download. The page sends
- * `fail` on the same port when it could not start the download at all.
+ * `read`: the service worker has read the next stored blob sent by reference to its end (its
+ * file may go); `done`: the browser took every byte; `cancel`: the user cancelled the download.
+ * The page sends `fail` on the same port when it could not start the download at all.
  */
 export type FromSaveWorker =
-  { t: 'credit'; n: number } | { t: 'back'; b: ArrayBuffer } | { t: 'done' } | { t: 'cancel' } | { t: 'fail'; message: string };
+  | { t: 'credit'; n: number }
+  | { t: 'back'; b: ArrayBuffer }
+  | { t: 'read' }
+  | { t: 'done' }
+  | { t: 'cancel' }
+  | { t: 'fail'; message: string };
 
 /** Page → service worker: serve the download `id` from `port`. */
 export interface SaveRegistration {
