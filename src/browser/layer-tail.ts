@@ -90,6 +90,20 @@ export class LiveJob {
   readonly #listeners = new Set<() => void>();
   /** Tails whose writers take pieces (a picked file). */
   readonly #takers = new Set<PieceTaker>();
+  /**
+   * Pieces being fetched into a spill (start → end): a tail whose writer takes pieces waits for
+   * such a piece and its copy from storage rather than sending its bytes as the hash cursor passes
+   * them (bytes written to a picked file cost Chromium a fresh data pipe per write: about two page
+   * faults per 4 KiB, tests/repro/writable-chunks.ts; a piece is copied by the browser file to file).
+   */
+  readonly #pending = new Map<number, number>();
+
+  /** The first piece still being fetched that overlaps [from, ∞): where a piece-taking tail stops. */
+  pendingFrom(from: number): { start: number; end: number } | undefined {
+    let best: { start: number; end: number } | undefined;
+    for (const [start, end] of this.#pending) if (end > from && (!best || start < best.start)) best = { start, end };
+    return best;
+  }
 
   /**
    * `spill` as this job's parallel ranges use it: a range it completes is offered to the tails
@@ -100,6 +114,14 @@ export class LiveJob {
   watchSpill(spill: Spill): Spill {
     if (!canSnapshot(spill)) return spill;
     let copies: Promise<unknown>[] = [];
+    /** The piece this spill holds now, while the tails wait for it. */
+    let piece: number | undefined;
+    const settled = () => {
+      if (piece === undefined) return;
+      this.#pending.delete(piece);
+      piece = undefined;
+      this.#changed();
+    };
     const watched: Spill = {
       ...(spill.transient ? { transient: true } : {}),
       get size() {
@@ -108,13 +130,23 @@ export class LiveJob {
       write: (chunk) => spill.write(chunk),
       read: () => spill.read(),
       ...(spill.readFrom ? { readFrom: (from: number, to: number) => spill.readFrom!(from, to) } : {}),
+      assigned: (start, end) => {
+        settled();
+        piece = start;
+        this.#pending.set(start, end);
+      },
       completed: (start) => {
-        if (this.#takers.size === 0 || spill.size === 0) return;
+        if (this.#takers.size === 0 || spill.size === 0) return settled();
         copies.push(
           spill.snapshot().then(
-            (blob) => Promise.all([...this.#takers].map((take) => take(start, blob))),
+            (blob) => {
+              const writes = Promise.all([...this.#takers].map((take) => take(start, blob)));
+              // Taken: the tails skip these bytes now, they need not wait for them.
+              settled();
+              return writes;
+            },
             // No snapshot: the tail sends these bytes behind the hash cursor as before.
-            () => undefined,
+            () => settled(),
           ),
         );
       },
@@ -129,7 +161,10 @@ export class LiveJob {
           }
         : {}),
       // On failure the pull stops: a copy still reading this spill fails with it.
-      discard: () => spill.discard(),
+      discard: () => {
+        settled();
+        return spill.discard();
+      },
     };
     return watched;
   }
@@ -224,7 +259,17 @@ export class LiveJob {
       for (;;) {
         // Bytes the writer places itself (pieces) are skipped.
         while (covered.length > 0 && covered[0]![0] <= sent) sent = Math.max(sent, covered.shift()![1]);
-        const nextCover = covered.length > 0 ? covered[0]![0] : Number.POSITIVE_INFINITY;
+        // A writer that takes pieces waits for one still being fetched into a spill (it gets it
+        // from storage once complete) instead of getting its bytes from here. Not for the blob's
+        // last piece: it is among the last to arrive, and copying it whole after its last byte
+        // would leave the file that much longer behind (bytes sent as they are hashed leave a chunk).
+        const held = this.#takers.has(take) ? this.pendingFrom(sent) : undefined;
+        const pending = held && (p.size === undefined || held.end < p.size) ? held : undefined;
+        if (pending && pending.start <= sent) break;
+        const nextCover = Math.min(
+          covered.length > 0 ? covered[0]![0] : Number.POSITIVE_INFINITY,
+          pending?.start ?? Number.POSITIVE_INFINITY,
+        );
         if (!(credit > 0 && p.offset > sent)) break;
         const want = Math.min(TAIL_CHUNK_BYTES, credit, p.offset - sent, nextCover - sent);
         const last = (p.size !== undefined && p.offset >= p.size && want === p.offset - sent) || want === nextCover - sent;

@@ -131,6 +131,87 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     expect(await tail.next()).toEqual({ verified: blob.byteLength });
   });
 
+  it('a piece still arriving in its spill holds the bytes in order back at its start, though the hash cursor passed them; complete, it goes as a piece and the bytes after it follow', async () => {
+    const { blob, partial, job, tail } = await piecesWriter(3, 'pending');
+    const { spill } = memorySpill();
+    const watched = job.watchSpill(spill);
+    watched.assigned!(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES));
+    // The cursor hashed the first chunk, the spill as it arrived, and half the third chunk.
+    partial.set({ offset: 2.5 * TAIL_CHUNK_BYTES });
+    const first = await tail.next();
+    if (!('bytes' in first)) throw new Error('expected bytes first');
+    expect({ at: first.at, length: first.bytes.byteLength }).toEqual({ at: 0, length: TAIL_CHUNK_BYTES });
+    tail.taken(first.bytes, first.bytes.byteLength);
+    // Nothing more while the piece is incomplete (not its bytes, not those after it).
+    const waiting = tail.next();
+    let early: unknown;
+    void waiting.then((m) => (early = m));
+    await new Promise((r) => setTimeout(r, TAIL_FLUSH_MS * 3));
+    expect(early).toBeUndefined();
+    watched.completed!(TAIL_CHUNK_BYTES);
+    const piece = await waiting;
+    if (!('piece' in piece)) throw new Error(`expected the piece, got ${JSON.stringify(piece)}`);
+    expect(piece.piece.start).toBe(TAIL_CHUNK_BYTES);
+    expect(
+      Buffer.compare(Buffer.from(await piece.piece.blob.arrayBuffer()), Buffer.from(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES))),
+    ).toBe(0);
+    tail.pieceDone(piece.piece.id);
+    partial.set({ offset: blob.byteLength });
+    const after: { at: number; length: number }[] = [];
+    for (let end = 0; end < blob.byteLength;) {
+      const m = await tail.next();
+      if (!('bytes' in m)) throw new Error('expected bytes');
+      expect(Buffer.compare(Buffer.from(m.bytes), Buffer.from(blob.subarray(m.at, m.at + m.bytes.byteLength)))).toBe(0);
+      after.push({ at: m.at, length: m.bytes.byteLength });
+      end = m.at + m.bytes.byteLength;
+      tail.taken(m.bytes, m.bytes.byteLength);
+    }
+    expect(after[0]!.at).toBe(2 * TAIL_CHUNK_BYTES);
+    expect(after.reduce((n, c) => n + c.length, 0)).toBe(TAIL_CHUNK_BYTES);
+    partial.set({ phase: 'committing' });
+    partial.set({ phase: 'committed' });
+    expect(await tail.next()).toEqual({ verified: blob.byteLength });
+  });
+
+  it('a piece whose spill cannot be snapshot no longer holds the bytes back: they come in order', async () => {
+    const { blob, partial, job, tail } = await piecesWriter(3, 'no snapshot');
+    const { spill } = memorySpill();
+    const failing = { ...spill, snapshot: async (): Promise<Blob> => Promise.reject(new Error('no file')) };
+    const watched = job.watchSpill(failing);
+    watched.assigned!(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES));
+    partial.set({ offset: blob.byteLength });
+    watched.completed!(TAIL_CHUNK_BYTES);
+    const got: number[] = [];
+    for (let end = 0; end < blob.byteLength;) {
+      const m = await tail.next();
+      if (!('bytes' in m)) throw new Error(`expected bytes, got ${JSON.stringify(m)}`);
+      got.push(m.at);
+      end = m.at + m.bytes.byteLength;
+      tail.taken(m.bytes, m.bytes.byteLength);
+    }
+    expect(got).toEqual([0, TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES]);
+  });
+
+  it("the blob's last piece does not hold the bytes back: they go as the hash cursor passes them (the file is not left a piece behind its last byte)", async () => {
+    const { blob, partial, job, tail } = await piecesWriter(2, 'last piece');
+    const { spill } = memorySpill();
+    const watched = job.watchSpill(spill);
+    watched.assigned!(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES);
+    await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
+    partial.set({ offset: blob.byteLength });
+    const got: number[] = [];
+    for (let end = 0; end < blob.byteLength;) {
+      const m = await tail.next();
+      if (!('bytes' in m)) throw new Error(`expected bytes, got ${JSON.stringify(m)}`);
+      got.push(m.at);
+      end = m.at + m.bytes.byteLength;
+      tail.taken(m.bytes, m.bytes.byteLength);
+    }
+    expect(got).toEqual([0, TAIL_CHUNK_BYTES]);
+  });
+
   it('a writer that did not ask gets no pieces, and the spill is not held back', async () => {
     const blob = pseudoRandomBytes(2 * TAIL_CHUNK_BYTES, 'no pieces');
     const partial = Object.assign(new FakePartial(blob), { size: blob.byteLength });
@@ -139,6 +220,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     job.attach(partial);
     const { spill, resets } = memorySpill();
     const watched = job.watchSpill(spill);
+    watched.assigned!(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES);
     await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
     watched.completed!(TAIL_CHUNK_BYTES);
     await watched.reset!();

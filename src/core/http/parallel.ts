@@ -136,7 +136,10 @@ export async function fetchParallel(
       const part = parts[k]!;
       try {
         // The first piece starts at the cursor: it streams through it; the others wait in spills.
-        if (k > 0) part.spill = free.pop() ?? (await options.spill!(`${expected.digest}:${part.start}`));
+        if (k > 0) {
+          part.spill = free.pop() ?? (await options.spill!(`${expected.digest}:${part.start}`));
+          part.spill.assigned?.(part.start, part.end + 1);
+        }
         await fetchRange(sender, part, cursor, expected, budget, signal);
         part.complete = true;
         part.spill?.completed?.(part.start);

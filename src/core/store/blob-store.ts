@@ -39,6 +39,12 @@ export interface Spill {
    */
   readFrom?(from: number, to: number): ReadableStream<Uint8Array>;
   /**
+   * The spill is to hold bytes [start, end) of the blob (a piece fetched ahead of the hash cursor),
+   * told before its first write: a destination that copies completed pieces from storage can wait
+   * for this one instead of taking its bytes another way. Optional.
+   */
+  assigned?(start: number, end: number): void;
+  /**
    * The range is complete: the spill holds bytes [start, start + size) of the blob and takes no
    * more writes until reset() or discard(). A destination may copy them from storage meanwhile
    * (then reset() waits for that copy). Optional, for stores that can offer it.
