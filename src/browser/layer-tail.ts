@@ -93,8 +93,9 @@ export class LiveJob {
   /**
    * Pieces being fetched into a spill (start → end): a tail whose writer takes pieces waits for
    * such a piece and its copy from storage rather than sending its bytes as the hash cursor passes
-   * them (bytes written to a picked file cost Chromium a fresh data pipe per write: about two page
-   * faults per 4 KiB, tests/repro/writable-chunks.ts; a piece is copied by the browser file to file).
+   * them (bytes written to a picked file cost Chromium a fresh data pipe per write: two to three
+   * page faults per 4 KiB, tests/repro/writable-chunks.ts; a 32 MiB piece copied by the browser file
+   * to file about one, and no work in JS).
    */
   readonly #pending = new Map<number, number>();
 

@@ -14,8 +14,7 @@
 // permission problems that have occurred after a reference to a file was acquired") in every
 // 1.5 GB pull on loopback. What this repro lacks to show it (timing, sizes, the handle's other
 // calls) is not known yet.
-import { createServer } from 'node:http';
-import { chromium } from 'playwright-core';
+import { openWorkerPage } from './worker-page.ts';
 
 const WORKER = `
 onmessage = async () => {
@@ -53,16 +52,8 @@ onmessage = async () => {
   postMessage(out);
 };`;
 
-const server = createServer((req, res) => {
-  if (req.url === '/worker.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(WORKER);
-  else res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>opfs-slice</title>');
-});
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-const { port } = server.address() as { port: number };
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
+const { page, close } = await openWorkerPage(WORKER, 'opfs-slice');
 try {
-  const page = await browser.newPage();
-  await page.goto(`http://127.0.0.1:${port}/`);
   const lines = await page.evaluate(
     () =>
       new Promise<string[]>((resolve) => {
@@ -73,6 +64,5 @@ try {
   );
   for (const line of lines) console.log(line);
 } finally {
-  await browser.close();
-  server.close();
+  await close();
 }

@@ -4,19 +4,31 @@
 // README "What a byte costs here"), against ~26k for the 400 MB link pull, which follows nothing.
 // A worker writes 256 MiB into an OPFS file (one reused buffer, the file sized first, as
 // file-sink.ts does) with each chunk size in turn; node sums the minor faults and CPU of every
-// Chromium process (/proc) around each run, and the worker reports its wall time.
+// Chromium process (/proc) around each run, and the worker reports its wall time. Kinds: `bytes`
+// (a Uint8Array, as the follower writes), `blob` (a Blob made of those bytes in JS), `disk`
+// (slices of a File in OPFS, as a piece or a stored blob is copied).
 //   node --import tsx tests/repro/writable-chunks.ts
-import { createServer } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { openWorkerPage } from './worker-page.ts';
 
 const TOTAL = 256 * 1024 * 1024;
 const SIZES = [4 << 20, 2 << 20, 1 << 20, 960 << 10, 512 << 10, 256 << 10];
 
 const WORKER = `
+let source;
 onmessage = async (e) => {
-  const { size, total, blob } = e.data;
+  const { size, total, kind } = e.data;
   const root = await navigator.storage.getDirectory();
+  if (kind === 'disk' && !source) {
+    // A disk-backed File, as a stored blob or a completed piece is: written once through a sync handle.
+    const sh = await root.getFileHandle('source.bin', { create: true });
+    const h = await sh.createSyncAccessHandle();
+    const fill = new Uint8Array(4 << 20).fill(7);
+    for (let at = 0; at < total; at += fill.length) h.write(fill, { at });
+    h.close();
+    source = await sh.getFile();
+    if (e.data.prepare) return postMessage(0);
+  }
   const fh = await root.getFileHandle('picked.bin', { create: true });
   const w = await fh.createWritable();
   await w.truncate(total);
@@ -24,7 +36,8 @@ onmessage = async (e) => {
   const t0 = performance.now();
   for (let at = 0; at < total; at += size) {
     buf[0] = at & 0xff;
-    await w.write({ type: 'write', position: at, data: blob ? new Blob([buf]) : buf });
+    const data = kind === 'disk' ? source.slice(at, at + size) : kind === 'blob' ? new Blob([buf]) : buf;
+    await w.write({ type: 'write', position: at, data });
   }
   await w.close();
   postMessage(performance.now() - t0);
@@ -49,43 +62,38 @@ function chromiumCounters(): { faults: number; cpu: number } {
   return { faults, cpu };
 }
 
-const server = createServer((req, res) => {
-  if (req.url === '/worker.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(WORKER);
-  else res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>writable-chunks</title>');
-});
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-const { port } = server.address() as { port: number };
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
+const { page, close } = await openWorkerPage(WORKER, 'writable-chunks');
 try {
-  const page = await browser.newPage();
-  await page.goto(`http://127.0.0.1:${port}/`);
   await page.evaluate(() => {
     (globalThis as unknown as { w: Worker }).w = new Worker('/worker.js');
   });
+  const run = (msg: { size: number; total: number; kind: string; prepare?: boolean }) =>
+    page.evaluate(
+      (m) =>
+        new Promise<number>((resolve) => {
+          const w = (globalThis as unknown as { w: Worker }).w;
+          w.onmessage = (e: MessageEvent<number>) => resolve(e.data);
+          w.postMessage(m);
+        }),
+      msg,
+    );
   const rounds = Number(process.env['ROUNDS'] ?? 2);
   for (let round = 0; round < rounds; round++) {
-    for (const blob of [false, true]) {
-      for (const size of SIZES) {
+    // The source file of `disk` is written before any counting.
+    await run({ size: 0, total: TOTAL, kind: 'disk', prepare: true });
+    for (const kind of ['bytes', 'blob', 'disk'] as const) {
+      for (const size of kind === 'disk' ? [32 << 20, 4 << 20, 32 << 20] : SIZES) {
         const before = chromiumCounters();
-        const ms = await page.evaluate(
-          (msg) =>
-            new Promise<number>((resolve) => {
-              const w = (globalThis as unknown as { w: Worker }).w;
-              w.onmessage = (e: MessageEvent<number>) => resolve(e.data);
-              w.postMessage(msg);
-            }),
-          { size, total: TOTAL, blob },
-        );
+        const ms = await run({ size, total: TOTAL, kind });
         const after = chromiumCounters();
         const faults = after.faults - before.faults;
         console.log(
-          `${blob ? 'Blob' : 'bytes'} ${String(size >> 10).padStart(5)} KiB: ${(ms / 1000).toFixed(2)} s, ` +
+          `${kind.padEnd(5)} ${String(size >> 10).padStart(5)} KiB: ${(ms / 1000).toFixed(2)} s, ` +
             `Chromium CPU ${(after.cpu - before.cpu).toFixed(2)} s, ${faults} faults (${((faults * 4096) / TOTAL).toFixed(2)} per 4 KiB written)`,
         );
       }
     }
   }
 } finally {
-  await browser.close();
-  server.close();
+  await close();
 }

@@ -88,6 +88,20 @@ async function piecesWriter(chunks: number, seed: string) {
   return { blob, partial, job, tail };
 }
 
+/** The bytes in order until the blob's end, each checked against `blob` and taken: where each began and how long. */
+async function bytesToEnd(tail: BlobTail, blob: Uint8Array): Promise<{ at: number; length: number }[]> {
+  const got: { at: number; length: number }[] = [];
+  for (let end = 0; end < blob.byteLength;) {
+    const m = await tail.next();
+    if (!('bytes' in m)) throw new Error(`expected bytes, got ${JSON.stringify(m)}`);
+    expect(Buffer.compare(Buffer.from(m.bytes), Buffer.from(blob.subarray(m.at, m.at + m.bytes.byteLength)))).toBe(0);
+    got.push({ at: m.at, length: m.bytes.byteLength });
+    end = m.at + m.bytes.byteLength;
+    tail.taken(m.bytes, m.bytes.byteLength);
+  }
+  return got;
+}
+
 describe('layer tail, pieces (a writer that places ranges itself)', () => {
   it('a completed spilled range goes as a Blob piece, the bytes in order skip it, and the spill is reused only once the piece is written', async () => {
     const { blob, partial, job, tail } = await piecesWriter(3, 'pieces');
@@ -112,17 +126,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     expect(resets()).toBe(1);
     // The hash cursor passes the whole blob: the bytes in order are [0, 1 chunk) and [2, 3 chunks), with their offsets.
     partial.set({ offset: blob.byteLength });
-    const got: { at: number; length: number }[] = [];
-    let end = 0;
-    while (end < blob.byteLength) {
-      const m = await tail.next();
-      if (!('bytes' in m)) throw new Error('expected bytes');
-      expect(Buffer.compare(Buffer.from(m.bytes), Buffer.from(blob.subarray(m.at, m.at + m.bytes.byteLength)))).toBe(0);
-      got.push({ at: m.at, length: m.bytes.byteLength });
-      end = m.at + m.bytes.byteLength;
-      tail.taken(m.bytes, m.bytes.byteLength);
-    }
-    expect(got).toEqual([
+    expect(await bytesToEnd(tail, blob)).toEqual([
       { at: 0, length: TAIL_CHUNK_BYTES },
       { at: 2 * TAIL_CHUNK_BYTES, length: TAIL_CHUNK_BYTES },
     ]);
@@ -158,15 +162,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     ).toBe(0);
     tail.pieceDone(piece.piece.id);
     partial.set({ offset: blob.byteLength });
-    const after: { at: number; length: number }[] = [];
-    for (let end = 0; end < blob.byteLength;) {
-      const m = await tail.next();
-      if (!('bytes' in m)) throw new Error('expected bytes');
-      expect(Buffer.compare(Buffer.from(m.bytes), Buffer.from(blob.subarray(m.at, m.at + m.bytes.byteLength)))).toBe(0);
-      after.push({ at: m.at, length: m.bytes.byteLength });
-      end = m.at + m.bytes.byteLength;
-      tail.taken(m.bytes, m.bytes.byteLength);
-    }
+    const after = await bytesToEnd(tail, blob);
     expect(after[0]!.at).toBe(2 * TAIL_CHUNK_BYTES);
     expect(after.reduce((n, c) => n + c.length, 0)).toBe(TAIL_CHUNK_BYTES);
     partial.set({ phase: 'committing' });
@@ -183,15 +179,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     await watched.write(blob.subarray(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES));
     partial.set({ offset: blob.byteLength });
     watched.completed!(TAIL_CHUNK_BYTES);
-    const got: number[] = [];
-    for (let end = 0; end < blob.byteLength;) {
-      const m = await tail.next();
-      if (!('bytes' in m)) throw new Error(`expected bytes, got ${JSON.stringify(m)}`);
-      got.push(m.at);
-      end = m.at + m.bytes.byteLength;
-      tail.taken(m.bytes, m.bytes.byteLength);
-    }
-    expect(got).toEqual([0, TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES]);
+    expect((await bytesToEnd(tail, blob)).map((c) => c.at)).toEqual([0, TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES]);
   });
 
   it("the blob's last piece does not hold the bytes back: they go as the hash cursor passes them (the file is not left a piece behind its last byte)", async () => {
@@ -201,15 +189,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     watched.assigned!(TAIL_CHUNK_BYTES, 2 * TAIL_CHUNK_BYTES);
     await watched.write(blob.subarray(TAIL_CHUNK_BYTES));
     partial.set({ offset: blob.byteLength });
-    const got: number[] = [];
-    for (let end = 0; end < blob.byteLength;) {
-      const m = await tail.next();
-      if (!('bytes' in m)) throw new Error(`expected bytes, got ${JSON.stringify(m)}`);
-      got.push(m.at);
-      end = m.at + m.bytes.byteLength;
-      tail.taken(m.bytes, m.bytes.byteLength);
-    }
-    expect(got).toEqual([0, TAIL_CHUNK_BYTES]);
+    expect((await bytesToEnd(tail, blob)).map((c) => c.at)).toEqual([0, TAIL_CHUNK_BYTES]);
   });
 
   it('a writer that did not ask gets no pieces, and the spill is not held back', async () => {
