@@ -102,6 +102,13 @@ async function bytesToEnd(tail: BlobTail, blob: Uint8Array): Promise<{ at: numbe
   return got;
 }
 
+/** The blob commits: the tail's last answer says it is verified whole. */
+async function verifiedAtEnd(partial: FakePartial, tail: BlobTail, blob: Uint8Array): Promise<void> {
+  partial.set({ phase: 'committing' });
+  partial.set({ phase: 'committed' });
+  expect(await tail.next()).toEqual({ verified: blob.byteLength });
+}
+
 describe('layer tail, pieces (a writer that places ranges itself)', () => {
   it('a completed spilled range goes as a Blob piece, the bytes in order skip it, and the spill is reused only once the piece is written', async () => {
     const { blob, partial, job, tail } = await piecesWriter(3, 'pieces');
@@ -130,9 +137,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
       { at: 0, length: TAIL_CHUNK_BYTES },
       { at: 2 * TAIL_CHUNK_BYTES, length: TAIL_CHUNK_BYTES },
     ]);
-    partial.set({ phase: 'committing' });
-    partial.set({ phase: 'committed' });
-    expect(await tail.next()).toEqual({ verified: blob.byteLength });
+    await verifiedAtEnd(partial, tail, blob);
   });
 
   it('a piece still arriving in its spill holds the bytes in order back at its start, though the hash cursor passed them; complete, it goes as a piece and the bytes after it follow', async () => {
@@ -165,9 +170,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
     const after = await bytesToEnd(tail, blob);
     expect(after[0]!.at).toBe(2 * TAIL_CHUNK_BYTES);
     expect(after.reduce((n, c) => n + c.length, 0)).toBe(TAIL_CHUNK_BYTES);
-    partial.set({ phase: 'committing' });
-    partial.set({ phase: 'committed' });
-    expect(await tail.next()).toEqual({ verified: blob.byteLength });
+    await verifiedAtEnd(partial, tail, blob);
   });
 
   it('a piece whose spill cannot be snapshot no longer holds the bytes back: they come in order', async () => {
@@ -216,9 +219,7 @@ describe('layer tail, pieces (a writer that places ranges itself)', () => {
       got += m.bytes.byteLength;
       tail.taken(m.bytes, m.bytes.byteLength);
     }
-    partial.set({ phase: 'committing' });
-    partial.set({ phase: 'committed' });
-    expect(await tail.next()).toEqual({ verified: blob.byteLength });
+    await verifiedAtEnd(partial, tail, blob);
     expect(Buffer.compare(Buffer.concat(out), Buffer.from(blob))).toBe(0);
   });
 
